@@ -1,0 +1,324 @@
+//! Instance configuration: read once from the runtime (Workers vars/secrets, Spin/wasi
+//! environment), validated into typed settings. A bad value names its setting instead of panicking.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::Uri;
+
+/// Where settings come from. Adapters look names up in their runtime's vars and secrets.
+pub trait ConfigSource {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+impl<F: Fn(&str) -> Option<String>> ConfigSource for F {
+    fn get(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+/// A setting that is missing or malformed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "setting {}: {}", self.setting, self.problem)
+    }
+}
+
+/// A string that must never reach logs or responses.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Tenants live at `{slug}.{base_domain}`.
+    pub base_domain: String,
+    pub origin: OriginConfig,
+    pub s3: S3Config,
+}
+
+/// The SQL-over-HTTP proxy in front of Postgres (Neon protocol).
+#[derive(Debug, Clone)]
+pub struct OriginConfig {
+    /// Absolute URL of the proxy's `/sql` endpoint.
+    pub url: Uri,
+    /// Sent as `Neon-Connection-String`; carries the application role's password.
+    pub connection_string: Secret,
+    /// Optional `Authorization: Bearer` token the proxy requires.
+    pub token: Option<Secret>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// Service endpoint without the bucket (`https://s3.us-east-1.amazonaws.com`, `http://127.0.0.1:9000`).
+    pub endpoint: Uri,
+    pub region: String,
+    pub bucket: String,
+    /// Path-style (`endpoint/bucket/key`) rather than virtual-hosted (`bucket.endpoint/key`).
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// Names of every setting, for adapters that must declare them (spin.toml, wrangler.toml).
+    pub const SETTINGS: &'static [&'static str] = &[
+        "BASE_DOMAIN",
+        "ORIGIN_SQL_URL",
+        "DATABASE_URL",
+        "ORIGIN_SQL_TOKEN",
+        "ORIGIN_TIMEOUT_MS",
+        "S3_ENDPOINT",
+        "S3_REGION",
+        "S3_BUCKET",
+        "S3_FORCE_PATH_STYLE",
+        "S3_ACCESS_KEY_ID",
+        "S3_SECRET_ACCESS_KEY",
+        "S3_TIMEOUT_MS",
+    ];
+
+    pub fn load(src: &dyn ConfigSource) -> Result<Self, ConfigError> {
+        let r = Reader(src);
+        let base_domain = r.required("BASE_DOMAIN")?.trim_end_matches('.').to_ascii_lowercase();
+        if base_domain.is_empty() || !base_domain.split('.').all(is_dns_label) {
+            return Err(r.bad("BASE_DOMAIN", "must be a DNS name such as example.com or localhost"));
+        }
+        let origin = OriginConfig {
+            url: r.http_url("ORIGIN_SQL_URL", r.required("ORIGIN_SQL_URL")?)?,
+            connection_string: Secret(r.postgres_url("DATABASE_URL")?),
+            token: r.optional("ORIGIN_SQL_TOKEN").map(Secret),
+            timeout: r.millis("ORIGIN_TIMEOUT_MS", 5_000)?,
+        };
+        let region = r.required("S3_REGION")?;
+        if !region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(r.bad("S3_REGION", "must look like us-east-1 or auto"));
+        }
+        let bucket = r.required("S3_BUCKET")?;
+        if bucket.len() < 3
+            || bucket.len() > 63
+            || !bucket.split('.').all(is_dns_label)
+            || bucket.contains("..")
+        {
+            return Err(r.bad("S3_BUCKET", "must be a valid S3 bucket name"));
+        }
+        let endpoint = match r.optional("S3_ENDPOINT") {
+            Some(e) => r.http_url("S3_ENDPOINT", e)?,
+            None => r.http_url("S3_ENDPOINT", format!("https://s3.{region}.amazonaws.com"))?,
+        };
+        let path_style = r.bool("S3_FORCE_PATH_STYLE", bucket.contains('.'))?;
+        let s3 = S3Config {
+            endpoint,
+            region,
+            bucket,
+            path_style,
+            access_key_id: r.required("S3_ACCESS_KEY_ID")?,
+            secret_access_key: Secret(r.required("S3_SECRET_ACCESS_KEY")?),
+            timeout: r.millis("S3_TIMEOUT_MS", 5_000)?,
+        };
+        Ok(Self {
+            base_domain,
+            origin,
+            s3,
+        })
+    }
+}
+
+fn is_dns_label(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 63
+        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+}
+
+struct Reader<'a>(&'a dyn ConfigSource);
+
+impl Reader<'_> {
+    fn optional(&self, name: &str) -> Option<String> {
+        self.0
+            .get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError {
+            setting: name,
+            problem: "is not set".into(),
+        })
+    }
+
+    fn bad(&self, setting: &'static str, problem: &str) -> ConfigError {
+        ConfigError {
+            setting,
+            problem: problem.into(),
+        }
+    }
+
+    fn http_url(&self, name: &'static str, value: String) -> Result<Uri, ConfigError> {
+        let uri: Uri = value
+            .parse()
+            .map_err(|_| self.bad(name, "is not a valid absolute URL"))?;
+        match (uri.scheme_str(), uri.host()) {
+            (Some("http" | "https"), Some(h)) if !h.is_empty() => Ok(uri),
+            _ => Err(self.bad(name, "must be an http:// or https:// URL with a host")),
+        }
+    }
+
+    fn postgres_url(&self, name: &'static str) -> Result<String, ConfigError> {
+        let v = self.required(name)?;
+        let rest = v
+            .strip_prefix("postgresql://")
+            .or_else(|| v.strip_prefix("postgres://"))
+            .ok_or_else(|| self.bad(name, "must start with postgresql://"))?;
+        // user[:password]@host[:port]/database[?params]; the Neon protocol needs all three parts.
+        let (auth, host_and_db) = rest
+            .rsplit_once('@')
+            .ok_or_else(|| self.bad(name, "must name a user (postgresql://user:password@host/db)"))?;
+        let (host, db) = host_and_db
+            .split_once('/')
+            .ok_or_else(|| self.bad(name, "must name a database"))?;
+        let db = db.split('?').next().unwrap_or_default();
+        if auth.split(':').next().unwrap_or_default().is_empty() || host.is_empty() || db.is_empty() {
+            return Err(self.bad(name, "must have a user, a host and a database"));
+        }
+        Ok(v)
+    }
+
+    fn millis(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        match self.optional(name) {
+            None => Ok(Duration::from_millis(default)),
+            Some(v) => match v.parse::<u64>() {
+                Ok(ms) if (1..=120_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+                _ => Err(self.bad(name, "must be a whole number of milliseconds from 1 to 120000")),
+            },
+        }
+    }
+
+    fn bool(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.optional(name).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if matches!(v.as_str(), "1" | "true" | "yes") => Ok(true),
+            Some(v) if matches!(v.as_str(), "0" | "false" | "no") => Ok(false),
+            Some(_) => Err(self.bad(name, "must be true or false")),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    pub fn dev_settings() -> HashMap<&'static str, String> {
+        [
+            ("BASE_DOMAIN", "localhost"),
+            ("ORIGIN_SQL_URL", "http://127.0.0.1:4444/sql"),
+            ("DATABASE_URL", "postgresql://edgefront_app:pw@localhost:5432/edgefront"),
+            ("S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("S3_REGION", "us-east-1"),
+            ("S3_BUCKET", "edgefront-dev"),
+            ("S3_FORCE_PATH_STYLE", "true"),
+            ("S3_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("S3_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect()
+    }
+
+    fn load(m: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::load(&|k: &str| m.get(k).cloned())
+    }
+
+    #[test]
+    fn dev_settings_load_with_defaults() {
+        let c = load(&dev_settings()).unwrap();
+        assert_eq!(c.base_domain, "localhost");
+        assert_eq!(c.origin.timeout, Duration::from_secs(5));
+        assert!(c.s3.path_style);
+        assert_eq!(c.s3.endpoint.host(), Some("127.0.0.1"));
+    }
+
+    #[test]
+    fn each_required_setting_is_named_when_missing() {
+        for name in [
+            "BASE_DOMAIN",
+            "ORIGIN_SQL_URL",
+            "DATABASE_URL",
+            "S3_REGION",
+            "S3_BUCKET",
+            "S3_ACCESS_KEY_ID",
+            "S3_SECRET_ACCESS_KEY",
+        ] {
+            let mut m = dev_settings();
+            m.remove(name);
+            let err = load(&m).unwrap_err();
+            assert_eq!(err.setting, name);
+            assert_eq!(err.problem, "is not set");
+        }
+    }
+
+    #[test]
+    fn malformed_settings_are_named() {
+        for (name, value) in [
+            ("ORIGIN_SQL_URL", "not a url"),
+            ("ORIGIN_SQL_URL", "ftp://x/sql"),
+            ("DATABASE_URL", "mysql://u@h/db"),
+            ("DATABASE_URL", "postgresql://h/db"),
+            ("DATABASE_URL", "postgresql://u:p@h"),
+            ("ORIGIN_TIMEOUT_MS", "0"),
+            ("ORIGIN_TIMEOUT_MS", "soon"),
+            ("S3_FORCE_PATH_STYLE", "maybe"),
+            ("S3_BUCKET", "a"),
+            ("S3_REGION", "US East"),
+            ("BASE_DOMAIN", "-bad-.com"),
+        ] {
+            let mut m = dev_settings();
+            m.insert(name, value.into());
+            let err = load(&m).unwrap_err();
+            assert_eq!(err.setting, name, "{value}");
+        }
+    }
+
+    #[test]
+    fn aws_endpoint_is_derived_from_region() {
+        let mut m = dev_settings();
+        m.remove("S3_ENDPOINT");
+        m.remove("S3_FORCE_PATH_STYLE");
+        m.insert("S3_REGION", "eu-west-3".into());
+        let c = load(&m).unwrap();
+        assert_eq!(c.s3.endpoint.to_string(), "https://s3.eu-west-3.amazonaws.com/");
+        assert!(!c.s3.path_style);
+    }
+
+    #[test]
+    fn secrets_do_not_leak_through_debug() {
+        let c = load(&dev_settings()).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("wJalrXUtnFEMI"));
+        assert!(!dbg.contains(":pw@"));
+    }
+}

@@ -1,0 +1,70 @@
+//! edgefront-core: every behaviour of the edge API, with no I/O of its own.
+//!
+//! A runtime adapter (Workers, Spin, a test) builds an [`Edge`] once per instance from its
+//! configuration source and a [`Platform`] (outbound HTTP, key-value, clock, entropy), then feeds it
+//! platform-neutral `http` requests. Time, randomness and the network are inputs, as in quinn-proto,
+//! so the same code runs on the host, `wasm32-unknown-unknown` and `wasm32-wasip2`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod ports;
+pub mod routes;
+pub mod s3;
+pub mod sql;
+
+#[cfg(test)]
+mod edge_tests;
+
+use bytes::Bytes;
+use http::{Request, Response};
+
+pub use config::{Config, ConfigError, ConfigSource};
+pub use error::ApiError;
+pub use ports::{Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform};
+
+/// The crate version reported by `/healthz`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One edge instance: validated configuration plus the platform's ports.
+///
+/// Configuration is read once, when the instance starts. A bad configuration does not panic:
+/// the instance answers every request with a 500 problem+json that names the setting.
+pub struct Edge<P> {
+    config: Result<Config, ConfigError>,
+    platform: P,
+    routes: routes::Router,
+}
+
+impl<P: Platform> Edge<P> {
+    pub fn new(source: &dyn ConfigSource, platform: P) -> Self {
+        Self {
+            config: Config::load(source),
+            platform,
+            routes: routes::Router::new(),
+        }
+    }
+
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// Handles one request. Never panics; every failure becomes a problem+json response.
+    pub async fn handle(&self, req: Request<Bytes>) -> Response<Bytes> {
+        let instance = req.uri().path().to_owned();
+        match self.dispatch(req).await {
+            Ok(resp) => resp,
+            Err(err) => err.into_response(&instance),
+        }
+    }
+
+    async fn dispatch(&self, req: Request<Bytes>) -> Result<Response<Bytes>, ApiError> {
+        let config = self.config.as_ref().map_err(|e| ApiError::Config(e.clone()))?;
+        let ctx = routes::Ctx {
+            config,
+            platform: &self.platform,
+        };
+        self.routes.dispatch(&ctx, req).await
+    }
+}

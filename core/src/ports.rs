@@ -1,0 +1,85 @@
+//! The ports through which core reaches the world. Adapters implement them with their runtime's
+//! facilities (workers-rs `Fetch`/KV/`Date`, spin-sdk outbound HTTP and wasi clocks); tests
+//! implement them in-process. Futures are not `Send`: wasm runtimes are single-threaded.
+#![allow(async_fn_in_trait)]
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::future::{self, Either};
+use http::{Request, Response};
+
+/// Why an outbound call produced no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundError {
+    /// No answer within the deadline.
+    Timeout(Duration),
+    /// The runtime could not send the request or read the answer (DNS, refused, reset, …).
+    Network(String),
+    /// The request could not be expressed on this runtime (bad URL, header, …).
+    Invalid(String),
+}
+
+impl fmt::Display for OutboundError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout(d) => write!(f, "no response within {} ms", d.as_millis()),
+            Self::Network(m) => write!(f, "network error: {m}"),
+            Self::Invalid(m) => write!(f, "invalid request: {m}"),
+        }
+    }
+}
+
+/// Outbound HTTP through the runtime's own client. Implementations need not enforce timeouts:
+/// core wraps every call in [`with_timeout`].
+pub trait HttpClient {
+    async fn send(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OutboundError>;
+}
+
+/// Wall-clock time and timers. `now` must never call `SystemTime::now()` on
+/// wasm32-unknown-unknown (it panics there): adapters read the runtime's clock.
+pub trait Clock {
+    fn now(&self) -> SystemTime;
+    async fn sleep(&self, duration: Duration);
+}
+
+/// A small key-value cache (Workers KV, Spin key-value, or in-memory). Values may expire early.
+pub trait KeyValue {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, OutboundError>;
+    async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), OutboundError>;
+    async fn delete(&self, key: &str) -> Result<(), OutboundError>;
+}
+
+/// Cryptographically secure randomness.
+pub trait Entropy {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), OutboundError>;
+}
+
+/// Everything an instance needs from its runtime.
+pub trait Platform: HttpClient + Clock + KeyValue + Entropy {
+    /// `"workers"`, `"spin"`, … as reported by `/healthz`.
+    fn runtime(&self) -> &'static str;
+}
+
+/// Runs `fut` but gives up after `limit`, measured by the platform's clock. Every outbound call
+/// in core goes through here, so no runtime can hang a request on a silent peer.
+pub async fn with_timeout<C: Clock + ?Sized, T>(
+    clock: &C,
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, OutboundError>>,
+) -> Result<T, OutboundError> {
+    let fut = std::pin::pin!(fut);
+    let timer = std::pin::pin!(clock.sleep(limit));
+    match future::select(fut, timer).await {
+        Either::Left((res, _)) => res,
+        Either::Right(((), _)) => Err(OutboundError::Timeout(limit)),
+    }
+}
+
+/// Milliseconds between two clock readings, saturating at zero if the clock went backwards.
+pub fn elapsed_ms(start: SystemTime, end: SystemTime) -> u64 {
+    end.duration_since(start)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

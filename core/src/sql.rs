@@ -1,0 +1,199 @@
+//! Client side of Neon's SQL-over-HTTP protocol: how core talks to origin Postgres through the
+//! SQL proxy. One HTTP POST per query or per batch; a batch is one transaction on the server.
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::config::OriginConfig;
+use crate::ports::{with_timeout, Clock, HttpClient, OutboundError};
+
+/// A parameter as the protocol carries it: Postgres text input, or NULL.
+pub type Param = Option<String>;
+
+/// One statement of a batch.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub query: String,
+    pub params: Vec<Param>,
+}
+
+impl Statement {
+    pub fn new(query: impl Into<String>, params: Vec<Param>) -> Self {
+        Self {
+            query: query.into(),
+            params,
+        }
+    }
+}
+
+/// Field metadata; the OID tells how to read the text value.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Field {
+    pub name: String,
+    #[serde(rename = "dataTypeID")]
+    pub data_type_id: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueryResult {
+    pub command: String,
+    #[serde(rename = "rowCount")]
+    pub row_count: Option<u64>,
+    pub fields: Vec<Field>,
+    /// Rows as arrays of Postgres text output.
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchResult {
+    results: Vec<QueryResult>,
+}
+
+/// A Postgres error as the proxy reports it (HTTP 400).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct DbError {
+    pub message: String,
+    #[serde(default)]
+    pub code: String,
+    pub constraint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlError {
+    /// Postgres rejected the statement (SQLSTATE in `code`).
+    Db(DbError),
+    /// The proxy could not be reached or did not answer in time.
+    Unavailable(OutboundError),
+    /// The proxy answered with a status or body outside the protocol.
+    Protocol(String),
+}
+
+impl fmt::Display for SqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Db(e) => write!(f, "database error {}: {}", e.code, e.message),
+            Self::Unavailable(e) => write!(f, "SQL proxy unavailable: {e}"),
+            Self::Protocol(m) => write!(f, "SQL proxy protocol error: {m}"),
+        }
+    }
+}
+
+/// Runs one statement (autocommit).
+pub async fn query<P: HttpClient + Clock>(
+    platform: &P,
+    cfg: &OriginConfig,
+    query: &str,
+    params: &[Param],
+) -> Result<QueryResult, SqlError> {
+    let body = json!({ "query": query, "params": params });
+    let bytes = post(platform, cfg, &body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| SqlError::Protocol(format!("bad result: {e}")))
+}
+
+/// Runs statements as one transaction: all commit, or none do.
+pub async fn transaction<P: HttpClient + Clock>(
+    platform: &P,
+    cfg: &OriginConfig,
+    statements: &[Statement],
+) -> Result<Vec<QueryResult>, SqlError> {
+    let queries: Vec<Value> = statements
+        .iter()
+        .map(|s| json!({ "query": s.query, "params": s.params }))
+        .collect();
+    let bytes = post(platform, cfg, &json!({ "queries": queries })).await?;
+    let batch: BatchResult = serde_json::from_slice(&bytes)
+        .map_err(|e| SqlError::Protocol(format!("bad batch result: {e}")))?;
+    if batch.results.len() != statements.len() {
+        return Err(SqlError::Protocol(format!(
+            "{} results for {} statements",
+            batch.results.len(),
+            statements.len()
+        )));
+    }
+    Ok(batch.results)
+}
+
+fn build_request(cfg: &OriginConfig, body: &Value) -> Result<Request<Bytes>, SqlError> {
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(cfg.url.clone())
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("Neon-Raw-Text-Output", "true")
+        .header("Neon-Array-Mode", "true");
+    let conn = HeaderValue::from_str(cfg.connection_string.expose())
+        .map_err(|_| SqlError::Protocol("connection string is not a valid header".into()))?;
+    req = req.header("Neon-Connection-String", conn);
+    if let Some(token) = &cfg.token {
+        let v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| SqlError::Protocol("token is not a valid header".into()))?;
+        req = req.header(header::AUTHORIZATION, v);
+    }
+    req.body(Bytes::from(body.to_string()))
+        .map_err(|e| SqlError::Protocol(e.to_string()))
+}
+
+async fn post<P: HttpClient + Clock>(
+    platform: &P,
+    cfg: &OriginConfig,
+    body: &Value,
+) -> Result<Bytes, SqlError> {
+    let req = build_request(cfg, body)?;
+    let resp = with_timeout(platform, cfg.timeout, platform.send(req))
+        .await
+        .map_err(SqlError::Unavailable)?;
+    match resp.status() {
+        StatusCode::OK => Ok(resp.into_body()),
+        StatusCode::BAD_REQUEST => match serde_json::from_slice::<DbError>(resp.body()) {
+            Ok(e) => Err(SqlError::Db(e)),
+            Err(_) => Err(SqlError::Protocol("400 without an error document".into())),
+        },
+        s => Err(SqlError::Protocol(format!(
+            "HTTP {}: {}",
+            s.as_u16(),
+            String::from_utf8_lossy(resp.body()).chars().take(200).collect::<String>()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{tests::dev_settings, Config};
+
+    #[test]
+    fn requests_follow_the_neon_protocol() {
+        let m = dev_settings();
+        let cfg = Config::load(&|k: &str| m.get(k).cloned()).unwrap().origin;
+        let req = build_request(&cfg, &json!({"query": "SELECT $1", "params": ["1"]})).unwrap();
+        assert_eq!(req.method(), Method::POST);
+        assert_eq!(req.uri(), "http://127.0.0.1:4444/sql");
+        assert_eq!(req.headers()["neon-raw-text-output"], "true");
+        assert_eq!(req.headers()["neon-array-mode"], "true");
+        assert_eq!(
+            req.headers()["neon-connection-string"],
+            "postgresql://edgefront_app:pw@localhost:5432/edgefront"
+        );
+        assert!(req.headers().get(header::AUTHORIZATION).is_none());
+    }
+
+    #[test]
+    fn results_and_errors_parse() {
+        let r: QueryResult = serde_json::from_str(
+            r#"{"command":"SELECT","rowCount":1,"rowAsArray":true,
+                "fields":[{"name":"x","dataTypeID":23,"tableID":0,"columnID":0,"dataTypeSize":4,"dataTypeModifier":-1,"format":"text"}],
+                "rows":[["1"],[null]]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.fields[0].data_type_id, 23);
+        assert_eq!(r.rows, vec![vec![Some("1".to_owned())], vec![None]]);
+        let e: DbError = serde_json::from_str(
+            r#"{"message":"boom","code":"42P01","detail":null,"constraint":null}"#,
+        )
+        .unwrap();
+        assert_eq!(e.code, "42P01");
+    }
+}

@@ -1,0 +1,485 @@
+//! One Postgres session spoken over the v3 wire protocol with `postgres-protocol`'s codecs.
+//! Unlike tokio-postgres it asks for TEXT results (format 0), so every value comes back exactly
+//! as Postgres prints it, which is what Neon's SQL-over-HTTP protocol returns.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::authentication::sasl::{self, ChannelBinding, ScramSha256};
+use postgres_protocol::message::backend::{Header, Message};
+use postgres_protocol::message::frontend;
+use postgres_protocol::IsNull;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::error::{DbError, PgError};
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectParams {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub database: String,
+    /// Extra startup parameters (any GUC may be set this way; they become the session's
+    /// `RESET` defaults, so `DISCARD ALL` keeps them).
+    pub options: Vec<(String, String)>,
+    pub connect_timeout: Duration,
+}
+
+/// Transaction status from the last `ReadyForQuery`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    Idle,
+    InTransaction,
+    Failed,
+}
+
+/// One column of a `RowDescription`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub table_oid: u32,
+    pub column_id: i16,
+    pub type_oid: u32,
+    pub type_size: i16,
+    pub type_modifier: i32,
+}
+
+/// The outcome of one statement: its columns, its rows in text form, and its command tag
+/// (`None` for an empty query string).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryOutput {
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Option<String>>>,
+    pub tag: Option<String>,
+}
+
+/// How many bytes of row data a request may still receive. Shared by all statements of a
+/// batch; raw text is never longer than its JSON encoding, so exceeding it here proves the
+/// JSON response would exceed it too.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub remaining: usize,
+}
+
+impl Budget {
+    pub fn unlimited() -> Self {
+        Budget {
+            remaining: usize::MAX,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<(), PgError> {
+        self.remaining = self
+            .remaining
+            .checked_sub(n)
+            .ok_or(PgError::ResponseTooLarge)?;
+        Ok(())
+    }
+}
+
+pub struct PgConnection {
+    stream: TcpStream,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    status: TxStatus,
+    /// Client-side guard on every exchange, in case the server or network stalls.
+    io_timeout: Option<Duration>,
+    pub(crate) last_used: Instant,
+}
+
+impl PgConnection {
+    /// Opens a TCP session, runs startup and authentication (cleartext, md5, SCRAM-SHA-256)
+    /// and waits for the first `ReadyForQuery`, all within `connect_timeout`.
+    pub async fn connect(params: &ConnectParams) -> Result<PgConnection, PgError> {
+        tokio::time::timeout(params.connect_timeout, Self::connect_inner(params))
+            .await
+            .map_err(|_| PgError::ConnectTimeout)?
+    }
+
+    async fn connect_inner(params: &ConnectParams) -> Result<PgConnection, PgError> {
+        let stream = TcpStream::connect((params.host.as_str(), params.port)).await?;
+        stream.set_nodelay(true)?;
+        let mut conn = PgConnection {
+            stream,
+            read_buf: BytesMut::with_capacity(8192),
+            write_buf: BytesMut::with_capacity(1024),
+            status: TxStatus::Idle,
+            io_timeout: None,
+            last_used: Instant::now(),
+        };
+
+        let mut startup: Vec<(&str, &str)> = vec![
+            ("user", params.user.as_str()),
+            ("database", params.database.as_str()),
+            ("client_encoding", "UTF8"),
+        ];
+        startup.extend(params.options.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        frontend::startup_message(startup, &mut conn.write_buf)?;
+        conn.flush().await?;
+
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            match conn.read_raw().await? {
+                Message::AuthenticationOk => {}
+                Message::AuthenticationCleartextPassword => {
+                    let pw = password(params)?;
+                    frontend::password_message(pw.as_bytes(), &mut conn.write_buf)?;
+                    conn.flush().await?;
+                }
+                Message::AuthenticationMd5Password(body) => {
+                    let pw = password(params)?;
+                    let hash = postgres_protocol::authentication::md5_hash(
+                        params.user.as_bytes(),
+                        pw.as_bytes(),
+                        body.salt(),
+                    );
+                    frontend::password_message(hash.as_bytes(), &mut conn.write_buf)?;
+                    conn.flush().await?;
+                }
+                Message::AuthenticationSasl(body) => {
+                    let pw = password(params)?;
+                    let mut offers_scram = false;
+                    let mut mechanisms = body.mechanisms();
+                    while let Some(m) = mechanisms.next()? {
+                        offers_scram |= m == sasl::SCRAM_SHA_256;
+                    }
+                    if !offers_scram {
+                        return Err(PgError::Protocol(
+                            "server offers no supported SASL mechanism".into(),
+                        ));
+                    }
+                    // No TLS, so no channel binding.
+                    let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+                    frontend::sasl_initial_response(
+                        sasl::SCRAM_SHA_256,
+                        s.message(),
+                        &mut conn.write_buf,
+                    )?;
+                    conn.flush().await?;
+                    scram = Some(s);
+                }
+                Message::AuthenticationSaslContinue(body) => {
+                    let s = scram
+                        .as_mut()
+                        .ok_or_else(|| PgError::Protocol("unexpected SASL continue".into()))?;
+                    s.update(body.data())?;
+                    frontend::sasl_response(s.message(), &mut conn.write_buf)?;
+                    conn.flush().await?;
+                }
+                Message::AuthenticationSaslFinal(body) => {
+                    let s = scram
+                        .as_mut()
+                        .ok_or_else(|| PgError::Protocol("unexpected SASL final".into()))?;
+                    // Verifies the server's signature, so we know it really holds the secret.
+                    s.finish(body.data())?;
+                }
+                Message::ErrorResponse(body) => {
+                    return Err(DbError::from_fields(body.fields())?.into());
+                }
+                Message::BackendKeyData(_)
+                | Message::ParameterStatus(_)
+                | Message::NoticeResponse(_) => {}
+                Message::ReadyForQuery(body) => {
+                    conn.status = tx_status(body.status())?;
+                    return Ok(conn);
+                }
+                _ => {
+                    return Err(PgError::Protocol(
+                        "unsupported authentication method or unexpected message".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    pub fn status(&self) -> TxStatus {
+        self.status
+    }
+
+    pub fn set_io_timeout(&mut self, timeout: Option<Duration>) {
+        self.io_timeout = timeout;
+    }
+
+    /// Cheap liveness probe for an idle pooled connection: an idle session must have nothing
+    /// to read, so EOF or unsolicited bytes (e.g. a FATAL from `pg_terminate_backend`) mean
+    /// it is dead.
+    pub fn looks_alive(&self) -> bool {
+        if !self.read_buf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Runs one statement with the extended protocol: text parameters of unspecified type
+    /// (OID 0, so the server infers them) and text results.
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[Option<String>],
+        budget: &mut Budget,
+    ) -> Result<QueryOutput, PgError> {
+        match self.io_timeout {
+            Some(t) => tokio::time::timeout(t, self.query_inner(sql, params, budget))
+                .await
+                .map_err(|_| PgError::Timeout)?,
+            None => self.query_inner(sql, params, budget).await,
+        }
+    }
+
+    async fn query_inner(
+        &mut self,
+        sql: &str,
+        params: &[Option<String>],
+        budget: &mut Budget,
+    ) -> Result<QueryOutput, PgError> {
+        if params.len() > usize::from(u16::MAX) {
+            return Err(PgError::Encode(format!(
+                "too many parameters: {}",
+                params.len()
+            )));
+        }
+        frontend::parse("", sql, std::iter::empty(), &mut self.write_buf)?;
+        let bound = frontend::bind(
+            "",
+            "",
+            [0i16],
+            params.iter(),
+            |p, buf| {
+                Ok(match p {
+                    Some(s) => {
+                        buf.extend_from_slice(s.as_bytes());
+                        IsNull::No
+                    }
+                    None => IsNull::Yes,
+                })
+            },
+            [0i16],
+            &mut self.write_buf,
+        );
+        if let Err(e) = bound {
+            self.write_buf.clear();
+            return Err(PgError::Encode(match e {
+                frontend::BindError::Conversion(e) => e.to_string(),
+                frontend::BindError::Serialization(e) => e.to_string(),
+            }));
+        }
+        frontend::describe(b'P', "", &mut self.write_buf)?;
+        frontend::execute("", 0, &mut self.write_buf)?;
+        frontend::sync(&mut self.write_buf);
+        self.flush().await?;
+        self.read_results(budget).await
+    }
+
+    /// Runs a simple-protocol query (possibly several statements) and returns the last
+    /// statement's output. Used for BEGIN/COMMIT/DISCARD and for migrations.
+    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<QueryOutput>, PgError> {
+        match self.io_timeout {
+            Some(t) => tokio::time::timeout(t, self.simple_query_inner(sql))
+                .await
+                .map_err(|_| PgError::Timeout)?,
+            None => self.simple_query_inner(sql).await,
+        }
+    }
+
+    async fn simple_query_inner(&mut self, sql: &str) -> Result<Vec<QueryOutput>, PgError> {
+        frontend::query(sql, &mut self.write_buf)?;
+        self.flush().await?;
+        let mut outputs = Vec::new();
+        let mut budget = Budget::unlimited();
+        let mut current = QueryOutput::default();
+        let mut error = None;
+        loop {
+            match self.read_raw().await? {
+                Message::RowDescription(body) => current.columns = columns(&body)?,
+                Message::DataRow(body) => current.rows.push(row(&body, &mut budget)?),
+                Message::CommandComplete(body) => {
+                    current.tag = Some(body.tag()?.to_owned());
+                    outputs.push(std::mem::take(&mut current));
+                }
+                Message::EmptyQueryResponse => outputs.push(std::mem::take(&mut current)),
+                Message::ErrorResponse(body) => error = Some(DbError::from_fields(body.fields())?),
+                Message::CopyInResponse(_) => {
+                    frontend::copy_fail("COPY FROM STDIN is not supported", &mut self.write_buf)?;
+                    self.flush().await?;
+                }
+                Message::ReadyForQuery(body) => {
+                    self.status = tx_status(body.status())?;
+                    self.last_used = Instant::now();
+                    return match error {
+                        Some(e) => Err(e.into()),
+                        None => Ok(outputs),
+                    };
+                }
+                other => self.ignore(other)?,
+            }
+        }
+    }
+
+    /// Reads the answer to Parse/Bind/Describe/Execute/Sync up to `ReadyForQuery`.
+    async fn read_results(&mut self, budget: &mut Budget) -> Result<QueryOutput, PgError> {
+        let mut out = QueryOutput::default();
+        let mut error = None;
+        loop {
+            // Refuse a single huge row before buffering it.
+            let limit = budget.remaining.saturating_add(4096);
+            match self.read_limited(limit).await? {
+                Message::ParseComplete | Message::BindComplete | Message::NoData => {}
+                Message::RowDescription(body) => out.columns = columns(&body)?,
+                Message::DataRow(body) => out.rows.push(row(&body, budget)?),
+                Message::CommandComplete(body) => out.tag = Some(body.tag()?.to_owned()),
+                Message::EmptyQueryResponse | Message::PortalSuspended => {}
+                Message::ErrorResponse(body) => error = Some(DbError::from_fields(body.fields())?),
+                Message::CopyInResponse(_) => {
+                    // We have no data to send. The server ignores the Sync sent during copy-in,
+                    // so fail the copy and sync again.
+                    frontend::copy_fail("COPY FROM STDIN is not supported", &mut self.write_buf)?;
+                    frontend::sync(&mut self.write_buf);
+                    self.flush().await?;
+                }
+                Message::ReadyForQuery(body) => {
+                    self.status = tx_status(body.status())?;
+                    self.last_used = Instant::now();
+                    return match error {
+                        Some(e) => Err(e.into()),
+                        None => Ok(out),
+                    };
+                }
+                other => self.ignore(other)?,
+            }
+        }
+    }
+
+    /// Messages that may arrive at any time and need no answer.
+    fn ignore(&self, msg: Message) -> Result<(), PgError> {
+        match msg {
+            Message::NoticeResponse(body) => {
+                if let Ok(n) = DbError::from_fields(body.fields()) {
+                    tracing::debug!(severity = %n.severity, code = %n.code, "postgres notice: {}", n.message);
+                }
+                Ok(())
+            }
+            Message::ParameterStatus(_)
+            | Message::NotificationResponse(_)
+            | Message::CopyOutResponse(_)
+            | Message::CopyData(_)
+            | Message::CopyDone
+            | Message::CloseComplete
+            | Message::ParameterDescription(_) => Ok(()),
+            _ => Err(PgError::Protocol("unexpected message from server".into())),
+        }
+    }
+
+    /// Sends `Terminate` so the server ends the session without logging an EOF warning.
+    pub async fn close(mut self) {
+        frontend::terminate(&mut self.write_buf);
+        let _ = self.flush().await;
+    }
+
+    async fn flush(&mut self) -> Result<(), PgError> {
+        let res = self.stream.write_all(&self.write_buf).await;
+        self.write_buf.clear();
+        res?;
+        Ok(())
+    }
+
+    async fn read_raw(&mut self) -> Result<Message, PgError> {
+        self.read_limited(usize::MAX).await
+    }
+
+    async fn read_limited(&mut self, data_row_limit: usize) -> Result<Message, PgError> {
+        loop {
+            if let Some(header) = Header::parse(&self.read_buf)? {
+                if header.tag() == b'D' && usize::try_from(header.len()).unwrap_or(0) > data_row_limit
+                {
+                    return Err(PgError::ResponseTooLarge);
+                }
+            }
+            if let Some(msg) = Message::parse(&mut self.read_buf)? {
+                return Ok(msg);
+            }
+            let n = self.stream.read_buf(&mut self.read_buf).await?;
+            if n == 0 {
+                return Err(PgError::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "server closed the connection",
+                )));
+            }
+        }
+    }
+}
+
+fn password(params: &ConnectParams) -> Result<&str, PgError> {
+    params.password.as_deref().ok_or_else(|| {
+        DbError {
+            severity: "FATAL".into(),
+            code: "28P01".into(),
+            message: format!(
+                "password authentication failed for user \"{}\": no password supplied",
+                params.user
+            ),
+            ..DbError::default()
+        }
+        .into()
+    })
+}
+
+fn tx_status(b: u8) -> Result<TxStatus, PgError> {
+    match b {
+        b'I' => Ok(TxStatus::Idle),
+        b'T' => Ok(TxStatus::InTransaction),
+        b'E' => Ok(TxStatus::Failed),
+        other => Err(PgError::Protocol(format!(
+            "unknown transaction status {other}"
+        ))),
+    }
+}
+
+fn columns(
+    body: &postgres_protocol::message::backend::RowDescriptionBody,
+) -> Result<Vec<Column>, PgError> {
+    let cols = body
+        .fields()
+        .map(|f| {
+            Ok(Column {
+                name: f.name().to_owned(),
+                table_oid: f.table_oid(),
+                column_id: f.column_id(),
+                type_oid: f.type_oid(),
+                type_size: f.type_size(),
+                type_modifier: f.type_modifier(),
+            })
+        })
+        .collect()?;
+    Ok(cols)
+}
+
+fn row(
+    body: &postgres_protocol::message::backend::DataRowBody,
+    budget: &mut Budget,
+) -> Result<Vec<Option<String>>, PgError> {
+    let buf = body.buffer();
+    let mut values = Vec::new();
+    let mut ranges = body.ranges();
+    while let Some(range) = ranges.next()? {
+        match range {
+            None => {
+                budget.take(4)?; // `null`
+                values.push(None);
+            }
+            Some(r) => {
+                let bytes = buf
+                    .get(r)
+                    .ok_or_else(|| PgError::Protocol("bad DataRow range".into()))?;
+                budget.take(bytes.len() + 2)?; // the value plus its quotes
+                // client_encoding is UTF8, so this is lossless for valid data.
+                values.push(Some(String::from_utf8_lossy(bytes).into_owned()));
+            }
+        }
+    }
+    Ok(values)
+}
