@@ -9,6 +9,8 @@ use crate::config::ConfigError;
 
 #[derive(Debug, Clone)]
 pub enum ApiError {
+    /// The request could not be read or understood (the runtime failed to read its body, …).
+    BadRequest(String),
     /// No route matches the path.
     NotFound,
     /// The path exists but not for this method.
@@ -22,6 +24,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -32,6 +35,7 @@ impl ApiError {
     /// Stable identifier clients may switch on.
     pub fn code(&self) -> &'static str {
         match self {
+            Self::BadRequest(_) => "bad_request",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Config(_) => "misconfigured",
@@ -41,6 +45,7 @@ impl ApiError {
 
     fn title(&self) -> &'static str {
         match self {
+            Self::BadRequest(_) => "Bad Request",
             Self::NotFound => "Not Found",
             Self::MethodNotAllowed { .. } => "Method Not Allowed",
             Self::Config(_) => "Instance misconfigured",
@@ -50,6 +55,7 @@ impl ApiError {
 
     fn detail(&self) -> String {
         match self {
+            Self::BadRequest(why) => format!("The request could not be read: {why}."),
             Self::NotFound => "No resource exists at this path.".into(),
             Self::MethodNotAllowed { allow } => format!(
                 "This resource supports: {}.",
@@ -71,7 +77,7 @@ impl ApiError {
                 body.insert("failing".into(), json!(failing));
                 body.insert("checks".into(), checks.clone());
             }
-            Self::NotFound | Self::MethodNotAllowed { .. } => {}
+            Self::BadRequest(_) | Self::NotFound | Self::MethodNotAllowed { .. } => {}
         }
     }
 

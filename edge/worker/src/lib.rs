@@ -1,1 +1,160 @@
+//! Cloudflare Workers adapter: translates workers-rs requests and responses to and from the
+//! `http` types core speaks, and implements core's ports with Fetch, KV, `Date` and `Delay`.
+//! No behaviour lives here.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use edgefront_core::{Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform};
+use worker::{event, js_sys, Context, Date, Delay, Env, Fetch, Headers, KvStore, Method, RequestInit};
+
+/// Name of the KV namespace binding in wrangler.toml.
+const KV_BINDING: &str = "EDGEFRONT_KV";
+
+pub struct WorkersPlatform {
+    kv: Option<KvStore>,
+}
+
+thread_local! {
+    // One Edge per isolate: configuration is read and validated once, not per request.
+    static INSTANCE: RefCell<Option<Rc<Edge<WorkersPlatform>>>> = const { RefCell::new(None) };
+}
+
+fn instance(env: &Env) -> Rc<Edge<WorkersPlatform>> {
+    INSTANCE.with(|cell| {
+        cell.borrow_mut()
+            .get_or_insert_with(|| {
+                let source = |name: &str| {
+                    env.secret(name)
+                        .map(|s| s.to_string())
+                        .or_else(|_| env.var(name).map(|v| v.to_string()))
+                        .ok()
+                };
+                let platform = WorkersPlatform {
+                    kv: env.kv(KV_BINDING).ok(),
+                };
+                Rc::new(Edge::new(&source, platform))
+            })
+            .clone()
+    })
+}
+
+#[event(fetch)]
+async fn fetch(mut req: worker::Request, env: Env, _ctx: Context) -> worker::Result<worker::Response> {
+    let edge = instance(&env);
+    let resp = match into_http(&mut req).await {
+        Ok(r) => edge.handle(r).await,
+        Err(e) => edgefront_core::ApiError::BadRequest(e).into_response(&req.path()),
+    };
+    from_http(resp)
+}
+
+async fn into_http(req: &mut worker::Request) -> Result<http::Request<Bytes>, String> {
+    let url = req.url().map_err(|e| e.to_string())?;
+    let mut builder = http::Request::builder()
+        .method(req.method().as_ref())
+        .uri(url.as_str());
+    for (name, value) in req.headers() {
+        builder = builder.header(name, value);
+    }
+    let body = req.bytes().await.map_err(|e| e.to_string())?;
+    builder.body(Bytes::from(body)).map_err(|e| e.to_string())
+}
+
+fn headers_from(map: &http::HeaderMap) -> worker::Result<Headers> {
+    let headers = Headers::new();
+    for (name, value) in map {
+        if let Ok(v) = value.to_str() {
+            headers.append(name.as_str(), v)?;
+        }
+    }
+    Ok(headers)
+}
+
+fn from_http(resp: http::Response<Bytes>) -> worker::Result<worker::Response> {
+    let (parts, body) = resp.into_parts();
+    Ok(worker::Response::from_bytes(body.to_vec())?
+        .with_status(parts.status.as_u16())
+        .with_headers(headers_from(&parts.headers)?))
+}
+
+fn network(e: impl std::fmt::Display) -> OutboundError {
+    OutboundError::Network(e.to_string())
+}
+
+impl HttpClient for WorkersPlatform {
+    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, OutboundError> {
+        let (parts, body) = req.into_parts();
+        let mut init = RequestInit::new();
+        init.with_method(Method::from(parts.method.to_string()))
+            .with_headers(headers_from(&parts.headers).map_err(network)?);
+        if !body.is_empty() {
+            init.with_body(Some(js_sys::Uint8Array::from(body.as_ref()).into()));
+        }
+        let request = worker::Request::new_with_init(&parts.uri.to_string(), &init)
+            .map_err(|e| OutboundError::Invalid(e.to_string()))?;
+        let mut resp = Fetch::Request(request).send().await.map_err(network)?;
+        let mut out = http::Response::builder().status(resp.status_code());
+        for (name, value) in resp.headers() {
+            out = out.header(name, value);
+        }
+        let bytes = resp.bytes().await.map_err(network)?;
+        out.body(Bytes::from(bytes)).map_err(network)
+    }
+}
+
+impl Clock for WorkersPlatform {
+    fn now(&self) -> SystemTime {
+        // SystemTime::now() panics on wasm32-unknown-unknown; Date.now() is the runtime's clock.
+        SystemTime::UNIX_EPOCH + Duration::from_millis(Date::now().as_millis())
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        Delay::from(duration).await;
+    }
+}
+
+impl WorkersPlatform {
+    fn kv(&self) -> Result<&KvStore, OutboundError> {
+        self.kv.as_ref().ok_or_else(|| {
+            OutboundError::Invalid(format!("KV namespace binding {KV_BINDING} is not configured"))
+        })
+    }
+}
+
+impl KeyValue for WorkersPlatform {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, OutboundError> {
+        let v = self.kv()?.get(key).bytes().await.map_err(network)?;
+        Ok(v.map(Bytes::from))
+    }
+
+    async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), OutboundError> {
+        // Workers KV refuses TTLs under 60 s.
+        let ttl = ttl.as_secs().max(60);
+        self.kv()?
+            .put_bytes(key, &value)
+            .map_err(network)?
+            .expiration_ttl(ttl)
+            .execute()
+            .await
+            .map_err(network)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), OutboundError> {
+        self.kv()?.delete(key).await.map_err(network)
+    }
+}
+
+impl Entropy for WorkersPlatform {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), OutboundError> {
+        getrandom::getrandom(buf).map_err(network)
+    }
+}
+
+impl Platform for WorkersPlatform {
+    fn runtime(&self) -> &'static str {
+        "workers"
+    }
+}
