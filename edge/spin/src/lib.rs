@@ -1,1 +1,180 @@
+//! Fermyon Spin / `wasi:http` adapter: translates spin-sdk requests and responses to and from the
+//! `http` types core speaks, and implements core's ports with outbound `wasi:http`, the
+//! `wasi:cli` environment, `wasi:clocks` and an in-memory cache. No behaviour lives here.
+//!
+//! It imports nothing Spin-specific, so the same component runs under `spin up` and
+//! `wasmtime serve`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use edgefront_core::{ApiError, Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform};
+use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+use wasi::clocks::monotonic_clock;
+
+/// In-memory key-value with expiry: the portable fallback for Spin's key-value store, which
+/// `wasmtime serve` cannot link. Lives as long as the component instance.
+#[derive(Default)]
+pub struct SpinPlatform {
+    cache: RefCell<HashMap<String, (Bytes, SystemTime)>>,
+}
+
+thread_local! {
+    // One Edge per component instance: configuration is read and validated once.
+    static INSTANCE: RefCell<Option<Rc<Edge<SpinPlatform>>>> = const { RefCell::new(None) };
+}
+
+fn instance() -> Rc<Edge<SpinPlatform>> {
+    INSTANCE.with(|cell| {
+        cell.borrow_mut()
+            .get_or_insert_with(|| {
+                let source = |name: &str| std::env::var(name).ok();
+                Rc::new(Edge::new(&source, SpinPlatform::default()))
+            })
+            .clone()
+    })
+}
+
+#[spin_sdk::http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let edge = instance();
+    let path = req.path_with_query().unwrap_or_default();
+    let resp = match into_http(req).await {
+        Ok(r) => edge.handle(r).await,
+        Err(e) => {
+            let instance = path.split('?').next().unwrap_or_default();
+            ApiError::BadRequest(e).into_response(instance)
+        }
+    };
+    let (parts, body) = resp.into_parts();
+    let entries: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    let headers = Fields::from_list(&entries).unwrap_or_else(|_| Fields::new());
+    let outgoing = OutgoingResponse::new(headers);
+    let _ = outgoing.set_status_code(parts.status.as_u16());
+    // A client that hung up shows up as a write error; there is nobody left to tell.
+    let _ = out.set_with_body(outgoing, body.to_vec()).await;
+}
+
+async fn into_http(req: IncomingRequest) -> Result<http::Request<Bytes>, String> {
+    let authority = req.authority().unwrap_or_default();
+    let uri = format!(
+        "http://{}{}",
+        if authority.is_empty() { "localhost" } else { &authority },
+        req.path_with_query().unwrap_or_else(|| "/".into())
+    );
+    let mut builder = http::Request::builder()
+        .method(req.method().to_string().as_str())
+        .uri(uri);
+    let mut has_host = false;
+    for (name, value) in req.headers().entries() {
+        has_host |= name.eq_ignore_ascii_case("host");
+        builder = builder.header(name, value);
+    }
+    // wasi:http carries the Host as the request's authority; core reads the Host header.
+    if !has_host && !authority.is_empty() {
+        builder = builder.header(http::header::HOST, authority);
+    }
+    let body = req.into_body().await.map_err(|e| e.to_string())?;
+    builder.body(Bytes::from(body)).map_err(|e| e.to_string())
+}
+
+fn network(e: impl std::fmt::Display) -> OutboundError {
+    OutboundError::Network(e.to_string())
+}
+
+impl HttpClient for SpinPlatform {
+    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, OutboundError> {
+        let req = req.map(|b| b.to_vec());
+        let resp: spin_sdk::http::Response = spin_sdk::http::send(req).await.map_err(network)?;
+        let mut out = http::Response::builder().status(*resp.status());
+        for (name, value) in resp.headers() {
+            out = out.header(name, value.as_bytes());
+        }
+        out.body(Bytes::from(resp.into_body())).map_err(network)
+    }
+}
+
+/// Resolves when the monotonic clock passes `deadline`, waking spin's executor through a
+/// `wasi:clocks` pollable (the SDK has no timer of its own).
+struct Sleep {
+    deadline: u64,
+    _token: Option<spin_executor::CancelOnDropToken>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if monotonic_clock::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        let pollable = monotonic_clock::subscribe_instant(self.deadline);
+        let token = spin_executor::push_waker_and_get_token(pollable, cx.waker().clone());
+        self._token = Some(token.into());
+        Poll::Pending
+    }
+}
+
+impl Clock for SpinPlatform {
+    fn now(&self) -> SystemTime {
+        // wasi:clocks/wall-clock backs SystemTime on wasm32-wasip2.
+        SystemTime::now()
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        Sleep {
+            deadline: monotonic_clock::now().saturating_add(nanos),
+            _token: None,
+        }
+        .await
+    }
+}
+
+impl KeyValue for SpinPlatform {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, OutboundError> {
+        let now = self.now();
+        let mut cache = self.cache.borrow_mut();
+        match cache.get(key) {
+            Some((v, expires)) if *expires > now => Ok(Some(v.clone())),
+            Some(_) => {
+                cache.remove(key);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), OutboundError> {
+        let expires = self.now() + ttl;
+        self.cache.borrow_mut().insert(key.to_owned(), (value, expires));
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), OutboundError> {
+        self.cache.borrow_mut().remove(key);
+        Ok(())
+    }
+}
+
+impl Entropy for SpinPlatform {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), OutboundError> {
+        getrandom::getrandom(buf).map_err(network)
+    }
+}
+
+impl Platform for SpinPlatform {
+    fn runtime(&self) -> &'static str {
+        "spin"
+    }
+}
