@@ -18,7 +18,9 @@ pub struct ConnInfo {
 pub fn parse(s: &str) -> Result<ConnInfo, String> {
     let url = Url::parse(s).map_err(|e| format!("invalid connection string: {e}"))?;
     if !matches!(url.scheme(), "postgres" | "postgresql") {
-        return Err("invalid connection string: scheme must be postgres:// or postgresql://".into());
+        return Err(
+            "invalid connection string: scheme must be postgres:// or postgresql://".into(),
+        );
     }
     let host = url
         .host_str()

@@ -16,9 +16,13 @@ pub enum ApiError {
     NotFound,
     MethodNotAllowed,
     /// Request body over the limit: 413.
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        limit: usize,
+    },
     /// Response over the limit: 507.
-    ResponseTooLarge { limit: usize },
+    ResponseTooLarge {
+        limit: usize,
+    },
     /// Postgres rejected the statement or the login: 400 with every field.
     Db(Box<DbError>),
     /// Anything else (Postgres unreachable, protocol trouble): 500.
@@ -144,9 +148,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), "request failed: {}", self.body().message);
+            tracing::warn!(
+                status = status.as_u16(),
+                "request failed: {}",
+                self.body().message
+            );
         } else {
-            tracing::debug!(status = status.as_u16(), "request rejected: {}", self.body().message);
+            tracing::debug!(
+                status = status.as_u16(),
+                "request rejected: {}",
+                self.body().message
+            );
         }
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut resp = (status, body).into_response();

@@ -231,13 +231,20 @@ mod tests {
                 assert_eq!(q.query, "SELECT $1");
                 assert_eq!(
                     q.pg_params(),
-                    vec![Some("1".into()), None, Some("2".into()), Some("true".into())]
+                    vec![
+                        Some("1".into()),
+                        None,
+                        Some("2".into()),
+                        Some("true".into())
+                    ]
                 );
             }
             Payload::Batch(_) => panic!("expected single"),
         }
-        match parse_payload(br#"{"queries":[{"query":"SELECT 1","params":[]},{"query":"SELECT 2"}]}"#)
-            .unwrap()
+        match parse_payload(
+            br#"{"queries":[{"query":"SELECT 1","params":[]},{"query":"SELECT 2"}]}"#,
+        )
+        .unwrap()
         {
             Payload::Batch(b) => assert_eq!(b.queries.len(), 2),
             Payload::Single(_) => panic!("expected batch"),
@@ -250,7 +257,10 @@ mod tests {
     #[test]
     fn batch_headers() {
         let mut h = HeaderMap::new();
-        assert_eq!(BatchOptions::from_headers(&h).unwrap().begin_statement(), "BEGIN");
+        assert_eq!(
+            BatchOptions::from_headers(&h).unwrap().begin_statement(),
+            "BEGIN"
+        );
         h.insert(HDR_ISOLATION, HeaderValue::from_static("Serializable"));
         h.insert(HDR_READ_ONLY, HeaderValue::from_static("true"));
         h.insert(HDR_DEFERRABLE, HeaderValue::from_static("TRUE"));

@@ -394,7 +394,8 @@ impl PgConnection {
     async fn read_limited(&mut self, data_row_limit: usize) -> Result<Message, PgError> {
         loop {
             if let Some(header) = Header::parse(&self.read_buf)? {
-                if header.tag() == b'D' && usize::try_from(header.len()).unwrap_or(0) > data_row_limit
+                if header.tag() == b'D'
+                    && usize::try_from(header.len()).unwrap_or(0) > data_row_limit
                 {
                     return Err(PgError::ResponseTooLarge);
                 }
@@ -476,7 +477,7 @@ fn row(
                     .get(r)
                     .ok_or_else(|| PgError::Protocol("bad DataRow range".into()))?;
                 budget.take(bytes.len() + 2)?; // the value plus its quotes
-                // client_encoding is UTF8, so this is lossless for valid data.
+                                               // client_encoding is UTF8, so this is lossless for valid data.
                 values.push(Some(String::from_utf8_lossy(bytes).into_owned()));
             }
         }

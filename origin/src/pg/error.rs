@@ -4,8 +4,8 @@
 use std::fmt;
 use std::io;
 
-use postgres_protocol::message::backend::ErrorFields;
 use fallible_iterator::FallibleIterator;
+use postgres_protocol::message::backend::ErrorFields;
 
 /// Every field of a Postgres `ErrorResponse`, as Neon's proxy reports them (all optional).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

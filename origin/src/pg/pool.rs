@@ -82,10 +82,11 @@ impl Pool {
     pub async fn get(&self, key: &PoolKey) -> Result<PooledConnection, PgError> {
         let cfg = &self.inner.config;
         let home = self.key_pool(key);
-        let permit = tokio::time::timeout(cfg.connect_timeout, home.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| PgError::ConnectTimeout)?
-            .map_err(|_| PgError::Protocol("pool closed".into()))?;
+        let permit =
+            tokio::time::timeout(cfg.connect_timeout, home.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| PgError::ConnectTimeout)?
+                .map_err(|_| PgError::Protocol("pool closed".into()))?;
 
         loop {
             let candidate = lock(&home.idle).pop();

@@ -1,0 +1,299 @@
+//! The axum side: `POST /sql` checks the bearer token, reads the body within the limit, logs in
+//! to Postgres as the connection string's user (through the pool), runs the query or the
+//! batch transaction, and writes Neon's JSON.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+
+use crate::conninfo;
+use crate::error::ApiError;
+use crate::pg::{Budget, PgConnection, PgError, Pool, PoolKey, PooledConnection};
+use crate::sql::{parse_payload, BatchOptions, BatchResult, Payload, QueryData, QueryResult};
+use crate::Config;
+
+const HDR_CONNECTION_STRING: &str = "neon-connection-string";
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    config: Arc<Config>,
+    pool: Pool,
+}
+
+pub(crate) fn router(config: Config, pool: Pool) -> Router {
+    let state = AppState {
+        config: Arc::new(config),
+        pool,
+    };
+    Router::new()
+        .route(
+            "/sql",
+            post(sql_handler)
+                .options(preflight)
+                .fallback(method_not_allowed),
+        )
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(allow_any_origin))
+        .with_state(state)
+}
+
+async fn allow_any_origin(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    resp
+}
+
+/// CORS preflight, answered like Neon's proxy so browsers may send the Neon headers.
+async fn preflight() -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::ALLOW, "OPTIONS, POST"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Authorization, Neon-Connection-String, Neon-Raw-Text-Output, Neon-Array-Mode, \
+                 Neon-Pool-Opt-In, Neon-Batch-Read-Only, Neon-Batch-Isolation-Level, \
+                 Neon-Batch-Deferrable",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+        ],
+    )
+        .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    let mut resp = ApiError::MethodNotAllowed.into_response();
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("OPTIONS, POST"));
+    resp
+}
+
+async fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}
+
+async fn sql_handler(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let resp = match handle(&state, &headers, body).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    };
+    tracing::debug!(
+        status = resp.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "{} /sql",
+        Method::POST
+    );
+    resp
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let config = &state.config;
+    check_bearer(config, headers)?;
+    let body = read_body(body, headers, config.max_request_bytes).await?;
+
+    let conn_str = headers
+        .get(HDR_CONNECTION_STRING)
+        .ok_or_else(|| ApiError::BadRequest("missing Neon-Connection-String header".into()))?
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("invalid Neon-Connection-String header".into()))?;
+    let info = conninfo::parse(conn_str).map_err(ApiError::BadRequest)?;
+    let payload = parse_payload(&body)?;
+    let batch_options = match &payload {
+        Payload::Batch(_) => Some(BatchOptions::from_headers(headers)?),
+        Payload::Single(_) => None,
+    };
+
+    let key = PoolKey {
+        user: info.user,
+        password: info.password,
+        database: info.database,
+    };
+    let mut pooled = state
+        .pool
+        .get(&key)
+        .await
+        .map_err(|e| api_error(config, e))?;
+    let outcome = run(&mut pooled, &payload, batch_options.as_ref(), config).await;
+    finish(pooled, &outcome);
+    let json = outcome.map_err(|e| api_error(config, e))?;
+    if json.len() > config.max_response_bytes {
+        return Err(ApiError::ResponseTooLarge {
+            limit: config.max_response_bytes,
+        });
+    }
+
+    let mut resp = (StatusCode::OK, json).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in batch_options.iter().flat_map(|o| o.echo_headers()) {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), value);
+        }
+    }
+    Ok(resp)
+}
+
+/// Returns a healthy session to the pool; closes one whose state is unknown.
+fn finish(pooled: PooledConnection, outcome: &Result<Vec<u8>, PgError>) {
+    match outcome {
+        Ok(_) => pooled.release(),
+        Err(e) if e.connection_usable() => pooled.release(),
+        Err(_) => drop(pooled),
+    }
+}
+
+fn api_error(config: &Config, e: PgError) -> ApiError {
+    match e {
+        PgError::ResponseTooLarge => ApiError::ResponseTooLarge {
+            limit: config.max_response_bytes,
+        },
+        other => other.into(),
+    }
+}
+
+async fn run(
+    pooled: &mut PooledConnection,
+    payload: &Payload,
+    batch_options: Option<&BatchOptions>,
+    config: &Config,
+) -> Result<Vec<u8>, PgError> {
+    let conn = pooled.conn()?;
+    let mut budget = Budget {
+        remaining: config.max_response_bytes,
+    };
+    let json = match payload {
+        Payload::Single(q) => serde_json::to_vec(&run_one(conn, q, &mut budget).await?),
+        Payload::Batch(b) => {
+            let default_options = BatchOptions::default();
+            let options = batch_options.unwrap_or(&default_options);
+            let results = run_batch(conn, &b.queries, options, &mut budget).await?;
+            serde_json::to_vec(&BatchResult { results })
+        }
+    };
+    json.map_err(|e| PgError::Protocol(format!("cannot serialize result: {e}")))
+}
+
+async fn run_one(
+    conn: &mut PgConnection,
+    q: &QueryData,
+    budget: &mut Budget,
+) -> Result<QueryResult, PgError> {
+    let out = conn.query(&q.query, &q.pg_params(), budget).await?;
+    Ok(QueryResult::from(out))
+}
+
+/// Runs the batch as one transaction; on the first failure rolls back and returns only that
+/// failure, as Neon does (no partial results).
+async fn run_batch(
+    conn: &mut PgConnection,
+    queries: &[QueryData],
+    options: &BatchOptions,
+    budget: &mut Budget,
+) -> Result<Vec<QueryResult>, PgError> {
+    conn.simple_query(&options.begin_statement()).await?;
+    let mut results = Vec::with_capacity(queries.len());
+    for q in queries {
+        match run_one(conn, q, budget).await {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                if e.connection_usable() {
+                    // If the rollback itself fails the session is left in a transaction and
+                    // the pool will close it instead of reusing it.
+                    if let Err(rb) = conn.simple_query("ROLLBACK").await {
+                        tracing::warn!("rollback after failed batch query failed: {rb}");
+                        return Err(rb);
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    conn.simple_query("COMMIT").await?;
+    Ok(results)
+}
+
+fn check_bearer(config: &Config, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &config.bearer_token else {
+        return Ok(());
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    if constant_time_eq(presented, expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// Compares without an early exit so the token cannot be guessed byte by byte from timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let inner = e.into_inner();
+        if inner.is::<http_body_util::LengthLimitError>() {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::BadRequest(format!("cannot read request body: {inner}"))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer() {
+        let mut config = Config::default();
+        let mut h = HeaderMap::new();
+        assert!(check_bearer(&config, &h).is_ok());
+        config.bearer_token = Some("s3cret".into());
+        assert!(check_bearer(&config, &h).is_err());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer nope"),
+        );
+        assert!(check_bearer(&config, &h).is_err());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        assert!(check_bearer(&config, &h).is_ok());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic s3cret"),
+        );
+        assert!(check_bearer(&config, &h).is_err());
+    }
+}
