@@ -98,9 +98,15 @@ impl Config {
 
     pub fn load(src: &dyn ConfigSource) -> Result<Self, ConfigError> {
         let r = Reader(src);
-        let base_domain = r.required("BASE_DOMAIN")?.trim_end_matches('.').to_ascii_lowercase();
+        let base_domain = r
+            .required("BASE_DOMAIN")?
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         if base_domain.is_empty() || !base_domain.split('.').all(is_dns_label) {
-            return Err(r.bad("BASE_DOMAIN", "must be a DNS name such as example.com or localhost"));
+            return Err(r.bad(
+                "BASE_DOMAIN",
+                "must be a DNS name such as example.com or localhost",
+            ));
         }
         let origin = OriginConfig {
             url: r.http_url("ORIGIN_SQL_URL", r.required("ORIGIN_SQL_URL")?)?,
@@ -194,14 +200,18 @@ impl Reader<'_> {
             .or_else(|| v.strip_prefix("postgres://"))
             .ok_or_else(|| self.bad(name, "must start with postgresql://"))?;
         // user[:password]@host[:port]/database[?params]; the Neon protocol needs all three parts.
-        let (auth, host_and_db) = rest
-            .rsplit_once('@')
-            .ok_or_else(|| self.bad(name, "must name a user (postgresql://user:password@host/db)"))?;
+        let (auth, host_and_db) = rest.rsplit_once('@').ok_or_else(|| {
+            self.bad(
+                name,
+                "must name a user (postgresql://user:password@host/db)",
+            )
+        })?;
         let (host, db) = host_and_db
             .split_once('/')
             .ok_or_else(|| self.bad(name, "must name a database"))?;
         let db = db.split('?').next().unwrap_or_default();
-        if auth.split(':').next().unwrap_or_default().is_empty() || host.is_empty() || db.is_empty() {
+        if auth.split(':').next().unwrap_or_default().is_empty() || host.is_empty() || db.is_empty()
+        {
             return Err(self.bad(name, "must have a user, a host and a database"));
         }
         Ok(v)
@@ -212,7 +222,10 @@ impl Reader<'_> {
             None => Ok(Duration::from_millis(default)),
             Some(v) => match v.parse::<u64>() {
                 Ok(ms) if (1..=120_000).contains(&ms) => Ok(Duration::from_millis(ms)),
-                _ => Err(self.bad(name, "must be a whole number of milliseconds from 1 to 120000")),
+                _ => Err(self.bad(
+                    name,
+                    "must be a whole number of milliseconds from 1 to 120000",
+                )),
             },
         }
     }
@@ -236,13 +249,19 @@ pub(crate) mod tests {
         [
             ("BASE_DOMAIN", "localhost"),
             ("ORIGIN_SQL_URL", "http://127.0.0.1:4444/sql"),
-            ("DATABASE_URL", "postgresql://edgefront_app:pw@localhost:5432/edgefront"),
+            (
+                "DATABASE_URL",
+                "postgresql://edgefront_app:pw@localhost:5432/edgefront",
+            ),
             ("S3_ENDPOINT", "http://127.0.0.1:9000"),
             ("S3_REGION", "us-east-1"),
             ("S3_BUCKET", "edgefront-dev"),
             ("S3_FORCE_PATH_STYLE", "true"),
             ("S3_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-            ("S3_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+            (
+                "S3_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))
@@ -310,7 +329,10 @@ pub(crate) mod tests {
         m.remove("S3_FORCE_PATH_STYLE");
         m.insert("S3_REGION", "eu-west-3".into());
         let c = load(&m).unwrap();
-        assert_eq!(c.s3.endpoint.to_string(), "https://s3.eu-west-3.amazonaws.com/");
+        assert_eq!(
+            c.s3.endpoint.to_string(),
+            "https://s3.eu-west-3.amazonaws.com/"
+        );
         assert!(!c.s3.path_style);
     }
 

@@ -149,7 +149,10 @@ fn deep_health_names_each_failing_dependency() {
         .as_str()
         .unwrap()
         .contains("no response within 5000 ms"));
-    assert!(body["checks"]["storage"]["error"].as_str().unwrap().contains("403"));
+    assert!(body["checks"]["storage"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("403"));
 }
 
 #[test]

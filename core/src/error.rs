@@ -18,7 +18,10 @@ pub enum ApiError {
     /// The instance's configuration is unusable; names the setting.
     Config(ConfigError),
     /// One or more backing services failed a health check.
-    DependencyUnavailable { failing: Vec<&'static str>, checks: Value },
+    DependencyUnavailable {
+        failing: Vec<&'static str>,
+        checks: Value,
+    },
 }
 
 impl ApiError {
@@ -59,7 +62,11 @@ impl ApiError {
             Self::NotFound => "No resource exists at this path.".into(),
             Self::MethodNotAllowed { allow } => format!(
                 "This resource supports: {}.",
-                allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
+                allow
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Self::Config(e) => format!("The edge instance cannot serve requests: {e}."),
             Self::DependencyUnavailable { failing, .. } => {
@@ -86,7 +93,10 @@ impl ApiError {
     pub fn into_response(self, instance: &str) -> Response<Bytes> {
         let status = self.status();
         let mut body = Map::new();
-        body.insert("type".into(), json!(format!("urn:edgefront:problem:{}", self.code())));
+        body.insert(
+            "type".into(),
+            json!(format!("urn:edgefront:problem:{}", self.code())),
+        );
         body.insert("title".into(), json!(self.title()));
         body.insert("status".into(), json!(status.as_u16()));
         body.insert("detail".into(), json!(self.detail()));
@@ -102,7 +112,11 @@ impl ApiError {
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Self::MethodNotAllowed { allow } = &self {
-            let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+            let list = allow
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
             if let Ok(v) = HeaderValue::from_str(&list) {
                 h.insert(header::ALLOW, v);
             }
@@ -134,7 +148,10 @@ mod tests {
     fn problem_documents_carry_rfc7807_members_and_a_code() {
         let resp = ApiError::NotFound.into_response("/nope");
         assert_eq!(resp.status(), 404);
-        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
         let b = body(&resp);
         for m in ["type", "title", "status", "detail", "instance", "code"] {
             assert!(b.get(m).is_some(), "missing {m}");

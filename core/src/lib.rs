@@ -60,7 +60,10 @@ impl<P: Platform> Edge<P> {
     }
 
     async fn dispatch(&self, req: Request<Bytes>) -> Result<Response<Bytes>, ApiError> {
-        let config = self.config.as_ref().map_err(|e| ApiError::Config(e.clone()))?;
+        let config = self
+            .config
+            .as_ref()
+            .map_err(|e| ApiError::Config(e.clone()))?;
         let ctx = routes::Ctx {
             config,
             platform: &self.platform,

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
-    SigningSettings, UriPathNormalizationMode,
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
@@ -51,11 +51,16 @@ pub fn url(cfg: &S3Config, key: Option<&str>) -> Result<Uri, S3Error> {
         (false, None) => format!("{scheme}://{}.{authority}{base_path}/", cfg.bucket),
         (false, Some(k)) => format!("{scheme}://{}.{authority}{base_path}/{k}", cfg.bucket),
     };
-    s.parse().map_err(|e| S3Error::Signing(format!("bad URL {s}: {e}")))
+    s.parse()
+        .map_err(|e| S3Error::Signing(format!("bad URL {s}: {e}")))
 }
 
 /// Adds SigV4 `Authorization`, `x-amz-date` and `x-amz-content-sha256` headers to `req`.
-pub fn sign_request(cfg: &S3Config, req: &mut Request<Bytes>, now: SystemTime) -> Result<(), S3Error> {
+pub fn sign_request(
+    cfg: &S3Config,
+    req: &mut Request<Bytes>,
+    now: SystemTime,
+) -> Result<(), S3Error> {
     let identity = Credentials::new(
         cfg.access_key_id.clone(),
         cfg.secret_access_key.expose().to_owned(),
@@ -98,7 +103,10 @@ pub fn sign_request(cfg: &S3Config, req: &mut Request<Bytes>, now: SystemTime) -
 }
 
 /// Signed `HEAD` of the bucket: proves the endpoint, the credentials and the bucket.
-pub async fn head_bucket<P: HttpClient + Clock>(platform: &P, cfg: &S3Config) -> Result<(), S3Error> {
+pub async fn head_bucket<P: HttpClient + Clock>(
+    platform: &P,
+    cfg: &S3Config,
+) -> Result<(), S3Error> {
     let mut req = Request::builder()
         .method(Method::HEAD)
         .uri(url(cfg, None)?)
@@ -132,7 +140,10 @@ mod tests {
 
     #[test]
     fn urls_follow_the_addressing_style() {
-        assert_eq!(url(&cfg(true), None).unwrap(), "http://127.0.0.1:9000/edgefront-dev");
+        assert_eq!(
+            url(&cfg(true), None).unwrap(),
+            "http://127.0.0.1:9000/edgefront-dev"
+        );
         assert_eq!(
             url(&cfg(true), Some("t/f/a%20b.png")).unwrap(),
             "http://127.0.0.1:9000/edgefront-dev/t/f/a%20b.png"

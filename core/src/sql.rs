@@ -154,7 +154,10 @@ async fn post<P: HttpClient + Clock>(
         s => Err(SqlError::Protocol(format!(
             "HTTP {}: {}",
             s.as_u16(),
-            String::from_utf8_lossy(resp.body()).chars().take(200).collect::<String>()
+            String::from_utf8_lossy(resp.body())
+                .chars()
+                .take(200)
+                .collect::<String>()
         ))),
     }
 }

@@ -1,1 +1,200 @@
-fn main() {}
+//! `cargo xtask`: the project's only entry points.
+//!
+//! - `dev [--runtime workers|spin]`: install what is missing, start the local stack with demo
+//!   tenants, serve the edge on 127.0.0.1:8787, and stop everything on Ctrl-C / SIGTERM.
+//! - `test`: fmt, clippy, unit tests (host and wasm32), both artifacts, then one black-box suite
+//!   against both runtimes on a fresh stack.
+//! - `build worker|spin`: build a deployable artifact (wrangler's build command uses this).
+
+mod artifacts;
+mod pg;
+mod proc;
+mod s3;
+mod stack;
+mod test;
+mod tools;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use stack::{Options, Runtime, Stack};
+use tools::Needs;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "edgefront's developer entry points")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run edgefront locally with demo tenants (Ctrl-C stops everything).
+    Dev {
+        #[arg(long, value_enum, default_value = "workers")]
+        runtime: Runtime,
+        #[arg(long, default_value_t = 8787)]
+        port: u16,
+    },
+    /// Lint, unit-test, build both runtimes and run the black-box suite against each.
+    Test,
+    /// Build a deployable artifact.
+    Build {
+        #[arg(value_enum)]
+        target: Runtime,
+    },
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Runs a command to completion, inheriting output; fails on a non-zero exit.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!(
+            "{:?} {:?} failed ({status})",
+            cmd.get_program(),
+            cmd.get_args().collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("xtask: cannot start tokio: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(async {
+        let result = match cli.cmd {
+            Cmd::Dev { runtime, port } => dev(runtime, port).await,
+            Cmd::Test => test::run_all().await,
+            Cmd::Build { target } => build(target),
+        };
+        match result {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("xtask: error: {e:#}");
+                1
+            }
+        }
+    });
+    // Drop the runtime (and with it every service task) before exiting.
+    drop(rt);
+    std::process::exit(code);
+}
+
+fn build(target: Runtime) -> Result<i32> {
+    match target {
+        Runtime::Workers => {
+            let tools = tools::ensure(Needs {
+                worker: true,
+                node: true,
+            })?;
+            artifacts::build_worker(&tools)?;
+        }
+        Runtime::Spin => artifacts::build_spin()?,
+    }
+    Ok(0)
+}
+
+/// Builds the origin proxy binary the stack runs.
+pub fn build_origin() -> Result<()> {
+    run(Command::new("cargo")
+        .args(["build", "--quiet", "-p", "edgefront-origin"])
+        .current_dir(repo_root()))
+}
+
+async fn dev(runtime: Runtime, port: u16) -> Result<i32> {
+    let tools = tools::ensure(Needs {
+        worker: runtime == Runtime::Workers,
+        node: true,
+    })?;
+    build_origin()?;
+    match runtime {
+        Runtime::Workers => artifacts::build_worker(&tools)?,
+        Runtime::Spin => artifacts::build_spin()?,
+    }
+    let state = repo_root().join(".edgefront");
+    let run_dir = state.join("run");
+    // A previous dev session's throwaway data is not reused.
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let opts = Options {
+        runtimes: vec![runtime],
+        port: Some(port),
+        dir: run_dir,
+        prefer_spin_cli: true,
+        origin_statement_timeout_ms: 5_000,
+    };
+    let mut stack = tokio::select! {
+        s = Stack::start(&opts, &tools) => s?,
+        _ = shutdown_signal() => { eprintln!("xtask: interrupted"); return Ok(130) }
+    };
+    let dev_json = state.join("dev.json");
+    std::fs::write(&dev_json, serde_json::to_string_pretty(stack.describe())?)?;
+    let d = stack.describe();
+    println!(
+        "\nedgefront is running ({} via {}):",
+        runtime.name(),
+        d["runtimes"][runtime.name()]["served_by"]
+            .as_str()
+            .unwrap_or("")
+    );
+    for t in d["tenants"].as_array().into_iter().flatten() {
+        let slug = t["slug"].as_str().unwrap_or_default();
+        println!("  http://{slug}.localhost:{port}/healthz?deep=1");
+    }
+    println!(
+        "  SQL proxy   {}",
+        d["origin"]["url"].as_str().unwrap_or_default()
+    );
+    println!(
+        "  S3          {} (bucket {})",
+        d["s3"]["endpoint"].as_str().unwrap_or_default(),
+        stack::BUCKET
+    );
+    println!("  stack       {}", dev_json.display());
+    println!("  logs        {}", d["logs"].as_str().unwrap_or_default());
+    println!("Ctrl-C stops everything.");
+    let code = loop {
+        tokio::select! {
+            _ = shutdown_signal() => break 0,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {
+                if let Err(e) = stack.check_alive() {
+                    eprintln!("xtask: {e:#}; stopping");
+                    break 1;
+                }
+            }
+        }
+    };
+    eprintln!("xtask: stopping…");
+    drop(stack);
+    let _ = std::fs::remove_file(&dev_json);
+    Ok(code)
+}

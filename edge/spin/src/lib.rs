@@ -14,7 +14,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use edgefront_core::{ApiError, Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform};
+use edgefront_core::{
+    ApiError, Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform,
+};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 use wasi::clocks::monotonic_clock;
 
@@ -69,7 +71,11 @@ async fn into_http(req: IncomingRequest) -> Result<http::Request<Bytes>, String>
     let authority = req.authority().unwrap_or_default();
     let uri = format!(
         "http://{}{}",
-        if authority.is_empty() { "localhost" } else { &authority },
+        if authority.is_empty() {
+            "localhost"
+        } else {
+            &authority
+        },
         req.path_with_query().unwrap_or_else(|| "/".into())
     );
     let mut builder = http::Request::builder()
@@ -93,7 +99,10 @@ fn network(e: impl std::fmt::Display) -> OutboundError {
 }
 
 impl HttpClient for SpinPlatform {
-    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, OutboundError> {
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, OutboundError> {
         let req = req.map(|b| b.to_vec());
         let resp: spin_sdk::http::Response = spin_sdk::http::send(req).await.map_err(network)?;
         let mut out = http::Response::builder().status(*resp.status());
@@ -157,7 +166,9 @@ impl KeyValue for SpinPlatform {
 
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), OutboundError> {
         let expires = self.now() + ttl;
-        self.cache.borrow_mut().insert(key.to_owned(), (value, expires));
+        self.cache
+            .borrow_mut()
+            .insert(key.to_owned(), (value, expires));
         Ok(())
     }
 

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use edgefront_core::{Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform};
-use worker::{event, js_sys, Context, Date, Delay, Env, Fetch, Headers, KvStore, Method, RequestInit};
+use worker::{
+    event, js_sys, Context, Date, Delay, Env, Fetch, Headers, KvStore, Method, RequestInit,
+};
 
 /// Name of the KV namespace binding in wrangler.toml.
 const KV_BINDING: &str = "EDGEFRONT_KV";
@@ -42,7 +44,11 @@ fn instance(env: &Env) -> Rc<Edge<WorkersPlatform>> {
 }
 
 #[event(fetch)]
-async fn fetch(mut req: worker::Request, env: Env, _ctx: Context) -> worker::Result<worker::Response> {
+async fn fetch(
+    mut req: worker::Request,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<worker::Response> {
     let edge = instance(&env);
     let resp = match into_http(&mut req).await {
         Ok(r) => edge.handle(r).await,
@@ -85,7 +91,10 @@ fn network(e: impl std::fmt::Display) -> OutboundError {
 }
 
 impl HttpClient for WorkersPlatform {
-    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, OutboundError> {
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, OutboundError> {
         let (parts, body) = req.into_parts();
         let mut init = RequestInit::new();
         init.with_method(Method::from(parts.method.to_string()))
@@ -119,7 +128,9 @@ impl Clock for WorkersPlatform {
 impl WorkersPlatform {
     fn kv(&self) -> Result<&KvStore, OutboundError> {
         self.kv.as_ref().ok_or_else(|| {
-            OutboundError::Invalid(format!("KV namespace binding {KV_BINDING} is not configured"))
+            OutboundError::Invalid(format!(
+                "KV namespace binding {KV_BINDING} is not configured"
+            ))
         })
     }
 }

@@ -1,0 +1,172 @@
+//! Child processes that never outlive xtask: each runs in its own process group (so a wrapper
+//! such as wrangler takes its workerd with it), dies with its parent (PR_SET_PDEATHSIG), and is
+//! stopped — TERM, then KILL — when its handle is dropped, including on error and Ctrl-C.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+pub struct Proc {
+    name: String,
+    child: Child,
+}
+
+impl Proc {
+    /// Starts `cmd` with stdout and stderr in `log` (so a failure can be explained).
+    pub fn spawn(
+        name: &str,
+        cmd: &mut Command,
+        log: &Path,
+        run_as: Option<(u32, u32)>,
+    ) -> Result<Self> {
+        let f = std::fs::File::create(log)
+            .with_context(|| format!("creating log {}", log.display()))?;
+        cmd.stdout(f.try_clone()?).stderr(f);
+        cmd.stdin(Stdio::null());
+        // SAFETY: only async-signal-safe libc calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setpgid(0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if let Some((uid, gid)) = run_as {
+                    if libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setgid(gid) != 0
+                        || libc::setuid(uid) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // After any credential change: the kernel clears this flag on setuid.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Err if the process has already exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            anyhow::bail!("{} exited early ({status})", self.name);
+        }
+        Ok(())
+    }
+
+    pub fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let pgid = self.child.id() as i32;
+        // SAFETY: signalling our own child's process group.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                // The leader is gone; make sure nothing it spawned lingers in its group.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bind to 0, read it, release it).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Waits until `url` answers with any HTTP status, or fails with the log's tail.
+pub async fn wait_http(
+    proc: &mut Proc,
+    url: &str,
+    timeout: Duration,
+    log: Option<&Path>,
+) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if http_status(url, Duration::from_secs(2)).await.is_ok() {
+            return Ok(());
+        }
+        if let Err(e) = proc.check_alive() {
+            return Err(e.context(log_tail(log)));
+        }
+        if start.elapsed() > timeout {
+            anyhow::bail!(
+                "{} did not answer at {url} within {:?}\n{}",
+                proc.name(),
+                timeout,
+                log_tail(log)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn log_tail(log: Option<&Path>) -> String {
+    let Some(p) = log else { return String::new() };
+    let text = std::fs::read_to_string(p).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+    format!("--- last lines of {} ---\n{tail}", p.display())
+}
+
+/// Status of a minimal HTTP/1.1 GET over loopback; reads only up to the end of the headers
+/// (servers may keep the connection open). Enough for readiness probes.
+pub async fn http_status(url: &str, timeout: Duration) -> Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url
+        .strip_prefix("http://")
+        .context("http:// URL expected")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(authority).await?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("no HTTP status")?;
+        anyhow::Ok(status)
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .context("timed out")?
+}

@@ -1,0 +1,385 @@
+//! The local stack: a throwaway Postgres with migrations and demo tenants, the SQL proxy, a
+//! SigV4-verifying S3, and one or both edge runtimes — all on loopback, all stopped on drop.
+//! `describe()` is what `.edgefront/dev.json` holds and what the black-box suite reads.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::pg::PgCluster;
+use crate::proc::{free_port, wait_http, Proc};
+use crate::s3::LocalS3;
+use crate::tools::{which, Tools};
+use crate::{artifacts, repo_root, run};
+
+pub const DATABASE: &str = "edgefront";
+pub const APP_ROLE: &str = "edgefront_app";
+pub const BUCKET: &str = "edgefront-dev";
+pub const REGION: &str = "us-east-1";
+pub const BASE_DOMAIN: &str = "localhost";
+
+/// Demo tenants: (slug, id, name, tier, status). Fixed ids so docs and curl lines stay valid.
+pub const TENANTS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "demo",
+        "00000000-0000-4000-8000-00000000d301",
+        "Demo Outfitters",
+        "premium",
+        "active",
+    ),
+    (
+        "acme",
+        "00000000-0000-4000-8000-00000000ac3e",
+        "Acme Hardware",
+        "basic",
+        "active",
+    ),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    #[value(alias = "worker")]
+    Workers,
+    Spin,
+}
+
+impl Runtime {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Workers => "workers",
+            Self::Spin => "spin",
+        }
+    }
+}
+
+pub struct Options {
+    pub runtimes: Vec<Runtime>,
+    /// Port for the (first) runtime; None picks a free one.
+    pub port: Option<u16>,
+    /// Where run state lives (logs, Postgres data, S3 files).
+    pub dir: PathBuf,
+    /// Spin: prefer `spin up` when it is on PATH (dev), or always wasmtime (tests).
+    pub prefer_spin_cli: bool,
+    pub origin_statement_timeout_ms: u64,
+}
+
+pub struct Stack {
+    // Dropped first to last: runtimes and the proxy stop before the stores they use.
+    procs: Vec<Proc>,
+    _s3: LocalS3,
+    pg: PgCluster,
+    description: Value,
+}
+
+fn random_secret(rand: &mut impl FnMut() -> u64) -> String {
+    format!("{:016x}{:016x}", rand(), rand())
+}
+
+fn rng() -> impl FnMut() -> u64 {
+    // Good enough for throwaway local passwords; no cryptographic use.
+    let mut state = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        ^ (u64::from(std::process::id()) << 32);
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+impl Stack {
+    pub fn describe(&self) -> &Value {
+        &self.description
+    }
+
+    pub fn runtime_url(&self, rt: Runtime) -> Option<String> {
+        self.description["runtimes"][rt.name()]["url"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    pub async fn start(opts: &Options, tools: &Tools) -> Result<Self> {
+        let t0 = Instant::now();
+        let mut rand = rng();
+        let superuser_pw = random_secret(&mut rand);
+        let app_pw = random_secret(&mut rand);
+        std::fs::create_dir_all(&opts.dir)?;
+        let logs = opts.dir.join("logs");
+        std::fs::create_dir_all(&logs)?;
+
+        let pg = PgCluster::start(&opts.dir.join("pg"), &superuser_pw).await?;
+        {
+            let c = pg.connect("postgres").await?;
+            c.batch_execute(&format!("CREATE DATABASE {DATABASE}"))
+                .await?;
+        }
+        let origin_bin = repo_root().join("target/debug/edgefront-origin");
+        run(Command::new(&origin_bin)
+            .args([
+                "migrate",
+                "--database-url",
+                &pg.superuser_url(DATABASE),
+                "--dir",
+            ])
+            .arg(repo_root().join("migrations")))?;
+        seed(&pg, &app_pw).await?;
+        eprintln!(
+            "xtask: postgres on 127.0.0.1:{} migrated and seeded ({:.1?})",
+            pg.port,
+            t0.elapsed()
+        );
+
+        let mut procs = Vec::new();
+        let origin_log = logs.join("origin.log");
+        let mut origin = Proc::spawn(
+            "edgefront-origin",
+            Command::new(&origin_bin)
+                .args(["serve", "--listen", "127.0.0.1:0", "--pg-host", "127.0.0.1"])
+                .args(["--pg-port", &pg.port.to_string()])
+                .args([
+                    "--statement-timeout-ms",
+                    &opts.origin_statement_timeout_ms.to_string(),
+                ]),
+            &origin_log,
+            None,
+        )?;
+        let origin_url = wait_for_line(
+            &mut origin,
+            &origin_log,
+            "listening ",
+            Duration::from_secs(30),
+        )
+        .await?;
+        let origin_sql = format!("{}/sql", origin_url.trim_end_matches('/'));
+        procs.push(origin);
+
+        let s3 = LocalS3::start(
+            &opts.dir.join("s3"),
+            BUCKET,
+            &format!("EFDEV{}", &random_secret(&mut rand)[..15].to_uppercase()),
+            &random_secret(&mut rand),
+        )
+        .await?;
+
+        let app_conn = format!("postgresql://{APP_ROLE}:{app_pw}@localhost:5432/{DATABASE}");
+        let settings: Vec<(&str, String)> = vec![
+            ("BASE_DOMAIN", BASE_DOMAIN.into()),
+            ("ORIGIN_SQL_URL", origin_sql.clone()),
+            ("DATABASE_URL", app_conn.clone()),
+            ("S3_ENDPOINT", s3.endpoint.clone()),
+            ("S3_REGION", REGION.into()),
+            ("S3_BUCKET", BUCKET.into()),
+            ("S3_FORCE_PATH_STYLE", "true".into()),
+            ("S3_ACCESS_KEY_ID", s3.access_key_id.clone()),
+            ("S3_SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
+        ];
+
+        let mut runtimes = serde_json::Map::new();
+        for (i, rt) in opts.runtimes.iter().enumerate() {
+            let port = match (i, opts.port) {
+                (0, Some(p)) => p,
+                _ => free_port()?,
+            };
+            let (proc, how) = match rt {
+                Runtime::Workers => start_workers(opts, tools, port, &settings).await?,
+                Runtime::Spin => start_spin(opts, tools, port, &settings).await?,
+            };
+            procs.push(proc);
+            runtimes.insert(
+                rt.name().into(),
+                json!({ "url": format!("http://127.0.0.1:{port}"), "port": port, "served_by": how }),
+            );
+        }
+
+        let description = json!({
+            "base_domain": BASE_DOMAIN,
+            "runtimes": runtimes,
+            "origin": {
+                "url": origin_sql,
+                "app_connection_string": app_conn,
+                "superuser_connection_string":
+                    format!("postgresql://postgres:{superuser_pw}@localhost:5432/{DATABASE}"),
+            },
+            "postgres": { "port": pg.port, "superuser_url": pg.superuser_url(DATABASE) },
+            "s3": {
+                "endpoint": s3.endpoint, "region": REGION, "bucket": BUCKET,
+                "access_key_id": s3.access_key_id, "secret_access_key": s3.secret_access_key,
+            },
+            "tenants": TENANTS.iter().map(|(slug, id, name, tier, status)|
+                json!({"slug": slug, "id": id, "name": name, "tier": tier, "status": status})
+            ).collect::<Vec<_>>(),
+            "logs": logs,
+        });
+        eprintln!("xtask: stack up in {:.1?}", t0.elapsed());
+        Ok(Self {
+            procs,
+            _s3: s3,
+            pg,
+            description,
+        })
+    }
+
+    /// A fresh database in the stack's cluster for tests that need a superuser playground.
+    pub async fn scratch_database(&self) -> Result<String> {
+        let c = self.pg.connect("postgres").await?;
+        c.batch_execute("CREATE DATABASE scratch").await?;
+        Ok(self.pg.superuser_url("scratch"))
+    }
+
+    pub fn check_alive(&mut self) -> Result<()> {
+        for p in &mut self.procs {
+            p.check_alive()?;
+        }
+        Ok(())
+    }
+}
+
+async fn seed(pg: &PgCluster, app_pw: &str) -> Result<()> {
+    let c = pg.connect(DATABASE).await?;
+    // Role passwords are per cluster and never live in migrations.
+    c.batch_execute(&format!("ALTER ROLE {APP_ROLE} LOGIN PASSWORD '{app_pw}'"))
+        .await?;
+    for (slug, id, name, tier, status) in TENANTS {
+        c.execute(
+            "INSERT INTO tenants (id, slug, name, tier, status, settings)
+             VALUES ($1::text::uuid, $2, $3, $4, $5, $6::text::jsonb)
+             ON CONFLICT (id) DO NOTHING",
+            &[
+                id,
+                slug,
+                name,
+                tier,
+                status,
+                &json!({"currency": "USD", "branding": {"primary_color": "#0a7cff"}}).to_string(),
+            ],
+        )
+        .await
+        .with_context(|| format!("seeding tenant {slug}"))?;
+    }
+    Ok(())
+}
+
+async fn wait_for_line(
+    proc: &mut Proc,
+    log: &Path,
+    prefix: &str,
+    timeout: Duration,
+) -> Result<String> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find_map(|l| l.strip_prefix(prefix)) {
+            return Ok(line.trim().to_owned());
+        }
+        if let Err(e) = proc.check_alive() {
+            return Err(e.context(crate::proc::log_tail(Some(log))));
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "{} printed no '{prefix}' line\n{}",
+                proc.name(),
+                crate::proc::log_tail(Some(log))
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn start_workers(
+    opts: &Options,
+    tools: &Tools,
+    port: u16,
+    settings: &[(&str, String)],
+) -> Result<(Proc, &'static str)> {
+    let env_file = opts.dir.join("workers.env");
+    let body: String = settings.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    std::fs::write(&env_file, body)?;
+    let log = opts.dir.join("logs/wrangler.log");
+    let mut cmd = Command::new(tools.node_bin.join("wrangler"));
+    cmd.current_dir(repo_root())
+        .args([
+            "dev",
+            "--local",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .args(["--inspector-port", &free_port()?.to_string()])
+        .arg("--env-file")
+        .arg(&env_file)
+        .arg("--persist-to")
+        .arg(opts.dir.join("wrangler-state"))
+        .args([
+            "--show-interactive-dev-session=false",
+            "--log-level",
+            "info",
+        ])
+        .env("WRANGLER_LOG_PATH", opts.dir.join("logs"));
+    for (k, v) in tools.worker_env() {
+        cmd.env(k, v);
+    }
+    let mut proc = Proc::spawn("wrangler dev", &mut cmd, &log, None)?;
+    wait_http(
+        &mut proc,
+        &format!("http://127.0.0.1:{port}/healthz"),
+        Duration::from_secs(120),
+        Some(&log),
+    )
+    .await?;
+    Ok((proc, "wrangler dev (workerd)"))
+}
+
+async fn start_spin(
+    opts: &Options,
+    tools: &Tools,
+    port: u16,
+    settings: &[(&str, String)],
+) -> Result<(Proc, &'static str)> {
+    let log = opts.dir.join("logs/spin.log");
+    let (mut cmd, how) = match which("spin").filter(|_| opts.prefer_spin_cli) {
+        Some(spin) => {
+            let mut c = Command::new(spin);
+            c.current_dir(repo_root()).args([
+                "up",
+                "--from",
+                "spin.toml",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ]);
+            (c, "spin up")
+        }
+        None => {
+            let mut c = Command::new(&tools.wasmtime);
+            c.args([
+                "serve",
+                "-S",
+                "cli=y",
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+            ]);
+            (c, "wasmtime serve")
+        }
+    };
+    for (k, v) in settings {
+        cmd.arg("--env").arg(format!("{k}={v}"));
+    }
+    if how == "wasmtime serve" {
+        cmd.arg(artifacts::spin_wasm());
+    }
+    let mut proc = Proc::spawn(how, &mut cmd, &log, None)?;
+    wait_http(
+        &mut proc,
+        &format!("http://127.0.0.1:{port}/healthz"),
+        Duration::from_secs(60),
+        Some(&log),
+    )
+    .await?;
+    Ok((proc, how))
+}

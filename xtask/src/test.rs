@@ -1,0 +1,254 @@
+//! `cargo xtask test`: everything CI runs, in the order that fails fastest. Static checks, unit
+//! tests (host and wasm32-wasip2 under wasmtime), both artifacts, then a fresh stack and the
+//! black-box suite against each runtime. Prints a per-suite summary; non-zero on any failure.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::stack::{Options, Runtime, Stack};
+use crate::tools::{self, Needs};
+use crate::{artifacts, build_origin, repo_root, run, shutdown_signal};
+
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    skipped: u64,
+}
+
+struct Report {
+    rows: Vec<(String, Tally, f64)>,
+}
+
+impl Report {
+    fn failed(&self) -> bool {
+        self.rows
+            .iter()
+            .any(|(_, t, _)| t.failed > 0 || t.skipped > 0)
+    }
+
+    fn print(&self, total_secs: f64) {
+        println!("\n== edgefront test summary ==");
+        let (mut p, mut f, mut s) = (0, 0, 0);
+        for (name, t, secs) in &self.rows {
+            println!(
+                "  {name:<34} {:>4} passed {:>3} failed {:>3} skipped  {secs:>6.1}s",
+                t.passed, t.failed, t.skipped
+            );
+            p += t.passed;
+            f += t.failed;
+            s += t.skipped;
+        }
+        println!("  (black-box suites must not skip: a skip counts as a failure there)");
+        println!("  total time {total_secs:.0}s");
+        println!("total: {p} passed, {f} failed, {s} skipped");
+    }
+}
+
+/// Runs `cmd`, echoing its output, and counts results from cargo's and node's summary lines.
+fn counted(name: &str, cmd: &mut Command, report: &mut Report) -> Result<()> {
+    eprintln!("\n== {name} ==");
+    let start = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    let mut tally = Tally::default();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            parse_summary(&line, &mut tally);
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && tally.failed == 0 {
+        // A crash or compile error is a failure even if no test line said so.
+        tally.failed += 1;
+    }
+    report
+        .rows
+        .push((name.to_owned(), tally, start.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+fn parse_summary(line: &str, t: &mut Tally) {
+    let num = |s: &str| s.trim().parse::<u64>().unwrap_or(0);
+    // cargo: "test result: ok. 19 passed; 0 failed; 2 ignored; ..."
+    if let Some(rest) = line.trim().strip_prefix("test result: ") {
+        for part in rest.split(';') {
+            let words: Vec<&str> = part.split_whitespace().collect();
+            let (n, what) = match words.as_slice() {
+                [_, n, what, ..] if part.contains('.') => (num(n), *what),
+                [n, what, ..] => (num(n), *what),
+                _ => continue,
+            };
+            match what {
+                "passed" => t.passed += n,
+                "failed" => t.failed += n,
+                _ => {}
+            }
+        }
+    }
+    // node --test (spec reporter): "ℹ pass 17", "ℹ fail 0", "ℹ skipped 0"
+    if let Some(rest) = line.trim().strip_prefix("ℹ ") {
+        let mut w = rest.split_whitespace();
+        match (w.next(), w.next()) {
+            (Some("pass"), Some(n)) => t.passed += num(n),
+            (Some("fail"), Some(n)) => t.failed += num(n),
+            (Some("skipped"), Some(n)) => t.skipped += num(n),
+            _ => {}
+        }
+    }
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut c = Command::new("cargo");
+    c.args(args).current_dir(repo_root());
+    c
+}
+
+pub async fn run_all() -> Result<i32> {
+    tokio::select! {
+        r = run_suites() => r,
+        _ = shutdown_signal() => { eprintln!("xtask: interrupted; stopping services"); Ok(130) }
+    }
+}
+
+async fn run_suites() -> Result<i32> {
+    let started = Instant::now();
+    let tools = tools::ensure(Needs {
+        worker: true,
+        node: true,
+    })?;
+    let mut report = Report { rows: Vec::new() };
+
+    eprintln!("\n== static checks ==");
+    run(&mut cargo(&["fmt", "--all", "--", "--check"]))
+        .context("cargo fmt --check: run `cargo fmt --all`")?;
+    run(&mut cargo(&[
+        "clippy",
+        "--quiet",
+        "--workspace",
+        "--all-targets",
+        "--exclude",
+        "edgefront-worker",
+        "--exclude",
+        "edgefront-spin",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(&mut cargo(&[
+        "clippy",
+        "--quiet",
+        "-p",
+        "edgefront-worker",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(&mut cargo(&[
+        "clippy",
+        "--quiet",
+        "-p",
+        "edgefront-spin",
+        "--target",
+        "wasm32-wasip2",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    let mut wasm_core = cargo(&["test", "-p", "edgefront-core", "--target", "wasm32-wasip2"]);
+    wasm_core.env(
+        "CARGO_TARGET_WASM32_WASIP2_RUNNER",
+        format!("{} run -S cli=y", tools.wasmtime.display()),
+    );
+    counted(
+        "core unit tests (wasm32-wasip2, wasmtime)",
+        &mut wasm_core,
+        &mut report,
+    )?;
+
+    eprintln!("\n== build artifacts ==");
+    build_origin()?;
+    artifacts::build_worker(&tools)?;
+    artifacts::build_spin()?;
+    for (name, path) in [
+        ("worker", artifacts::worker_wasm()),
+        ("spin", artifacts::spin_wasm()),
+    ] {
+        let (raw, gz) = artifacts::sizes(&path)?;
+        eprintln!(
+            "  {name:<7} {:>7.1} KiB raw  {:>6.1} KiB gzip  {}",
+            raw as f64 / 1024.0,
+            gz as f64 / 1024.0,
+            path.display()
+        );
+    }
+
+    let dir = tempfile::Builder::new()
+        .prefix("edgefront-test-")
+        .tempdir()?;
+    let opts = Options {
+        runtimes: vec![Runtime::Workers, Runtime::Spin],
+        port: None,
+        dir: dir.path().to_path_buf(),
+        prefer_spin_cli: false,
+        origin_statement_timeout_ms: 2_000,
+    };
+    let stack = Stack::start(&opts, &tools).await?;
+    let stack_json = dir.path().join("stack.json");
+    std::fs::write(&stack_json, serde_json::to_string_pretty(stack.describe())?)?;
+
+    let scratch = stack.scratch_database().await?;
+    let mut host = cargo(&[
+        "test",
+        "--workspace",
+        "--exclude",
+        "edgefront-worker",
+        "--exclude",
+        "edgefront-spin",
+        "--",
+        "--include-ignored",
+    ]);
+    host.env("EDGEFRONT_TEST_DATABASE_URL", scratch);
+    counted("unit + integration tests (host)", &mut host, &mut report)?;
+
+    let node = |dir: &str| {
+        let mut c = Command::new("node");
+        c.current_dir(repo_root())
+            .args(["--test", "--test-reporter=spec", "--test-concurrency=1"])
+            .arg(dir)
+            .env("EDGEFRONT_STACK", &stack_json);
+        c
+    };
+    counted(
+        "origin proxy + Neon driver",
+        &mut node("wasm-tests/origin/"),
+        &mut report,
+    )?;
+    for rt in [Runtime::Workers, Runtime::Spin] {
+        let mut c = node("wasm-tests/edge/");
+        c.env("EDGEFRONT_RUNTIME", rt.name()).env(
+            "EDGEFRONT_BASE_URL",
+            stack.runtime_url(rt).unwrap_or_default(),
+        );
+        counted(
+            &format!("black-box suite on {}", rt.name()),
+            &mut c,
+            &mut report,
+        )?;
+    }
+    drop(stack);
+
+    report.print(started.elapsed().as_secs_f64());
+    Ok(if report.failed() { 1 } else { 0 })
+}
