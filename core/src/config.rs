@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use http::Uri;
 
+use crate::tenancy::{TenancyConfig, DEFAULT_RESERVED};
+
 /// Where settings come from. Adapters look names up in their runtime's vars and secrets.
 pub trait ConfigSource {
     fn get(&self, name: &str) -> Option<String>;
@@ -52,6 +54,7 @@ pub struct Config {
     pub base_domain: String,
     pub origin: OriginConfig,
     pub s3: S3Config,
+    pub tenancy: TenancyConfig,
 }
 
 /// The SQL-over-HTTP proxy in front of Postgres (Neon protocol).
@@ -94,6 +97,10 @@ impl Config {
         "S3_ACCESS_KEY_ID",
         "S3_SECRET_ACCESS_KEY",
         "S3_TIMEOUT_MS",
+        "RESERVED_SUBDOMAINS",
+        "TRUST_FORWARDED_HOST",
+        "TENANT_CACHE_TTL_SECONDS",
+        "TENANT_NEGATIVE_CACHE_TTL_SECONDS",
     ];
 
     pub fn load(src: &dyn ConfigSource) -> Result<Self, ConfigError> {
@@ -143,10 +150,34 @@ impl Config {
             secret_access_key: Secret(r.required("S3_SECRET_ACCESS_KEY")?),
             timeout: r.millis("S3_TIMEOUT_MS", 5_000)?,
         };
+        let reserved = match r.optional("RESERVED_SUBDOMAINS") {
+            None => DEFAULT_RESERVED.iter().map(|s| s.to_string()).collect(),
+            Some(list) => {
+                let names: Vec<String> = list
+                    .split(',')
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if names.iter().any(|n| !is_dns_label(n)) {
+                    return Err(r.bad(
+                        "RESERVED_SUBDOMAINS",
+                        "must be a comma-separated list of DNS labels",
+                    ));
+                }
+                names
+            }
+        };
+        let tenancy = TenancyConfig {
+            reserved,
+            trust_forwarded_host: r.bool("TRUST_FORWARDED_HOST", false)?,
+            cache_ttl: r.seconds("TENANT_CACHE_TTL_SECONDS", 60)?,
+            negative_cache_ttl: r.seconds("TENANT_NEGATIVE_CACHE_TTL_SECONDS", 60)?,
+        };
         Ok(Self {
             base_domain,
             origin,
             s3,
+            tenancy,
         })
     }
 }
@@ -226,6 +257,16 @@ impl Reader<'_> {
                     name,
                     "must be a whole number of milliseconds from 1 to 120000",
                 )),
+            },
+        }
+    }
+
+    fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        match self.optional(name) {
+            None => Ok(Duration::from_secs(default)),
+            Some(v) => match v.parse::<u64>() {
+                Ok(s) if (1..=86_400).contains(&s) => Ok(Duration::from_secs(s)),
+                _ => Err(self.bad(name, "must be a whole number of seconds from 1 to 86400")),
             },
         }
     }

@@ -14,7 +14,28 @@ pub enum ApiError {
     /// No route matches the path.
     NotFound,
     /// The path exists but not for this method.
-    MethodNotAllowed { allow: Vec<Method> },
+    MethodNotAllowed {
+        allow: Vec<Method>,
+    },
+    /// The Host header is missing or cannot name a tenant.
+    InvalidHost(String),
+    /// The Host is a reserved name (www, api, …) or the bare base domain.
+    ReservedHost(String),
+    TenantNotFound(String),
+    TenantSuspended(String),
+    TenantDeleted(String),
+    /// No valid credentials. `code` is the verifier's stable reason (expired, bad_signature, …).
+    Unauthenticated {
+        code: &'static str,
+        detail: String,
+    },
+    /// Authenticated, but not allowed here (`tenant_mismatch`, `insufficient_role`).
+    Forbidden {
+        code: &'static str,
+        detail: String,
+    },
+    /// A backing service failed while serving the request.
+    Upstream(String),
     /// The instance's configuration is unusable; names the setting.
     Config(ConfigError),
     /// One or more backing services failed a health check.
@@ -25,35 +46,49 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn status(&self) -> StatusCode {
+    /// (status, stable code, title) — the whole mapping in one table.
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::DependencyUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadRequest(_) => (S::BAD_REQUEST, "bad_request", "Bad Request"),
+            Self::NotFound => (S::NOT_FOUND, "not_found", "Not Found"),
+            Self::MethodNotAllowed { .. } => (
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method Not Allowed",
+            ),
+            Self::InvalidHost(_) => (S::BAD_REQUEST, "invalid_host", "Invalid Host"),
+            Self::ReservedHost(_) => (S::NOT_FOUND, "reserved_host", "Not a tenant"),
+            Self::TenantNotFound(_) => (S::NOT_FOUND, "tenant_not_found", "Unknown tenant"),
+            Self::TenantSuspended(_) => (S::FORBIDDEN, "tenant_suspended", "Tenant suspended"),
+            Self::TenantDeleted(_) => (S::GONE, "tenant_deleted", "Tenant deleted"),
+            Self::Unauthenticated { code, .. } => (S::UNAUTHORIZED, code, "Unauthorized"),
+            Self::Forbidden { code, .. } => (S::FORBIDDEN, code, "Forbidden"),
+            Self::Upstream(_) => (
+                S::BAD_GATEWAY,
+                "upstream_unavailable",
+                "Upstream unavailable",
+            ),
+            Self::Config(_) => (
+                S::INTERNAL_SERVER_ERROR,
+                "misconfigured",
+                "Instance misconfigured",
+            ),
+            Self::DependencyUnavailable { .. } => (
+                S::SERVICE_UNAVAILABLE,
+                "dependency_unavailable",
+                "Dependency unavailable",
+            ),
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
     }
 
     /// Stable identifier clients may switch on.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::BadRequest(_) => "bad_request",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed { .. } => "method_not_allowed",
-            Self::Config(_) => "misconfigured",
-            Self::DependencyUnavailable { .. } => "dependency_unavailable",
-        }
-    }
-
-    fn title(&self) -> &'static str {
-        match self {
-            Self::BadRequest(_) => "Bad Request",
-            Self::NotFound => "Not Found",
-            Self::MethodNotAllowed { .. } => "Method Not Allowed",
-            Self::Config(_) => "Instance misconfigured",
-            Self::DependencyUnavailable { .. } => "Dependency unavailable",
-        }
+        self.parts().1
     }
 
     fn detail(&self) -> String {
@@ -68,6 +103,13 @@ impl ApiError {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            Self::InvalidHost(why) => format!("No tenant can be served for this host: {why}."),
+            Self::ReservedHost(name) => format!("{name} is reserved and is not a tenant."),
+            Self::TenantNotFound(host) => format!("No tenant is served at {host}."),
+            Self::TenantSuspended(slug) => format!("Tenant {slug} is suspended."),
+            Self::TenantDeleted(slug) => format!("Tenant {slug} has been deleted."),
+            Self::Unauthenticated { detail, .. } | Self::Forbidden { detail, .. } => detail.clone(),
+            Self::Upstream(why) => format!("A backing service failed: {why}."),
             Self::Config(e) => format!("The edge instance cannot serve requests: {e}."),
             Self::DependencyUnavailable { failing, .. } => {
                 format!("Failing: {}.", failing.join(", "))
@@ -84,7 +126,7 @@ impl ApiError {
                 body.insert("failing".into(), json!(failing));
                 body.insert("checks".into(), checks.clone());
             }
-            Self::BadRequest(_) | Self::NotFound | Self::MethodNotAllowed { .. } => {}
+            _ => {}
         }
     }
 
@@ -97,7 +139,7 @@ impl ApiError {
             "type".into(),
             json!(format!("urn:edgefront:problem:{}", self.code())),
         );
-        body.insert("title".into(), json!(self.title()));
+        body.insert("title".into(), json!(self.parts().2));
         body.insert("status".into(), json!(status.as_u16()));
         body.insert("detail".into(), json!(self.detail()));
         body.insert("instance".into(), json!(instance));
@@ -111,6 +153,15 @@ impl ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Self::Unauthenticated { code, .. } = &self {
+            // RFC 6750 §3: no error code when no credentials were sent at all.
+            let v = if *code == "missing_token" {
+                HeaderValue::from_static("Bearer realm=\"edgefront\"")
+            } else {
+                HeaderValue::from_static("Bearer realm=\"edgefront\", error=\"invalid_token\"")
+            };
+            h.insert(header::WWW_AUTHENTICATE, v);
+        }
         if let Self::MethodNotAllowed { allow } = &self {
             let list = allow
                 .iter()

@@ -13,6 +13,7 @@ pub mod ports;
 pub mod routes;
 pub mod s3;
 pub mod sql;
+pub mod tenancy;
 
 #[cfg(test)]
 mod edge_tests;

@@ -7,6 +7,7 @@
 //! - `build worker|spin`: build a deployable artifact (wrangler's build command uses this).
 
 mod artifacts;
+mod jwks;
 mod pg;
 mod proc;
 mod s3;
@@ -41,6 +42,26 @@ enum Cmd {
     },
     /// Lint, unit-test, build both runtimes and run the black-box suite against each.
     Test,
+    /// Print a dev token for the running `cargo xtask dev` stack (signed with `jose`).
+    Token {
+        #[arg(long, default_value = "demo")]
+        tenant: String,
+        /// owner, admin or member
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// Lifetime: 900, 15m, 1h, 1d
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// RS256, ES256 or EdDSA
+        #[arg(long, default_value = "RS256")]
+        alg: String,
+        /// A platform-admin token (any tenant) from the platform issuer.
+        #[arg(long)]
+        platform_admin: bool,
+        /// id or access
+        #[arg(long, default_value = "id")]
+        token_use: String,
+    },
     /// Build a deployable artifact.
     Build {
         #[arg(value_enum)]
@@ -96,6 +117,14 @@ fn main() {
             Cmd::Dev { runtime, port } => dev(runtime, port).await,
             Cmd::Test => test::run_all().await,
             Cmd::Build { target } => build(target),
+            Cmd::Token {
+                tenant,
+                role,
+                ttl,
+                alg,
+                platform_admin,
+                token_use,
+            } => token(&tenant, &role, &ttl, &alg, platform_admin, &token_use),
         };
         match result {
             Ok(code) => code,
@@ -108,6 +137,45 @@ fn main() {
     // Drop the runtime (and with it every service task) before exiting.
     drop(rt);
     std::process::exit(code);
+}
+
+fn token(
+    tenant: &str,
+    role: &str,
+    ttl: &str,
+    alg: &str,
+    platform_admin: bool,
+    token_use: &str,
+) -> Result<i32> {
+    let dev_json = repo_root().join(".edgefront/dev.json");
+    if !dev_json.exists() {
+        bail!(
+            "no running stack: start `cargo xtask dev` first (it writes {})",
+            dev_json.display()
+        );
+    }
+    let mut cmd = Command::new("node");
+    cmd.current_dir(repo_root())
+        .arg("wasm-tests/tools/mint.mjs")
+        .arg("--stack")
+        .arg(&dev_json)
+        .args([
+            "--tenant",
+            tenant,
+            "--role",
+            role,
+            "--ttl",
+            ttl,
+            "--alg",
+            alg,
+            "--token-use",
+            token_use,
+        ]);
+    if platform_admin {
+        cmd.arg("--platform-admin");
+    }
+    run(&mut cmd)?;
+    Ok(0)
 }
 
 fn build(target: Runtime) -> Result<i32> {

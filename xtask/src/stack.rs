@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+use crate::jwks::JwksServer;
 use crate::pg::PgCluster;
 use crate::proc::{free_port, wait_http, Proc};
 use crate::s3::LocalS3;
@@ -37,6 +38,33 @@ pub const TENANTS: &[(&str, &str, &str, &str, &str)] = &[
         "basic",
         "active",
     ),
+    // Tenants in the other states, so every status has a URL to try.
+    (
+        "frozen",
+        "00000000-0000-4000-8000-0000000f0e2e",
+        "Frozen Goods (suspended)",
+        "basic",
+        "suspended",
+    ),
+    (
+        "gone",
+        "00000000-0000-4000-8000-00000000903e",
+        "Gone Retail (deleted)",
+        "basic",
+        "deleted",
+    ),
+];
+
+/// A custom domain for acme: `curl -H 'Host: shop.acme.test' ...`.
+pub const CUSTOM_DOMAIN: (&str, &str) = ("shop.acme.test", "acme");
+
+/// Dev issuers: (name, key algorithms, client id, platform-admin issuer). The rotation issuers
+/// start without keys; the black-box suite rotates them, one per runtime so counts don't mix.
+pub const ISSUERS: &[(&str, &str, &str, bool)] = &[
+    ("tenants", "RS256,ES256,EdDSA", "edgefront-dev", false),
+    ("platform", "RS256", "edgefront-platform", true),
+    ("rotation-workers", "", "edgefront-rotation", false),
+    ("rotation-spin", "", "edgefront-rotation", false),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,6 +98,7 @@ pub struct Stack {
     // Dropped first to last: runtimes and the proxy stop before the stores they use.
     procs: Vec<Proc>,
     _s3: LocalS3,
+    _jwks: JwksServer,
     pg: PgCluster,
     description: Value,
 }
@@ -167,6 +196,40 @@ impl Stack {
         )
         .await?;
 
+        let jwks_dir = opts.dir.join("jwks");
+        let mut devkeys = Command::new("node");
+        devkeys
+            .current_dir(repo_root())
+            .arg("wasm-tests/tools/devkeys.mjs")
+            .arg(&jwks_dir)
+            .args(
+                ISSUERS
+                    .iter()
+                    .map(|(name, algs, _, _)| format!("{name}:{algs}")),
+            );
+        run(&mut devkeys).context("generating dev signing keys")?;
+        let jwks = JwksServer::start(jwks_dir.clone()).await?;
+        let mut issuers_cfg = Vec::new();
+        let mut issuers_desc = serde_json::Map::new();
+        for (name, _, client_id, platform_admin) in ISSUERS {
+            let issuer = format!("{}/{name}", jwks.base_url);
+            issuers_cfg.push(json!({
+                "issuer": issuer, "client_ids": [client_id], "token_use": ["id", "access"],
+                "leeway_seconds": 60, "platform_admin": platform_admin,
+            }));
+            issuers_desc.insert(
+                (*name).into(),
+                json!({
+                    "issuer": issuer,
+                    "jwks_url": format!("{issuer}/.well-known/jwks.json"),
+                    "client_id": client_id,
+                    "platform_admin": platform_admin,
+                    "private_jwks": jwks_dir.join(format!("{name}.private.json")),
+                    "public_jwks_file": jwks_dir.join(format!("{name}.json")),
+                }),
+            );
+        }
+
         let app_conn = format!("postgresql://{APP_ROLE}:{app_pw}@localhost:5432/{DATABASE}");
         let settings: Vec<(&str, String)> = vec![
             ("BASE_DOMAIN", BASE_DOMAIN.into()),
@@ -178,6 +241,7 @@ impl Stack {
             ("S3_FORCE_PATH_STYLE", "true".into()),
             ("S3_ACCESS_KEY_ID", s3.access_key_id.clone()),
             ("S3_SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
+            ("JWT_ISSUERS", serde_json::to_string(&issuers_cfg)?),
         ];
 
         let mut runtimes = serde_json::Map::new();
@@ -211,6 +275,13 @@ impl Stack {
                 "endpoint": s3.endpoint, "region": REGION, "bucket": BUCKET,
                 "access_key_id": s3.access_key_id, "secret_access_key": s3.secret_access_key,
             },
+            "auth": {
+                "jwks_server": jwks.base_url,
+                "stats_url": format!("{}/_stats", jwks.base_url),
+                "jwks_dir": jwks_dir,
+                "issuers": issuers_desc,
+            },
+            "custom_domains": { CUSTOM_DOMAIN.0: CUSTOM_DOMAIN.1 },
             "tenants": TENANTS.iter().map(|(slug, id, name, tier, status)|
                 json!({"slug": slug, "id": id, "name": name, "tier": tier, "status": status})
             ).collect::<Vec<_>>(),
@@ -220,6 +291,7 @@ impl Stack {
         Ok(Self {
             procs,
             _s3: s3,
+            _jwks: jwks,
             pg,
             description,
         })
@@ -262,6 +334,14 @@ async fn seed(pg: &PgCluster, app_pw: &str) -> Result<()> {
         .await
         .with_context(|| format!("seeding tenant {slug}"))?;
     }
+    let (domain, slug) = CUSTOM_DOMAIN;
+    c.execute(
+        "INSERT INTO tenant_domains (hostname, tenant_id)
+         SELECT $1, id FROM tenants WHERE slug = $2 ON CONFLICT DO NOTHING",
+        &[&domain, &slug],
+    )
+    .await
+    .context("seeding the custom domain")?;
     Ok(())
 }
 
