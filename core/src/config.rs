@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::Uri;
 
+use crate::auth::AuthConfig;
 use crate::tenancy::{TenancyConfig, DEFAULT_RESERVED};
 
 /// Where settings come from. Adapters look names up in their runtime's vars and secrets.
@@ -55,6 +56,7 @@ pub struct Config {
     pub origin: OriginConfig,
     pub s3: S3Config,
     pub tenancy: TenancyConfig,
+    pub auth: AuthConfig,
 }
 
 /// The SQL-over-HTTP proxy in front of Postgres (Neon protocol).
@@ -101,6 +103,8 @@ impl Config {
         "TRUST_FORWARDED_HOST",
         "TENANT_CACHE_TTL_SECONDS",
         "TENANT_NEGATIVE_CACHE_TTL_SECONDS",
+        "JWT_ISSUERS",
+        "JWT_CLAIMS",
     ];
 
     pub fn load(src: &dyn ConfigSource) -> Result<Self, ConfigError> {
@@ -173,11 +177,25 @@ impl Config {
             cache_ttl: r.seconds("TENANT_CACHE_TTL_SECONDS", 60)?,
             negative_cache_ttl: r.seconds("TENANT_NEGATIVE_CACHE_TTL_SECONDS", 60)?,
         };
+        let issuers = r.required("JWT_ISSUERS")?;
+        let auth =
+            AuthConfig::from_json(&issuers, r.optional("JWT_CLAIMS").as_deref()).map_err(|e| {
+                let setting = if e.starts_with("issuers") {
+                    "JWT_ISSUERS"
+                } else {
+                    "JWT_CLAIMS"
+                };
+                ConfigError {
+                    setting,
+                    problem: e,
+                }
+            })?;
         Ok(Self {
             base_domain,
             origin,
             s3,
             tenancy,
+            auth,
         })
     }
 }
@@ -303,6 +321,10 @@ pub(crate) mod tests {
                 "S3_SECRET_ACCESS_KEY",
                 "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
             ),
+            (
+                "JWT_ISSUERS",
+                r#"[{"issuer":"https://idp.example.com/pool","client_ids":["app"],"token_use":["id","access"]}]"#,
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))
@@ -332,6 +354,7 @@ pub(crate) mod tests {
             "S3_BUCKET",
             "S3_ACCESS_KEY_ID",
             "S3_SECRET_ACCESS_KEY",
+            "JWT_ISSUERS",
         ] {
             let mut m = dev_settings();
             m.remove(name);
@@ -355,6 +378,9 @@ pub(crate) mod tests {
             ("S3_BUCKET", "a"),
             ("S3_REGION", "US East"),
             ("BASE_DOMAIN", "-bad-.com"),
+            ("JWT_ISSUERS", "[]"),
+            ("JWT_ISSUERS", "not json"),
+            ("JWT_CLAIMS", "{\"tenant\": 5}"),
         ] {
             let mut m = dev_settings();
             m.insert(name, value.into());

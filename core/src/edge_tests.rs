@@ -62,6 +62,12 @@ impl Entropy for FakePlatform {
 }
 
 impl Platform for FakePlatform {
+    type Verifier = crate::auth::RustCrypto;
+
+    fn verifier(&self) -> &Self::Verifier {
+        &crate::auth::RustCrypto
+    }
+
     fn runtime(&self) -> &'static str {
         "test"
     }

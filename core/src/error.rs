@@ -36,6 +36,8 @@ pub enum ApiError {
     },
     /// A backing service failed while serving the request.
     Upstream(String),
+    /// Credentials cannot be checked right now (the issuer's JWKS is unreachable or unusable).
+    AuthUnavailable(String),
     /// The instance's configuration is unusable; names the setting.
     Config(ConfigError),
     /// One or more backing services failed a health check.
@@ -64,6 +66,11 @@ impl ApiError {
             Self::TenantDeleted(_) => (S::GONE, "tenant_deleted", "Tenant deleted"),
             Self::Unauthenticated { code, .. } => (S::UNAUTHORIZED, code, "Unauthorized"),
             Self::Forbidden { code, .. } => (S::FORBIDDEN, code, "Forbidden"),
+            Self::AuthUnavailable(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "jwks_unavailable",
+                "Cannot verify credentials",
+            ),
             Self::Upstream(_) => (
                 S::BAD_GATEWAY,
                 "upstream_unavailable",
@@ -110,6 +117,7 @@ impl ApiError {
             Self::TenantDeleted(slug) => format!("Tenant {slug} has been deleted."),
             Self::Unauthenticated { detail, .. } | Self::Forbidden { detail, .. } => detail.clone(),
             Self::Upstream(why) => format!("A backing service failed: {why}."),
+            Self::AuthUnavailable(why) => why.clone(),
             Self::Config(e) => format!("The edge instance cannot serve requests: {e}."),
             Self::DependencyUnavailable { failing, .. } => {
                 format!("Failing: {}.", failing.join(", "))

@@ -6,9 +6,12 @@
 //! so the same code runs on the host, `wasm32-unknown-unknown` and `wasm32-wasip2`.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod me;
 pub mod ports;
 pub mod routes;
 pub mod s3;
@@ -34,14 +37,22 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// the instance answers every request with a 500 problem+json that names the setting.
 pub struct Edge<P> {
     config: Result<Config, ConfigError>,
+    /// JWKS cache and verification state, per instance.
+    auth: Option<auth::Authenticator>,
     platform: P,
     routes: routes::Router,
 }
 
 impl<P: Platform> Edge<P> {
     pub fn new(source: &dyn ConfigSource, platform: P) -> Self {
+        let config = Config::load(source);
+        let auth = config
+            .as_ref()
+            .ok()
+            .map(|c| auth::Authenticator::new(c.auth.clone()));
         Self {
-            config: Config::load(source),
+            config,
+            auth,
             platform,
             routes: routes::Router::new(),
         }
@@ -65,9 +76,16 @@ impl<P: Platform> Edge<P> {
             .config
             .as_ref()
             .map_err(|e| ApiError::Config(e.clone()))?;
+        let auth = self.auth.as_ref().ok_or_else(|| {
+            ApiError::Config(ConfigError {
+                setting: "JWT_ISSUERS",
+                problem: "no authenticator".into(),
+            })
+        })?;
         let ctx = routes::Ctx {
             config,
             platform: &self.platform,
+            auth,
         };
         self.routes.dispatch(&ctx, req).await
     }

@@ -58,6 +58,12 @@ pub trait Entropy {
 
 /// Everything an instance needs from its runtime.
 pub trait Platform: HttpClient + Clock + KeyValue + Entropy {
+    /// The crypto provider for JWS signatures (WebCrypto on Workers, pure Rust elsewhere),
+    /// chosen by the adapter like rustls' `CryptoProvider`.
+    type Verifier: crate::auth::SignatureVerifier;
+
+    fn verifier(&self) -> &Self::Verifier;
+
     /// `"workers"`, `"spin"`, … as reported by `/healthz`.
     fn runtime(&self) -> &'static str;
 }

@@ -4,33 +4,63 @@
 use bytes::Bytes;
 use http::{Method, Request, Response};
 
+use crate::auth::{Authenticator, Principal};
+use crate::authz::{self, Role};
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::health;
 use crate::ports::Platform;
+use crate::tenancy::{self, Tenant};
+use crate::{health, me};
 
 /// What a handler gets besides the request.
 pub struct Ctx<'a, P> {
     pub config: &'a Config,
     pub platform: &'a P,
+    pub auth: &'a Authenticator,
+}
+
+/// What the route table established about the request before the handler runs.
+pub struct Scope {
+    pub tenant: Option<Tenant>,
+    pub principal: Option<Principal>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Handler {
     Health,
+    Me,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Platform endpoints: no tenant, no credentials.
+    Platform,
+    /// A tenant's endpoint for authenticated users with at least this role.
+    Role(Role),
 }
 
 struct Route {
     method: Method,
     path: &'static str,
+    access: Access,
     handler: Handler,
 }
 
-const ROUTES: &[Route] = &[Route {
-    method: Method::GET,
-    path: "/healthz",
-    handler: Handler::Health,
-}];
+const ROUTES: &[Route] = &[
+    Route {
+        method: Method::GET,
+        path: "/healthz",
+        access: Access::Platform,
+        handler: Handler::Health,
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/me",
+        access: Access::Role(Role::Member),
+        handler: Handler::Me,
+    },
+];
 
 /// Path matcher built once per instance from [`ROUTES`].
 pub struct Router {
@@ -80,8 +110,41 @@ impl Router {
             }
             return Err(ApiError::MethodNotAllowed { allow });
         };
+        let tenant = match route.access {
+            Access::Platform => None,
+            Access::Role(_) => {
+                Some(tenancy::resolve(ctx.platform, ctx.config, req.headers(), req.uri()).await?)
+            }
+        };
+        let principal = match (route.access, &tenant) {
+            (Access::Role(required), Some(tenant)) => {
+                let header = req
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                let principal = ctx
+                    .auth
+                    .authenticate(ctx.platform, ctx.platform.verifier(), header)
+                    .await
+                    .map_err(|e| {
+                        if e.is_unavailable() {
+                            ApiError::AuthUnavailable(e.detail())
+                        } else {
+                            ApiError::Unauthenticated {
+                                code: e.code(),
+                                detail: e.detail(),
+                            }
+                        }
+                    })?;
+                authz::authorize(&principal, tenant, required)?;
+                Some(principal)
+            }
+            _ => None,
+        };
+        let scope = Scope { tenant, principal };
         let mut resp = match route.handler {
             Handler::Health => health::get(ctx, &req).await?,
+            Handler::Me => me::get(&scope)?,
         };
         if is_head {
             *resp.body_mut() = Bytes::new();
@@ -100,6 +163,15 @@ mod tests {
         for (i, r) in ROUTES.iter().enumerate() {
             let m = router.paths.at(r.path).unwrap();
             assert!(m.value.contains(&i), "{} {}", r.method, r.path);
+        }
+    }
+
+    #[test]
+    fn every_v1_route_is_tenant_scoped() {
+        // Platform access is for operational endpoints only; a /v1 route without a tenant would
+        // bypass tenant resolution and authorization.
+        for r in ROUTES.iter().filter(|r| r.path.starts_with("/v1/")) {
+            assert_ne!(r.access, Access::Platform, "{}", r.path);
         }
     }
 }

@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use edgefront_core::auth::RustCrypto;
 use edgefront_core::{
     ApiError, Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform,
 };
@@ -185,6 +186,12 @@ impl Entropy for SpinPlatform {
 }
 
 impl Platform for SpinPlatform {
+    type Verifier = RustCrypto;
+
+    fn verifier(&self) -> &RustCrypto {
+        &RustCrypto
+    }
+
     fn runtime(&self) -> &'static str {
         "spin"
     }

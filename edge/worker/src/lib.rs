@@ -15,8 +15,11 @@ use worker::{
 /// Name of the KV namespace binding in wrangler.toml.
 const KV_BINDING: &str = "EDGEFRONT_KV";
 
+mod webcrypto;
+
 pub struct WorkersPlatform {
     kv: Option<KvStore>,
+    crypto: webcrypto::WebCrypto,
 }
 
 thread_local! {
@@ -36,6 +39,7 @@ fn instance(env: &Env) -> Rc<Edge<WorkersPlatform>> {
                 };
                 let platform = WorkersPlatform {
                     kv: env.kv(KV_BINDING).ok(),
+                    crypto: webcrypto::WebCrypto::default(),
                 };
                 Rc::new(Edge::new(&source, platform))
             })
@@ -165,6 +169,12 @@ impl Entropy for WorkersPlatform {
 }
 
 impl Platform for WorkersPlatform {
+    type Verifier = webcrypto::WebCrypto;
+
+    fn verifier(&self) -> &webcrypto::WebCrypto {
+        &self.crypto
+    }
+
     fn runtime(&self) -> &'static str {
         "workers"
     }
