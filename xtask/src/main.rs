@@ -42,6 +42,11 @@ enum Cmd {
     },
     /// Lint, unit-test, build both runtimes and run the black-box suite against each.
     Test,
+    /// Criterion benchmarks of core, natively and on wasm32-wasip2 under wasmtime.
+    Bench {
+        /// Only benchmarks whose name contains this.
+        filter: Option<String>,
+    },
     /// Print a dev token for the running `cargo xtask dev` stack (signed with `jose`).
     Token {
         #[arg(long, default_value = "demo")]
@@ -104,6 +109,10 @@ pub async fn shutdown_signal() {
 }
 
 fn main() {
+    // If cargo (our parent) is killed, get SIGTERM and run the normal shutdown, which stops
+    // every service; otherwise an orphaned xtask would keep them running.
+    // SAFETY: prctl with these arguments has no memory effects.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -117,6 +126,7 @@ fn main() {
             Cmd::Dev { runtime, port } => dev(runtime, port).await,
             Cmd::Test => test::run_all().await,
             Cmd::Build { target } => build(target),
+            Cmd::Bench { filter } => bench(filter.as_deref()),
             Cmd::Token {
                 tenant,
                 role,
@@ -175,6 +185,36 @@ fn token(
         cmd.arg("--platform-admin");
     }
     run(&mut cmd)?;
+    Ok(0)
+}
+
+fn bench(filter: Option<&str>) -> Result<i32> {
+    let tools = tools::ensure(Needs {
+        worker: false,
+        node: false,
+    })?;
+    let criterion_args = ["--warm-up-time", "1", "--measurement-time", "3"];
+    for (label, target) in [
+        ("native", None),
+        ("wasm32-wasip2 (wasmtime)", Some("wasm32-wasip2")),
+    ] {
+        println!("\n== core benchmarks: {label} ==");
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(repo_root())
+            .args(["bench", "-p", "edgefront-core"]);
+        if let Some(t) = target {
+            cmd.args(["--target", t]).env(
+                "CARGO_TARGET_WASM32_WASIP2_RUNNER",
+                // Criterion writes its reports under target/.
+                format!("{} run -S cli=y --dir target", tools.wasmtime.display()),
+            );
+        }
+        cmd.arg("--").args(criterion_args);
+        if let Some(f) = filter {
+            cmd.arg(f);
+        }
+        run(&mut cmd)?;
+    }
     Ok(0)
 }
 

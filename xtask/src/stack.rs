@@ -448,7 +448,12 @@ async fn start_spin(
         }
     };
     for (k, v) in settings {
-        cmd.arg("--env").arg(format!("{k}={v}"));
+        if how == "wasmtime serve" {
+            // `--env NAME` inherits the value, keeping secrets out of `ps` output.
+            cmd.env(k, v).arg("--env").arg(k);
+        } else {
+            cmd.arg("--env").arg(format!("{k}={v}"));
+        }
     }
     if how == "wasmtime serve" {
         cmd.arg(artifacts::spin_wasm());

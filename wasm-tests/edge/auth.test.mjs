@@ -1,0 +1,183 @@
+// JWT verification at the edge, black-box: tokens and keys come from `jose`, the JWKS from the
+// dev issuer's server (which counts fetches). Same expectations on every runtime.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, rmSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SignJWT, importJWK, base64url } from 'jose';
+import { edge, assertProblem, stack, runtime } from './stack.mjs';
+import { sign, cognitoClaims } from '../tools/mint.mjs';
+import { makeKey } from '../tools/devkeys.mjs';
+
+const claims = (opts) => cognitoClaims(stack, 'tenants', { tenant: 'demo', ...opts });
+const me = (token, tenant = 'demo') =>
+  edge('/v1/me', { tenant, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
+
+async function assert401(res, code) {
+  const body = await assertProblem(res, 401, code);
+  assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer /);
+  return body;
+}
+
+async function fetches(issuer) {
+  const res = await fetch(stack.auth.stats_url);
+  return (await res.json())[issuer] ?? 0;
+}
+
+for (const alg of ['RS256', 'ES256', 'EdDSA']) {
+  test(`a valid ${alg} ID token is accepted and /v1/me describes the caller`, async () => {
+    const c = claims({ role: 'admin' });
+    const res = await me(await sign(stack, 'tenants', c, { alg }));
+    const body = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(body));
+    assert.equal(body.user_id, c.sub);
+    assert.deepEqual(body.roles, ['admin']);
+    assert.equal(body.tenant.slug, 'demo');
+    assert.equal(body.token_expires_at, c.exp);
+    assert.equal(body.platform_admin, false);
+  });
+}
+
+test('a valid access token (client_id, token_use=access) is accepted', async () => {
+  const res = await me(await sign(stack, 'tenants', claims({ tokenUse: 'access' })));
+  assert.equal(res.status, 200);
+});
+
+test('no token → 401 with a Bearer challenge and no error code', async () => {
+  const res = await me(undefined);
+  await assertProblem(res, 401, 'missing_token');
+  assert.equal(res.headers.get('www-authenticate'), 'Bearer realm="edgefront"');
+});
+
+const now = () => Math.floor(Date.now() / 1000);
+for (const [name, extra, code] of [
+  ['expired', { exp: now() - 120 }, 'expired'],
+  ['not yet valid (nbf in the future)', { nbf: now() + 600 }, 'not_yet_valid'],
+  ['issued far in the future', { iat: now() + 3600 }, 'issued_in_future'],
+  ['from an unknown issuer', { iss: 'https://cognito-idp.us-east-1.amazonaws.com/us-east-1_evil' }, 'wrong_issuer'],
+  ['for another app client (aud)', { aud: 'someone-else' }, 'wrong_audience'],
+  ['with an unknown token_use', { token_use: 'refresh' }, 'wrong_token_use'],
+]) {
+  test(`a token ${name} → 401 ${code}`, async () => {
+    const body = await assert401(await me(await sign(stack, 'tenants', claims({ extra }))), code);
+    assert.ok(!JSON.stringify(body).includes('eyJ'), 'the token must never be echoed');
+  });
+}
+
+test('an access token for another client_id → 401 wrong_audience', async () => {
+  const c = claims({ tokenUse: 'access', extra: { client_id: 'someone-else' } });
+  await assert401(await me(await sign(stack, 'tenants', c)), 'wrong_audience');
+});
+
+test('expiry within the leeway is still accepted', async () => {
+  const res = await me(await sign(stack, 'tenants', claims({ extra: { exp: now() - 20 } })));
+  assert.equal(res.status, 200);
+});
+
+test('alg "none" is rejected', async () => {
+  const header = base64url.encode(JSON.stringify({ alg: 'none', typ: 'JWT' }));
+  const payload = base64url.encode(JSON.stringify(claims()));
+  await assert401(await me(`${header}.${payload}.`), 'unsupported_algorithm');
+});
+
+test('HS256 signed with the RSA public key as the secret is rejected', async () => {
+  const pub = JSON.parse(readFileSync(stack.auth.issuers.tenants.public_jwks_file, 'utf8')).keys.find((k) => k.alg === 'RS256');
+  const secret = new TextEncoder().encode(JSON.stringify(pub));
+  const token = await new SignJWT(claims()).setProtectedHeader({ alg: 'HS256', kid: pub.kid }).sign(secret);
+  await assert401(await me(token), 'unsupported_algorithm');
+});
+
+test('a header alg that does not match the key (ES256 header, RSA kid) is rejected', async () => {
+  const priv = JSON.parse(readFileSync(stack.auth.issuers.tenants.private_jwks, 'utf8')).keys;
+  const rsa = priv.find((k) => k.alg === 'RS256');
+  const ec = priv.find((k) => k.alg === 'ES256');
+  const token = await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', kid: rsa.kid }).sign(await importJWK(ec, 'ES256'));
+  await assert401(await me(token), 'algorithm_mismatch');
+});
+
+test('a tampered payload fails the signature check', async () => {
+  const [h, , s] = (await sign(stack, 'tenants', claims({ role: 'member' }))).split('.');
+  const forged = base64url.encode(JSON.stringify(claims({ role: 'owner' })));
+  await assert401(await me(`${h}.${forged}.${s}`), 'bad_signature');
+});
+
+for (const [name, token, code] of [
+  ['garbage', 'not-a-jwt', 'malformed_token'],
+  ['truncated', 'eyJhbGciOiJSUzI1NiJ9.eyJ', 'malformed_token'],
+  ['oversized', 'a'.repeat(9000), 'token_too_large'],
+]) {
+  test(`a ${name} token → 401 ${code}`, async () => {
+    await assert401(await me(token), code);
+  });
+}
+
+test('a token of tenant A on tenant B\'s host → 403 tenant_mismatch', async () => {
+  const res = await me(await sign(stack, 'tenants', claims({ tenant: 'acme' })), 'demo');
+  await assertProblem(res, 403, 'tenant_mismatch');
+});
+
+test('a token without a tenant claim → 403 tenant_mismatch', async () => {
+  const c = claims();
+  delete c['custom:tenant_id'];
+  await assertProblem(await me(await sign(stack, 'tenants', c)), 403, 'tenant_mismatch');
+});
+
+test('a platform-admin from the platform issuer may act on any tenant', async () => {
+  for (const tenant of ['demo', 'acme']) {
+    const c = cognitoClaims(stack, 'platform', { role: 'platform-admin' });
+    const res = await me(await sign(stack, 'platform', c), tenant);
+    const body = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(body));
+    assert.equal(body.platform_admin, true);
+    assert.equal(body.tenant.slug, tenant);
+  }
+});
+
+test('the platform-admin group means nothing in a tenant pool token', async () => {
+  const res = await me(await sign(stack, 'tenants', claims({ tenant: 'acme', role: 'platform-admin' })), 'demo');
+  await assertProblem(res, 403, 'tenant_mismatch');
+});
+
+test('key rotation: a new kid is accepted after one refetch; unknown kids cost at most one fetch per window', async () => {
+  const issuer = `rotation-${runtime}`;
+  const file = join(stack.auth.jwks_dir, `${issuer}.json`);
+  const key = await makeKey('RS256');
+  const c = cognitoClaims(stack, issuer, { tenant: 'demo' });
+  const rotated = await sign(stack, issuer, c, { jwk: key.private });
+  // Publish the new key, then present a token signed with it: one refetch, then accepted.
+  writeFileSync(file, JSON.stringify({ keys: [key.public] }));
+  const before = await fetches(issuer);
+  const res = await me(rotated);
+  assert.equal(res.status, 200, await res.text());
+  const afterRotation = await fetches(issuer);
+  assert.ok(afterRotation - before <= 1, `rotation cost ${afterRotation - before} fetches`);
+  // A flood of unknown kids within the penalty window: at most one more fetch in total.
+  const stranger = await makeKey('RS256');
+  // Sequential, so on Workers every request meets the same isolate.
+  const flood = [];
+  for (let i = 0; i < 15; i++) {
+    const jwk = { ...stranger.private, kid: `unknown-${i}-${Date.now()}` };
+    flood.push((await me(await sign(stack, issuer, c, { jwk }))).status);
+  }
+  assert.deepEqual(flood, Array(15).fill(401));
+  const afterFlood = await fetches(issuer);
+  // Workers: the isolate's cache holds the penalty window, so the flood costs at most one fetch.
+  // Spin: every request runs in a fresh component instance (Spin instantiates per request, and
+  // wasmtime does not reuse WASIp2 instances), so the window cannot outlive a request until the
+  // JWKS state moves to Spin's key-value store; the bound there is one fetch per request.
+  const bound = runtime === 'spin' ? 15 : 1;
+  assert.ok(afterFlood - afterRotation <= bound, `15 unknown kids caused ${afterFlood - afterRotation} fetches`);
+  // JWKS endpoint down with a warm cache: known keys keep working.
+  writeFileSync(join(stack.auth.jwks_dir, `${issuer}.down`), 'down');
+  try {
+    const again = await me(await sign(stack, issuer, { ...c, jti: 'again' }, { jwk: key.private }));
+    if (runtime === 'spin') {
+      // No cache survives a Spin request (see above): a cold instance says so with a clean 503.
+      await assertProblem(again, 503, 'jwks_unavailable');
+    } else {
+      assert.equal(again.status, 200);
+    }
+  } finally {
+    rmSync(join(stack.auth.jwks_dir, `${issuer}.down`), { force: true });
+  }
+});
