@@ -1,4 +1,5 @@
 //! Host → tenant target, the work every request does before any I/O.
+#![allow(clippy::unwrap_used)] // Benchmark set-up, not a request path.
 use criterion::{criterion_group, criterion_main, Criterion};
 use edgefront_core::tenancy::{classify, request_host, DEFAULT_RESERVED};
 use http::{header, HeaderMap, HeaderValue, Uri};

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::config::OriginConfig;
 use crate::ports::{with_timeout, Clock, HttpClient, OutboundError};
+use crate::tenancy::TenantId;
 
 /// A parameter as the protocol carries it: Postgres text input, or NULL.
 pub type Param = Option<String>;
@@ -117,6 +118,30 @@ pub async fn transaction<P: HttpClient + Clock>(
     Ok(batch.results)
 }
 
+/// Runs `statements` as one transaction scoped to `tenant`: the batch always begins with
+/// `set_config('app.current_tenant', …, true)`, so row-level security in Postgres — not only
+/// the edge — confines every statement to the tenant. The prefix's own result is dropped.
+pub async fn tenant_transaction<P: HttpClient + Clock>(
+    platform: &P,
+    cfg: &OriginConfig,
+    tenant: &TenantId,
+    statements: &[Statement],
+) -> Result<Vec<QueryResult>, SqlError> {
+    let batch = tenant_batch(tenant, statements);
+    let results = transaction(platform, cfg, &batch).await?;
+    Ok(results.into_iter().skip(1).collect())
+}
+
+fn tenant_batch(tenant: &TenantId, statements: &[Statement]) -> Vec<Statement> {
+    let mut batch = Vec::with_capacity(statements.len() + 1);
+    batch.push(Statement::new(
+        "SELECT set_config('app.current_tenant', $1, true)",
+        vec![Some(tenant.to_string())],
+    ));
+    batch.extend_from_slice(statements);
+    batch
+}
+
 fn build_request(cfg: &OriginConfig, body: &Value) -> Result<Request<Bytes>, SqlError> {
     let mut req = Request::builder()
         .method(Method::POST)
@@ -181,6 +206,19 @@ mod tests {
             "postgresql://edgefront_app:pw@localhost:5432/edgefront"
         );
         assert!(req.headers().get(header::AUTHORIZATION).is_none());
+    }
+
+    #[test]
+    fn tenant_batches_open_with_the_tenant_setting() {
+        let t = TenantId::parse("00000000-0000-4000-8000-00000000ac3e").unwrap();
+        let b = tenant_batch(&t, &[Statement::new("SELECT 1", vec![])]);
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            b[0].query,
+            "SELECT set_config('app.current_tenant', $1, true)"
+        );
+        assert_eq!(b[0].params, vec![Some(t.to_string())]);
+        assert_eq!(b[1].query, "SELECT 1");
     }
 
     #[test]

@@ -201,12 +201,16 @@ fn bench(filter: Option<&str>) -> Result<i32> {
         println!("\n== core benchmarks: {label} ==");
         let mut cmd = Command::new("cargo");
         cmd.current_dir(repo_root())
-            .args(["bench", "-p", "edgefront-core"]);
+            .args(["bench", "-p", "edgefront-core", "--benches"]);
         if let Some(t) = target {
             cmd.args(["--target", t]).env(
                 "CARGO_TARGET_WASM32_WASIP2_RUNNER",
                 // Criterion writes its reports under target/.
-                format!("{} run -S cli=y --dir target", tools.wasmtime.display()),
+                format!(
+                    "{} run -S cli=y --dir {}::target",
+                    tools.wasmtime.display(),
+                    repo_root().join("target").display()
+                ),
             );
         }
         cmd.arg("--").args(criterion_args);
