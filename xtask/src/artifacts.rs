@@ -22,17 +22,7 @@ pub fn spin_wasm() -> PathBuf {
 /// which keeps `wrangler dev` (which runs this as its build command) quick to start.
 pub fn build_worker(tools: &Tools) -> Result<()> {
     let root = repo_root();
-    run(Command::new("cargo")
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-unknown-unknown",
-            "-p",
-            "edgefront-worker",
-        ])
-        .current_dir(&root))?;
+    build_release(WORKER)?;
     let raw = root.join("target/wasm32-unknown-unknown/release/edgefront_worker.wasm");
     let digest = hex(&Sha256::digest(
         std::fs::read(&raw).context("reading worker wasm")?,
@@ -53,15 +43,23 @@ pub fn build_worker(tools: &Tools) -> Result<()> {
 }
 
 pub fn build_spin() -> Result<()> {
+    build_release(SPIN)
+}
+
+/// The adapter crates and the wasm target each is built for.
+pub const WORKER: (&str, &str) = ("edgefront-worker", "wasm32-unknown-unknown");
+pub const SPIN: (&str, &str) = ("edgefront-spin", "wasm32-wasip2");
+
+fn build_release((package, target): (&str, &str)) -> Result<()> {
     run(Command::new("cargo")
         .args([
             "build",
             "--quiet",
             "--release",
             "--target",
-            "wasm32-wasip2",
+            target,
             "-p",
-            "edgefront-spin",
+            package,
         ])
         .current_dir(repo_root()))
 }

@@ -143,28 +143,12 @@ async fn run_suites() -> Result<i32> {
         "-D",
         "warnings",
     ]))?;
-    run(&mut cargo(&[
-        "clippy",
-        "--quiet",
-        "-p",
-        "edgefront-worker",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    run(&mut cargo(&[
-        "clippy",
-        "--quiet",
-        "-p",
-        "edgefront-spin",
-        "--target",
-        "wasm32-wasip2",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    // The adapters only build for their wasm targets.
+    for (package, target) in [artifacts::WORKER, artifacts::SPIN] {
+        run(&mut cargo(&[
+            "clippy", "--quiet", "-p", package, "--target", target, "--", "-D", "warnings",
+        ]))?;
+    }
 
     let mut wasm_core = cargo(&["test", "-p", "edgefront-core", "--target", "wasm32-wasip2"]);
     wasm_core.env(
