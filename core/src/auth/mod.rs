@@ -21,7 +21,9 @@ use crate::ports::Platform;
 
 pub use cache::JwksCache;
 pub use config::{AuthConfig, ClaimsMapping, IssuerConfig, JwksPolicy, TokenUse};
-pub use crypto::{RustCrypto, SignatureVerifier};
+#[cfg(feature = "rust-crypto")]
+pub use crypto::RustCrypto;
+pub use crypto::SignatureVerifier;
 pub use jwk::{Algorithm, Jwk, Jwks};
 
 /// Who made the request, as the verified token says.
