@@ -24,14 +24,23 @@ const HDR_CONNECTION_STRING: &str = "neon-connection-string";
 pub(crate) struct AppState {
     config: Arc<Config>,
     pool: Pool,
+    /// `POST /sql` requests received, for `GET /_stats`.
+    sql_requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub(crate) fn router(config: Config, pool: Pool) -> Router {
+    let expose_stats = config.expose_stats;
     let state = AppState {
         config: Arc::new(config),
         pool,
+        sql_requests: Arc::default(),
     };
-    Router::new()
+    let router = if expose_stats {
+        Router::new().route("/_stats", axum::routing::get(stats))
+    } else {
+        Router::new()
+    };
+    router
         .route(
             "/sql",
             post(sql_handler)
@@ -80,8 +89,18 @@ async fn not_found() -> Response {
     ApiError::NotFound.into_response()
 }
 
+async fn stats(State(state): State<AppState>) -> Response {
+    let n = state
+        .sql_requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    axum::Json(serde_json::json!({ "sql_requests": n })).into_response()
+}
+
 async fn sql_handler(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
+    state
+        .sql_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let resp = match handle(&state, &headers, body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),

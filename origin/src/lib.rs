@@ -35,6 +35,9 @@ pub struct Config {
     pub pool_size: usize,
     /// Idle pooled sessions older than this are closed instead of reused.
     pub idle_timeout: Duration,
+    /// Serve `GET /_stats` (requests served), for tests that count round trips. Off in
+    /// production: it is unauthenticated.
+    pub expose_stats: bool,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             max_response_bytes: 10 * 1024 * 1024,
             pool_size: 8,
             idle_timeout: Duration::from_secs(300),
+            expose_stats: false,
         }
     }
 }

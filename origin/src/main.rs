@@ -55,6 +55,9 @@ struct ServeArgs {
     /// Most Postgres sessions per (user, password, database).
     #[arg(long, env = "EDGEFRONT_POOL_SIZE", default_value_t = 8)]
     pool_size: usize,
+    /// Serve GET /_stats with request counts (unauthenticated: for local tests only).
+    #[arg(long)]
+    expose_stats: bool,
 }
 
 #[derive(clap::Args)]
@@ -100,6 +103,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         max_request_bytes: args.max_request_bytes,
         max_response_bytes: args.max_response_bytes,
         pool_size: args.pool_size,
+        expose_stats: args.expose_stats,
         ..Config::default()
     };
     tracing::info!(

@@ -174,7 +174,8 @@ impl Stack {
                 .args([
                     "--statement-timeout-ms",
                     &opts.origin_statement_timeout_ms.to_string(),
-                ]),
+                ])
+                .arg("--expose-stats"),
             &origin_log,
             None,
         )?;
@@ -265,6 +266,7 @@ impl Stack {
             "base_domain": BASE_DOMAIN,
             "runtimes": runtimes,
             "origin": {
+                "stats_url": format!("{}/_stats", origin_url.trim_end_matches('/')),
                 "url": origin_sql,
                 "app_connection_string": app_conn,
                 "superuser_connection_string":
