@@ -45,6 +45,64 @@ pub enum ApiError {
         failing: Vec<&'static str>,
         checks: Value,
     },
+    /// The body or query failed validation; one entry per offending field.
+    Validation(Vec<FieldError>),
+    /// The body is larger than the endpoint accepts.
+    PayloadTooLarge {
+        limit: usize,
+    },
+    /// The body is not `application/json` where JSON is required.
+    UnsupportedMediaType(&'static str),
+    /// No such resource for this tenant (another tenant's ids look exactly like this).
+    ResourceNotFound(&'static str),
+    /// The request conflicts with the resource's state (`idempotency_key_reused`, `sku_taken`, …).
+    Conflict {
+        code: &'static str,
+        detail: String,
+    },
+    /// `If-Match` named a version that is no longer current.
+    PreconditionFailed {
+        current_etag: Option<String>,
+    },
+    /// A tier limit would be exceeded.
+    TierLimit {
+        resource: &'static str,
+        limit: i64,
+        count: i64,
+    },
+    /// Well-formed but not acceptable given what it refers to (`object_too_large`, …).
+    Unprocessable {
+        code: &'static str,
+        detail: String,
+    },
+    /// A quota or rate limit is exhausted; `retry_after` in seconds.
+    TooManyRequests {
+        code: &'static str,
+        detail: String,
+        retry_after: Option<u64>,
+    },
+    /// A backing service did not answer in time.
+    GatewayTimeout(String),
+}
+
+/// One field's validation failure, as listed in a 400's `errors` member.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// The JSON member or query parameter (`price`, `limit`, `cursor`, …).
+    pub field: String,
+    /// Stable reason: `required`, `unknown_field`, `wrong_type`, `too_long`, `out_of_range`, …
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
+    }
 }
 
 impl ApiError {
@@ -86,6 +144,30 @@ impl ApiError {
                 "dependency_unavailable",
                 "Dependency unavailable",
             ),
+            Self::Validation(_) => (S::BAD_REQUEST, "validation_failed", "Invalid request"),
+            Self::PayloadTooLarge { .. } => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+            ),
+            Self::UnsupportedMediaType(_) => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+            ),
+            Self::ResourceNotFound(_) => (S::NOT_FOUND, "not_found", "Not Found"),
+            Self::Conflict { code, .. } => (S::CONFLICT, code, "Conflict"),
+            Self::PreconditionFailed { .. } => (
+                S::PRECONDITION_FAILED,
+                "precondition_failed",
+                "Precondition failed",
+            ),
+            Self::TierLimit { .. } => (S::FORBIDDEN, "tier_limit_reached", "Tier limit reached"),
+            Self::Unprocessable { code, .. } => {
+                (S::UNPROCESSABLE_ENTITY, code, "Unprocessable content")
+            }
+            Self::TooManyRequests { code, .. } => (S::TOO_MANY_REQUESTS, code, "Too many requests"),
+            Self::GatewayTimeout(_) => (S::GATEWAY_TIMEOUT, "upstream_timeout", "Upstream timeout"),
         }
     }
 
@@ -122,6 +204,29 @@ impl ApiError {
             Self::DependencyUnavailable { failing, .. } => {
                 format!("Failing: {}.", failing.join(", "))
             }
+            Self::Validation(errors) => match errors.as_slice() {
+                [one] => format!("{}: {}", one.field, one.message),
+                many => format!("{} fields are invalid; see `errors`.", many.len()),
+            },
+            Self::PayloadTooLarge { limit } => {
+                format!("The body exceeds this endpoint's limit of {limit} bytes.")
+            }
+            Self::UnsupportedMediaType(want) => format!("The body must be {want}."),
+            Self::ResourceNotFound(kind) => format!("No {kind} with this id exists here."),
+            Self::Conflict { detail, .. }
+            | Self::Unprocessable { detail, .. }
+            | Self::TooManyRequests { detail, .. } => detail.clone(),
+            Self::PreconditionFailed { .. } => {
+                "The resource changed since the version named in If-Match.".into()
+            }
+            Self::TierLimit {
+                resource,
+                limit,
+                count,
+            } => format!("This tenant's tier allows {limit} {resource}; it has {count}."),
+            Self::GatewayTimeout(why) => {
+                format!("A backing service did not answer in time: {why}.")
+            }
         }
     }
 
@@ -133,6 +238,32 @@ impl ApiError {
             Self::DependencyUnavailable { failing, checks } => {
                 body.insert("failing".into(), json!(failing));
                 body.insert("checks".into(), checks.clone());
+            }
+            Self::Validation(errors) => {
+                body.insert("errors".into(), json!(errors));
+            }
+            Self::PayloadTooLarge { limit } => {
+                body.insert("limit_bytes".into(), json!(limit));
+            }
+            Self::PreconditionFailed {
+                current_etag: Some(etag),
+            } => {
+                body.insert("current_etag".into(), json!(etag));
+            }
+            Self::TierLimit {
+                resource,
+                limit,
+                count,
+            } => {
+                body.insert("resource".into(), json!(resource));
+                body.insert("limit".into(), json!(limit));
+                body.insert("count".into(), json!(count));
+            }
+            Self::TooManyRequests {
+                retry_after: Some(s),
+                ..
+            } => {
+                body.insert("retry_after".into(), json!(s));
             }
             _ => {}
         }
@@ -169,6 +300,13 @@ impl ApiError {
                 HeaderValue::from_static("Bearer realm=\"edgefront\", error=\"invalid_token\"")
             };
             h.insert(header::WWW_AUTHENTICATE, v);
+        }
+        if let Self::TooManyRequests {
+            retry_after: Some(secs),
+            ..
+        } = &self
+        {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
         }
         if let Self::MethodNotAllowed { allow } = &self {
             let list = allow

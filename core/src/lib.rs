@@ -11,6 +11,7 @@ pub mod authz;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod input;
 pub mod me;
 pub mod ports;
 pub mod routes;

@@ -36,6 +36,8 @@ enum Handler {
 enum Access {
     /// Platform endpoints: no tenant, no credentials.
     Platform,
+    /// A tenant's public endpoint (storefront): tenant from Host, no credentials, CORS.
+    Public,
     /// A tenant's endpoint for authenticated users with at least this role.
     Role(Role),
 }
@@ -112,7 +114,7 @@ impl Router {
         };
         let tenant = match route.access {
             Access::Platform => None,
-            Access::Role(_) => {
+            Access::Public | Access::Role(_) => {
                 Some(tenancy::resolve(ctx.platform, ctx.config, req.headers(), req.uri()).await?)
             }
         };

@@ -49,6 +49,55 @@ pub struct QueryResult {
     pub rows: Vec<Vec<Option<String>>>,
 }
 
+impl QueryResult {
+    /// The index of a column by name.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+
+    /// The first row's value of a column (`None` for no row, no column, or NULL).
+    pub fn first(&self, name: &str) -> Option<&str> {
+        let i = self.column(name)?;
+        self.rows.first()?.get(i)?.as_deref()
+    }
+
+    /// Every row's value of one column, parsed as JSON: for queries that build their documents
+    /// in SQL (`json_build_object`), so the shape is defined next to the query.
+    pub fn json_column(&self, name: &str) -> Result<Vec<Value>, SqlError> {
+        let i = self
+            .column(name)
+            .ok_or_else(|| SqlError::Protocol(format!("no column {name}")))?;
+        self.rows
+            .iter()
+            .map(|r| match r.get(i) {
+                Some(Some(text)) => serde_json::from_str(text)
+                    .map_err(|e| SqlError::Protocol(format!("column {name}: {e}"))),
+                _ => Ok(Value::Null),
+            })
+            .collect()
+    }
+}
+
+impl DbError {
+    /// SQLSTATE class 23 (integrity) or a raised application error (P0001) with this text.
+    pub fn is(&self, sqlstate: &str) -> bool {
+        self.code == sqlstate
+    }
+}
+
+impl From<SqlError> for crate::error::ApiError {
+    fn from(e: SqlError) -> Self {
+        match &e {
+            SqlError::Unavailable(crate::ports::OutboundError::Timeout(_)) => {
+                Self::GatewayTimeout(e.to_string())
+            }
+            // Statement timeout / cancelled by the proxy.
+            SqlError::Db(db) if db.code == "57014" => Self::GatewayTimeout(e.to_string()),
+            _ => Self::Upstream(e.to_string()),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct BatchResult {
     results: Vec<QueryResult>,

@@ -1,0 +1,591 @@
+//! Reading what clients send: JSON bodies checked member by member (every problem is reported,
+//! not just the first), query strings, opaque cursors and `If-Match`/`If-None-Match` tags.
+//! Handlers validate everything before they build a single SQL statement, so a rejected request
+//! writes nothing.
+
+use std::collections::BTreeMap;
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use bytes::Bytes;
+use http::{header, HeaderMap, Uri};
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, FieldError};
+
+/// A JSON object body, consumed field by field. Members not taken by the time of
+/// [`JsonObject::finish`] are reported as `unknown_field`.
+pub struct JsonObject {
+    map: Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl JsonObject {
+    /// Checks the media type and size, then parses an object. Size is checked first, so an
+    /// oversized body is never parsed.
+    pub fn parse(headers: &HeaderMap, body: &Bytes, limit: usize) -> Result<Self, ApiError> {
+        if body.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        let json_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| {
+                let v = v.trim().to_ascii_lowercase();
+                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+            });
+        if json_type != Some(true) {
+            return Err(ApiError::UnsupportedMediaType("application/json"));
+        }
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => Ok(Self {
+                map,
+                errors: Vec::new(),
+            }),
+            Ok(_) => Err(ApiError::Validation(vec![FieldError::new(
+                "",
+                "wrong_type",
+                "the body must be a JSON object",
+            )])),
+            Err(e) => Err(ApiError::Validation(vec![FieldError::new(
+                "",
+                "invalid_json",
+                format!("the body is not valid JSON: {e}"),
+            )])),
+        }
+    }
+
+    pub fn error(&mut self, field: &str, code: &'static str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, code, message));
+    }
+
+    /// Whether the member is present (even as `null`).
+    pub fn has(&self, field: &str) -> bool {
+        self.map.contains_key(field)
+    }
+
+    fn take(&mut self, field: &str, required: bool) -> Option<Value> {
+        match self.map.remove(field) {
+            None if required => {
+                self.error(field, "required", "is required");
+                None
+            }
+            v => v,
+        }
+    }
+
+    /// A string, trimmed; empty after trimming is an error. `max` counts characters.
+    pub fn string(&mut self, field: &str, required: bool, max: usize) -> Option<String> {
+        match self.take(field, required)? {
+            Value::String(s) => {
+                let t = s.trim();
+                if t.is_empty() {
+                    self.error(field, "empty", "must not be empty");
+                    None
+                } else if t.chars().count() > max {
+                    self.error(
+                        field,
+                        "too_long",
+                        format!("must be at most {max} characters"),
+                    );
+                    None
+                } else if t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                    self.error(
+                        field,
+                        "invalid_characters",
+                        "must not contain control characters",
+                    );
+                    None
+                } else {
+                    Some(t.to_owned())
+                }
+            }
+            _ => {
+                self.error(field, "wrong_type", "must be a string");
+                None
+            }
+        }
+    }
+
+    /// Like [`Self::string`] but `null` is a value: `Some(None)` clears the field.
+    pub fn nullable_string(&mut self, field: &str, max: usize) -> Option<Option<String>> {
+        if matches!(self.map.get(field), Some(Value::Null)) {
+            self.map.remove(field);
+            return Some(None);
+        }
+        self.string(field, false, max).map(Some)
+    }
+
+    /// One of `allowed`.
+    pub fn one_of(&mut self, field: &str, required: bool, allowed: &[&str]) -> Option<String> {
+        match self.take(field, required)? {
+            Value::String(s) if allowed.contains(&s.as_str()) => Some(s),
+            _ => {
+                self.error(
+                    field,
+                    "invalid_value",
+                    format!("must be one of: {}", allowed.join(", ")),
+                );
+                None
+            }
+        }
+    }
+
+    /// A whole number in `min..=max`. `2.0` is not accepted as an integer.
+    pub fn integer(&mut self, field: &str, required: bool, min: i64, max: i64) -> Option<i64> {
+        match self.take(field, required)? {
+            Value::Number(n) => match n.as_i64() {
+                Some(i) if (min..=max).contains(&i) => Some(i),
+                Some(_) => {
+                    self.error(
+                        field,
+                        "out_of_range",
+                        format!("must be between {min} and {max}"),
+                    );
+                    None
+                }
+                None => {
+                    self.error(field, "wrong_type", "must be a whole number");
+                    None
+                }
+            },
+            _ => {
+                self.error(field, "wrong_type", "must be a whole number");
+                None
+            }
+        }
+    }
+
+    /// A non-negative decimal with at most `scale` fractional and `int_digits` integer digits,
+    /// as a JSON number or string; returned as a canonical decimal string for Postgres.
+    pub fn decimal(
+        &mut self,
+        field: &str,
+        required: bool,
+        int_digits: usize,
+        scale: usize,
+    ) -> Option<String> {
+        let text = match self.take(field, required)? {
+            // serde_json prints the shortest text that round-trips, which for a value with at
+            // most 15 significant digits is the decimal the client wrote.
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s,
+            _ => {
+                self.error(field, "wrong_type", "must be a decimal number");
+                return None;
+            }
+        };
+        match parse_decimal(&text, int_digits, scale) {
+            Ok(d) => Some(d),
+            Err((code, msg)) => {
+                self.error(field, code, msg);
+                None
+            }
+        }
+    }
+
+    /// An array of strings each accepted by `check`, at most `max` long.
+    pub fn string_array(
+        &mut self,
+        field: &str,
+        max: usize,
+        check: impl Fn(&str) -> bool,
+        what: &str,
+    ) -> Option<Vec<String>> {
+        match self.take(field, false)? {
+            Value::Array(items) if items.len() <= max => {
+                let out: Option<Vec<String>> = items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::String(s) if check(&s) => Some(s),
+                        _ => None,
+                    })
+                    .collect();
+                if out.is_none() {
+                    self.error(field, "invalid_value", format!("every item must be {what}"));
+                }
+                out
+            }
+            Value::Array(_) => {
+                self.error(field, "too_long", format!("must have at most {max} items"));
+                None
+            }
+            _ => {
+                self.error(field, "wrong_type", "must be an array");
+                None
+            }
+        }
+    }
+
+    /// Any JSON object (settings, metadata), serialised at most `max_bytes` long.
+    pub fn object(&mut self, field: &str, max_bytes: usize) -> Option<Map<String, Value>> {
+        match self.take(field, false)? {
+            Value::Object(m) if Value::Object(m.clone()).to_string().len() <= max_bytes => Some(m),
+            Value::Object(_) => {
+                self.error(
+                    field,
+                    "too_long",
+                    format!("must be at most {max_bytes} bytes"),
+                );
+                None
+            }
+            _ => {
+                self.error(field, "wrong_type", "must be an object");
+                None
+            }
+        }
+    }
+
+    /// Reports unknown members and every error collected so far.
+    pub fn finish(mut self) -> Result<(), ApiError> {
+        let unknown: Vec<String> = self.map.keys().cloned().collect();
+        for k in unknown {
+            self.error(&k, "unknown_field", "is not a known field");
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
+    }
+}
+
+/// Parses a non-negative decimal with bounded digits into canonical text (`"12.5"`, `"0"`).
+pub fn parse_decimal(
+    text: &str,
+    int_digits: usize,
+    scale: usize,
+) -> Result<String, (&'static str, String)> {
+    let t = text.trim();
+    if t.starts_with('-') {
+        return Err(("out_of_range", "must not be negative".into()));
+    }
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) || (t.contains('.') && frac.is_empty()) {
+        return Err((
+            "wrong_type",
+            "must be a decimal number such as 12.50".into(),
+        ));
+    }
+    let frac = frac.trim_end_matches('0');
+    if frac.len() > scale {
+        return Err((
+            "too_many_decimals",
+            format!("must have at most {scale} decimal places"),
+        ));
+    }
+    let int = int.trim_start_matches('0');
+    if int.len() > int_digits {
+        return Err(("out_of_range", format!("must be less than 10^{int_digits}")));
+    }
+    let int = if int.is_empty() { "0" } else { int };
+    Ok(if frac.is_empty() {
+        int.to_owned()
+    } else {
+        format!("{int}.{frac}")
+    })
+}
+
+/// Query parameters, decoded. Repeated parameters keep the last value.
+pub struct Query {
+    params: BTreeMap<String, String>,
+    errors: Vec<FieldError>,
+}
+
+impl Query {
+    pub fn parse(uri: &Uri) -> Self {
+        let mut params = BTreeMap::new();
+        for pair in uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            params.insert(percent_decode(k), percent_decode(v));
+        }
+        Self {
+            params,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, field: &str, code: &'static str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, code, message));
+    }
+
+    /// A non-empty string of at most `max` characters.
+    pub fn string(&mut self, name: &str, max: usize) -> Option<String> {
+        let v = self.params.remove(name)?;
+        let v = v.trim().to_owned();
+        if v.is_empty() {
+            return None;
+        }
+        if v.chars().count() > max || v.chars().any(char::is_control) {
+            self.error(
+                name,
+                "invalid_value",
+                format!("must be at most {max} printable characters"),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
+    pub fn one_of(&mut self, name: &str, allowed: &[&str]) -> Option<String> {
+        let v = self.params.remove(name)?;
+        if allowed.contains(&v.as_str()) {
+            Some(v)
+        } else {
+            self.error(
+                name,
+                "invalid_value",
+                format!("must be one of: {}", allowed.join(", ")),
+            );
+            None
+        }
+    }
+
+    /// `limit`-style integers in `min..=max`, else `default`.
+    pub fn integer(&mut self, name: &str, min: i64, max: i64, default: i64) -> i64 {
+        let Some(v) = self.params.remove(name) else {
+            return default;
+        };
+        match v.parse::<i64>() {
+            Ok(i) if (min..=max).contains(&i) => i,
+            _ => {
+                self.error(
+                    name,
+                    "out_of_range",
+                    format!("must be a whole number between {min} and {max}"),
+                );
+                default
+            }
+        }
+    }
+
+    /// An opaque cursor from an earlier page: decodes to the sort key it was made from.
+    pub fn cursor(&mut self, name: &str) -> Option<Vec<String>> {
+        let v = self.params.remove(name)?;
+        match decode_cursor(&v) {
+            Some(k) => Some(k),
+            None => {
+                self.error(name, "invalid_cursor", "is not a cursor this API issued");
+                None
+            }
+        }
+    }
+
+    /// Unknown parameters are ignored (caches and analytics add their own); collected errors
+    /// become one 400.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+const CURSOR_VERSION: &str = "c1";
+
+/// Encodes a page's last sort key as an opaque token. It is not a secret (RLS confines any
+/// forged cursor to the caller's own tenant) but clients must treat it as opaque.
+pub fn encode_cursor(key: &[String]) -> String {
+    let json = Value::from(
+        std::iter::once(CURSOR_VERSION.to_owned())
+            .chain(key.iter().cloned())
+            .collect::<Vec<_>>(),
+    );
+    Base64UrlUnpadded::encode_string(json.to_string().as_bytes())
+}
+
+pub fn decode_cursor(token: &str) -> Option<Vec<String>> {
+    if token.len() > 1024 {
+        return None;
+    }
+    let raw = Base64UrlUnpadded::decode_vec(token).ok()?;
+    let items: Vec<String> = serde_json::from_slice(&raw).ok()?;
+    let (version, key) = items.split_first()?;
+    (version == CURSOR_VERSION && !key.is_empty()).then(|| key.to_vec())
+}
+
+/// Entity tags from `If-Match`/`If-None-Match`: `*` or a list of (weak or strong) tags,
+/// compared weakly.
+pub fn etag_matches(header_value: Option<&str>, etag: &str) -> bool {
+    let Some(v) = header_value else {
+        return false;
+    };
+    let bare = |t: &str| {
+        t.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_owned()
+    };
+    let want = bare(etag);
+    v.split(',').any(|t| t.trim() == "*" || bare(t) == want)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn json_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        h
+    }
+
+    fn codes(e: ApiError) -> Vec<(String, &'static str)> {
+        match e {
+            ApiError::Validation(v) => v.into_iter().map(|e| (e.field, e.code)).collect(),
+            other => panic!("not a validation error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_field_problem_is_reported_at_once() {
+        let body = Bytes::from(r#"{"name":"  ","price":-1,"inventory":1.5,"extra":true}"#);
+        let mut o = JsonObject::parse(&json_headers(), &body, 1024).unwrap();
+        assert_eq!(o.string("name", true, 10), None);
+        assert_eq!(o.decimal("price", true, 9, 3), None);
+        assert_eq!(o.integer("inventory", false, 0, 10), None);
+        assert_eq!(o.string("sku", true, 10), None);
+        let got = codes(o.finish().unwrap_err());
+        assert_eq!(
+            got,
+            vec![
+                ("name".into(), "empty"),
+                ("price".into(), "out_of_range"),
+                ("inventory".into(), "wrong_type"),
+                ("sku".into(), "required"),
+                ("extra".into(), "unknown_field"),
+            ]
+        );
+    }
+
+    #[test]
+    fn bodies_are_checked_for_size_type_and_shape() {
+        let h = json_headers();
+        assert!(matches!(
+            JsonObject::parse(&h, &Bytes::from(vec![b' '; 11]), 10),
+            Err(ApiError::PayloadTooLarge { limit: 10 })
+        ));
+        assert!(matches!(
+            JsonObject::parse(&HeaderMap::new(), &Bytes::from("{}"), 10),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
+        assert_eq!(
+            codes(
+                JsonObject::parse(&h, &Bytes::from("[1]"), 10)
+                    .err()
+                    .unwrap()
+            ),
+            vec![("".into(), "wrong_type")]
+        );
+        assert_eq!(
+            codes(JsonObject::parse(&h, &Bytes::from("{"), 10).err().unwrap()),
+            vec![("".into(), "invalid_json")]
+        );
+    }
+
+    #[test]
+    fn decimals_are_exact_and_bounded() {
+        assert_eq!(parse_decimal("12.500", 9, 3).unwrap(), "12.5");
+        assert_eq!(parse_decimal("0007", 9, 3).unwrap(), "7");
+        assert_eq!(parse_decimal("0.001", 9, 3).unwrap(), "0.001");
+        assert_eq!(
+            parse_decimal("0.0001", 9, 3).unwrap_err().0,
+            "too_many_decimals"
+        );
+        assert_eq!(parse_decimal("1e3", 9, 3).unwrap_err().0, "wrong_type");
+        assert_eq!(parse_decimal("1.", 9, 3).unwrap_err().0, "wrong_type");
+        assert_eq!(parse_decimal("-0.5", 9, 3).unwrap_err().0, "out_of_range");
+        assert_eq!(
+            parse_decimal("1000000000", 9, 3).unwrap_err().0,
+            "out_of_range"
+        );
+        assert_eq!(
+            parse_decimal("999999999.999", 9, 3).unwrap(),
+            "999999999.999"
+        );
+        // A JSON number goes through serde_json's shortest round-trip text.
+        let body = Bytes::from(r#"{"a":19.99,"b":0.1,"c":1.2345}"#);
+        let mut o = JsonObject::parse(&json_headers(), &body, 100).unwrap();
+        assert_eq!(o.decimal("a", true, 9, 3).as_deref(), Some("19.99"));
+        assert_eq!(o.decimal("b", true, 9, 3).as_deref(), Some("0.1"));
+        assert_eq!(o.decimal("c", true, 9, 3), None);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_forgeries() {
+        let key = vec!["2026-01-01T00:00:00Z".to_owned(), "abc".to_owned()];
+        let c = encode_cursor(&key);
+        assert_eq!(decode_cursor(&c), Some(key));
+        assert_eq!(decode_cursor("not-a-cursor"), None);
+        assert_eq!(
+            decode_cursor(&Base64UrlUnpadded::encode_string(b"[\"c9\",\"x\"]")),
+            None
+        );
+        assert_eq!(
+            decode_cursor(&Base64UrlUnpadded::encode_string(b"[\"c1\"]")),
+            None
+        );
+    }
+
+    #[test]
+    fn queries_decode_and_validate() {
+        let uri: Uri = "/x?q=red%20shoe&limit=500&status=bogus&cursor=zz&x=1"
+            .parse()
+            .unwrap();
+        let mut q = Query::parse(&uri);
+        assert_eq!(q.string("q", 100).as_deref(), Some("red shoe"));
+        assert_eq!(q.integer("limit", 1, 100, 20), 20);
+        assert_eq!(q.one_of("status", &["draft"]), None);
+        assert_eq!(q.cursor("cursor"), None);
+        let got = codes(q.finish().unwrap_err());
+        assert_eq!(got.len(), 3);
+        assert_eq!(percent_decode("a+b%2Fc%"), "a b/c%");
+    }
+
+    #[test]
+    fn entity_tags_compare_weakly() {
+        assert!(etag_matches(Some("\"v3\""), "\"v3\""));
+        assert!(etag_matches(Some("W/\"v3\", \"v4\""), "\"v4\""));
+        assert!(etag_matches(Some("*"), "\"v1\""));
+        assert!(!etag_matches(Some("\"v2\""), "\"v3\""));
+        assert!(!etag_matches(None, "\"v3\""));
+    }
+}
