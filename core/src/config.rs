@@ -103,6 +103,8 @@ impl Config {
         "TRUST_FORWARDED_HOST",
         "TENANT_CACHE_TTL_SECONDS",
         "TENANT_NEGATIVE_CACHE_TTL_SECONDS",
+        "CORS_ALLOWED_ORIGINS",
+        "STOREFRONT_CACHE_SECONDS",
         "JWT_ISSUERS",
         "JWT_CLAIMS",
     ];
@@ -176,6 +178,27 @@ impl Config {
             trust_forwarded_host: r.bool("TRUST_FORWARDED_HOST", false)?,
             cache_ttl: r.seconds("TENANT_CACHE_TTL_SECONDS", 60)?,
             negative_cache_ttl: r.seconds("TENANT_NEGATIVE_CACHE_TTL_SECONDS", 60)?,
+            cors_origins: match r.optional("CORS_ALLOWED_ORIGINS") {
+                None => Vec::new(),
+                Some(list) => {
+                    let origins: Vec<String> = list
+                        .split(',')
+                        .map(|s| s.trim().trim_end_matches('/').to_ascii_lowercase())
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    if origins
+                        .iter()
+                        .any(|o| crate::cors::parse_origin(o).is_none())
+                    {
+                        return Err(r.bad(
+                            "CORS_ALLOWED_ORIGINS",
+                            "must be a comma-separated list of origins such as https://shop.example.com",
+                        ));
+                    }
+                    origins
+                }
+            },
+            storefront_max_age: r.seconds("STOREFRONT_CACHE_SECONDS", 60)?,
         };
         let issuers = r.required("JWT_ISSUERS")?;
         let auth =

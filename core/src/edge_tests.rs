@@ -191,3 +191,49 @@ fn bad_configuration_answers_500_naming_the_setting() {
     assert_eq!(body["code"], "misconfigured");
     assert_eq!(body["setting"], "ORIGIN_SQL_URL");
 }
+
+/// The proxy's answer to a tenant lookup by slug: the demo tenant.
+fn demo_tenant(req: &Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
+    let body = String::from_utf8_lossy(req.body());
+    if body.contains("resolve_tenant_by_slug") {
+        Ok(Response::new(Bytes::from_static(
+            br#"{"command":"SELECT","rowCount":1,"fields":[],"rows":[["00000000-0000-4000-8000-00000000d301","demo","Demo","basic","active","{\"currency\":\"EUR\"}"]]}"#,
+        )))
+    } else {
+        Ok(Response::builder().status(500).body(Bytes::new()).unwrap())
+    }
+}
+
+#[test]
+fn a_hot_tenant_is_served_from_the_instance_memory_even_when_the_kv_store_forgets() {
+    // FakePlatform's key-value store never returns what was put (like an eventually
+    // consistent store right after a write): the memory tier must carry the record.
+    let edge = edge_with(dev_settings(), Box::new(demo_tenant));
+    for _ in 0..3 {
+        let (status, body, resp) = get(&edge, Method::GET, "/v1/storefront");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["currency"], "EUR");
+        assert!(resp.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("public, max-age=60"));
+    }
+    assert_eq!(edge.platform().sent.borrow().len(), 1);
+}
+
+#[test]
+fn storefront_answers_304_for_a_matching_if_none_match() {
+    let edge = edge_with(dev_settings(), Box::new(demo_tenant));
+    let (_, _, first) = get(&edge, Method::GET, "/v1/storefront");
+    let etag = first.headers()["etag"].clone();
+    let req = Request::builder()
+        .uri("/v1/storefront")
+        .header("host", "demo.localhost:8787")
+        .header("if-none-match", etag.clone())
+        .body(Bytes::new())
+        .unwrap();
+    let resp = block_on(edge.handle(req));
+    assert_eq!(resp.status(), 304);
+    assert!(resp.body().is_empty());
+    assert_eq!(resp.headers()["etag"], etag);
+}

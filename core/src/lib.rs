@@ -8,15 +8,19 @@
 
 pub mod auth;
 pub mod authz;
+pub mod catalog;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod health;
 pub mod input;
 pub mod me;
+pub mod memo;
 pub mod ports;
 pub mod routes;
 pub mod s3;
 pub mod sql;
+pub mod storefront;
 pub mod tenancy;
 
 #[cfg(test)]
@@ -40,7 +44,7 @@ pub struct Edge<P> {
     config: Result<Config, ConfigError>,
     /// JWKS cache and verification state, per instance.
     auth: Option<auth::Authenticator>,
-    platform: P,
+    platform: memo::Memo<P>,
     routes: routes::Router,
 }
 
@@ -54,13 +58,13 @@ impl<P: Platform> Edge<P> {
         Self {
             config,
             auth,
-            platform,
+            platform: memo::Memo::new(platform),
             routes: routes::Router::new(),
         }
     }
 
     pub fn platform(&self) -> &P {
-        &self.platform
+        self.platform.inner()
     }
 
     /// Handles one request. Never panics; every failure becomes a problem+json response.

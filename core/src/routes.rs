@@ -2,7 +2,7 @@
 //! adding a row here, not another `if` somewhere (axum/matchit style).
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::{header, HeaderValue, Method, Request, Response};
 
 use crate::auth::{Authenticator, Principal};
 use crate::authz::{self, Role};
@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::ports::Platform;
 use crate::tenancy::{self, Tenant};
-use crate::{health, me};
+use crate::{catalog, cors, health, me, storefront};
 
 /// What a handler gets besides the request.
 pub struct Ctx<'a, P> {
@@ -23,12 +23,35 @@ pub struct Ctx<'a, P> {
 pub struct Scope {
     pub tenant: Option<Tenant>,
     pub principal: Option<Principal>,
+    /// The `{id}` path segment, for routes that have one.
+    pub id: Option<String>,
+}
+
+impl Scope {
+    /// The tenant of a tenant route (always resolved before its handler runs).
+    pub fn tenant(&self) -> Result<&Tenant, ApiError> {
+        self.tenant
+            .as_ref()
+            .ok_or_else(|| ApiError::InvalidHost("this endpoint is served on tenant hosts".into()))
+    }
+
+    pub fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Handler {
     Health,
     Me,
+    CatalogList,
+    CatalogCreate,
+    CatalogGet,
+    CatalogUpdate,
+    CatalogArchive,
+    StorefrontProfile,
+    StorefrontList,
+    StorefrontGet,
 }
 
 /// Who may call a route.
@@ -36,7 +59,7 @@ enum Handler {
 enum Access {
     /// Platform endpoints: no tenant, no credentials.
     Platform,
-    /// A tenant's public endpoint (storefront): tenant from Host, no credentials, CORS.
+    /// A tenant's public endpoint (storefront): tenant from Host, no credentials.
     Public,
     /// A tenant's endpoint for authenticated users with at least this role.
     Role(Role),
@@ -49,19 +72,54 @@ struct Route {
     handler: Handler,
 }
 
+const fn route(method: Method, path: &'static str, access: Access, handler: Handler) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        handler,
+    }
+}
+
+const MEMBER: Access = Access::Role(Role::Member);
+const ADMIN: Access = Access::Role(Role::Admin);
+
 const ROUTES: &[Route] = &[
-    Route {
-        method: Method::GET,
-        path: "/healthz",
-        access: Access::Platform,
-        handler: Handler::Health,
-    },
-    Route {
-        method: Method::GET,
-        path: "/v1/me",
-        access: Access::Role(Role::Member),
-        handler: Handler::Me,
-    },
+    route(Method::GET, "/healthz", Access::Platform, Handler::Health),
+    route(Method::GET, "/v1/me", MEMBER, Handler::Me),
+    route(Method::GET, "/v1/catalog", MEMBER, Handler::CatalogList),
+    route(Method::POST, "/v1/catalog", ADMIN, Handler::CatalogCreate),
+    route(Method::GET, "/v1/catalog/{id}", MEMBER, Handler::CatalogGet),
+    route(
+        Method::PATCH,
+        "/v1/catalog/{id}",
+        ADMIN,
+        Handler::CatalogUpdate,
+    ),
+    route(
+        Method::DELETE,
+        "/v1/catalog/{id}",
+        ADMIN,
+        Handler::CatalogArchive,
+    ),
+    route(
+        Method::GET,
+        "/v1/storefront",
+        Access::Public,
+        Handler::StorefrontProfile,
+    ),
+    route(
+        Method::GET,
+        "/v1/storefront/catalog",
+        Access::Public,
+        Handler::StorefrontList,
+    ),
+    route(
+        Method::GET,
+        "/v1/storefront/catalog/{id}",
+        Access::Public,
+        Handler::StorefrontGet,
+    ),
 ];
 
 /// Path matcher built once per instance from [`ROUTES`].
@@ -101,57 +159,137 @@ impl Router {
             .paths
             .at(req.uri().path())
             .map_err(|_| ApiError::NotFound)?;
+        let id = matched.params.get("id").map(str::to_owned);
         let candidates = || matched.value.iter().filter_map(|i| ROUTES.get(*i));
+        let mut allow: Vec<Method> = candidates().map(|r| r.method.clone()).collect();
+        if allow.contains(&Method::GET) {
+            allow.push(Method::HEAD);
+        }
         // HEAD is GET without a body, for every GET route.
         let is_head = req.method() == Method::HEAD;
+        let is_options = req.method() == Method::OPTIONS;
         let wanted = if is_head { &Method::GET } else { req.method() };
-        let Some(route) = candidates().find(|r| r.method == *wanted) else {
-            let mut allow: Vec<Method> = candidates().map(|r| r.method.clone()).collect();
-            if allow.contains(&Method::GET) {
-                allow.push(Method::HEAD);
+        let route = candidates().find(|r| r.method == *wanted);
+        let access = match (route, is_options) {
+            (Some(r), _) => r.access,
+            // Preflights are answered for the path's routes, before any credentials.
+            (None, true) => candidates()
+                .map(|r| r.access)
+                .find(|a| *a != Access::Platform)
+                .ok_or_else(|| ApiError::MethodNotAllowed {
+                    allow: allow.clone(),
+                })?,
+            (None, false) => return Err(ApiError::MethodNotAllowed { allow }),
+        };
+        if access == Access::Platform {
+            let mut resp = match route.map(|r| r.handler) {
+                Some(Handler::Health) => health::get(ctx, &req).await?,
+                _ => return Err(ApiError::MethodNotAllowed { allow }),
+            };
+            if is_head {
+                *resp.body_mut() = Bytes::new();
             }
-            return Err(ApiError::MethodNotAllowed { allow });
-        };
-        let tenant = match route.access {
-            Access::Platform => None,
-            Access::Public | Access::Role(_) => {
-                Some(tenancy::resolve(ctx.platform, ctx.config, req.headers(), req.uri()).await?)
+            return Ok(resp);
+        }
+
+        // Tenant routes: tenant from Host, CORS, then credentials and the handler.
+        let tenant = tenancy::resolve(ctx.platform, ctx.config, req.headers(), req.uri()).await?;
+        let host = tenancy::request_host(
+            req.headers(),
+            req.uri(),
+            ctx.config.tenancy.trust_forwarded_host,
+        );
+        let origin = cors::allowed_origin(
+            ctx.platform,
+            ctx.config,
+            &tenant,
+            req.headers(),
+            host.as_deref(),
+        )
+        .await;
+        if is_options {
+            return match req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD) {
+                Some(m) => cors::preflight(origin, &allow, m.to_str().unwrap_or_default()),
+                None => {
+                    let mut resp = Response::new(Bytes::new());
+                    *resp.status_mut() = http::StatusCode::NO_CONTENT;
+                    if let Ok(v) = HeaderValue::from_str(
+                        &allow
+                            .iter()
+                            .map(Method::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ) {
+                        resp.headers_mut().insert(header::ALLOW, v);
+                    }
+                    Ok(resp)
+                }
+            };
+        }
+        let instance = req.uri().path().to_owned();
+        let mut resp = match route {
+            Some(route) => {
+                let scope = Scope {
+                    tenant: Some(tenant),
+                    principal: None,
+                    id,
+                };
+                match self.run(ctx, route, scope, &req).await {
+                    Ok(resp) => resp,
+                    Err(e) => e.into_response(&instance),
+                }
             }
+            None => ApiError::MethodNotAllowed { allow }.into_response(&instance),
         };
-        let principal = match (route.access, &tenant) {
-            (Access::Role(required), Some(tenant)) => {
-                let header = req
-                    .headers()
-                    .get(http::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok());
-                let principal = ctx
-                    .auth
-                    .authenticate(ctx.platform, ctx.platform.verifier(), header)
-                    .await
-                    .map_err(|e| {
-                        if e.is_unavailable() {
-                            ApiError::AuthUnavailable(e.detail())
-                        } else {
-                            ApiError::Unauthenticated {
-                                code: e.code(),
-                                detail: e.detail(),
-                            }
-                        }
-                    })?;
-                authz::authorize(&principal, tenant, required)?;
-                Some(principal)
-            }
-            _ => None,
-        };
-        let scope = Scope { tenant, principal };
-        let mut resp = match route.handler {
-            Handler::Health => health::get(ctx, &req).await?,
-            Handler::Me => me::get(&scope)?,
-        };
+        // Errors carry CORS headers too, so browser code can read the problem document.
+        cors::decorate(&mut resp, origin);
         if is_head {
             *resp.body_mut() = Bytes::new();
         }
         Ok(resp)
+    }
+
+    async fn run<P: Platform>(
+        &self,
+        ctx: &Ctx<'_, P>,
+        route: &Route,
+        mut scope: Scope,
+        req: &Request<Bytes>,
+    ) -> Result<Response<Bytes>, ApiError> {
+        if let (Access::Role(required), Some(tenant)) = (route.access, &scope.tenant) {
+            let header = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            let principal = ctx
+                .auth
+                .authenticate(ctx.platform, ctx.platform.verifier(), header)
+                .await
+                .map_err(|e| {
+                    if e.is_unavailable() {
+                        ApiError::AuthUnavailable(e.detail())
+                    } else {
+                        ApiError::Unauthenticated {
+                            code: e.code(),
+                            detail: e.detail(),
+                        }
+                    }
+                })?;
+            authz::authorize(&principal, tenant, required)?;
+            scope.principal = Some(principal);
+        }
+        match route.handler {
+            Handler::Health => health::get(ctx, req).await,
+            Handler::Me => me::get(&scope),
+            Handler::CatalogList => catalog::list(ctx, &scope, req).await,
+            Handler::CatalogCreate => catalog::create(ctx, &scope, req).await,
+            Handler::CatalogGet => catalog::get(ctx, &scope).await,
+            Handler::CatalogUpdate => catalog::update(ctx, &scope, req).await,
+            Handler::CatalogArchive => catalog::archive(ctx, &scope, req).await,
+            Handler::StorefrontProfile => storefront::profile(ctx, &scope, req),
+            Handler::StorefrontList => storefront::list(ctx, &scope, req).await,
+            Handler::StorefrontGet => storefront::get(ctx, &scope, req).await,
+        }
     }
 }
 

@@ -195,17 +195,27 @@ pub async fn resolve<P: Platform>(
 ) -> Result<Tenant, ApiError> {
     let host = request_host(headers, uri, config.tenancy.trust_forwarded_host)
         .ok_or_else(|| ApiError::InvalidHost("the Host header is missing or malformed".into()))?;
-    let target = classify(&host, &config.base_domain, &config.tenancy.reserved)?;
-    let tenant = match &target {
-        HostTarget::Reserved(name) => return Err(ApiError::ReservedHost(name.clone())),
-        HostTarget::Subdomain(slug) => lookup(platform, config, "slug", slug.as_str()).await?,
-        HostTarget::Custom(host) => lookup(platform, config, "domain", host).await?,
-    };
-    let tenant = tenant.ok_or(ApiError::TenantNotFound(host))?;
+    let tenant = lookup_host(platform, config, &host)
+        .await?
+        .ok_or(ApiError::TenantNotFound(host))?;
     match tenant.status {
         TenantStatus::Active => Ok(tenant),
         TenantStatus::Suspended => Err(ApiError::TenantSuspended(tenant.slug.to_string())),
         TenantStatus::Deleted => Err(ApiError::TenantDeleted(tenant.slug.to_string())),
+    }
+}
+
+/// The tenant a (normalised) host name belongs to, whatever its status; `None` for no tenant.
+/// Reserved names are an error, as for requests.
+pub async fn lookup_host<P: Platform>(
+    platform: &P,
+    config: &Config,
+    host: &str,
+) -> Result<Option<Tenant>, ApiError> {
+    match classify(host, &config.base_domain, &config.tenancy.reserved)? {
+        HostTarget::Reserved(name) => Err(ApiError::ReservedHost(name)),
+        HostTarget::Subdomain(slug) => lookup(platform, config, "slug", slug.as_str()).await,
+        HostTarget::Custom(host) => lookup(platform, config, "domain", &host).await,
     }
 }
 
@@ -305,6 +315,10 @@ pub struct TenancyConfig {
     pub trust_forwarded_host: bool,
     pub cache_ttl: Duration,
     pub negative_cache_ttl: Duration,
+    /// Browser origins allowed on every tenant besides the tenant's own (`CORS_ALLOWED_ORIGINS`).
+    pub cors_origins: Vec<String>,
+    /// `max-age` of public storefront responses (`STOREFRONT_CACHE_SECONDS`).
+    pub storefront_max_age: Duration,
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ pub(crate) struct AppState {
     pool: Pool,
     /// `POST /sql` requests received, for `GET /_stats`.
     sql_requests: Arc<std::sync::atomic::AtomicU64>,
+    /// Of those, batches (`{"queries": [...]}`, one transaction each).
+    sql_batches: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub(crate) fn router(config: Config, pool: Pool) -> Router {
@@ -34,6 +36,7 @@ pub(crate) fn router(config: Config, pool: Pool) -> Router {
         config: Arc::new(config),
         pool,
         sql_requests: Arc::default(),
+        sql_batches: Arc::default(),
     };
     let router = if expose_stats {
         Router::new().route("/_stats", axum::routing::get(stats))
@@ -90,10 +93,12 @@ async fn not_found() -> Response {
 }
 
 async fn stats(State(state): State<AppState>) -> Response {
-    let n = state
-        .sql_requests
-        .load(std::sync::atomic::Ordering::Relaxed);
-    axum::Json(serde_json::json!({ "sql_requests": n })).into_response()
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    axum::Json(serde_json::json!({
+        "sql_requests": load(&state.sql_requests),
+        "sql_batches": load(&state.sql_batches),
+    }))
+    .into_response()
 }
 
 async fn sql_handler(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -127,7 +132,12 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
     let info = conninfo::parse(conn_str).map_err(ApiError::BadRequest)?;
     let payload = parse_payload(&body)?;
     let batch_options = match &payload {
-        Payload::Batch(_) => Some(BatchOptions::from_headers(headers)?),
+        Payload::Batch(_) => {
+            state
+                .sql_batches
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(BatchOptions::from_headers(headers)?)
+        }
         Payload::Single(_) => None,
     };
 

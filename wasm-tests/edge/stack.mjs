@@ -65,3 +65,54 @@ export async function assertProblem(res, status, code) {
   assert.equal(body.code, code);
   return body;
 }
+
+// --- Fixtures that need the database: fresh tenants per test, so runtimes and reruns never
+// share state. They go through our SQL proxy with the real @neondatabase/serverless driver.
+import { neon, neonConfig } from '@neondatabase/serverless';
+import { randomUUID } from 'node:crypto';
+import { sign, cognitoClaims } from '../tools/mint.mjs';
+
+neonConfig.fetchEndpoint = stack.origin.url;
+const superuser = neon(stack.origin.superuser_connection_string);
+
+/** Creates an active tenant `{slug, id, tier}` with the given tier and settings. */
+export async function createTenant({ tier = 'basic', settings = {}, prefix = 't' } = {}) {
+  const id = randomUUID();
+  const slug = `${prefix}-${runtime}-${id.slice(0, 8)}`;
+  await superuser.query(
+    'INSERT INTO tenants (id, slug, name, tier, settings) VALUES ($1, $2, $3, $4, $5::jsonb)',
+    [id, slug, `Test ${slug}`, tier, JSON.stringify({ currency: 'EUR', ...settings })],
+  );
+  return { id, slug, tier };
+}
+
+/** `Authorization` for a tenants-pool user of `tenant` (a stack tenant slug or a created one). */
+export async function bearer(tenant, role = 'admin', extra = {}) {
+  const t = typeof tenant === 'string' ? stack.tenants.find((x) => x.slug === tenant) : tenant;
+  const claims = cognitoClaims(stack, 'tenants', { role, extra: { 'custom:tenant_id': t.id, ...extra } });
+  return `Bearer ${await sign(stack, 'tenants', claims)}`;
+}
+
+/** How many requests the SQL proxy has served so far. */
+export async function sqlRequests() {
+  return (await sqlStats()).sql_requests;
+}
+
+/** `{sql_requests, sql_batches}` so far: every tenant-scoped statement runs in a batch; tenant
+ * lookups (cached per instance) are single queries. */
+export async function sqlStats() {
+  return (await fetch(stack.origin.stats_url)).json();
+}
+
+/** A JSON request to a tenant's API. */
+export function api(tenant, path, { method = 'GET', auth, body, headers = {} } = {}) {
+  const h = { ...headers };
+  if (auth) h.authorization = auth;
+  if (body !== undefined && !h['content-type']) h['content-type'] = 'application/json';
+  return edge(path, {
+    tenant: typeof tenant === 'string' ? tenant : tenant.slug,
+    method,
+    headers: h,
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}

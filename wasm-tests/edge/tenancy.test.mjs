@@ -72,7 +72,7 @@ test('a hot tenant costs no SQL round trip (the tenant record is cached at the e
     assert.equal(res.status, 200);
   }
   const cost = (await sqlRequests()) - before;
-  // Workers keep the record in the isolate's KV cache. Spin runs each request in a fresh
-  // instance, so until the cache lives in Spin's key-value store each request looks it up once.
-  assert.ok(cost <= (runtime === 'spin' ? 10 : 0), `10 requests for a hot tenant cost ${cost} SQL round trips`);
+  // Workers keep the record in the isolate's KV cache, Spin in the instance's cache (and in
+  // Spin's key-value store under `spin up`).
+  assert.ok(cost === 0, `10 requests for a hot tenant cost ${cost} SQL round trips`);
 });

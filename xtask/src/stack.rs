@@ -55,6 +55,91 @@ pub const TENANTS: &[(&str, &str, &str, &str, &str)] = &[
     ),
 ];
 
+/// Demo catalog: (tenant, sku, name, price, category, inventory, status).
+pub const DEMO_ITEMS: &[(&str, &str, &str, &str, &str, i32, &str)] = &[
+    (
+        "demo",
+        "TRAIL-1",
+        "Trail running shoes",
+        "119.90",
+        "shoes",
+        12,
+        "active",
+    ),
+    (
+        "demo",
+        "ROAD-2",
+        "Road running shoes",
+        "99.50",
+        "shoes",
+        0,
+        "active",
+    ),
+    (
+        "demo",
+        "SOCK-3",
+        "Merino running socks",
+        "14.000",
+        "accessories",
+        40,
+        "active",
+    ),
+    (
+        "demo",
+        "CAP-4",
+        "Lightweight running cap",
+        "22.50",
+        "accessories",
+        8,
+        "active",
+    ),
+    (
+        "demo",
+        "JKT-5",
+        "Waterproof shell jacket",
+        "189.00",
+        "apparel",
+        3,
+        "active",
+    ),
+    (
+        "demo",
+        "PROTO-6",
+        "Prototype racing flats",
+        "249.00",
+        "shoes",
+        0,
+        "draft",
+    ),
+    (
+        "acme",
+        "HAM-16",
+        "Claw hammer 16 oz",
+        "24.990",
+        "tools",
+        30,
+        "active",
+    ),
+    (
+        "acme",
+        "DRL-18V",
+        "Cordless drill 18V",
+        "129.000",
+        "tools",
+        5,
+        "active",
+    ),
+    (
+        "acme",
+        "SCR-100",
+        "Wood screws, 100 pack",
+        "6.500",
+        "fasteners",
+        200,
+        "active",
+    ),
+];
+
 /// A custom domain for acme: `curl -H 'Host: shop.acme.test' ...`.
 pub const CUSTOM_DOMAIN: (&str, &str) = ("shop.acme.test", "acme");
 
@@ -336,6 +421,17 @@ async fn seed(pg: &PgCluster, app_pw: &str) -> Result<()> {
         .await
         .with_context(|| format!("seeding tenant {slug}"))?;
     }
+    for (slug, sku, name, price, category, inventory, status) in DEMO_ITEMS {
+        c.execute(
+            "INSERT INTO catalog_items (tenant_id, sku, name, description, price, currency, category, inventory, status)
+             SELECT id, $2, $3, $3 || ' from ' || name, $4::text::numeric, 'USD', $5, $6, $7
+             FROM tenants WHERE slug = $1
+             ON CONFLICT ON CONSTRAINT catalog_items_sku_unique DO NOTHING",
+            &[slug, sku, name, price, category, inventory, status],
+        )
+        .await
+        .with_context(|| format!("seeding catalog item {sku}"))?;
+    }
     let (domain, slug) = CUSTOM_DOMAIN;
     c.execute(
         "INSERT INTO tenant_domains (hostname, tenant_id)
@@ -445,6 +541,17 @@ async fn start_spin(
                 "cli=y",
                 "--addr",
                 &format!("127.0.0.1:{port}"),
+                // wasip2 components default to one request per instance. One reused instance
+                // stands in for Spin's shared key-value store (which wasmtime cannot link): its
+                // caches (tenants, JWKS) are warm for every request, as they are under `spin up`
+                // with the `spin-kv` build. A pool of instances would each warm separately.
+                // Concurrent client requests queue here; their atomicity is proven in SQL.
+                "--max-instance-reuse-count",
+                "1000000",
+                "--idle-instance-timeout",
+                "3600s",
+                "--max-concurrent-requests",
+                "1",
             ]);
             (c, "wasmtime serve")
         }

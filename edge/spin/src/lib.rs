@@ -2,8 +2,11 @@
 //! `http` types core speaks, and implements core's ports with outbound `wasi:http`, the
 //! `wasi:cli` environment, `wasi:clocks` and an in-memory cache. No behaviour lives here.
 //!
-//! It imports nothing Spin-specific, so the same component runs under `spin up` and
-//! `wasmtime serve`.
+//! By default it imports nothing Spin-specific, so the same component runs under `spin up` and
+//! `wasmtime serve`; caches then live per component instance (`wasmtime serve
+//! --max-instance-reuse-count` keeps instances warm). The `spin-kv` feature (what `spin build`
+//! uses, see spin.toml) adds Spin's key-value store behind the same port, so caches survive
+//! Spin's instance-per-request model.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -21,11 +24,60 @@ use edgefront_core::{
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 use wasi::clocks::monotonic_clock;
 
-/// In-memory key-value with expiry: the portable fallback for Spin's key-value store, which
-/// `wasmtime serve` cannot link. Lives as long as the component instance.
+/// Entries the in-memory cache holds at most; past that, expired entries go first, then all.
+const MEMORY_CACHE_ENTRIES: usize = 10_000;
+
+/// In-memory key-value with expiry (lives as long as the component instance), in front of
+/// Spin's key-value store when the `spin-kv` feature links it.
 #[derive(Default)]
 pub struct SpinPlatform {
     cache: RefCell<HashMap<String, (Bytes, SystemTime)>>,
+}
+
+#[cfg(feature = "spin-kv")]
+mod spin_kv {
+    //! Spin's `default` key-value store. It has no TTLs, so each value carries its expiry
+    //! (8 bytes, milliseconds since the epoch, big-endian) in front.
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use bytes::Bytes;
+    use spin_sdk::key_value::Store;
+
+    fn store() -> Option<Store> {
+        Store::open_default().ok()
+    }
+
+    fn millis(t: SystemTime) -> u64 {
+        t.duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+
+    pub fn get(key: &str, now: SystemTime) -> Option<(Bytes, SystemTime)> {
+        let raw = store()?.get(key).ok()??;
+        let (head, value) = raw.split_at_checked(8)?;
+        let expires = u64::from_be_bytes(head.try_into().ok()?);
+        (expires > millis(now)).then(|| {
+            (
+                Bytes::copy_from_slice(value),
+                UNIX_EPOCH + Duration::from_millis(expires),
+            )
+        })
+    }
+
+    pub fn put(key: &str, value: &[u8], expires: SystemTime) {
+        if let Some(s) = store() {
+            let mut raw = millis(expires).to_be_bytes().to_vec();
+            raw.extend_from_slice(value);
+            let _ = s.set(key, &raw);
+        }
+    }
+
+    pub fn delete(key: &str) {
+        if let Some(s) = store() {
+            let _ = s.delete(key);
+        }
+    }
 }
 
 thread_local! {
@@ -161,19 +213,35 @@ impl KeyValue for SpinPlatform {
                 cache.remove(key);
                 Ok(None)
             }
+            #[cfg(feature = "spin-kv")]
+            None => Ok(spin_kv::get(key, now).map(|(v, expires)| {
+                cache.insert(key.to_owned(), (v.clone(), expires));
+                v
+            })),
+            #[cfg(not(feature = "spin-kv"))]
             None => Ok(None),
         }
     }
 
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), OutboundError> {
-        let expires = self.now() + ttl;
-        self.cache
-            .borrow_mut()
-            .insert(key.to_owned(), (value, expires));
+        let now = self.now();
+        let expires = now + ttl;
+        #[cfg(feature = "spin-kv")]
+        spin_kv::put(key, &value, expires);
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() >= MEMORY_CACHE_ENTRIES {
+            cache.retain(|_, (_, e)| *e > now);
+            if cache.len() >= MEMORY_CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(key.to_owned(), (value, expires));
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), OutboundError> {
+        #[cfg(feature = "spin-kv")]
+        spin_kv::delete(key);
         self.cache.borrow_mut().remove(key);
         Ok(())
     }

@@ -1,0 +1,198 @@
+//! CORS for browser clients of tenant endpoints, answered at the edge.
+//!
+//! An origin may call a tenant's API when it is (in order of cost):
+//! 1. the request's own host (same site, different scheme or port in dev);
+//! 2. listed in `CORS_ALLOWED_ORIGINS` (every tenant) or in the tenant's `settings.cors_origins`;
+//! 3. one of the tenant's own hosts: its subdomain or a custom domain that resolves to the same
+//!    tenant (a cached lookup, as for requests).
+//!
+//! `http://` origins are accepted only for `localhost` names (development); production
+//! storefronts are `https://`.
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::ports::Platform;
+use crate::tenancy::{self, Tenant};
+
+/// Request headers a browser may send cross-origin.
+const ALLOW_HEADERS: &str = "authorization, content-type, idempotency-key, if-match, if-none-match";
+/// Response headers a browser script may read.
+const EXPOSE_HEADERS: &str = "etag, location, retry-after";
+/// How long a browser may cache a preflight answer.
+const PREFLIGHT_MAX_AGE: &str = "600";
+
+/// Splits `scheme://host[:port]` into (scheme, host); anything else (paths, userinfo,
+/// `null`) is not an origin we can allow.
+pub fn parse_origin(origin: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = origin.split_once("://")?;
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains(['/', '@', '?', '#'])
+    {
+        return None;
+    }
+    let host = match rest.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        Some(_) => return None,
+        None => rest,
+    };
+    (!host.is_empty()).then_some((scheme, host))
+}
+
+fn is_local(host: &str) -> bool {
+    host == "localhost" || host.ends_with(".localhost") || host == "127.0.0.1"
+}
+
+/// The `Origin` to echo in `Access-Control-Allow-Origin`, if this tenant allows it.
+/// `None` when the request has no Origin (not a CORS request) or it is not allowed.
+pub async fn allowed_origin<P: Platform>(
+    platform: &P,
+    config: &Config,
+    tenant: &Tenant,
+    headers: &HeaderMap,
+    request_host: Option<&str>,
+) -> Option<HeaderValue> {
+    let raw = headers.get(header::ORIGIN)?.to_str().ok()?;
+    let origin = raw.trim().to_ascii_lowercase();
+    let (scheme, host) = parse_origin(&origin)?;
+    if scheme == "http" && !is_local(host) {
+        return None;
+    }
+    let listed = |o: &str| o.trim().trim_end_matches('/').eq_ignore_ascii_case(&origin);
+    let allowed = request_host == Some(host)
+        || config.tenancy.cors_origins.iter().any(|o| listed(o))
+        || tenant
+            .settings
+            .get("cors_origins")
+            .and_then(|v| v.as_array())
+            .is_some_and(|list| list.iter().filter_map(|v| v.as_str()).any(listed))
+        || matches!(
+            tenancy::lookup_host(platform, config, host).await,
+            Ok(Some(t)) if t.id == tenant.id
+        );
+    if allowed {
+        HeaderValue::from_str(&origin).ok()
+    } else {
+        None
+    }
+}
+
+/// Adds the CORS response headers for an allowed origin; always adds `Vary: Origin`, because
+/// the answer depends on it and shared caches must not mix origins.
+pub fn decorate(resp: &mut Response<Bytes>, origin: Option<HeaderValue>) {
+    let h = resp.headers_mut();
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = origin {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSE_HEADERS),
+        );
+    }
+}
+
+/// Answers a preflight (`OPTIONS` with `Access-Control-Request-Method`).
+pub fn preflight(
+    origin: Option<HeaderValue>,
+    allow: &[Method],
+    requested: &str,
+) -> Result<Response<Bytes>, ApiError> {
+    let Some(origin) = origin else {
+        return Err(ApiError::Forbidden {
+            code: "origin_not_allowed",
+            detail: "This origin may not call this tenant's API from a browser.".into(),
+        });
+    };
+    if !allow
+        .iter()
+        .any(|m| m.as_str().eq_ignore_ascii_case(requested))
+    {
+        return Err(ApiError::MethodNotAllowed {
+            allow: allow.to_vec(),
+        });
+    }
+    let methods = allow
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut resp = Response::new(Bytes::new());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    if let Ok(v) = HeaderValue::from_str(&methods) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v);
+    }
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(ALLOW_HEADERS),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static(PREFLIGHT_MAX_AGE),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_parse_strictly() {
+        assert_eq!(
+            parse_origin("https://shop.acme.test"),
+            Some(("https", "shop.acme.test"))
+        );
+        assert_eq!(
+            parse_origin("http://demo.localhost:8787"),
+            Some(("http", "demo.localhost"))
+        );
+        for bad in [
+            "null",
+            "ftp://x.test",
+            "https://x.test/path",
+            "https://u@x.test",
+            "https://x.test:",
+            "https://",
+        ] {
+            assert_eq!(parse_origin(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn preflights_name_methods_and_headers_or_refuse() {
+        let ok = preflight(
+            Some(HeaderValue::from_static("https://a.test")),
+            &[Method::GET, Method::HEAD],
+            "GET",
+        )
+        .unwrap();
+        assert_eq!(ok.status(), 204);
+        assert_eq!(
+            ok.headers()[header::ACCESS_CONTROL_ALLOW_METHODS],
+            "GET, HEAD"
+        );
+        assert_eq!(
+            ok.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://a.test"
+        );
+        assert!(matches!(
+            preflight(None, &[Method::GET], "GET"),
+            Err(ApiError::Forbidden {
+                code: "origin_not_allowed",
+                ..
+            })
+        ));
+        assert!(matches!(
+            preflight(
+                Some(HeaderValue::from_static("https://a.test")),
+                &[Method::GET],
+                "DELETE"
+            ),
+            Err(ApiError::MethodNotAllowed { .. })
+        ));
+    }
+}

@@ -1,0 +1,128 @@
+//! The public storefront API (no credentials; tenant from Host): the tenant's profile and its
+//! active catalog. Responses are cacheable by CDNs and browsers (`Cache-Control: public`,
+//! `ETag`, `304` on `If-None-Match`); CORS is applied by the router.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{hex, is_uuid, tenant_currency, Audience, Listing};
+use crate::error::{json_response, ApiError};
+use crate::input::etag_matches;
+use crate::ports::Platform;
+use crate::routes::{Ctx, Scope};
+use crate::sql::{self, Statement};
+
+/// An active item as shoppers see it: no inventory count, status or version.
+const PUBLIC_ITEM: &str = "jsonb_build_object(\
+    'id', i.id, 'sku', i.sku, 'name', i.name, 'description', i.description, \
+    'price', i.price::text, 'currency', i.currency, 'category', i.category, \
+    'in_stock', i.inventory > 0, 'image_file_ids', to_jsonb(i.image_file_ids), \
+    'updated_at', to_char(i.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))";
+
+/// A public, cacheable JSON answer, or `304 Not Modified` when the client has it already.
+fn cacheable<P>(ctx: &Ctx<'_, P>, req: &Request<Bytes>, body: &Value) -> Response<Bytes> {
+    let text = body.to_string();
+    let digest = Sha256::digest(text.as_bytes());
+    let etag = format!("\"{}\"", hex(digest.get(..16).unwrap_or_default()));
+    let max_age = ctx.config.tenancy.storefront_max_age.as_secs();
+    let cache_control = format!(
+        "public, max-age={max_age}, stale-while-revalidate={}",
+        max_age.saturating_mul(5)
+    );
+    let not_modified = etag_matches(
+        req.headers()
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok()),
+        &etag,
+    );
+    let mut resp = if not_modified {
+        let mut r = Response::new(Bytes::new());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        json_response(StatusCode::OK, body)
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&cache_control) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    resp
+}
+
+/// `GET /v1/storefront`: served from the cached tenant record, no SQL at all.
+pub fn profile<P>(
+    ctx: &Ctx<'_, P>,
+    scope: &Scope,
+    req: &Request<Bytes>,
+) -> Result<Response<Bytes>, ApiError> {
+    let t = scope.tenant()?;
+    let setting = |k: &str| t.settings.get(k).cloned().unwrap_or(Value::Null);
+    let body = json!({
+        "slug": t.slug,
+        "name": t.name,
+        "currency": tenant_currency(t),
+        "branding": match setting("branding") {
+            Value::Object(m) => Value::Object(m),
+            _ => json!({}),
+        },
+        "description": setting("description"),
+    });
+    Ok(cacheable(ctx, req, &body))
+}
+
+pub async fn list<P: Platform>(
+    ctx: &Ctx<'_, P>,
+    scope: &Scope,
+    req: &Request<Bytes>,
+) -> Result<Response<Bytes>, ApiError> {
+    let tenant = scope.tenant()?;
+    let listing = Listing::from_query(req, Audience::Storefront)?;
+    let mut results = sql::tenant_transaction(
+        ctx.platform,
+        &ctx.config.origin,
+        &tenant.id,
+        &[listing.statement(PUBLIC_ITEM)],
+    )
+    .await?;
+    let result = results
+        .pop()
+        .ok_or_else(|| ApiError::Upstream("the SQL proxy returned no result".into()))?;
+    let body = listing.page(&result, |v| v)?;
+    Ok(cacheable(ctx, req, &body))
+}
+
+pub async fn get<P: Platform>(
+    ctx: &Ctx<'_, P>,
+    scope: &Scope,
+    req: &Request<Bytes>,
+) -> Result<Response<Bytes>, ApiError> {
+    let tenant = scope.tenant()?;
+    if !is_uuid(scope.id()) {
+        return Err(ApiError::ResourceNotFound("catalog item"));
+    }
+    let mut results = sql::tenant_transaction(
+        ctx.platform,
+        &ctx.config.origin,
+        &tenant.id,
+        &[Statement::new(
+            format!(
+                "SELECT ({PUBLIC_ITEM})::text AS item FROM public.catalog_items i \
+                 WHERE i.id = $1::uuid AND i.status = 'active'"
+            ),
+            vec![Some(scope.id().to_owned())],
+        )],
+    )
+    .await?;
+    let item = results
+        .pop()
+        .ok_or_else(|| ApiError::Upstream("the SQL proxy returned no result".into()))?
+        .json_column("item")?
+        .pop()
+        .ok_or(ApiError::ResourceNotFound("catalog item"))?;
+    Ok(cacheable(ctx, req, &item))
+}
