@@ -57,6 +57,30 @@ pub struct Config {
     pub s3: S3Config,
     pub tenancy: TenancyConfig,
     pub auth: AuthConfig,
+    pub chat: ChatConfig,
+}
+
+/// AI chat: the OpenAI-compatible provider (none: the built-in local responder answers) and
+/// the limits of a turn.
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    pub provider: Option<ProviderConfig>,
+    /// Most completion tokens a turn may ask for (`AI_MAX_TOKENS`).
+    pub max_tokens: u32,
+    /// Until the provider's response head (`AI_TIMEOUT_MS`).
+    pub timeout: Duration,
+    /// Longest silence between two chunks of the provider's stream (`AI_IDLE_TIMEOUT_MS`).
+    pub idle_timeout: Duration,
+    /// Signs anonymous visitors' cookies (`VISITOR_COOKIE_SECRET`, at least 32 bytes).
+    pub visitor_secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// `AI_BASE_URL`, e.g. `https://api.openai.com/v1`; requests go to `{base}/chat/completions`.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub model: String,
 }
 
 /// The SQL-over-HTTP proxy in front of Postgres (Neon protocol).
@@ -107,6 +131,13 @@ impl Config {
         "STOREFRONT_CACHE_SECONDS",
         "JWT_ISSUERS",
         "JWT_CLAIMS",
+        "AI_BASE_URL",
+        "AI_API_KEY",
+        "AI_MODEL",
+        "AI_MAX_TOKENS",
+        "AI_TIMEOUT_MS",
+        "AI_IDLE_TIMEOUT_MS",
+        "VISITOR_COOKIE_SECRET",
     ];
 
     pub fn load(src: &dyn ConfigSource) -> Result<Self, ConfigError> {
@@ -213,12 +244,46 @@ impl Config {
                     problem: e,
                 }
             })?;
+        let provider = match r.optional("AI_BASE_URL") {
+            None => None,
+            Some(url) => {
+                let uri = r.http_url("AI_BASE_URL", url)?;
+                Some(ProviderConfig {
+                    base_url: uri.to_string().trim_end_matches('/').to_owned(),
+                    api_key: r.optional("AI_API_KEY").map(Secret),
+                    model: r
+                        .optional("AI_MODEL")
+                        .unwrap_or_else(|| "gpt-4o-mini".into()),
+                })
+            }
+        };
+        let max_tokens = match r.optional("AI_MAX_TOKENS") {
+            None => 512,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (16..=8192).contains(&n) => n,
+                _ => return Err(r.bad("AI_MAX_TOKENS", "must be a whole number from 16 to 8192")),
+            },
+        };
+        let visitor_secret = match r.optional("VISITOR_COOKIE_SECRET") {
+            Some(s) if s.len() < 32 => {
+                return Err(r.bad("VISITOR_COOKIE_SECRET", "must be at least 32 characters"))
+            }
+            s => s.map(Secret),
+        };
+        let chat = ChatConfig {
+            provider,
+            max_tokens,
+            timeout: r.millis("AI_TIMEOUT_MS", 30_000)?,
+            idle_timeout: r.millis("AI_IDLE_TIMEOUT_MS", 30_000)?,
+            visitor_secret,
+        };
         Ok(Self {
             base_domain,
             origin,
             s3,
             tenancy,
             auth,
+            chat,
         })
     }
 }

@@ -80,14 +80,18 @@ pub async fn allowed_origin<P: Platform>(
 
 /// Adds the CORS response headers for an allowed origin; always adds `Vary: Origin`, because
 /// the answer depends on it and shared caches must not mix origins.
-pub fn decorate(resp: &mut Response<Bytes>, origin: Option<HeaderValue>) {
-    let h = resp.headers_mut();
+pub fn decorate(h: &mut HeaderMap, origin: Option<HeaderValue>) {
     h.append(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(origin) = origin {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static(EXPOSE_HEADERS),
+        );
+        // The visitor cookie of storefront chat; safe because the origin is echoed, never `*`.
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
         );
     }
 }
@@ -121,6 +125,10 @@ pub fn preflight(
     *resp.status_mut() = StatusCode::NO_CONTENT;
     let h = resp.headers_mut();
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
     if let Ok(v) = HeaderValue::from_str(&methods) {
         h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v);
     }

@@ -59,6 +59,11 @@ impl JsonObject {
         self.errors.push(FieldError::new(field, code, message));
     }
 
+    /// The member as sent, without taking it.
+    pub fn peek(&self, field: &str) -> Option<&Value> {
+        self.map.get(field)
+    }
+
     /// Whether the member is present (even as `null`).
     pub fn has(&self, field: &str) -> bool {
         self.map.contains_key(field)

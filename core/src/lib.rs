@@ -8,7 +8,9 @@
 
 pub mod auth;
 pub mod authz;
+pub mod body;
 pub mod catalog;
+pub mod chat;
 pub mod config;
 pub mod cors;
 pub mod error;
@@ -29,6 +31,7 @@ mod edge_tests;
 use bytes::Bytes;
 use http::{Request, Response};
 
+pub use body::Body;
 pub use config::{Config, ConfigError, ConfigSource};
 pub use error::ApiError;
 pub use ports::{Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform};
@@ -68,15 +71,22 @@ impl<P: Platform> Edge<P> {
     }
 
     /// Handles one request. Never panics; every failure becomes a problem+json response.
+    /// Streamed bodies are gathered: adapters that can stream use [`Edge::serve`].
     pub async fn handle(&self, req: Request<Bytes>) -> Response<Bytes> {
+        let (parts, body) = self.serve(req).await.into_parts();
+        Response::from_parts(parts, body.collect().await)
+    }
+
+    /// Handles one request, leaving a streamed body (server-sent events) to the adapter.
+    pub async fn serve(&self, req: Request<Bytes>) -> Response<Body<'_>> {
         let instance = req.uri().path().to_owned();
         match self.dispatch(req).await {
             Ok(resp) => resp,
-            Err(err) => err.into_response(&instance),
+            Err(err) => err.into_response(&instance).map(Body::Full),
         }
     }
 
-    async fn dispatch(&self, req: Request<Bytes>) -> Result<Response<Bytes>, ApiError> {
+    async fn dispatch(&self, req: Request<Bytes>) -> Result<Response<Body<'_>>, ApiError> {
         let config = self
             .config
             .as_ref()
@@ -92,6 +102,6 @@ impl<P: Platform> Edge<P> {
             platform: &self.platform,
             auth,
         };
-        self.routes.dispatch(&ctx, req).await
+        self.routes.dispatch(ctx, req).await
     }
 }

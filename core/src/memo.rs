@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Request, Response};
 
-use crate::ports::{Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform};
+use crate::ports::{ByteStream, Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform};
 
 /// Entries held at most; past that, expired entries go first, then everything.
 const MAX_ENTRIES: usize = 10_000;
@@ -51,6 +51,13 @@ impl<P> Memo<P> {
 impl<P: HttpClient> HttpClient for Memo<P> {
     async fn send(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
         self.inner.send(req).await
+    }
+
+    async fn send_streaming(
+        &self,
+        req: Request<Bytes>,
+    ) -> Result<Response<ByteStream>, OutboundError> {
+        self.inner.send_streaming(req).await
     }
 }
 

@@ -31,10 +31,23 @@ impl fmt::Display for OutboundError {
     }
 }
 
+/// A response body arriving in chunks (server-sent events from an AI provider, …).
+pub type ByteStream = futures_util::stream::LocalBoxStream<'static, Result<Bytes, OutboundError>>;
+
 /// Outbound HTTP through the runtime's own client. Implementations need not enforce timeouts:
 /// core wraps every call in [`with_timeout`].
 pub trait HttpClient {
     async fn send(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OutboundError>;
+
+    /// Like [`HttpClient::send`], but hands over the body as it arrives. Runtimes that can
+    /// stream override this; the default reads the whole body first (one chunk).
+    async fn send_streaming(
+        &self,
+        req: Request<Bytes>,
+    ) -> Result<Response<ByteStream>, OutboundError> {
+        let resp = self.send(req).await?;
+        Ok(resp.map(|b| Box::pin(futures_util::stream::once(async move { Ok(b) })) as ByteStream))
+    }
 }
 
 /// Wall-clock time and timers. `now` must never call `SystemTime::now()` on

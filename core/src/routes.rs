@@ -6,18 +6,28 @@ use http::{header, HeaderValue, Method, Request, Response};
 
 use crate::auth::{Authenticator, Principal};
 use crate::authz::{self, Role};
+use crate::body::Body;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::ports::Platform;
 use crate::tenancy::{self, Tenant};
-use crate::{catalog, cors, health, me, storefront};
+use crate::{catalog, chat, cors, health, me, storefront};
 
-/// What a handler gets besides the request.
+/// What a handler gets besides the request. Only references: copy it into work that outlives
+/// the handler (a streamed body's driver).
 pub struct Ctx<'a, P> {
     pub config: &'a Config,
     pub platform: &'a P,
     pub auth: &'a Authenticator,
 }
+
+impl<P> Clone for Ctx<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P> Copy for Ctx<'_, P> {}
 
 /// What the route table established about the request before the handler runs.
 pub struct Scope {
@@ -52,6 +62,9 @@ enum Handler {
     StorefrontProfile,
     StorefrontList,
     StorefrontGet,
+    Chat,
+    ChatConversations,
+    ChatMessages,
 }
 
 /// Who may call a route.
@@ -120,6 +133,31 @@ const ROUTES: &[Route] = &[
         Access::Public,
         Handler::StorefrontGet,
     ),
+    route(Method::POST, "/v1/chat", MEMBER, Handler::Chat),
+    route(
+        Method::GET,
+        "/v1/chat/conversations",
+        MEMBER,
+        Handler::ChatConversations,
+    ),
+    route(
+        Method::GET,
+        "/v1/chat/conversations/{id}/messages",
+        MEMBER,
+        Handler::ChatMessages,
+    ),
+    route(
+        Method::POST,
+        "/v1/storefront/chat",
+        Access::Public,
+        Handler::Chat,
+    ),
+    route(
+        Method::GET,
+        "/v1/storefront/chat/conversations/{id}/messages",
+        Access::Public,
+        Handler::ChatMessages,
+    ),
 ];
 
 /// Path matcher built once per instance from [`ROUTES`].
@@ -150,11 +188,12 @@ impl Router {
         Self { paths }
     }
 
-    pub async fn dispatch<P: Platform>(
+    pub async fn dispatch<'a, P: Platform>(
         &self,
-        ctx: &Ctx<'_, P>,
+        ctx: Ctx<'a, P>,
         req: Request<Bytes>,
-    ) -> Result<Response<Bytes>, ApiError> {
+    ) -> Result<Response<Body<'a>>, ApiError> {
+        let ctx = &ctx;
         let matched = self
             .paths
             .at(req.uri().path())
@@ -189,7 +228,7 @@ impl Router {
             if is_head {
                 *resp.body_mut() = Bytes::new();
             }
-            return Ok(resp);
+            return Ok(resp.map(Body::Full));
         }
 
         // Tenant routes: tenant from Host, CORS, then credentials and the handler.
@@ -209,7 +248,8 @@ impl Router {
         .await;
         if is_options {
             return match req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD) {
-                Some(m) => cors::preflight(origin, &allow, m.to_str().unwrap_or_default()),
+                Some(m) => cors::preflight(origin, &allow, m.to_str().unwrap_or_default())
+                    .map(|r| r.map(Body::Full)),
                 None => {
                     let mut resp = Response::new(Bytes::new());
                     *resp.status_mut() = http::StatusCode::NO_CONTENT;
@@ -222,7 +262,7 @@ impl Router {
                     ) {
                         resp.headers_mut().insert(header::ALLOW, v);
                     }
-                    Ok(resp)
+                    Ok(resp.map(Body::Full))
                 }
             };
         }
@@ -234,28 +274,32 @@ impl Router {
                     principal: None,
                     id,
                 };
-                match self.run(ctx, route, scope, &req).await {
+                match self.run(*ctx, route, scope, req).await {
                     Ok(resp) => resp,
-                    Err(e) => e.into_response(&instance),
+                    Err(e) => e.into_response(&instance).map(Body::Full),
                 }
             }
-            None => ApiError::MethodNotAllowed { allow }.into_response(&instance),
+            None => ApiError::MethodNotAllowed { allow }
+                .into_response(&instance)
+                .map(Body::Full),
         };
         // Errors carry CORS headers too, so browser code can read the problem document.
-        cors::decorate(&mut resp, origin);
+        cors::decorate(resp.headers_mut(), origin);
         if is_head {
-            *resp.body_mut() = Bytes::new();
+            *resp.body_mut() = Body::empty();
         }
         Ok(resp)
     }
 
-    async fn run<P: Platform>(
+    async fn run<'a, P: Platform>(
         &self,
-        ctx: &Ctx<'_, P>,
+        ctx: Ctx<'a, P>,
         route: &Route,
         mut scope: Scope,
-        req: &Request<Bytes>,
-    ) -> Result<Response<Bytes>, ApiError> {
+        req: Request<Bytes>,
+    ) -> Result<Response<Body<'a>>, ApiError> {
+        let full = |r: Result<Response<Bytes>, ApiError>| r.map(|r| r.map(Body::Full));
+        let (ctx, req) = (&ctx, &req);
         if let (Access::Role(required), Some(tenant)) = (route.access, &scope.tenant) {
             let header = req
                 .headers()
@@ -279,16 +323,19 @@ impl Router {
             scope.principal = Some(principal);
         }
         match route.handler {
-            Handler::Health => health::get(ctx, req).await,
-            Handler::Me => me::get(&scope),
-            Handler::CatalogList => catalog::list(ctx, &scope, req).await,
-            Handler::CatalogCreate => catalog::create(ctx, &scope, req).await,
-            Handler::CatalogGet => catalog::get(ctx, &scope).await,
-            Handler::CatalogUpdate => catalog::update(ctx, &scope, req).await,
-            Handler::CatalogArchive => catalog::archive(ctx, &scope, req).await,
-            Handler::StorefrontProfile => storefront::profile(ctx, &scope, req),
-            Handler::StorefrontList => storefront::list(ctx, &scope, req).await,
-            Handler::StorefrontGet => storefront::get(ctx, &scope, req).await,
+            Handler::Health => full(health::get(ctx, req).await),
+            Handler::Me => full(me::get(&scope)),
+            Handler::CatalogList => full(catalog::list(ctx, &scope, req).await),
+            Handler::CatalogCreate => full(catalog::create(ctx, &scope, req).await),
+            Handler::CatalogGet => full(catalog::get(ctx, &scope).await),
+            Handler::CatalogUpdate => full(catalog::update(ctx, &scope, req).await),
+            Handler::CatalogArchive => full(catalog::archive(ctx, &scope, req).await),
+            Handler::StorefrontProfile => full(storefront::profile(ctx, &scope, req)),
+            Handler::StorefrontList => full(storefront::list(ctx, &scope, req).await),
+            Handler::StorefrontGet => full(storefront::get(ctx, &scope, req).await),
+            Handler::ChatConversations => full(chat::conversations(ctx, &scope, req).await),
+            Handler::ChatMessages => full(chat::messages(ctx, &scope, req).await),
+            Handler::Chat => chat::post(*ctx, scope, req).await,
         }
     }
 }

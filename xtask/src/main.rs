@@ -8,6 +8,7 @@
 
 mod artifacts;
 mod jwks;
+mod llm;
 mod pg;
 mod proc;
 mod s3;
@@ -263,6 +264,7 @@ async fn dev(runtime: Runtime, port: u16) -> Result<i32> {
         dir: run_dir,
         prefer_spin_cli: true,
         origin_statement_timeout_ms: 5_000,
+        mock_ai: false,
     };
     let mut stack = tokio::select! {
         s = Stack::start(&opts, &tools) => s?,

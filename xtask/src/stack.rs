@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::jwks::JwksServer;
+use crate::llm::MockProvider;
 use crate::pg::PgCluster;
 use crate::proc::{free_port, wait_http, Proc};
 use crate::s3::LocalS3;
@@ -177,6 +178,9 @@ pub struct Options {
     /// Spin: prefer `spin up` when it is on PATH (dev), or always wasmtime (tests).
     pub prefer_spin_cli: bool,
     pub origin_statement_timeout_ms: u64,
+    /// Answer chat with the local mock OpenAI-compatible provider (tests); otherwise the edge's
+    /// built-in local responder answers (dev, out of the box).
+    pub mock_ai: bool,
 }
 
 pub struct Stack {
@@ -184,6 +188,7 @@ pub struct Stack {
     procs: Vec<Proc>,
     _s3: LocalS3,
     _jwks: JwksServer,
+    _llm: Option<MockProvider>,
     pg: PgCluster,
     description: Value,
 }
@@ -317,7 +322,7 @@ impl Stack {
         }
 
         let app_conn = format!("postgresql://{APP_ROLE}:{app_pw}@localhost:5432/{DATABASE}");
-        let settings: Vec<(&str, String)> = vec![
+        let mut settings: Vec<(&str, String)> = vec![
             ("BASE_DOMAIN", BASE_DOMAIN.into()),
             ("ORIGIN_SQL_URL", origin_sql.clone()),
             ("DATABASE_URL", app_conn.clone()),
@@ -328,7 +333,23 @@ impl Stack {
             ("S3_ACCESS_KEY_ID", s3.access_key_id.clone()),
             ("S3_SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
             ("JWT_ISSUERS", serde_json::to_string(&issuers_cfg)?),
+            (
+                "VISITOR_COOKIE_SECRET",
+                format!("{}{}", random_secret(&mut rand), random_secret(&mut rand)),
+            ),
         ];
+        let llm = if opts.mock_ai {
+            let m = MockProvider::start().await?;
+            settings.push(("AI_BASE_URL", m.base_url.clone()));
+            settings.push(("AI_API_KEY", "mock-key".into()));
+            settings.push(("AI_MODEL", "mock-model".into()));
+            // Short, so the failure-mode tests do not wait long.
+            settings.push(("AI_TIMEOUT_MS", "3000".into()));
+            settings.push(("AI_IDLE_TIMEOUT_MS", "1500".into()));
+            Some(m)
+        } else {
+            None
+        };
 
         let mut runtimes = serde_json::Map::new();
         for (i, rt) in opts.runtimes.iter().enumerate() {
@@ -368,6 +389,10 @@ impl Stack {
                 "jwks_dir": jwks_dir,
                 "issuers": issuers_desc,
             },
+            "ai": llm.as_ref().map(|m| json!({
+                "base_url": m.base_url,
+                "requests_url": format!("{}/_requests", m.base_url.trim_end_matches("/v1")),
+            })),
             "custom_domains": { CUSTOM_DOMAIN.0: CUSTOM_DOMAIN.1 },
             "tenants": TENANTS.iter().map(|(slug, id, name, tier, status)|
                 json!({"slug": slug, "id": id, "name": name, "tier": tier, "status": status})
@@ -379,6 +404,7 @@ impl Stack {
             procs,
             _s3: s3,
             _jwks: jwks,
+            _llm: llm,
             pg,
             description,
         })

@@ -202,6 +202,7 @@ async fn run_suites() -> Result<i32> {
         dir: dir.path().to_path_buf(),
         prefer_spin_cli: false,
         origin_statement_timeout_ms: 2_000,
+        mock_ai: true,
     };
     let stack = Stack::start(&opts, &tools).await?;
     let stack_json = dir.path().join("stack.json");

@@ -18,9 +18,11 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use edgefront_core::auth::RustCrypto;
+use edgefront_core::ports::ByteStream;
 use edgefront_core::{
-    ApiError, Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform,
+    ApiError, Body, Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform,
 };
+use futures_util::{SinkExt, StreamExt};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 use wasi::clocks::monotonic_clock;
 
@@ -101,10 +103,12 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let edge = instance();
     let path = req.path_with_query().unwrap_or_default();
     let resp = match into_http(req).await {
-        Ok(r) => edge.handle(r).await,
+        Ok(r) => edge.serve(r).await,
         Err(e) => {
             let instance = path.split('?').next().unwrap_or_default();
-            ApiError::BadRequest(e).into_response(instance)
+            ApiError::BadRequest(e)
+                .into_response(instance)
+                .map(Body::Full)
         }
     };
     let (parts, body) = resp.into_parts();
@@ -116,8 +120,29 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let headers = Fields::from_list(&entries).unwrap_or_else(|_| Fields::new());
     let outgoing = OutgoingResponse::new(headers);
     let _ = outgoing.set_status_code(parts.status.as_u16());
-    // A client that hung up shows up as a write error; there is nobody left to tell.
-    let _ = out.set_with_body(outgoing, body.to_vec()).await;
+    match body {
+        Body::Full(bytes) => {
+            // A client that hung up shows up as a write error; there is nobody left to tell.
+            let _ = out.set_with_body(outgoing, bytes.to_vec()).await;
+        }
+        Body::Stream { mut chunks, driver } => {
+            let sink = outgoing.take_body();
+            out.set(outgoing);
+            let writer = async move {
+                let mut sink = std::pin::pin!(sink);
+                while let Some(chunk) = chunks.next().await {
+                    if sink.send(chunk.to_vec()).await.is_err() {
+                        break;
+                    }
+                }
+                // Dropping the receiver tells the driver the client is gone (if it is).
+                drop(chunks);
+                let _ = sink.close().await;
+            };
+            // The driver runs to the end either way: it settles the request's accounting.
+            futures_util::future::join(driver, writer).await;
+        }
+    }
 }
 
 async fn into_http(req: IncomingRequest) -> Result<http::Request<Bytes>, String> {
@@ -163,6 +188,26 @@ impl HttpClient for SpinPlatform {
             out = out.header(name, value.as_bytes());
         }
         out.body(Bytes::from(resp.into_body())).map_err(network)
+    }
+
+    async fn send_streaming(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<ByteStream>, OutboundError> {
+        let req = req.map(|b| b.to_vec());
+        let resp: spin_sdk::http::IncomingResponse =
+            spin_sdk::http::send(req).await.map_err(network)?;
+        let mut out = http::Response::builder().status(resp.status());
+        for (name, value) in resp.headers().entries() {
+            out = out.header(name, value);
+        }
+        let chunks = resp.take_body_stream();
+        // The response resource outlives its body stream (wasi:http child resources).
+        let body: ByteStream = Box::pin(chunks.map(move |c| {
+            let _parent = &resp;
+            c.map(Bytes::from).map_err(network)
+        }));
+        out.body(body).map_err(network)
     }
 }
 

@@ -7,7 +7,10 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use edgefront_core::{Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform};
+use edgefront_core::ports::ByteStream;
+use edgefront_core::{Body, Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform};
+use futures_channel::oneshot;
+use futures_util::StreamExt;
 use worker::{
     event, js_sys, Context, Date, Delay, Env, Fetch, Headers, KvStore, Method, RequestInit,
 };
@@ -51,14 +54,41 @@ fn instance(env: &Env) -> Rc<Edge<WorkersPlatform>> {
 async fn fetch(
     mut req: worker::Request,
     env: Env,
-    _ctx: Context,
+    ctx: Context,
 ) -> worker::Result<worker::Response> {
     let edge = instance(&env);
-    let resp = match into_http(&mut req).await {
-        Ok(r) => edge.handle(r).await,
-        Err(e) => edgefront_core::ApiError::BadRequest(e).into_response(&req.path()),
+    let request = match into_http(&mut req).await {
+        Ok(r) => r,
+        Err(e) => {
+            return from_http(edgefront_core::ApiError::BadRequest(e).into_response(&req.path()))
+        }
     };
-    from_http(resp)
+    // The request runs as a waitUntil task, so a streamed body's driver keeps running (and
+    // settles its accounting) even if the client disconnects; the head comes back here.
+    let (head_tx, head_rx) = oneshot::channel();
+    ctx.wait_until(async move {
+        let (parts, body) = edge.serve(request).await.into_parts();
+        match body {
+            Body::Full(bytes) => {
+                let _ = head_tx.send((parts, Ok(bytes)));
+            }
+            Body::Stream { chunks, driver } => {
+                let _ = head_tx.send((parts, Err(chunks)));
+                driver.await;
+            }
+        }
+    });
+    let (parts, body) = head_rx.await.map_err(|_| {
+        worker::Error::RustError("the request task ended without a response".into())
+    })?;
+    match body {
+        Ok(bytes) => from_http(http::Response::from_parts(parts, bytes)),
+        Err(chunks) => Ok(worker::Response::from_stream(
+            chunks.map(|c| Ok::<Vec<u8>, worker::Error>(c.to_vec())),
+        )?
+        .with_status(parts.status.as_u16())
+        .with_headers(headers_from(&parts.headers)?)),
+    }
 }
 
 async fn into_http(req: &mut worker::Request) -> Result<http::Request<Bytes>, String> {
@@ -94,27 +124,55 @@ fn network(e: impl std::fmt::Display) -> OutboundError {
     OutboundError::Network(e.to_string())
 }
 
+fn outbound(req: http::Request<Bytes>) -> Result<worker::Request, OutboundError> {
+    let (parts, body) = req.into_parts();
+    let mut init = RequestInit::new();
+    init.with_method(Method::from(parts.method.to_string()))
+        .with_headers(headers_from(&parts.headers).map_err(network)?);
+    if !body.is_empty() {
+        init.with_body(Some(js_sys::Uint8Array::from(body.as_ref()).into()));
+    }
+    worker::Request::new_with_init(&parts.uri.to_string(), &init)
+        .map_err(|e| OutboundError::Invalid(e.to_string()))
+}
+
+fn head_of(resp: &worker::Response) -> http::response::Builder {
+    let mut out = http::Response::builder().status(resp.status_code());
+    for (name, value) in resp.headers() {
+        out = out.header(name, value);
+    }
+    out
+}
+
 impl HttpClient for WorkersPlatform {
     async fn send(
         &self,
         req: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, OutboundError> {
-        let (parts, body) = req.into_parts();
-        let mut init = RequestInit::new();
-        init.with_method(Method::from(parts.method.to_string()))
-            .with_headers(headers_from(&parts.headers).map_err(network)?);
-        if !body.is_empty() {
-            init.with_body(Some(js_sys::Uint8Array::from(body.as_ref()).into()));
-        }
-        let request = worker::Request::new_with_init(&parts.uri.to_string(), &init)
-            .map_err(|e| OutboundError::Invalid(e.to_string()))?;
-        let mut resp = Fetch::Request(request).send().await.map_err(network)?;
-        let mut out = http::Response::builder().status(resp.status_code());
-        for (name, value) in resp.headers() {
-            out = out.header(name, value);
-        }
+        let mut resp = Fetch::Request(outbound(req)?)
+            .send()
+            .await
+            .map_err(network)?;
+        let head = head_of(&resp);
         let bytes = resp.bytes().await.map_err(network)?;
-        out.body(Bytes::from(bytes)).map_err(network)
+        head.body(Bytes::from(bytes)).map_err(network)
+    }
+
+    async fn send_streaming(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<ByteStream>, OutboundError> {
+        let mut resp = Fetch::Request(outbound(req)?)
+            .send()
+            .await
+            .map_err(network)?;
+        let head = head_of(&resp);
+        let body: ByteStream = match resp.stream() {
+            Ok(s) => Box::pin(s.map(|c| c.map(Bytes::from).map_err(network))),
+            // No body at all (204, HEAD): an empty stream.
+            Err(_) => Box::pin(futures_util::stream::empty()),
+        };
+        head.body(body).map_err(network)
     }
 }
 
