@@ -18,6 +18,7 @@ pub mod routes;
 pub mod s3;
 pub mod sql;
 pub mod tenancy;
+pub mod uploads;
 
 #[cfg(test)]
 mod edge_tests;

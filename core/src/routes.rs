@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::ports::Platform;
 use crate::tenancy::{self, Tenant};
-use crate::{health, me};
+use crate::{health, me, uploads};
 
 /// What a handler gets besides the request.
 pub struct Ctx<'a, P> {
@@ -23,12 +23,28 @@ pub struct Ctx<'a, P> {
 pub struct Scope {
     pub tenant: Option<Tenant>,
     pub principal: Option<Principal>,
+    /// Path parameters (`{id}`), percent-decoding left to the handler.
+    pub params: Vec<(String, String)>,
+}
+
+impl Scope {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Handler {
     Health,
     Me,
+    UploadCreate,
+    UploadComplete,
+    FileList,
+    FileGet,
+    FileDelete,
 }
 
 /// Who may call a route.
@@ -37,6 +53,7 @@ enum Access {
     /// Platform endpoints: no tenant, no credentials.
     Platform,
     /// A tenant's public endpoint (storefront): tenant from Host, no credentials, CORS.
+    #[allow(dead_code)] // the storefront routes (catalog) use it
     Public,
     /// A tenant's endpoint for authenticated users with at least this role.
     Role(Role),
@@ -61,6 +78,36 @@ const ROUTES: &[Route] = &[
         path: "/v1/me",
         access: Access::Role(Role::Member),
         handler: Handler::Me,
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/uploads",
+        access: Access::Role(Role::Member),
+        handler: Handler::UploadCreate,
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/uploads/{id}/complete",
+        access: Access::Role(Role::Member),
+        handler: Handler::UploadComplete,
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/files",
+        access: Access::Role(Role::Member),
+        handler: Handler::FileList,
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/files/{id}",
+        access: Access::Role(Role::Member),
+        handler: Handler::FileGet,
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/v1/files/{id}",
+        access: Access::Role(Role::Member),
+        handler: Handler::FileDelete,
     },
 ];
 
@@ -102,6 +149,11 @@ impl Router {
             .at(req.uri().path())
             .map_err(|_| ApiError::NotFound)?;
         let candidates = || matched.value.iter().filter_map(|i| ROUTES.get(*i));
+        let params: Vec<(String, String)> = matched
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
         // HEAD is GET without a body, for every GET route.
         let is_head = req.method() == Method::HEAD;
         let wanted = if is_head { &Method::GET } else { req.method() };
@@ -143,10 +195,19 @@ impl Router {
             }
             _ => None,
         };
-        let scope = Scope { tenant, principal };
+        let scope = Scope {
+            tenant,
+            principal,
+            params,
+        };
         let mut resp = match route.handler {
             Handler::Health => health::get(ctx, &req).await?,
             Handler::Me => me::get(&scope)?,
+            Handler::UploadCreate => uploads::create(ctx, &scope, &req).await?,
+            Handler::UploadComplete => uploads::complete(ctx, &scope).await?,
+            Handler::FileList => uploads::list(ctx, &scope, &req).await?,
+            Handler::FileGet => uploads::get(ctx, &scope, &req).await?,
+            Handler::FileDelete => uploads::delete(ctx, &scope).await?,
         };
         if is_head {
             *resp.body_mut() = Bytes::new();
