@@ -167,6 +167,19 @@ BEGIN
 END
 $$;
 
+-- For catalog items: which of p_ids are ready images of the current tenant, in p_ids' order
+-- (others are skipped), as [{"id","key","filename","content_type"}]. The storefront presigns a
+-- GET per entry (uploads::image_url).
+CREATE OR REPLACE FUNCTION public.ready_images(p_ids uuid[]) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', f.id, 'key', f.key, 'filename', f.filename, 'content_type', f.content_type)
+             ORDER BY ids.ord), '[]'::jsonb)
+    FROM unnest(p_ids) WITH ORDINALITY AS ids (id, ord)
+    JOIN public.files f ON f.id = ids.id
+    WHERE f.status = 'ready' AND f.content_type LIKE 'image/%'
+$$;
+
 REVOKE ALL ON FUNCTION public.upload_create(uuid, text, text, text, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.upload_complete(uuid, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.file_delete(uuid) FROM PUBLIC;
@@ -174,3 +187,4 @@ GRANT EXECUTE ON FUNCTION public.file_json(public.files) TO edgefront_app;
 GRANT EXECUTE ON FUNCTION public.upload_create(uuid, text, text, text, bigint, text) TO edgefront_app;
 GRANT EXECUTE ON FUNCTION public.upload_complete(uuid, bigint, text) TO edgefront_app;
 GRANT EXECUTE ON FUNCTION public.file_delete(uuid) TO edgefront_app;
+GRANT EXECUTE ON FUNCTION public.ready_images(uuid[]) TO edgefront_app;

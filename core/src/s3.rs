@@ -97,6 +97,10 @@ pub fn sign_request(
     settings.percent_encoding_mode = PercentEncodingMode::Single;
     settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    // Runtimes may set or drop Content-Length themselves (fetch does): never sign it.
+    if let Some(excluded) = settings.excluded_headers.as_mut() {
+        excluded.push(header::CONTENT_LENGTH.as_str().into());
+    }
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&cfg.region)
@@ -351,10 +355,15 @@ pub struct ObjectInfo {
 }
 
 fn object_request(cfg: &S3Config, method: Method, key: &str) -> Result<Request<Bytes>, S3Error> {
-    Request::builder()
-        .method(method)
-        .uri(url(cfg, Some(&uri_encode(key, true)))?)
-        .body(Bytes::new())
+    let mut req = Request::builder()
+        .method(method.clone())
+        .uri(url(cfg, Some(&uri_encode(key, true)))?);
+    if method == Method::DELETE {
+        // An empty DELETE must say so: without it some clients (wasi:http) send a chunked
+        // body and S3 answers 411 Length Required.
+        req = req.header(header::CONTENT_LENGTH, "0");
+    }
+    req.body(Bytes::new())
         .map_err(|e| S3Error::Signing(e.to_string()))
 }
 

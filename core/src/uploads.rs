@@ -151,6 +151,18 @@ pub fn content_disposition(disposition: &str, filename: &str) -> String {
     )
 }
 
+/// A presigned `GET` showing an image inline (the storefront's catalog images): valid for
+/// `DOWNLOAD_URL_TTL_SECONDS`. `key` and `filename` come from `public.ready_images(ids)`.
+pub fn image_url(
+    cfg: &crate::config::S3Config,
+    key: &str,
+    filename: &str,
+    now: SystemTime,
+) -> Result<String, s3::S3Error> {
+    let cd = content_disposition("inline", filename);
+    s3::presign_get(cfg, key, now, cfg.download_url_ttl, Some(&cd))
+}
+
 /// A media type as `type/subtype` in lower case, without parameters; `None` if malformed.
 pub fn normalize_content_type(raw: &str) -> Option<String> {
     let t = raw.trim().to_ascii_lowercase();
