@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { edge, assertProblem, stack } from './stack.mjs';
 import { sign, cognitoClaims } from '../tools/mint.mjs';
+import { neon, neonConfig } from '@neondatabase/serverless';
 
 const MiB = 1024 * 1024;
 const tenantId = (slug) => stack.tenants.find((t) => t.slug === slug).id;
@@ -296,4 +297,30 @@ test('the local S3 answers CORS, so a browser on a tenant origin can upload dire
     headers: { origin, 'access-control-request-method': 'POST' },
   });
   assert.equal(postPre.headers.get('access-control-allow-origin'), origin);
+});
+
+test('catalog images: ready_images() keeps only the tenant\'s ready images, in order', async () => {
+  const ready = async (tenant, filename, contentType) => {
+    const up = await createUpload({ filename, content_type: contentType, size: 3 }, { tenant });
+    assert.equal((await putBytes(up, randomBytes(3))).status, 200);
+    await json(await complete(up.file.id, { tenant }), 200);
+    return up.file;
+  };
+  const b = await ready('demo', 'b.png', 'image/png');
+  const pdf = await ready('demo', 'doc.pdf', 'application/pdf');
+  const pending = (await createUpload({ filename: 'p.png', content_type: 'image/png', size: 3 })).file;
+  const a = await ready('demo', 'a.webp', 'image/webp');
+  const theirs = await ready('acme', 'theirs.png', 'image/png');
+  // As the edge runs it: the app role, one transaction scoped to the tenant (RLS).
+  neonConfig.fetchEndpoint = stack.origin.url;
+  const db = neon(stack.origin.app_connection_string);
+  const ids = [b.id, pdf.id, pending.id, a.id, theirs.id, randomUUID()];
+  const [, rows] = await db.transaction([
+    db`SELECT set_config('app.current_tenant', ${tenantId('demo')}, true)`,
+    db`SELECT public.ready_images(${`{${ids.join(',')}}`}::uuid[]) AS images`,
+  ]);
+  assert.deepEqual(
+    rows[0].images,
+    [b, a].map((f) => ({ id: f.id, key: f.key, filename: f.filename, content_type: f.content_type })),
+  );
 });
