@@ -473,6 +473,79 @@ mod tests {
     }
 
     #[test]
+    fn presigned_urls_sign_what_they_pin_and_refuse_impossible_expiries() {
+        let c = cfg(true);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+        let put = presign_put(&c, "t/f/a.png", "image/png", t, Duration::from_secs(900)).unwrap();
+        assert!(put.starts_with(
+            "http://127.0.0.1:9000/edgefront-dev/t/f/a.png?X-Amz-Algorithm=AWS4-HMAC-SHA256&\
+             X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fs3%2Faws4_request&\
+             X-Amz-Date=20150830T123600Z&X-Amz-Expires=900&X-Amz-SignedHeaders=content-type%3Bhost&\
+             X-Amz-Signature="
+        ));
+        // Another content type is another signature.
+        let other = presign_put(&c, "t/f/a.png", "text/html", t, Duration::from_secs(900)).unwrap();
+        assert_ne!(put, other);
+        let get = presign_get(&c, "t/f/a.png", t, Duration::from_secs(60), Some("inline")).unwrap();
+        assert!(get.contains("/t/f/a.png?response-content-disposition=inline&X-Amz-Algorithm="));
+        assert!(get.contains("X-Amz-SignedHeaders=host&"));
+        for bad in [Duration::ZERO, MAX_PRESIGN_EXPIRY + Duration::from_secs(1)] {
+            assert!(matches!(
+                presign_get(&c, "k", t, bad, None),
+                Err(S3Error::Signing(_))
+            ));
+            assert!(presign_post(&c, "k", "image/png", 1, t, bad).is_err());
+        }
+        assert!(presign_get(&c, "k", t, MAX_PRESIGN_EXPIRY, None).is_ok());
+    }
+
+    #[test]
+    fn post_policies_pin_bucket_key_type_and_size() {
+        let c = cfg(false);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+        let post =
+            presign_post(&c, "t/f/a.png", "image/png", 5, t, Duration::from_secs(900)).unwrap();
+        assert_eq!(
+            post.url,
+            "https://edgefront-dev.s3.us-east-1.amazonaws.com/"
+        );
+        let names: Vec<&str> = post.fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Content-Type",
+                "key",
+                "x-amz-algorithm",
+                "x-amz-credential",
+                "x-amz-date",
+                "policy",
+                "x-amz-signature"
+            ]
+        );
+        let policy = &post.fields[5].1;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&Base64::decode_vec(policy).unwrap()).unwrap();
+        assert_eq!(doc["expiration"], "2015-08-30T12:51:00Z");
+        assert_eq!(
+            doc["conditions"],
+            serde_json::json!([
+                {"Content-Type": "image/png"}, ["content-length-range", 1, 5],
+                {"bucket": "edgefront-dev"}, {"key": "t/f/a.png"},
+                {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
+                {"x-amz-credential": "AKIDEXAMPLE/20150830/us-east-1/s3/aws4_request"},
+                {"x-amz-date": "20150830T123600Z"}
+            ])
+        );
+        // The signature is over the base64 policy with the SigV4 signing key.
+        let key = v4::generate_signing_key(c.secret_access_key.expose(), t, "us-east-1", "s3");
+        assert_eq!(
+            post.fields[6].1,
+            v4::calculate_signature(key, policy.as_bytes())
+        );
+        assert_eq!(py_json_str("é\"\u{1F600}"), "\"\\u00e9\\\"\\ud83d\\ude00\"");
+    }
+
+    #[test]
     fn signing_is_deterministic_for_a_given_time_and_changes_with_it() {
         let c = cfg(true);
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);

@@ -722,6 +722,20 @@ mod tests {
     }
 
     #[test]
+    fn catalog_image_urls_are_inline_and_short_lived() {
+        let m = crate::config::tests::dev_settings();
+        let cfg = crate::Config::load(&|k: &str| m.get(k).cloned())
+            .unwrap()
+            .s3;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let url = image_url(&cfg, "t/f/a.png", "a.png", now).unwrap();
+        assert!(url.starts_with(
+            "http://127.0.0.1:9000/edgefront-dev/t/f/a.png?response-content-disposition=inline%3B%20filename%3D%22a.png%22"
+        ));
+        assert!(url.contains("&X-Amz-Expires=300&"));
+    }
+
+    #[test]
     fn media_types_are_normalised_or_refused() {
         assert_eq!(
             normalize_content_type(" Image/PNG ").as_deref(),
