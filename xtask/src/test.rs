@@ -125,6 +125,7 @@ async fn run_suites() -> Result<i32> {
         worker: true,
         node: true,
     })?;
+    let botocore = tools::ensure_botocore()?;
     let mut report = Report { rows: Vec::new() };
 
     eprintln!("\n== static checks ==");
@@ -205,7 +206,7 @@ async fn run_suites() -> Result<i32> {
     ]);
     host.env("EDGEFRONT_TEST_DATABASE_URL", scratch)
         // core/tests/botocore.rs: presigned requests byte-identical to the pinned botocore's.
-        .env("EDGEFRONT_BOTOCORE_PATH", &tools.botocore)
+        .env("EDGEFRONT_BOTOCORE_PATH", &botocore)
         .env("EDGEFRONT_BOTOCORE_VERSION", tools::BOTOCORE_VERSION);
     counted("unit + integration tests (host)", &mut host, &mut report)?;
 

@@ -33,8 +33,6 @@ pub struct Tools {
     pub worker_build: PathBuf,
     pub wasmtime: PathBuf,
     pub node_bin: PathBuf,
-    /// A `PYTHONPATH` directory holding botocore [`BOTOCORE_VERSION`].
-    pub botocore: PathBuf,
 }
 
 impl Tools {
@@ -88,17 +86,11 @@ pub fn ensure(needs: Needs) -> Result<Tools> {
         PathBuf::new()
     };
     let wasmtime = ensure_wasmtime()?;
-    let botocore = if needs.node {
-        ensure_botocore()?
-    } else {
-        PathBuf::new()
-    };
     Ok(Tools {
         wasm_bindgen,
         worker_build,
         wasmtime,
         node_bin,
-        botocore,
     })
 }
 
@@ -191,8 +183,9 @@ fn ensure_wasmtime() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// botocore (and its pure-Python dependencies) in a directory of its own, for PYTHONPATH.
-fn ensure_botocore() -> Result<PathBuf> {
+/// botocore (and its pure-Python dependencies) in a directory of its own, for PYTHONPATH: the
+/// reference `cargo xtask test` holds core's presigned requests to.
+pub fn ensure_botocore() -> Result<PathBuf> {
     let dir = tools_dir().join(format!("botocore-{BOTOCORE_VERSION}"));
     if !dir.join("botocore").join("__init__.py").exists() {
         eprintln!("xtask: installing botocore (PyPI botocore=={BOTOCORE_VERSION})");
