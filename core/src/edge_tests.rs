@@ -272,6 +272,24 @@ mod uploads {
         (out, platform.sent.take())
     }
 
+    /// `POST /v1/uploads` with this JSON body, by alice (a member).
+    fn create(
+        ctx: &Ctx<'_, FakePlatform>,
+        body: &'static str,
+    ) -> Result<Response<Bytes>, ApiError> {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/uploads")
+            .header("content-type", "application/json")
+            .body(Bytes::from(body))
+            .unwrap();
+        block_on(crate::uploads::create(
+            ctx,
+            &scope("alice", &["member"]),
+            &req,
+        ))
+    }
+
     fn sql_query(req: &Request<Bytes>) -> String {
         let v: Value = serde_json::from_slice(req.body()).unwrap();
         v["queries"][1]["query"]
@@ -295,19 +313,10 @@ mod uploads {
                 ))
             }),
             |ctx| {
-                let req = Request::builder()
-                    .method(Method::POST)
-                    .uri("/v1/uploads")
-                    .header("content-type", "application/json")
-                    .body(Bytes::from(
-                        r#"{"filename":"../x/My Photo.PNG","content_type":"image/png","size":10}"#,
-                    ))
-                    .unwrap();
-                block_on(crate::uploads::create(
+                create(
                     ctx,
-                    &scope("alice", &["member"]),
-                    &req,
-                ))
+                    r#"{"filename":"../x/My Photo.PNG","content_type":"image/png","size":10}"#,
+                )
             },
         );
         let resp = resp.unwrap();
@@ -359,19 +368,10 @@ mod uploads {
             let (resp, _) = run(
                 Box::new(move |_| Ok(sql_answer("outcome", &answer))),
                 |ctx| {
-                    let req = Request::builder()
-                        .method(Method::POST)
-                        .uri("/v1/uploads")
-                        .header("content-type", "application/json")
-                        .body(Bytes::from(
-                            r#"{"filename":"a.png","content_type":"image/png","size":10}"#,
-                        ))
-                        .unwrap();
-                    block_on(crate::uploads::create(
+                    create(
                         ctx,
-                        &scope("alice", &["member"]),
-                        &req,
-                    ))
+                        r#"{"filename":"a.png","content_type":"image/png","size":10}"#,
+                    )
                 },
             );
             let err = resp.unwrap_err();
