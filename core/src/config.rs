@@ -106,6 +106,11 @@ pub struct S3Config {
     pub access_key_id: String,
     pub secret_access_key: Secret,
     pub timeout: Duration,
+    /// Validity of presigned upload URLs and forms (`UPLOAD_URL_TTL_SECONDS`, default 15 min);
+    /// also the longest a client may ask for.
+    pub upload_url_ttl: Duration,
+    /// Validity of presigned download URLs (`DOWNLOAD_URL_TTL_SECONDS`, default 5 min).
+    pub download_url_ttl: Duration,
 }
 
 impl Config {
@@ -123,6 +128,8 @@ impl Config {
         "S3_ACCESS_KEY_ID",
         "S3_SECRET_ACCESS_KEY",
         "S3_TIMEOUT_MS",
+        "UPLOAD_URL_TTL_SECONDS",
+        "DOWNLOAD_URL_TTL_SECONDS",
         "RESERVED_SUBDOMAINS",
         "TRUST_FORWARDED_HOST",
         "TENANT_CACHE_TTL_SECONDS",
@@ -186,6 +193,8 @@ impl Config {
             access_key_id: r.required("S3_ACCESS_KEY_ID")?,
             secret_access_key: Secret(r.required("S3_SECRET_ACCESS_KEY")?),
             timeout: r.millis("S3_TIMEOUT_MS", 5_000)?,
+            upload_url_ttl: r.seconds("UPLOAD_URL_TTL_SECONDS", 900)?,
+            download_url_ttl: r.seconds("DOWNLOAD_URL_TTL_SECONDS", 300)?,
         };
         let reserved = match r.optional("RESERVED_SUBDOMAINS") {
             None => DEFAULT_RESERVED.iter().map(|s| s.to_string()).collect(),
@@ -430,6 +439,8 @@ pub(crate) mod tests {
         assert_eq!(c.origin.timeout, Duration::from_secs(5));
         assert!(c.s3.path_style);
         assert_eq!(c.s3.endpoint.host(), Some("127.0.0.1"));
+        assert_eq!(c.s3.upload_url_ttl, Duration::from_secs(900));
+        assert_eq!(c.s3.download_url_ttl, Duration::from_secs(300));
     }
 
     #[test]
@@ -463,6 +474,8 @@ pub(crate) mod tests {
             ("ORIGIN_TIMEOUT_MS", "0"),
             ("ORIGIN_TIMEOUT_MS", "soon"),
             ("S3_FORCE_PATH_STYLE", "maybe"),
+            ("UPLOAD_URL_TTL_SECONDS", "0"),
+            ("DOWNLOAD_URL_TTL_SECONDS", "a week"),
             ("S3_BUCKET", "a"),
             ("S3_REGION", "US East"),
             ("BASE_DOMAIN", "-bad-.com"),

@@ -237,3 +237,326 @@ fn storefront_answers_304_for_a_matching_if_none_match() {
     assert!(resp.body().is_empty());
     assert_eq!(resp.headers()["etag"], etag);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Uploads, driven through the handlers with a scripted SQL proxy and S3.
+
+mod uploads {
+    use super::*;
+    use crate::auth::{Authenticator, Principal};
+    use crate::config::Config;
+    use crate::error::ApiError;
+    use crate::routes::{Ctx, Scope};
+    use crate::tenancy::{Slug, Tenant, TenantId, TenantStatus};
+    use serde_json::json;
+
+    const TENANT: &str = "00000000-0000-4000-8000-00000000d301";
+    const FILE: &str = "11111111-1111-4111-8111-111111111111";
+
+    fn scope(user: &str, roles: &[&str]) -> Scope {
+        Scope {
+            tenant: Some(Tenant {
+                id: TenantId::parse(TENANT).unwrap(),
+                slug: Slug::parse("demo").unwrap(),
+                name: "Demo".into(),
+                tier: "premium".into(),
+                status: TenantStatus::Active,
+                settings: Value::Null,
+            }),
+            principal: Some(Principal {
+                user_id: user.into(),
+                tenant_id: Some(TENANT.into()),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                tier: None,
+                issuer: "https://idp.example.com/pool".into(),
+                token_use: Some("id".into()),
+                expires_at: 2_000_000_000,
+                platform_admin_issuer: false,
+            }),
+            id: Some(FILE.into()),
+        }
+    }
+
+    /// A proxy answer with one text column.
+    fn sql_answer(column: &str, value: &Value) -> Response<Bytes> {
+        let one = json!({
+            "command": "SELECT", "rowCount": 1,
+            "fields": [{ "name": column, "dataTypeID": 3802 }],
+            "rows": [[value.to_string()]],
+        });
+        let set = json!({ "command": "SELECT", "rowCount": 1,
+            "fields": [{ "name": "set_config", "dataTypeID": 25 }], "rows": [[TENANT]] });
+        Response::new(Bytes::from(json!({ "results": [set, one] }).to_string()))
+    }
+
+    fn pending_file() -> Value {
+        json!({
+            "id": FILE, "key": format!("{TENANT}/{FILE}/photo.png"), "filename": "photo.png",
+            "content_type": "image/png", "declared_size": 10, "max_size": 100,
+            "status": "pending", "size": null, "etag": null, "created_by": "alice",
+        })
+    }
+
+    fn run<T>(
+        respond: Responder,
+        f: impl FnOnce(&Ctx<'_, FakePlatform>) -> T,
+    ) -> (T, Vec<Request<Bytes>>) {
+        let m = dev_settings();
+        let config = Config::load(&|k: &str| m.get(k).cloned()).unwrap();
+        let auth = Authenticator::new(config.auth.clone());
+        let platform = FakePlatform {
+            respond,
+            sent: RefCell::new(Vec::new()),
+            now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        };
+        let ctx = Ctx {
+            config: &config,
+            platform: &platform,
+            auth: &auth,
+        };
+        let out = f(&ctx);
+        (out, platform.sent.take())
+    }
+
+    /// `POST /v1/uploads` with this JSON body, by alice (a member).
+    fn create(
+        ctx: &Ctx<'_, FakePlatform>,
+        body: &'static str,
+    ) -> Result<Response<Bytes>, ApiError> {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/uploads")
+            .header("content-type", "application/json")
+            .body(Bytes::from(body))
+            .unwrap();
+        block_on(crate::uploads::create(
+            ctx,
+            &scope("alice", &["member"]),
+            &req,
+        ))
+    }
+
+    fn sql_query(req: &Request<Bytes>) -> String {
+        let v: Value = serde_json::from_slice(req.body()).unwrap();
+        v["queries"][1]["query"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn create_records_a_pending_file_and_presigns_put_and_post() {
+        let (resp, sent) = run(
+            Box::new(|req| {
+                let v: Value = serde_json::from_slice(req.body()).unwrap();
+                let p = &v["queries"][1]["params"];
+                let mut file = pending_file();
+                file["id"] = p[0].clone();
+                file["key"] = p[1].clone();
+                Ok(sql_answer(
+                    "outcome",
+                    &json!({ "outcome": "created", "file": file }),
+                ))
+            }),
+            |ctx| {
+                create(
+                    ctx,
+                    r#"{"filename":"../x/My Photo.PNG","content_type":"image/png","size":10}"#,
+                )
+            },
+        );
+        let resp = resp.unwrap();
+        assert_eq!(resp.status(), 201);
+        assert_eq!(resp.headers()["cache-control"], "private, no-store");
+        let body: Value = serde_json::from_slice(resp.body()).unwrap();
+        let key = body["file"]["key"].as_str().unwrap();
+        let id = body["file"]["id"].as_str().unwrap();
+        // The id comes from the entropy port (all 7s here), as a v4 UUID.
+        assert_eq!(id, "07070707-0707-4707-8707-070707070707");
+        assert_eq!(key, format!("{TENANT}/{id}/My_Photo.png"));
+        assert_eq!(
+            resp.headers()["location"],
+            format!("/v1/files/{id}").as_str()
+        );
+        let put = body["upload"]["put"]["url"].as_str().unwrap();
+        assert!(put.starts_with(&format!("http://127.0.0.1:9000/edgefront-dev/{key}?")));
+        assert!(put.contains("X-Amz-Date=20231114T221320Z&X-Amz-Expires=900&"));
+        assert_eq!(body["upload"]["expires_at"], "2023-11-14T22:28:20Z");
+        let fields = &body["upload"]["post"]["fields"];
+        assert_eq!(fields["key"], key);
+        assert_eq!(fields["Content-Type"], "image/png");
+        assert_eq!(
+            body["upload"]["post"]["url"],
+            "http://127.0.0.1:9000/edgefront-dev"
+        );
+        // One SQL round trip, tenant-scoped, and no S3 call at all.
+        assert_eq!(sent.len(), 1);
+        assert!(sql_query(&sent[0]).contains("public.upload_create"));
+        let v: Value = serde_json::from_slice(sent[0].body()).unwrap();
+        assert_eq!(v["queries"][0]["params"][0], TENANT);
+        assert_eq!(v["queries"][1]["params"][2], "My Photo.PNG");
+        assert_eq!(v["queries"][1]["params"][5], "alice");
+    }
+
+    #[test]
+    fn create_reports_tier_refusals() {
+        for (outcome, code) in [
+            (
+                json!({"outcome": "type_not_allowed", "allowed": ["image/png"], "max_bytes": 5}),
+                "content_type_not_allowed",
+            ),
+            (
+                json!({"outcome": "too_large", "max_bytes": 5}),
+                "file_too_large",
+            ),
+        ] {
+            let answer = outcome.clone();
+            let (resp, _) = run(
+                Box::new(move |_| Ok(sql_answer("outcome", &answer))),
+                |ctx| {
+                    create(
+                        ctx,
+                        r#"{"filename":"a.png","content_type":"image/png","size":10}"#,
+                    )
+                },
+            );
+            let err = resp.unwrap_err();
+            assert_eq!(err.status(), 422);
+            assert_eq!(err.code(), code);
+        }
+    }
+
+    #[test]
+    fn complete_deletes_an_object_of_the_wrong_type_and_answers_422() {
+        let (resp, sent) = run(
+            Box::new(|req| {
+                if req.uri().path() == "/sql" {
+                    return Ok(sql_answer("file", &pending_file()));
+                }
+                if req.method() == Method::HEAD {
+                    return Ok(Response::builder()
+                        .header("content-length", "10")
+                        .header("content-type", "text/html")
+                        .header("etag", "\"abc\"")
+                        .body(Bytes::new())
+                        .unwrap());
+                }
+                Ok(Response::builder().status(204).body(Bytes::new()).unwrap())
+            }),
+            |ctx| block_on(crate::uploads::complete(ctx, &scope("bob", &["member"]))),
+        );
+        let err = resp.unwrap_err();
+        assert_eq!(err.code(), "content_type_mismatch");
+        let object = format!("http://127.0.0.1:9000/edgefront-dev/{TENANT}/{FILE}/photo.png");
+        let methods: Vec<(Method, String)> = sent
+            .iter()
+            .map(|r| (r.method().clone(), r.uri().to_string()))
+            .collect();
+        assert_eq!(
+            methods,
+            vec![
+                (Method::POST, "http://127.0.0.1:4444/sql".to_owned()),
+                (Method::HEAD, object.clone()),
+                (Method::DELETE, object),
+            ]
+        );
+        for r in &sent[1..] {
+            assert!(r.headers()["authorization"]
+                .to_str()
+                .unwrap()
+                .starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20231114/us-east-1/s3/"));
+        }
+    }
+
+    #[test]
+    fn complete_without_an_object_is_409_and_a_silent_s3_is_504() {
+        let (resp, _) = run(
+            Box::new(|req| {
+                if req.uri().path() == "/sql" {
+                    return Ok(sql_answer("file", &pending_file()));
+                }
+                Ok(Response::builder().status(404).body(Bytes::new()).unwrap())
+            }),
+            |ctx| block_on(crate::uploads::complete(ctx, &scope("bob", &["member"]))),
+        );
+        let err = resp.unwrap_err();
+        assert_eq!((err.status().as_u16(), err.code()), (409, "upload_missing"));
+
+        let (resp, _) = run(
+            Box::new(|req| {
+                if req.uri().path() == "/sql" {
+                    return Ok(sql_answer("file", &pending_file()));
+                }
+                Err(OutboundError::Timeout(Duration::ZERO))
+            }),
+            |ctx| block_on(crate::uploads::complete(ctx, &scope("bob", &["member"]))),
+        );
+        assert!(matches!(resp, Err(ApiError::GatewayTimeout(_))));
+    }
+
+    #[test]
+    fn complete_marks_a_good_object_ready_with_its_size_and_etag() {
+        let (resp, sent) = run(
+            Box::new(|req| {
+                if req.uri().path() == "/sql" {
+                    if sql_query(req).contains("upload_complete") {
+                        let mut f = pending_file();
+                        f["status"] = json!("ready");
+                        f["size"] = json!(7);
+                        f["etag"] = json!("\"abc\"");
+                        return Ok(sql_answer(
+                            "outcome",
+                            &json!({"outcome": "completed", "file": f}),
+                        ));
+                    }
+                    return Ok(sql_answer("file", &pending_file()));
+                }
+                Ok(Response::builder()
+                    .header("content-length", "7")
+                    .header("content-type", "image/png")
+                    .header("etag", "\"abc\"")
+                    .body(Bytes::new())
+                    .unwrap())
+            }),
+            |ctx| block_on(crate::uploads::complete(ctx, &scope("bob", &["member"]))),
+        );
+        let resp = resp.unwrap();
+        let body: Value = serde_json::from_slice(resp.body()).unwrap();
+        assert_eq!(body["status"], "ready");
+        let url = body["download"]["url"].as_str().unwrap();
+        assert!(
+            url.contains("response-content-disposition=attachment%3B%20filename%3D%22photo.png%22")
+        );
+        assert!(url.contains("X-Amz-Expires=300&"));
+        let v: Value = serde_json::from_slice(sent[2].body()).unwrap();
+        assert_eq!(v["queries"][1]["params"], json!([FILE, "7", "\"abc\""]));
+    }
+
+    #[test]
+    fn only_the_uploader_or_an_admin_may_delete() {
+        let respond = || -> Responder {
+            Box::new(|req| {
+                if req.uri().path() == "/sql" {
+                    if sql_query(req).contains("file_delete") {
+                        return Ok(sql_answer("outcome", &json!({"outcome": "deleted"})));
+                    }
+                    return Ok(sql_answer("file", &pending_file()));
+                }
+                Ok(Response::builder().status(204).body(Bytes::new()).unwrap())
+            })
+        };
+        let (resp, sent) = run(respond(), |ctx| {
+            block_on(crate::uploads::delete(ctx, &scope("mallory", &["member"])))
+        });
+        assert_eq!(resp.unwrap_err().code(), "insufficient_role");
+        assert_eq!(sent.len(), 1, "no S3 call for a refused delete");
+        for (user, role) in [("alice", "member"), ("carol", "admin")] {
+            let (resp, sent) = run(respond(), |ctx| {
+                block_on(crate::uploads::delete(ctx, &scope(user, &[role])))
+            });
+            assert_eq!(resp.unwrap().status(), 204);
+            assert_eq!(sent[1].method(), Method::DELETE);
+            assert!(sql_query(&sent[2]).contains("file_delete"));
+        }
+    }
+}

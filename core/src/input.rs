@@ -112,6 +112,26 @@ impl JsonObject {
         }
     }
 
+    /// A string taken as sent (no trimming, no character checks), for values the handler
+    /// sanitises itself (file names). `max` counts characters and only bounds abuse.
+    pub fn raw_string(&mut self, field: &str, required: bool, max: usize) -> Option<String> {
+        match self.take(field, required)? {
+            Value::String(s) if s.chars().count() > max => {
+                self.error(
+                    field,
+                    "too_long",
+                    format!("must be at most {max} characters"),
+                );
+                None
+            }
+            Value::String(s) => Some(s),
+            _ => {
+                self.error(field, "wrong_type", "must be a string");
+                None
+            }
+        }
+    }
+
     /// Like [`Self::string`] but `null` is a value: `Some(None)` clears the field.
     pub fn nullable_string(&mut self, field: &str, max: usize) -> Option<Option<String>> {
         if matches!(self.map.get(field), Some(Value::Null)) {

@@ -24,6 +24,7 @@ pub mod s3;
 pub mod sql;
 pub mod storefront;
 pub mod tenancy;
+pub mod uploads;
 
 #[cfg(test)]
 mod edge_tests;

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::ports::Platform;
 use crate::tenancy::{self, Tenant};
-use crate::{catalog, chat, cors, health, me, storefront};
+use crate::{catalog, chat, cors, health, me, storefront, uploads};
 
 /// What a handler gets besides the request. Only references: copy it into work that outlives
 /// the handler (a streamed body's driver).
@@ -48,6 +48,11 @@ impl Scope {
     pub fn id(&self) -> &str {
         self.id.as_deref().unwrap_or_default()
     }
+
+    /// A path parameter by name (only `{id}` exists).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        (name == "id").then_some(self.id.as_deref()).flatten()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +70,11 @@ enum Handler {
     Chat,
     ChatConversations,
     ChatMessages,
+    UploadCreate,
+    UploadComplete,
+    FileList,
+    FileGet,
+    FileDelete,
 }
 
 /// Who may call a route.
@@ -157,6 +167,21 @@ const ROUTES: &[Route] = &[
         "/v1/storefront/chat/conversations/{id}/messages",
         Access::Public,
         Handler::ChatMessages,
+    ),
+    route(Method::POST, "/v1/uploads", MEMBER, Handler::UploadCreate),
+    route(
+        Method::POST,
+        "/v1/uploads/{id}/complete",
+        MEMBER,
+        Handler::UploadComplete,
+    ),
+    route(Method::GET, "/v1/files", MEMBER, Handler::FileList),
+    route(Method::GET, "/v1/files/{id}", MEMBER, Handler::FileGet),
+    route(
+        Method::DELETE,
+        "/v1/files/{id}",
+        MEMBER,
+        Handler::FileDelete,
     ),
 ];
 
@@ -335,6 +360,11 @@ impl Router {
             Handler::StorefrontGet => full(storefront::get(ctx, &scope, req).await),
             Handler::ChatConversations => full(chat::conversations(ctx, &scope, req).await),
             Handler::ChatMessages => full(chat::messages(ctx, &scope, req).await),
+            Handler::UploadCreate => full(uploads::create(ctx, &scope, req).await),
+            Handler::UploadComplete => full(uploads::complete(ctx, &scope).await),
+            Handler::FileList => full(uploads::list(ctx, &scope, req).await),
+            Handler::FileGet => full(uploads::get(ctx, &scope, req).await),
+            Handler::FileDelete => full(uploads::delete(ctx, &scope).await),
             Handler::Chat => chat::post(*ctx, scope, req).await,
         }
     }

@@ -2,16 +2,17 @@
 //! Works against AWS (virtual-hosted style), and path-style endpoints (MinIO, R2, local s3s).
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode,
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
+    SignatureLocation, SigningInstructions, SigningSettings, UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
+use base64ct::{Base64, Encoding};
 use bytes::Bytes;
-use http::{Method, Request, Uri};
+use http::{header, Method, Request, Uri};
 
 use crate::config::S3Config;
 use crate::ports::{with_timeout, Clock, HttpClient, OutboundError};
@@ -33,6 +34,35 @@ impl fmt::Display for S3Error {
             Self::Status(s) => write!(f, "S3 answered HTTP {s}"),
         }
     }
+}
+
+impl From<S3Error> for crate::error::ApiError {
+    fn from(e: S3Error) -> Self {
+        match &e {
+            S3Error::Unavailable(OutboundError::Timeout(_)) => Self::GatewayTimeout(e.to_string()),
+            _ => Self::Upstream(e.to_string()),
+        }
+    }
+}
+
+/// The longest validity SigV4 allows for a presigned request (7 days).
+pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// URI-encodes `s` the way SigV4 (and botocore) do: every byte but `A-Z a-z 0-9 - _ . ~` becomes
+/// `%XX`; with `keep_slash`, `/` is kept too (object keys in paths).
+pub fn uri_encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && b == b'/')
+        {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// URL of the bucket itself (`key == None`) or of an object, in the configured addressing style.
@@ -61,28 +91,12 @@ pub fn sign_request(
     req: &mut Request<Bytes>,
     now: SystemTime,
 ) -> Result<(), S3Error> {
-    let identity = Credentials::new(
-        cfg.access_key_id.clone(),
-        cfg.secret_access_key.expose().to_owned(),
-        None,
-        None,
-        "edgefront-config",
-    )
-    .into();
-    let mut settings = SigningSettings::default();
-    // S3 signs the path as sent: no double encoding, no normalisation, and a payload hash header.
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let mut settings = s3_settings();
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&cfg.region)
-        .name("s3")
-        .time(now)
-        .settings(settings)
-        .build()
-        .map_err(|e| S3Error::Signing(e.to_string()))?
-        .into();
+    // Runtimes may set or drop Content-Length themselves (fetch does): never sign it.
+    if let Some(excluded) = settings.excluded_headers.as_mut() {
+        excluded.push(header::CONTENT_LENGTH.as_str().into());
+    }
     let uri = req.uri().to_string();
     let headers = req
         .headers()
@@ -95,11 +109,317 @@ pub fn sign_request(
         SignableBody::Bytes(req.body()),
     )
     .map_err(|e| S3Error::Signing(e.to_string()))?;
+    let instructions = sign_with(cfg, signable, now, settings)?;
+    instructions.apply_to_request_http1x(req);
+    Ok(())
+}
+
+/// S3 signs the path as sent: no double encoding, no normalisation.
+fn s3_settings() -> SigningSettings {
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings
+}
+
+/// SigV4 for service `s3` in the configured region with the configured keys, at `now`.
+fn sign_with(
+    cfg: &S3Config,
+    signable: SignableRequest<'_>,
+    now: SystemTime,
+    settings: SigningSettings,
+) -> Result<SigningInstructions, S3Error> {
+    let identity = credentials(cfg).into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&cfg.region)
+        .name("s3")
+        .time(now)
+        .settings(settings)
+        .build()
+        .map_err(|e| S3Error::Signing(e.to_string()))?
+        .into();
     let (instructions, _signature) = sign(signable, &params)
         .map_err(|e| S3Error::Signing(e.to_string()))?
         .into_parts();
-    instructions.apply_to_request_http1x(req);
+    Ok(instructions)
+}
+
+fn credentials(cfg: &S3Config) -> aws_credential_types::Credentials {
+    Credentials::new(
+        cfg.access_key_id.clone(),
+        cfg.secret_access_key.expose().to_owned(),
+        None,
+        None,
+        "edgefront-config",
+    )
+}
+
+/// `20150830T123600Z`: SigV4's timestamp format.
+fn amz_date(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t)
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string()
+}
+
+fn check_expiry(expires: Duration) -> Result<(), S3Error> {
+    if expires.as_secs() == 0 || expires > MAX_PRESIGN_EXPIRY {
+        return Err(S3Error::Signing(format!(
+            "presigned expiry must be 1 s to 7 days, not {} s",
+            expires.as_secs()
+        )));
+    }
     Ok(())
+}
+
+/// A presigned URL for `method` on `key`: SigV4 in the query string, payload `UNSIGNED-PAYLOAD`,
+/// `headers` signed (the client must send them unchanged) and `query` (operation parameters,
+/// such as `response-content-disposition`) placed before the auth parameters, as botocore does,
+/// so the URL is byte-identical to `generate_presigned_url`'s for the same inputs.
+fn presign(
+    cfg: &S3Config,
+    method: &Method,
+    key: &str,
+    headers: &[(&str, &str)],
+    query: &[(&str, &str)],
+    now: SystemTime,
+    expires: Duration,
+) -> Result<String, S3Error> {
+    check_expiry(expires)?;
+    let base = url(cfg, Some(&uri_encode(key, true)))?.to_string();
+    let op_query = query
+        .iter()
+        .map(|(k, v)| format!("{}={}", uri_encode(k, false), uri_encode(v, false)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let to_sign = if op_query.is_empty() {
+        base.clone()
+    } else {
+        format!("{base}?{op_query}")
+    };
+    let mut settings = s3_settings();
+    settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires);
+    let signable = SignableRequest::new(
+        method.as_str(),
+        to_sign.as_str(),
+        headers.iter().copied(),
+        SignableBody::UnsignedPayload,
+    )
+    .map_err(|e| S3Error::Signing(e.to_string()))?;
+    let instructions = sign_with(cfg, signable, now, settings)?;
+    let auth_query = instructions
+        .params()
+        .iter()
+        .map(|(k, v)| format!("{}={}", uri_encode(k, false), uri_encode(v, false)))
+        .collect::<Vec<_>>()
+        .join("&");
+    Ok(if op_query.is_empty() {
+        format!("{base}?{auth_query}")
+    } else {
+        format!("{base}?{op_query}&{auth_query}")
+    })
+}
+
+/// A presigned `PUT` of `key`. The content type is signed: the upload must send exactly this
+/// `Content-Type` header, or S3 rejects the signature. (A presigned PUT cannot cap the size;
+/// [`presign_post`] can.)
+pub fn presign_put(
+    cfg: &S3Config,
+    key: &str,
+    content_type: &str,
+    now: SystemTime,
+    expires: Duration,
+) -> Result<String, S3Error> {
+    presign(
+        cfg,
+        &Method::PUT,
+        key,
+        &[("content-type", content_type)],
+        &[],
+        now,
+        expires,
+    )
+}
+
+/// A presigned `GET` of `key`, optionally making S3 answer with this `Content-Disposition`.
+pub fn presign_get(
+    cfg: &S3Config,
+    key: &str,
+    now: SystemTime,
+    expires: Duration,
+    disposition: Option<&str>,
+) -> Result<String, S3Error> {
+    let query: Vec<(&str, &str)> = disposition
+        .map(|d| ("response-content-disposition", d))
+        .into_iter()
+        .collect();
+    presign(cfg, &Method::GET, key, &[], &query, now, expires)
+}
+
+/// A browser-form upload (`POST` to the bucket URL, `multipart/form-data`): the form fields to
+/// send, in order, before the `file` part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedPost {
+    pub url: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// A presigned POST whose policy pins the bucket, the exact key, the content type and a
+/// `content-length-range` of `[1, max_bytes]`. The policy document is serialised exactly as
+/// botocore's `generate_presigned_post` does (Python `json.dumps`), conditions in its order, so
+/// fields are byte-identical to botocore's for the same inputs.
+pub fn presign_post(
+    cfg: &S3Config,
+    key: &str,
+    content_type: &str,
+    max_bytes: u64,
+    now: SystemTime,
+    expires: Duration,
+) -> Result<PresignedPost, S3Error> {
+    check_expiry(expires)?;
+    let date = amz_date(now);
+    let day = date.get(..8).unwrap_or_default();
+    let credential = format!("{}/{day}/{}/s3/aws4_request", cfg.access_key_id, cfg.region);
+    let expiration = chrono::DateTime::<chrono::Utc>::from(now + expires)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let eq = |k: &str, v: &str| format!("{{{}: {}}}", py_json_str(k), py_json_str(v));
+    let conditions = [
+        eq("Content-Type", content_type),
+        format!("[\"content-length-range\", 1, {max_bytes}]"),
+        eq("bucket", &cfg.bucket),
+        eq("key", key),
+        eq("x-amz-algorithm", "AWS4-HMAC-SHA256"),
+        eq("x-amz-credential", &credential),
+        eq("x-amz-date", &date),
+    ];
+    let policy = format!(
+        "{{\"expiration\": {}, \"conditions\": [{}]}}",
+        py_json_str(&expiration),
+        conditions.join(", ")
+    );
+    let policy = Base64::encode_string(policy.as_bytes());
+    let signing_key =
+        v4::generate_signing_key(cfg.secret_access_key.expose(), now, &cfg.region, "s3");
+    let signature = v4::calculate_signature(signing_key, policy.as_bytes());
+    let fields = [
+        ("Content-Type", content_type),
+        ("key", key),
+        ("x-amz-algorithm", "AWS4-HMAC-SHA256"),
+        ("x-amz-credential", &credential),
+        ("x-amz-date", &date),
+        ("policy", &policy),
+        ("x-amz-signature", &signature),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    Ok(PresignedPost {
+        url: url(cfg, None)?.to_string(),
+        fields,
+    })
+}
+
+/// A JSON string as Python's `json.dumps` writes it (`ensure_ascii`: non-ASCII as `\uXXXX`).
+fn py_json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (' '..='~').contains(&c) => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// What a `HEAD` of an object tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub content_type: Option<String>,
+    pub etag: Option<String>,
+}
+
+fn object_request(cfg: &S3Config, method: Method, key: &str) -> Result<Request<Bytes>, S3Error> {
+    let mut req = Request::builder()
+        .method(method.clone())
+        .uri(url(cfg, Some(&uri_encode(key, true)))?);
+    if method == Method::DELETE {
+        // An empty DELETE must say so: without it some clients (wasi:http) send a chunked
+        // body and S3 answers 411 Length Required.
+        req = req.header(header::CONTENT_LENGTH, "0");
+    }
+    req.body(Bytes::new())
+        .map_err(|e| S3Error::Signing(e.to_string()))
+}
+
+/// Signed `HEAD` of an object: `None` when there is no such object.
+pub async fn head_object<P: HttpClient + Clock>(
+    platform: &P,
+    cfg: &S3Config,
+    key: &str,
+) -> Result<Option<ObjectInfo>, S3Error> {
+    let mut req = object_request(cfg, Method::HEAD, key)?;
+    sign_request(cfg, &mut req, platform.now())?;
+    let resp = with_timeout(platform, cfg.timeout, platform.send(req))
+        .await
+        .map_err(S3Error::Unavailable)?;
+    let status = resp.status();
+    if status == http::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(S3Error::Status(status.as_u16()));
+    }
+    let text = |name: header::HeaderName| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let size = text(header::CONTENT_LENGTH)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| S3Error::Signing("HEAD answered without a Content-Length".into()))?;
+    Ok(Some(ObjectInfo {
+        size,
+        content_type: text(header::CONTENT_TYPE),
+        etag: text(header::ETAG),
+    }))
+}
+
+/// Signed `DELETE` of an object. Deleting a missing object succeeds, as on S3.
+pub async fn delete_object<P: HttpClient + Clock>(
+    platform: &P,
+    cfg: &S3Config,
+    key: &str,
+) -> Result<(), S3Error> {
+    let mut req = object_request(cfg, Method::DELETE, key)?;
+    sign_request(cfg, &mut req, platform.now())?;
+    let resp = with_timeout(platform, cfg.timeout, platform.send(req))
+        .await
+        .map_err(S3Error::Unavailable)?;
+    let status = resp.status();
+    if status.is_success() || status == http::StatusCode::NOT_FOUND {
+        Ok(())
+    } else {
+        Err(S3Error::Status(status.as_u16()))
+    }
 }
 
 /// Signed `HEAD` of the bucket: proves the endpoint, the credentials and the bucket.
@@ -152,6 +472,79 @@ mod tests {
             url(&cfg(false), None).unwrap(),
             "https://edgefront-dev.s3.us-east-1.amazonaws.com/"
         );
+    }
+
+    #[test]
+    fn presigned_urls_sign_what_they_pin_and_refuse_impossible_expiries() {
+        let c = cfg(true);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+        let put = presign_put(&c, "t/f/a.png", "image/png", t, Duration::from_secs(900)).unwrap();
+        assert!(put.starts_with(
+            "http://127.0.0.1:9000/edgefront-dev/t/f/a.png?X-Amz-Algorithm=AWS4-HMAC-SHA256&\
+             X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fs3%2Faws4_request&\
+             X-Amz-Date=20150830T123600Z&X-Amz-Expires=900&X-Amz-SignedHeaders=content-type%3Bhost&\
+             X-Amz-Signature="
+        ));
+        // Another content type is another signature.
+        let other = presign_put(&c, "t/f/a.png", "text/html", t, Duration::from_secs(900)).unwrap();
+        assert_ne!(put, other);
+        let get = presign_get(&c, "t/f/a.png", t, Duration::from_secs(60), Some("inline")).unwrap();
+        assert!(get.contains("/t/f/a.png?response-content-disposition=inline&X-Amz-Algorithm="));
+        assert!(get.contains("X-Amz-SignedHeaders=host&"));
+        for bad in [Duration::ZERO, MAX_PRESIGN_EXPIRY + Duration::from_secs(1)] {
+            assert!(matches!(
+                presign_get(&c, "k", t, bad, None),
+                Err(S3Error::Signing(_))
+            ));
+            assert!(presign_post(&c, "k", "image/png", 1, t, bad).is_err());
+        }
+        assert!(presign_get(&c, "k", t, MAX_PRESIGN_EXPIRY, None).is_ok());
+    }
+
+    #[test]
+    fn post_policies_pin_bucket_key_type_and_size() {
+        let c = cfg(false);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+        let post =
+            presign_post(&c, "t/f/a.png", "image/png", 5, t, Duration::from_secs(900)).unwrap();
+        assert_eq!(
+            post.url,
+            "https://edgefront-dev.s3.us-east-1.amazonaws.com/"
+        );
+        let names: Vec<&str> = post.fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Content-Type",
+                "key",
+                "x-amz-algorithm",
+                "x-amz-credential",
+                "x-amz-date",
+                "policy",
+                "x-amz-signature"
+            ]
+        );
+        let policy = &post.fields[5].1;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&Base64::decode_vec(policy).unwrap()).unwrap();
+        assert_eq!(doc["expiration"], "2015-08-30T12:51:00Z");
+        assert_eq!(
+            doc["conditions"],
+            serde_json::json!([
+                {"Content-Type": "image/png"}, ["content-length-range", 1, 5],
+                {"bucket": "edgefront-dev"}, {"key": "t/f/a.png"},
+                {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
+                {"x-amz-credential": "AKIDEXAMPLE/20150830/us-east-1/s3/aws4_request"},
+                {"x-amz-date": "20150830T123600Z"}
+            ])
+        );
+        // The signature is over the base64 policy with the SigV4 signing key.
+        let key = v4::generate_signing_key(c.secret_access_key.expose(), t, "us-east-1", "s3");
+        assert_eq!(
+            post.fields[6].1,
+            v4::calculate_signature(key, policy.as_bytes())
+        );
+        assert_eq!(py_json_str("é\"\u{1F600}"), "\"\\u00e9\\\"\\ud83d\\ude00\"");
     }
 
     #[test]

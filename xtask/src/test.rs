@@ -125,6 +125,7 @@ async fn run_suites() -> Result<i32> {
         worker: true,
         node: true,
     })?;
+    let botocore = tools::ensure_botocore()?;
     let mut report = Report { rows: Vec::new() };
 
     eprintln!("\n== static checks ==");
@@ -219,7 +220,10 @@ async fn run_suites() -> Result<i32> {
         "--",
         "--include-ignored",
     ]);
-    host.env("EDGEFRONT_TEST_DATABASE_URL", scratch);
+    host.env("EDGEFRONT_TEST_DATABASE_URL", scratch)
+        // core/tests/botocore.rs: presigned requests byte-identical to the pinned botocore's.
+        .env("EDGEFRONT_BOTOCORE_PATH", &botocore)
+        .env("EDGEFRONT_BOTOCORE_VERSION", tools::BOTOCORE_VERSION);
     counted("unit + integration tests (host)", &mut host, &mut report)?;
 
     let node = |dir: &str| {

