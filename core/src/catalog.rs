@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::{json_response, ApiError, FieldError};
+use crate::ids::{hex, is_uuid};
 use crate::input::{encode_cursor, JsonObject, Query};
 use crate::ports::Platform;
 use crate::routes::{Ctx, Scope};
@@ -244,10 +245,6 @@ impl Listing {
     }
 }
 
-pub fn is_uuid(s: &str) -> bool {
-    crate::tenancy::TenantId::parse(s).is_some()
-}
-
 fn is_sku(s: &str) -> bool {
     let b = s.as_bytes();
     (1..=64).contains(&b.len())
@@ -372,13 +369,28 @@ fn item_response(status: StatusCode, doc: &Value) -> Response<Bytes> {
 }
 
 /// One statement in one tenant-scoped batch; its only result.
-async fn run_one<P: Platform>(
+pub(crate) async fn run_one<P: Platform>(
     ctx: &Ctx<'_, P>,
     tenant: &Tenant,
     stmt: Statement,
 ) -> Result<sql::QueryResult, ApiError> {
     let mut results =
-        sql::tenant_transaction(ctx.platform, &ctx.config.origin, &tenant.id, &[stmt]).await?;
+        sql::tenant_transaction(ctx.platform, &ctx.config.origin, &tenant.id, &[stmt])
+            .await
+            .map_err(|e| {
+                match e {
+        // migrations/0005: images must be ready image files of this tenant.
+        sql::SqlError::Db(db) if db.code == "P0001" && db.message == "image_not_ready" => {
+            ApiError::Unprocessable {
+                code: "image_not_ready",
+                detail:
+                    "image_file_ids may name only this tenant's uploaded, completed image files."
+                        .into(),
+            }
+        }
+        other => other.into(),
+    }
+            })?;
     results
         .pop()
         .ok_or_else(|| ApiError::Upstream("the SQL proxy returned no result".into()))
@@ -590,10 +602,6 @@ pub async fn archive<P: Platform>(
     req: &Request<Bytes>,
 ) -> Result<Response<Bytes>, ApiError> {
     apply_update(ctx, scope, req, json!({ "status": "archived" })).await
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -24,9 +24,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::body::Body;
-use crate::catalog::is_uuid;
 use crate::config::ProviderConfig;
 use crate::error::{json_response, ApiError, FieldError};
+use crate::ids::{is_uuid, new_uuid};
 use crate::input::{encode_cursor, JsonObject, Query};
 use crate::ports::{with_timeout, ByteStream, OutboundError, Platform};
 use crate::routes::{Ctx, Scope};
@@ -116,24 +116,6 @@ pub fn visitor_from_cookie(
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
     same.then(|| id.to_owned())
-}
-
-fn new_uuid<P: Platform>(platform: &P) -> Result<String, ApiError> {
-    let mut b = [0u8; 16];
-    platform
-        .fill(&mut b)
-        .map_err(|e| ApiError::Upstream(format!("no randomness: {e}")))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = crate::catalog::hex(&b);
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
 }
 
 /// The visitor of this request: from its cookie, or a new one with the `Set-Cookie` to send.
@@ -902,19 +884,7 @@ pub async fn conversations<P: Platform>(
         .ok_or(ApiError::ResourceNotFound("conversation"))?;
     let mut q = Query::parse(req.uri());
     let limit = q.integer("limit", 1, 100, 20);
-    let after = q.cursor("cursor");
-    let after = match after.as_deref() {
-        Some([t, id]) if is_uuid(id) => Some((t.clone(), id.clone())),
-        Some(_) => {
-            q.error(
-                "cursor",
-                "invalid_cursor",
-                "is not a cursor this API issued",
-            );
-            None
-        }
-        None => None,
-    };
+    let after = q.keyset("cursor");
     q.finish()?;
     let mut params = vec![
         Some(owner.kind().into()),
@@ -943,22 +913,23 @@ pub async fn conversations<P: Platform>(
         .pop()
         .ok_or_else(|| ApiError::Upstream("no result".into()))?
         .json_column("doc")?;
-    let page = page_of(docs, limit, |d| {
-        vec![
-            d.get("updated_at")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            d.get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-        ]
-    });
+    let page = page_of(docs, limit, "updated_at");
     Ok(private_json(&page))
 }
 
-fn page_of(mut docs: Vec<Value>, limit: i64, key: impl Fn(&Value) -> Vec<String>) -> Value {
+/// `{items, next_cursor}` from `limit + 1` documents ordered by (`time_field`, `id`).
+fn page_of(mut docs: Vec<Value>, limit: i64, time_field: &str) -> Value {
+    let key = |d: &Value| {
+        [time_field, "id"]
+            .iter()
+            .map(|f| {
+                d.get(*f)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let more = docs.len() > limit;
     docs.truncate(limit);
@@ -1008,18 +979,7 @@ pub async fn messages<P: Platform>(
     }
     let mut q = Query::parse(req.uri());
     let limit = q.integer("limit", 1, 100, 50);
-    let after = match q.cursor("cursor").as_deref() {
-        Some([t, id]) if is_uuid(id) => Some((t.clone(), id.clone())),
-        Some(_) => {
-            q.error(
-                "cursor",
-                "invalid_cursor",
-                "is not a cursor this API issued",
-            );
-            None
-        }
-        None => None,
-    };
+    let after = q.keyset("cursor");
     q.finish()?;
     let owned = Statement::new(
         "SELECT count(*)::text AS n FROM public.conversations WHERE id = $1::uuid AND owner_kind = $2 AND owner_id = $3",
@@ -1058,18 +1018,7 @@ pub async fn messages<P: Platform>(
         .get(1)
         .ok_or_else(|| ApiError::Upstream("no result".into()))?
         .json_column("doc")?;
-    let page = page_of(docs, limit, |d| {
-        vec![
-            d.get("created_at")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            d.get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-        ]
-    });
+    let page = page_of(docs, limit, "created_at");
     Ok(private_json(&page))
 }
 

@@ -402,6 +402,17 @@ impl Query {
         }
     }
 
+    /// A cursor over (timestamp, uuid), the usual keyset of time-ordered lists.
+    pub fn keyset(&mut self, name: &str) -> Option<(String, String)> {
+        match self.cursor(name)?.as_slice() {
+            [t, id] if t.len() <= 40 && crate::ids::is_uuid(id) => Some((t.clone(), id.clone())),
+            _ => {
+                self.error(name, "invalid_cursor", "is not a cursor this API issued");
+                None
+            }
+        }
+    }
+
     /// Unknown parameters are ignored (caches and analytics add their own); collected errors
     /// become one 400.
     pub fn finish(self) -> Result<(), ApiError> {

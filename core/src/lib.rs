@@ -15,6 +15,7 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod health;
+pub mod ids;
 pub mod input;
 pub mod me;
 pub mod memo;

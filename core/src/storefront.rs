@@ -7,19 +7,56 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{hex, is_uuid, tenant_currency, Audience, Listing};
+use crate::catalog::{run_one, tenant_currency, Audience, Listing};
 use crate::error::{json_response, ApiError};
+use crate::ids::{hex, is_uuid};
 use crate::input::etag_matches;
 use crate::ports::Platform;
 use crate::routes::{Ctx, Scope};
-use crate::sql::{self, Statement};
+use crate::sql::Statement;
 
 /// An active item as shoppers see it: no inventory count, status or version.
 const PUBLIC_ITEM: &str = "jsonb_build_object(\
     'id', i.id, 'sku', i.sku, 'name', i.name, 'description', i.description, \
     'price', i.price::text, 'currency', i.currency, 'category', i.category, \
-    'in_stock', i.inventory > 0, 'image_file_ids', to_jsonb(i.image_file_ids), \
+    'in_stock', i.inventory > 0, 'images', public.ready_images(i.image_file_ids), \
     'updated_at', to_char(i.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))";
+
+/// Replaces each item's `images` (ids and object keys from `public.ready_images`) with
+/// presigned inline GET URLs. Signing time is rounded down to the minute, so the body (and its
+/// ETag) stays the same for a minute and caches can revalidate; URLs stay valid for at least
+/// `DOWNLOAD_URL_TTL_SECONDS` minus that minute.
+fn with_image_urls<P: Platform>(ctx: &Ctx<'_, P>, mut item: Value) -> Value {
+    let now = ctx.platform.now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let signed_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs - secs % 60);
+    let images: Vec<Value> = item
+        .get("images")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|img| {
+                    let s = |k: &str| img.get(k).and_then(Value::as_str).unwrap_or_default();
+                    let url = crate::uploads::image_url(
+                        &ctx.config.s3,
+                        s("key"),
+                        s("filename"),
+                        signed_at,
+                    )
+                    .ok()?;
+                    Some(json!({ "id": s("id"), "content_type": s("content_type"), "url": url }))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(obj) = item.as_object_mut() {
+        obj.insert("images".into(), Value::Array(images));
+    }
+    item
+}
 
 /// A public, cacheable JSON answer, or `304 Not Modified` when the client has it already.
 fn cacheable<P>(ctx: &Ctx<'_, P>, req: &Request<Bytes>, body: &Value) -> Response<Bytes> {
@@ -82,17 +119,8 @@ pub async fn list<P: Platform>(
 ) -> Result<Response<Bytes>, ApiError> {
     let tenant = scope.tenant()?;
     let listing = Listing::from_query(req, Audience::Storefront)?;
-    let mut results = sql::tenant_transaction(
-        ctx.platform,
-        &ctx.config.origin,
-        &tenant.id,
-        &[listing.statement(PUBLIC_ITEM)],
-    )
-    .await?;
-    let result = results
-        .pop()
-        .ok_or_else(|| ApiError::Upstream("the SQL proxy returned no result".into()))?;
-    let body = listing.page(&result, |v| v)?;
+    let result = run_one(ctx, tenant, listing.statement(PUBLIC_ITEM)).await?;
+    let body = listing.page(&result, |v| with_image_urls(ctx, v))?;
     Ok(cacheable(ctx, req, &body))
 }
 
@@ -105,24 +133,20 @@ pub async fn get<P: Platform>(
     if !is_uuid(scope.id()) {
         return Err(ApiError::ResourceNotFound("catalog item"));
     }
-    let mut results = sql::tenant_transaction(
-        ctx.platform,
-        &ctx.config.origin,
-        &tenant.id,
-        &[Statement::new(
+    let item = run_one(
+        ctx,
+        tenant,
+        Statement::new(
             format!(
                 "SELECT ({PUBLIC_ITEM})::text AS item FROM public.catalog_items i \
                  WHERE i.id = $1::uuid AND i.status = 'active'"
             ),
             vec![Some(scope.id().to_owned())],
-        )],
+        ),
     )
-    .await?;
-    let item = results
-        .pop()
-        .ok_or_else(|| ApiError::Upstream("the SQL proxy returned no result".into()))?
-        .json_column("item")?
-        .pop()
-        .ok_or(ApiError::ResourceNotFound("catalog item"))?;
-    Ok(cacheable(ctx, req, &item))
+    .await?
+    .json_column("item")?
+    .pop()
+    .ok_or(ApiError::ResourceNotFound("catalog item"))?;
+    Ok(cacheable(ctx, req, &with_image_urls(ctx, item)))
 }

@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use crate::auth::Principal;
 use crate::authz::{is_platform_admin, Role};
 use crate::error::{json_response, ApiError};
+use crate::ids::{is_uuid, new_uuid};
 use crate::input::{encode_cursor, JsonObject, Query};
 use crate::ports::Platform;
 use crate::routes::{Ctx, Scope};
@@ -175,29 +176,6 @@ pub fn normalize_content_type(raw: &str) -> Option<String> {
     };
     let (ty, sub) = t.split_once('/')?;
     (token(ty) && token(sub)).then_some(t)
-}
-
-fn is_uuid(s: &str) -> bool {
-    TenantId::parse(s).is_some()
-}
-
-/// A random (v4) UUID from the platform's entropy.
-fn new_uuid<P: Platform>(platform: &P) -> Result<String, ApiError> {
-    let mut b = [0u8; 16];
-    platform
-        .fill(&mut b)
-        .map_err(|e| ApiError::Upstream(format!("no randomness: {e}")))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    ))
 }
 
 fn rfc3339(t: SystemTime) -> String {

@@ -316,3 +316,35 @@ test('one SQL round trip per catalog request, none for the storefront profile', 
   };
   assert.deepEqual(costs, { list: 1, create: 1, get: 1, update: 1, storefront_item: 1, archive: 1, storefront_list: 1, storefront_profile: 0 });
 });
+
+test('catalog images: only ready image files; the storefront returns presigned URLs', async () => {
+  const t = await createTenant();
+  const admin = await bearer(t, 'admin');
+  const png = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex');
+  const up = await api(t, '/v1/uploads', { method: 'POST', auth: admin, body: { filename: 'mug.png', content_type: 'image/png', size: png.length } });
+  const upload = await up.json();
+  assert.equal(up.status, 201, JSON.stringify(upload));
+  const fileId = upload.file.id;
+  const x = (await created(t, admin, item({ status: 'active' }))).doc;
+  // Pending (not yet uploaded) files cannot be referenced; nothing changes.
+  const early = await api(t, `/v1/catalog/${x.id}`, { method: 'PATCH', auth: admin, body: { image_file_ids: [fileId] } });
+  await assertProblem(early, 422, 'image_not_ready');
+  assert.equal((await (await api(t, `/v1/catalog/${x.id}`, { auth: admin })).json()).version, 1);
+  const put = await fetch(upload.upload.put.url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: png });
+  assert.equal(put.status, 200);
+  assert.equal((await api(t, `/v1/uploads/${fileId}/complete`, { method: 'POST', auth: admin })).status, 200);
+  const ok = await api(t, `/v1/catalog/${x.id}`, { method: 'PATCH', auth: admin, body: { image_file_ids: [fileId] } });
+  assert.equal(ok.status, 200, await ok.text());
+  // Another tenant's ready file is not this tenant's image.
+  const other = await createTenant();
+  await assertProblem(await api(other, '/v1/catalog', { method: 'POST', auth: await bearer(other, 'admin'), body: item({ image_file_ids: [fileId] }) }), 422, 'image_not_ready');
+  const shown = await (await api(t, `/v1/storefront/catalog/${x.id}`)).json();
+  assert.equal(shown.images.length, 1);
+  assert.equal(shown.images[0].id, fileId);
+  assert.ok(!('key' in shown.images[0]));
+  const img = await fetch(shown.images[0].url);
+  assert.equal(img.status, 200);
+  assert.deepEqual(Buffer.from(await img.arrayBuffer()), png);
+  const listed = await (await api(t, '/v1/storefront/catalog')).json();
+  assert.equal(listed.items[0].images[0].id, fileId);
+});
