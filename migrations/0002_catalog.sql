@@ -110,8 +110,11 @@ $$;
 -- never use the trigram index (measured: a filtered scan of every row of the tenant). Here RLS
 -- is bypassed and the tenant predicate is explicit, so the index answers; the request's query
 -- still runs under RLS and re-checks every word, so isolation never rests on this function alone.
+-- ROWS 20: searches are meant to be selective. With the default estimate (1 000 rows) the
+-- planner hash-joins against a scan of the whole tenant (measured 14.5 ms at 10 000 items);
+-- with 20 it looks the ids up by primary key (1.8 ms).
 CREATE OR REPLACE FUNCTION public.catalog_search_ids(p_pattern text) RETURNS SETOF uuid
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE sql STABLE SECURITY DEFINER ROWS 20
 SET search_path = public, pg_temp
 AS $$
     SELECT c.id FROM public.catalog_items c

@@ -106,7 +106,7 @@ async function shop() {
   return t;
 }
 
-test('answers stream: the first delta arrives long before the provider finishes', async () => {
+test('answers stream: the first delta arrives long before the provider finishes', async (t0) => {
   const t = await shop();
   const auth = await bearer(t, 'member');
   const res = await streamChat(t, '/v1/chat', { message: 'Tell me a long story [slow]' }, { auth });
@@ -117,6 +117,7 @@ test('answers stream: the first delta arrives long before the provider finishes'
   const done = res.events.at(-1);
   assert.equal(done.event, 'done');
   assert.ok(deltas[0].at < done.at / 2, `first delta at ${deltas[0].at} ms, done at ${done.at} ms`);
+  t0.diagnostic(`first delta after ${deltas[0].at} ms, done after ${done.at} ms`);
   assert.equal(deltas.map((d) => d.data.text).join(''), 'Echo: Tell me a long story [slow]');
   assert.ok(done.data.conversation_id && done.data.assistant_message_id && done.data.user_message_id);
   assert.ok(done.data.usage.total_tokens > 0);

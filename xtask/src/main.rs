@@ -43,10 +43,17 @@ enum Cmd {
     },
     /// Lint, unit-test, build both runtimes and run the black-box suite against each.
     Test,
-    /// Criterion benchmarks of core, natively and on wasm32-wasip2 under wasmtime.
+    /// Criterion benchmarks of core (natively and on wasm32-wasip2 under wasmtime), then
+    /// end-to-end request latency on both runtimes against a 10 000-item tenant.
     Bench {
-        /// Only benchmarks whose name contains this.
+        /// Only Criterion benchmarks whose name contains this.
         filter: Option<String>,
+        /// Only the end-to-end edge benchmark.
+        #[arg(long)]
+        edge: bool,
+        /// Only the Criterion benchmarks.
+        #[arg(long, conflicts_with = "edge")]
+        core: bool,
     },
     /// Print a dev token for the running `cargo xtask dev` stack (signed with `jose`).
     Token {
@@ -127,7 +134,17 @@ fn main() {
             Cmd::Dev { runtime, port } => dev(runtime, port).await,
             Cmd::Test => test::run_all().await,
             Cmd::Build { target } => build(target),
-            Cmd::Bench { filter } => bench(filter.as_deref()),
+            Cmd::Bench { filter, edge, core } => {
+                let criterion = if edge {
+                    Ok(0)
+                } else {
+                    bench(filter.as_deref())
+                };
+                match criterion {
+                    Ok(0) if !core => test::bench_edge().await,
+                    other => other,
+                }
+            }
             Cmd::Token {
                 tenant,
                 role,

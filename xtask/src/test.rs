@@ -256,3 +256,39 @@ async fn run_suites() -> Result<i32> {
     report.print(started.elapsed().as_secs_f64());
     Ok(if report.failed() { 1 } else { 0 })
 }
+
+/// `cargo xtask bench` (end-to-end part): both runtimes on a fresh stack, measured by
+/// `wasm-tests/bench/edge.mjs` with real HTTP.
+pub async fn bench_edge() -> Result<i32> {
+    let tools = tools::ensure(Needs {
+        worker: true,
+        node: true,
+    })?;
+    eprintln!("\n== edge benchmarks: build ==");
+    build_origin()?;
+    artifacts::build_worker(&tools)?;
+    artifacts::build_spin()?;
+    let dir = tempfile::Builder::new()
+        .prefix("edgefront-bench-")
+        .tempdir()?;
+    let opts = Options {
+        runtimes: vec![Runtime::Workers, Runtime::Spin],
+        port: None,
+        dir: dir.path().to_path_buf(),
+        prefer_spin_cli: false,
+        origin_statement_timeout_ms: 5_000,
+        mock_ai: true,
+    };
+    let stack = Stack::start(&opts, &tools).await?;
+    let stack_json = dir.path().join("stack.json");
+    std::fs::write(&stack_json, serde_json::to_string_pretty(stack.describe())?)?;
+    println!("\n== edge benchmarks: end to end ==");
+    let status = Command::new("node")
+        .current_dir(repo_root())
+        .arg("wasm-tests/bench/edge.mjs")
+        .env("EDGEFRONT_STACK", &stack_json)
+        .status()
+        .context("running node")?;
+    drop(stack);
+    Ok(if status.success() { 0 } else { 1 })
+}
