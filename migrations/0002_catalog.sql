@@ -124,6 +124,15 @@ $$;
 REVOKE ALL ON FUNCTION public.catalog_search_ids(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.catalog_search_ids(text) TO edgefront_app;
 
+-- Timestamps as the API shows them (RFC 3339, UTC, microseconds); cursors cast them back
+-- with ::timestamptz exactly.
+CREATE OR REPLACE FUNCTION public.iso_utc(t timestamptz) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+GRANT EXECUTE ON FUNCTION public.iso_utc(timestamptz) TO edgefront_app;
+
 -- An item as the API shows it.
 CREATE OR REPLACE FUNCTION public.catalog_item_json(i public.catalog_items) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
@@ -132,8 +141,8 @@ LANGUAGE sql STABLE AS $$
         'price', i.price::text, 'currency', i.currency, 'category', i.category,
         'inventory', i.inventory, 'status', i.status, 'image_file_ids', to_jsonb(i.image_file_ids),
         'version', i.version,
-        'created_at', to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        'updated_at', to_char(i.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        'created_at', public.iso_utc(i.created_at),
+        'updated_at', public.iso_utc(i.updated_at))
 $$;
 
 -- Serialises writes that change how many live (non-archived) items the tenant has, then

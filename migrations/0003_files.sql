@@ -82,9 +82,9 @@ LANGUAGE sql STABLE AS $$
         'id', f.id, 'key', f.key, 'filename', f.filename, 'content_type', f.content_type,
         'declared_size', f.declared_size, 'max_size', f.max_size, 'status', f.status,
         'size', f.size, 'etag', f.etag, 'created_by', f.created_by,
-        'created_at', to_char(f.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        'updated_at', to_char(f.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        'completed_at', to_char(f.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        'created_at', public.iso_utc(f.created_at),
+        'updated_at', public.iso_utc(f.updated_at),
+        'completed_at', public.iso_utc(f.completed_at))
 $$;
 
 -- Starts an upload: checks the tenant's tier (media type, size) and records a pending file.

@@ -37,13 +37,13 @@ struct Sort {
 const SORTS: &[Sort] = &[
     Sort {
         name: "-created_at",
-        key: "to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        key: "public.iso_utc(i.created_at)",
         cast: "timestamptz",
         descending: true,
     },
     Sort {
         name: "created_at",
-        key: "to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        key: "public.iso_utc(i.created_at)",
         cast: "timestamptz",
         descending: false,
     },
@@ -66,6 +66,9 @@ const SORTS: &[Sort] = &[
         descending: true,
     },
 ];
+
+/// Newest first.
+const DEFAULT_SORT: &Sort = &SORTS[0];
 
 impl Sort {
     /// The column the ORDER BY and the keyset comparison use.
@@ -104,7 +107,7 @@ impl Listing {
         let sort = q
             .one_of("sort", &sort_names)
             .and_then(|n| SORTS.iter().find(|s| s.name == n))
-            .unwrap_or(&SORTS[0]);
+            .unwrap_or(DEFAULT_SORT);
         let limit = q.integer("limit", 1, MAX_LIMIT, DEFAULT_LIMIT);
         let status = match audience {
             Audience::Admin => q.one_of("status", STATUSES),
@@ -499,27 +502,35 @@ pub async fn create<P: Platform>(
     Ok(resp)
 }
 
+/// The item the path names, as built by `document` (an expression over `i`), among the
+/// rows `condition` admits; 404 for a malformed id, another tenant's, or none at all.
+pub(crate) async fn find_item<P: Platform>(
+    ctx: &Ctx<'_, P>,
+    scope: &Scope,
+    document: &str,
+    condition: &str,
+) -> Result<Value, ApiError> {
+    let tenant = scope.tenant()?;
+    let id = scope.uuid("catalog item")?;
+    let stmt = Statement::new(
+        format!(
+            "SELECT ({document})::text AS item FROM public.catalog_items i \
+             WHERE i.id = $1::uuid AND {condition}"
+        ),
+        vec![Some(id)],
+    );
+    run_one(ctx, tenant, stmt)
+        .await?
+        .json_column("item")?
+        .pop()
+        .ok_or(ApiError::ResourceNotFound("catalog item"))
+}
+
 pub async fn get<P: Platform>(
     ctx: &Ctx<'_, P>,
     scope: &Scope,
 ) -> Result<Response<Bytes>, ApiError> {
-    let tenant = scope.tenant()?;
-    if !is_uuid(scope.id()) {
-        return Err(ApiError::ResourceNotFound("catalog item"));
-    }
-    let result = run_one(
-        ctx,
-        tenant,
-        Statement::new(
-            "SELECT public.catalog_item_json(i)::text AS item FROM public.catalog_items i WHERE i.id = $1::uuid",
-            vec![Some(scope.id().to_owned())],
-        ),
-    )
-    .await?;
-    let item = result
-        .json_column("item")?
-        .pop()
-        .ok_or(ApiError::ResourceNotFound("catalog item"))?;
+    let item = find_item(ctx, scope, "public.catalog_item_json(i)", "true").await?;
     Ok(item_response(StatusCode::OK, &item))
 }
 
@@ -550,16 +561,14 @@ async fn apply_update<P: Platform>(
 ) -> Result<Response<Bytes>, ApiError> {
     let tenant = scope.tenant()?;
     let version = if_match_version(req)?;
-    if !is_uuid(scope.id()) {
-        return Err(ApiError::ResourceNotFound("catalog item"));
-    }
+    let id = scope.uuid("catalog item")?;
     let outcome = call(
         ctx,
         tenant,
         Statement::new(
             "SELECT public.catalog_update($1::uuid, $2::int, $3::jsonb)::text AS outcome",
             vec![
-                Some(scope.id().to_owned()),
+                Some(id),
                 version.map(|v| v.to_string()),
                 Some(patch.to_string()),
             ],

@@ -166,7 +166,7 @@ struct Turn {
 
 fn read_turn(req: &Request<Bytes>, max_tokens_cap: u32) -> Result<Turn, ApiError> {
     let mut o = JsonObject::parse(req.headers(), req.body(), MAX_BODY)?;
-    if let Some(Value::String(m)) = o_peek(&o, "message") {
+    if let Some(Value::String(m)) = o.peek("message") {
         if m.len() > MAX_MESSAGE_BYTES {
             return Err(ApiError::PayloadTooLarge {
                 limit: MAX_MESSAGE_BYTES,
@@ -199,10 +199,6 @@ fn read_turn(req: &Request<Bytes>, max_tokens_cap: u32) -> Result<Turn, ApiError
         message,
         max_tokens,
     })
-}
-
-fn o_peek<'b>(o: &'b JsonObject, field: &str) -> Option<&'b Value> {
-    o.peek(field)
 }
 
 /// The words of a message worth searching the catalog for.
@@ -597,27 +593,19 @@ async fn begin<P: Platform>(
         "memory_messages": 40,
         "grounding_items": GROUNDING_ITEMS,
     });
-    let words_literal = format!(
-        "{{{}}}",
-        words
-            .iter()
-            .map(|w| format!("\"{}\"", w.replace(['\\', '"'], "")))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
     let mut results = sql::tenant_transaction(
         ctx.platform,
         &ctx.config.origin,
         &tenant.id,
         &[Statement::new(
-            "SELECT public.chat_begin($1, $2, $3::uuid, $4, $5::bigint, $6::text[], $7::jsonb)::text AS outcome",
+            "SELECT public.chat_begin($1, $2, $3::uuid, $4, $5::bigint, ARRAY(SELECT jsonb_array_elements_text($6::jsonb)), $7::jsonb)::text AS outcome",
             vec![
                 Some(owner.kind().into()),
                 Some(owner.id().into()),
                 turn.conversation.clone(),
                 Some(turn.message.clone()),
                 Some(estimate.to_string()),
-                Some(words_literal),
+                Some(json!(words).to_string()),
                 Some(limits.to_string()),
             ],
         )],
@@ -891,17 +879,12 @@ pub async fn conversations<P: Platform>(
         Some(owner.id().into()),
         Some((limit + 1).to_string()),
     ];
-    let mut filter = String::new();
-    if let Some((t, id)) = after {
-        params.push(Some(t));
-        params.push(Some(id));
-        filter = " AND (c.updated_at, c.id) < ($4::timestamptz, $5::uuid)".into();
-    }
+    let filter = after_clause(&mut params, after, "c.updated_at, c.id", "<");
     let stmt = Statement::new(
         format!(
             "SELECT json_build_object('id', c.id, 'title', c.title, \
-               'created_at', to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-               'updated_at', to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))::text AS doc \
+               'created_at', public.iso_utc(c.created_at), \
+               'updated_at', public.iso_utc(c.updated_at))::text AS doc \
              FROM public.conversations c WHERE c.owner_kind = $1 AND c.owner_id = $2{filter} \
              ORDER BY c.updated_at DESC, c.id DESC LIMIT $3::int"
         ),
@@ -915,6 +898,26 @@ pub async fn conversations<P: Platform>(
         .json_column("doc")?;
     let page = page_of(docs, limit, "updated_at");
     Ok(private_json(&page))
+}
+
+/// Binds a (time, id) keyset cursor and returns the condition that continues after it
+/// (`cmp` is `<` for newest-first lists, `>` for oldest-first), or nothing without a cursor.
+fn after_clause(
+    params: &mut Vec<sql::Param>,
+    after: Option<(String, String)>,
+    columns: &str,
+    cmp: &str,
+) -> String {
+    let Some((t, id)) = after else {
+        return String::new();
+    };
+    params.push(Some(t));
+    params.push(Some(id));
+    let n = params.len();
+    format!(
+        " AND ({columns}) {cmp} (${}::timestamptz, ${n}::uuid)",
+        n - 1
+    )
 }
 
 /// `{items, next_cursor}` from `limit + 1` documents ordered by (`time_field`, `id`).
@@ -961,47 +964,36 @@ pub async fn messages<P: Platform>(
     let owner = match &scope.principal {
         Some(p) => Owner::User(p.user_id.clone()),
         None => {
-            let secret = ctx
-                .config
-                .chat
-                .visitor_secret
-                .as_ref()
-                .map(|s| s.expose().as_bytes().to_vec())
-                .unwrap_or_default();
-            match visitor_from_cookie(&secret, tenant, req.headers()) {
-                Some(v) if !secret.is_empty() => Owner::Visitor(v),
-                _ => return Err(ApiError::ResourceNotFound("conversation")),
+            let secret = ctx.config.chat.visitor_secret.as_ref();
+            match secret
+                .and_then(|k| visitor_from_cookie(k.expose().as_bytes(), tenant, req.headers()))
+            {
+                Some(v) => Owner::Visitor(v),
+                None => return Err(ApiError::ResourceNotFound("conversation")),
             }
         }
     };
-    if !is_uuid(scope.id()) {
-        return Err(ApiError::ResourceNotFound("conversation"));
-    }
+    let id = scope.uuid("conversation")?;
     let mut q = Query::parse(req.uri());
     let limit = q.integer("limit", 1, 100, 50);
     let after = q.keyset("cursor");
     q.finish()?;
     let owned = Statement::new(
         "SELECT count(*)::text AS n FROM public.conversations WHERE id = $1::uuid AND owner_kind = $2 AND owner_id = $3",
-        vec![Some(scope.id().into()), Some(owner.kind().into()), Some(owner.id().into())],
+        vec![Some(id.clone()), Some(owner.kind().into()), Some(owner.id().into())],
     );
     let mut params = vec![
-        Some(scope.id().into()),
+        Some(id),
         Some(owner.kind().into()),
         Some(owner.id().into()),
         Some((limit + 1).to_string()),
     ];
-    let mut filter = String::new();
-    if let Some((t, id)) = after {
-        params.push(Some(t));
-        params.push(Some(id));
-        filter = " AND (m.created_at, m.id) > ($5::timestamptz, $6::uuid)".into();
-    }
+    let filter = after_clause(&mut params, after, "m.created_at, m.id", ">");
     let list = Statement::new(
         format!(
             "SELECT json_build_object('id', m.id, 'role', m.role, 'content', m.content, \
                'prompt_tokens', m.prompt_tokens, 'completion_tokens', m.completion_tokens, \
-               'created_at', to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))::text AS doc \
+               'created_at', public.iso_utc(m.created_at))::text AS doc \
              FROM public.messages m JOIN public.conversations c ON c.tenant_id = m.tenant_id AND c.id = m.conversation_id \
              WHERE m.conversation_id = $1::uuid AND c.owner_kind = $2 AND c.owner_id = $3 AND m.status = 'complete'{filter} \
              ORDER BY m.created_at, m.id LIMIT $4::int"

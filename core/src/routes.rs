@@ -45,13 +45,13 @@ impl Scope {
             .ok_or_else(|| ApiError::InvalidHost("this endpoint is served on tenant hosts".into()))
     }
 
-    pub fn id(&self) -> &str {
-        self.id.as_deref().unwrap_or_default()
-    }
-
-    /// A path parameter by name (only `{id}` exists).
-    pub fn param(&self, name: &str) -> Option<&str> {
-        (name == "id").then_some(self.id.as_deref()).flatten()
+    /// The `{id}` segment as a UUID. Anything else names nothing here: 404 for `kind`, the
+    /// same answer as another tenant's id, so ids reveal nothing.
+    pub fn uuid(&self, kind: &'static str) -> Result<String, ApiError> {
+        match self.id.as_deref() {
+            Some(id) if crate::ids::is_uuid(id) => Ok(id.to_ascii_lowercase()),
+            _ => Err(ApiError::ResourceNotFound(kind)),
+        }
     }
 }
 

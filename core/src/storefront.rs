@@ -7,20 +7,19 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{run_one, tenant_currency, Audience, Listing};
+use crate::catalog::{find_item, run_one, tenant_currency, Audience, Listing};
 use crate::error::{json_response, ApiError};
-use crate::ids::{hex, is_uuid};
+use crate::ids::hex;
 use crate::input::etag_matches;
 use crate::ports::Platform;
 use crate::routes::{Ctx, Scope};
-use crate::sql::Statement;
 
 /// An active item as shoppers see it: no inventory count, status or version.
 const PUBLIC_ITEM: &str = "jsonb_build_object(\
     'id', i.id, 'sku', i.sku, 'name', i.name, 'description', i.description, \
     'price', i.price::text, 'currency', i.currency, 'category', i.category, \
     'in_stock', i.inventory > 0, 'images', public.ready_images(i.image_file_ids), \
-    'updated_at', to_char(i.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))";
+    'updated_at', public.iso_utc(i.updated_at))";
 
 /// Replaces each item's `images` (ids and object keys from `public.ready_images`) with
 /// presigned inline GET URLs. Signing time is rounded down to the minute, so the body (and its
@@ -129,24 +128,6 @@ pub async fn get<P: Platform>(
     scope: &Scope,
     req: &Request<Bytes>,
 ) -> Result<Response<Bytes>, ApiError> {
-    let tenant = scope.tenant()?;
-    if !is_uuid(scope.id()) {
-        return Err(ApiError::ResourceNotFound("catalog item"));
-    }
-    let item = run_one(
-        ctx,
-        tenant,
-        Statement::new(
-            format!(
-                "SELECT ({PUBLIC_ITEM})::text AS item FROM public.catalog_items i \
-                 WHERE i.id = $1::uuid AND i.status = 'active'"
-            ),
-            vec![Some(scope.id().to_owned())],
-        ),
-    )
-    .await?
-    .json_column("item")?
-    .pop()
-    .ok_or(ApiError::ResourceNotFound("catalog item"))?;
+    let item = find_item(ctx, scope, PUBLIC_ITEM, "i.status = 'active'").await?;
     Ok(cacheable(ctx, req, &with_image_urls(ctx, item)))
 }

@@ -199,10 +199,7 @@ fn who(scope: &Scope) -> Result<(&Tenant, &Principal), ApiError> {
 
 /// The `{id}` path parameter; anything but a UUID names no file.
 fn path_id(scope: &Scope) -> Result<String, ApiError> {
-    match scope.param("id") {
-        Some(id) if is_uuid(id) => Ok(id.to_ascii_lowercase()),
-        _ => Err(ApiError::ResourceNotFound("file")),
-    }
+    scope.uuid("file")
 }
 
 fn private(mut resp: Response<Bytes>) -> Response<Bytes> {
@@ -532,7 +529,7 @@ pub async fn list<P: Platform>(
         &tenant.id,
         &[Statement::new(
             "SELECT public.file_json(f) AS file, \
-                    to_char(f.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS ts, \
+                    public.iso_utc(f.created_at) AS ts, \
                     f.id::text AS id \
              FROM public.files f \
              WHERE f.status <> 'deleted' \

@@ -178,9 +178,7 @@ async fn run_suites() -> Result<i32> {
     )?;
 
     eprintln!("\n== build artifacts ==");
-    build_origin()?;
-    artifacts::build_worker(&tools)?;
-    artifacts::build_spin()?;
+    build_artifacts(&tools)?;
     for (name, path) in [
         ("worker", artifacts::worker_wasm()),
         ("spin", artifacts::spin_wasm()),
@@ -194,20 +192,7 @@ async fn run_suites() -> Result<i32> {
         );
     }
 
-    let dir = tempfile::Builder::new()
-        .prefix("edgefront-test-")
-        .tempdir()?;
-    let opts = Options {
-        runtimes: vec![Runtime::Workers, Runtime::Spin],
-        port: None,
-        dir: dir.path().to_path_buf(),
-        prefer_spin_cli: false,
-        origin_statement_timeout_ms: 2_000,
-        mock_ai: true,
-    };
-    let stack = Stack::start(&opts, &tools).await?;
-    let stack_json = dir.path().join("stack.json");
-    std::fs::write(&stack_json, serde_json::to_string_pretty(stack.describe())?)?;
+    let (_dir, stack, stack_json) = start_stack(&tools, "edgefront-test-", 2_000).await?;
 
     let scratch = stack.scratch_database().await?;
     let mut host = cargo(&[
@@ -257,6 +242,34 @@ async fn run_suites() -> Result<i32> {
     Ok(if report.failed() { 1 } else { 0 })
 }
 
+fn build_artifacts(tools: &tools::Tools) -> Result<()> {
+    build_origin()?;
+    artifacts::build_worker(tools)?;
+    artifacts::build_spin()
+}
+
+/// Both runtimes on a fresh stack with the mock AI provider, described in `stack.json` for
+/// the node suites. The temporary directory holds the stack's state: keep it alive.
+async fn start_stack(
+    tools: &tools::Tools,
+    prefix: &str,
+    statement_timeout_ms: u64,
+) -> Result<(tempfile::TempDir, Stack, std::path::PathBuf)> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    let opts = Options {
+        runtimes: vec![Runtime::Workers, Runtime::Spin],
+        port: None,
+        dir: dir.path().to_path_buf(),
+        prefer_spin_cli: false,
+        origin_statement_timeout_ms: statement_timeout_ms,
+        mock_ai: true,
+    };
+    let stack = Stack::start(&opts, tools).await?;
+    let stack_json = dir.path().join("stack.json");
+    std::fs::write(&stack_json, serde_json::to_string_pretty(stack.describe())?)?;
+    Ok((dir, stack, stack_json))
+}
+
 /// `cargo xtask bench` (end-to-end part): both runtimes on a fresh stack, measured by
 /// `wasm-tests/bench/edge.mjs` with real HTTP.
 pub async fn bench_edge() -> Result<i32> {
@@ -265,23 +278,8 @@ pub async fn bench_edge() -> Result<i32> {
         node: true,
     })?;
     eprintln!("\n== edge benchmarks: build ==");
-    build_origin()?;
-    artifacts::build_worker(&tools)?;
-    artifacts::build_spin()?;
-    let dir = tempfile::Builder::new()
-        .prefix("edgefront-bench-")
-        .tempdir()?;
-    let opts = Options {
-        runtimes: vec![Runtime::Workers, Runtime::Spin],
-        port: None,
-        dir: dir.path().to_path_buf(),
-        prefer_spin_cli: false,
-        origin_statement_timeout_ms: 5_000,
-        mock_ai: true,
-    };
-    let stack = Stack::start(&opts, &tools).await?;
-    let stack_json = dir.path().join("stack.json");
-    std::fs::write(&stack_json, serde_json::to_string_pretty(stack.describe())?)?;
+    build_artifacts(&tools)?;
+    let (_dir, stack, stack_json) = start_stack(&tools, "edgefront-bench-", 5_000).await?;
     println!("\n== edge benchmarks: end to end ==");
     let status = Command::new("node")
         .current_dir(repo_root())

@@ -1,6 +1,6 @@
 //! Fermyon Spin / `wasi:http` adapter: translates spin-sdk requests and responses to and from the
 //! `http` types core speaks, and implements core's ports with outbound `wasi:http`, the
-//! `wasi:cli` environment, `wasi:clocks` and an in-memory cache. No behaviour lives here.
+//! `wasi:cli` environment and `wasi:clocks`. No behaviour lives here.
 //!
 //! By default it imports nothing Spin-specific, so the same component runs under `spin up` and
 //! `wasmtime serve`; caches then live per component instance (`wasmtime serve
@@ -9,7 +9,6 @@
 //! Spin's instance-per-request model.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -26,21 +25,15 @@ use futures_util::{SinkExt, StreamExt};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 use wasi::clocks::monotonic_clock;
 
-/// Entries the in-memory cache holds at most; past that, expired entries go first, then all.
-const MEMORY_CACHE_ENTRIES: usize = 10_000;
-
-/// In-memory key-value with expiry (lives as long as the component instance), in front of
-/// Spin's key-value store when the `spin-kv` feature links it.
+/// The ports on Spin / `wasi:http`.
 #[derive(Default)]
-pub struct SpinPlatform {
-    cache: RefCell<HashMap<String, (Bytes, SystemTime)>>,
-}
+pub struct SpinPlatform;
 
 #[cfg(feature = "spin-kv")]
 mod spin_kv {
     //! Spin's `default` key-value store. It has no TTLs, so each value carries its expiry
     //! (8 bytes, milliseconds since the epoch, big-endian) in front.
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     use bytes::Bytes;
     use spin_sdk::key_value::Store;
@@ -55,16 +48,11 @@ mod spin_kv {
             .unwrap_or(0)
     }
 
-    pub fn get(key: &str, now: SystemTime) -> Option<(Bytes, SystemTime)> {
+    pub fn get(key: &str, now: SystemTime) -> Option<Bytes> {
         let raw = store()?.get(key).ok()??;
         let (head, value) = raw.split_at_checked(8)?;
         let expires = u64::from_be_bytes(head.try_into().ok()?);
-        (expires > millis(now)).then(|| {
-            (
-                Bytes::copy_from_slice(value),
-                UNIX_EPOCH + Duration::from_millis(expires),
-            )
-        })
+        (expires > millis(now)).then(|| Bytes::copy_from_slice(value))
     }
 
     pub fn put(key: &str, value: &[u8], expires: SystemTime) {
@@ -92,7 +80,7 @@ fn instance() -> Rc<Edge<SpinPlatform>> {
         cell.borrow_mut()
             .get_or_insert_with(|| {
                 let source = |name: &str| std::env::var(name).ok();
-                Rc::new(Edge::new(&source, SpinPlatform::default()))
+                Rc::new(Edge::new(&source, SpinPlatform))
             })
             .clone()
     })
@@ -248,46 +236,30 @@ impl Clock for SpinPlatform {
     }
 }
 
+/// Spin's key-value store with the `spin-kv` feature; otherwise no store at all, and core's
+/// per-instance memory tier (`edgefront_core::memo`) is the cache.
 impl KeyValue for SpinPlatform {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, OutboundError> {
-        let now = self.now();
-        let mut cache = self.cache.borrow_mut();
-        match cache.get(key) {
-            Some((v, expires)) if *expires > now => Ok(Some(v.clone())),
-            Some(_) => {
-                cache.remove(key);
-                Ok(None)
-            }
-            #[cfg(feature = "spin-kv")]
-            None => Ok(spin_kv::get(key, now).map(|(v, expires)| {
-                cache.insert(key.to_owned(), (v.clone(), expires));
-                v
-            })),
-            #[cfg(not(feature = "spin-kv"))]
-            None => Ok(None),
+        #[cfg(feature = "spin-kv")]
+        return Ok(spin_kv::get(key, self.now()));
+        #[cfg(not(feature = "spin-kv"))]
+        {
+            let _ = key;
+            Ok(None)
         }
     }
 
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), OutboundError> {
-        let now = self.now();
-        let expires = now + ttl;
         #[cfg(feature = "spin-kv")]
-        spin_kv::put(key, &value, expires);
-        let mut cache = self.cache.borrow_mut();
-        if cache.len() >= MEMORY_CACHE_ENTRIES {
-            cache.retain(|_, (_, e)| *e > now);
-            if cache.len() >= MEMORY_CACHE_ENTRIES {
-                cache.clear();
-            }
-        }
-        cache.insert(key.to_owned(), (value, expires));
+        spin_kv::put(key, &value, self.now() + ttl);
+        let _ = (key, value, ttl);
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), OutboundError> {
         #[cfg(feature = "spin-kv")]
         spin_kv::delete(key);
-        self.cache.borrow_mut().remove(key);
+        let _ = key;
         Ok(())
     }
 }
