@@ -230,6 +230,27 @@ pub fn search_words(message: &str) -> Vec<String> {
     words
 }
 
+/// A catalog item from `chat_begin`'s grounding, read for prompts and local answers.
+struct Grounded<'v>(&'v Value);
+
+impl<'v> Grounded<'v> {
+    fn of(item: &'v Value) -> Self {
+        Self(item)
+    }
+
+    fn field(&self, k: &str) -> &'v str {
+        self.0.get(k).and_then(Value::as_str).unwrap_or_default()
+    }
+
+    fn stock(&self) -> &'static str {
+        if self.0.get("in_stock").and_then(Value::as_bool) == Some(true) {
+            "in stock"
+        } else {
+            "out of stock"
+        }
+    }
+}
+
 /// The conversation as the model sees it: system prompt with grounding, memory, the message.
 pub fn build_prompt(
     tenant: &Tenant,
@@ -253,21 +274,16 @@ pub fn build_prompt(
     } else {
         system.push_str("\n\nCatalog items matching the customer's message:");
         for item in grounding {
-            let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or_default();
-            let stock = if item.get("in_stock").and_then(Value::as_bool) == Some(true) {
-                "in stock"
-            } else {
-                "out of stock"
-            };
+            let g = Grounded::of(item);
             let _ = write!(
                 system,
                 "\n- {} (SKU {}): {} {}, {}. {}",
-                s("name"),
-                s("sku"),
-                s("price"),
-                s("currency"),
-                stock,
-                s("description")
+                g.field("name"),
+                g.field("sku"),
+                g.field("price"),
+                g.field("currency"),
+                g.stock(),
+                g.field("description")
             );
         }
     }
@@ -355,20 +371,15 @@ fn local_answer(tenant: &Tenant, grounding: &[Value], message: &str) -> String {
     } else {
         text.push_str("Here is what I found:");
         for (i, item) in grounding.iter().enumerate() {
-            let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or_default();
-            let stock = if item.get("in_stock").and_then(Value::as_bool) == Some(true) {
-                "in stock"
-            } else {
-                "out of stock"
-            };
+            let g = Grounded::of(item);
             let _ = write!(
                 text,
                 "\n{}. {}: {} {} ({})",
                 i + 1,
-                s("name"),
-                s("price"),
-                s("currency"),
-                stock
+                g.field("name"),
+                g.field("price"),
+                g.field("currency"),
+                g.stock()
             );
         }
     }
