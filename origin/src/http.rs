@@ -1,6 +1,6 @@
 //! The axum side: `POST /sql` checks the bearer token, reads the body within the limit, logs in
-//! to Postgres as the connection string's user (through the pool), runs the query or the
-//! batch transaction, and writes Neon's JSON.
+//! to Postgres as the connection string's user (through the pool), hands the query or batch to
+//! `exec` (which owns the transaction semantics), and writes Neon's JSON.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,8 +14,9 @@ use axum::Router;
 
 use crate::conninfo;
 use crate::error::ApiError;
-use crate::pg::{Budget, PgConnection, PgError, Pool, PoolKey, PooledConnection};
-use crate::sql::{parse_payload, BatchOptions, BatchResult, Payload, QueryData, QueryResult};
+use crate::exec::{execute, Outcome};
+use crate::pg::{Budget, PgError, Pool, PoolKey, PooledConnection};
+use crate::sql::{parse_payload, BatchOptions, BatchResult, Payload};
 use crate::Config;
 
 const HDR_CONNECTION_STRING: &str = "neon-connection-string";
@@ -192,6 +193,7 @@ fn api_error(config: &Config, e: PgError) -> ApiError {
     }
 }
 
+/// Runs the request on the pooled session and writes Neon's JSON.
 async fn run(
     pooled: &mut PooledConnection,
     payload: &Payload,
@@ -202,55 +204,11 @@ async fn run(
     let mut budget = Budget {
         remaining: config.max_response_bytes,
     };
-    let json = match payload {
-        Payload::Single(q) => serde_json::to_vec(&run_one(conn, q, &mut budget).await?),
-        Payload::Batch(b) => {
-            let default_options = BatchOptions::default();
-            let options = batch_options.unwrap_or(&default_options);
-            let results = run_batch(conn, &b.queries, options, &mut budget).await?;
-            serde_json::to_vec(&BatchResult { results })
-        }
+    let json = match execute(conn, payload, batch_options, &mut budget).await? {
+        Outcome::Single(result) => serde_json::to_vec(&result),
+        Outcome::Batch(results) => serde_json::to_vec(&BatchResult { results }),
     };
     json.map_err(|e| PgError::Protocol(format!("cannot serialize result: {e}")))
-}
-
-async fn run_one(
-    conn: &mut PgConnection,
-    q: &QueryData,
-    budget: &mut Budget,
-) -> Result<QueryResult, PgError> {
-    let out = conn.query(&q.query, &q.pg_params(), budget).await?;
-    Ok(QueryResult::from(out))
-}
-
-/// Runs the batch as one transaction; on the first failure rolls back and returns only that
-/// failure, as Neon does (no partial results).
-async fn run_batch(
-    conn: &mut PgConnection,
-    queries: &[QueryData],
-    options: &BatchOptions,
-    budget: &mut Budget,
-) -> Result<Vec<QueryResult>, PgError> {
-    conn.simple_query(&options.begin_statement()).await?;
-    let mut results = Vec::with_capacity(queries.len());
-    for q in queries {
-        match run_one(conn, q, budget).await {
-            Ok(r) => results.push(r),
-            Err(e) => {
-                if e.connection_usable() {
-                    // If the rollback itself fails the session is left in a transaction and
-                    // the pool will close it instead of reusing it.
-                    if let Err(rb) = conn.simple_query("ROLLBACK").await {
-                        tracing::warn!("rollback after failed batch query failed: {rb}");
-                        return Err(rb);
-                    }
-                }
-                return Err(e);
-            }
-        }
-    }
-    conn.simple_query("COMMIT").await?;
-    Ok(results)
 }
 
 fn check_bearer(config: &Config, headers: &HeaderMap) -> Result<(), ApiError> {

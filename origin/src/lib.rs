@@ -4,6 +4,7 @@
 
 mod conninfo;
 mod error;
+mod exec;
 mod http;
 pub mod migrate;
 mod params;
