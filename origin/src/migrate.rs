@@ -1,6 +1,31 @@
-//! Applies numbered SQL migrations (`NNNN_name.sql`) in order, each in its own transaction,
-//! recording them in `schema_migrations` with a sha256 checksum. Applied files must never
-//! change: a changed checksum is an error rather than a silent drift.
+//! Database migrations: two kinds of SQL file in one directory (`migrations/`).
+//!
+//! * `NNNN_name.sql` — numbered migrations are **history**: tables, columns, constraints,
+//!   indexes, policies, grants on tables, data. Each is applied once, in numeric order, in its
+//!   own transaction, and recorded in `schema_migrations` with a sha256 checksum. A file is
+//!   never edited once applied: a changed checksum is an error, not a silent drift.
+//! * `functions/*.sql` — repeatable files hold the **current definition of every SQL
+//!   function**, with its GRANT/REVOKE and the triggers that execute it. After the numbered
+//!   migrations, every file whose sha256 differs from the one recorded in `schema_repeatables`
+//!   (or that is new) is applied, in file-name order, each in its own transaction, and its
+//!   checksum recorded; unchanged files are skipped. So a file must be safe to run again:
+//!   `CREATE OR REPLACE FUNCTION`, `DROP TRIGGER IF EXISTS` + `CREATE TRIGGER`, GRANT/REVOKE.
+//!   To change a function, edit its file.
+//!
+//! Order on an empty database: every numbered migration, then every functions file. Hence:
+//! * A numbered migration must not need a function from `functions/` (they do not exist yet on
+//!   a fresh database): no trigger, policy, CHECK, column DEFAULT, index expression or data
+//!   change that calls one. Such an object goes in the functions file, after its function
+//!   (as `tenants_set_updated_at` does in `00_shared.sql`).
+//! * A functions file may use every table and row type (`catalog_item_json(i
+//!   public.catalog_items)`), and the functions of files sorting before it (`LANGUAGE sql`
+//!   bodies are checked at creation: `iso_utc` and `current_tenant_id` are in `00_shared.sql`).
+//! * What `CREATE OR REPLACE` cannot do — a changed argument list or return type, a removed
+//!   function — is a numbered migration with `DROP FUNCTION IF EXISTS …` (`IF EXISTS`: on a
+//!   fresh database the function was never created), committed with the edit of the functions
+//!   file, which is re-applied right after it.
+//!
+//! Both phases run under one session-level advisory lock, so two migrators never interleave.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,6 +59,9 @@ pub enum Error {
     },
 }
 
+/// Repeatable files live in this subdirectory of the migrations directory.
+pub const FUNCTIONS_DIR: &str = "functions";
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -44,7 +72,9 @@ impl fmt::Display for Error {
             Error::InvalidDir(m) => write!(f, "{m}"),
             Error::ChecksumMismatch { version, name } => write!(
                 f,
-                "migration {version}_{name} was changed after it was applied (checksum mismatch)"
+                "migration {version}_{name} was changed after it was applied (checksum mismatch); \
+                 applied migrations are history: restore the file and put the change in a new \
+                 migration (function bodies belong in {FUNCTIONS_DIR}/)"
             ),
         }
     }
@@ -115,14 +145,63 @@ fn numeric_key(version: &str) -> (usize, &str) {
     (trimmed.len(), trimmed)
 }
 
+/// One repeatable file (`functions/10_catalog.sql`) found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepeatableFile {
+    /// The file name (`10_catalog.sql`), its key in `schema_repeatables`.
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl RepeatableFile {
+    /// How results and errors name it: `functions/10_catalog.sql`.
+    pub fn label(&self) -> String {
+        format!("{FUNCTIONS_DIR}/{}", self.name)
+    }
+}
+
+/// Lists the `*.sql` files of `dir/functions/`, ordered by file name; no such directory means
+/// no repeatable files.
+pub fn discover_repeatable(dir: &Path) -> Result<Vec<RepeatableFile>, Error> {
+    let functions = dir.join(FUNCTIONS_DIR);
+    let io = |source| Error::Io {
+        path: functions.clone(),
+        source,
+    };
+    let entries = match std::fs::read_dir(&functions) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(e)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io)?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !name.ends_with(".sql") || !entry.file_type().map_err(io)?.is_file() {
+            continue;
+        }
+        files.push(RepeatableFile {
+            name,
+            path: entry.path(),
+        });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
 pub fn checksum(contents: &[u8]) -> String {
     hex::encode(Sha256::digest(contents))
 }
 
-/// Applies the pending migrations in `dir` and returns their names (`0001_tenancy`).
+/// Applies the pending numbered migrations in `dir`, then the changed repeatable files of
+/// `dir/functions/`, and returns what it applied, in order (`0001_tenancy`,
+/// `functions/10_catalog.sql`).
 pub async fn apply(superuser_database_url: &str, dir: &Path) -> Result<Vec<String>, Error> {
     let info = crate::conninfo::parse(superuser_database_url).map_err(Error::InvalidUrl)?;
     let files = discover(dir)?;
+    let repeatables = discover_repeatable(dir)?;
     let params = ConnectParams {
         host: info.host,
         port: info.port.unwrap_or(5432),
@@ -133,12 +212,16 @@ pub async fn apply(superuser_database_url: &str, dir: &Path) -> Result<Vec<Strin
         connect_timeout: Duration::from_secs(10),
     };
     let mut conn = PgConnection::connect(&params).await?;
-    let result = apply_on(&mut conn, &files).await;
+    let result = apply_on(&mut conn, &files, &repeatables).await;
     conn.close().await;
     result
 }
 
-async fn apply_on(conn: &mut PgConnection, files: &[MigrationFile]) -> Result<Vec<String>, Error> {
+async fn apply_on(
+    conn: &mut PgConnection,
+    files: &[MigrationFile],
+    repeatables: &[RepeatableFile],
+) -> Result<Vec<String>, Error> {
     // Session-level lock, released when the session ends.
     conn.simple_query(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
         .await?;
@@ -151,16 +234,21 @@ async fn apply_on(conn: &mut PgConnection, files: &[MigrationFile]) -> Result<Ve
         )",
     )
     .await?;
-    let applied: HashMap<String, String> = conn
-        .simple_query("SELECT version, checksum FROM public.schema_migrations")
-        .await?
-        .into_iter()
-        .flat_map(|o| o.rows)
-        .filter_map(|row| match row.as_slice() {
-            [Some(v), Some(c)] => Some((v.clone(), c.clone())),
-            _ => None,
-        })
-        .collect();
+    conn.simple_query(
+        "CREATE TABLE IF NOT EXISTS public.schema_repeatables (
+            name text PRIMARY KEY,
+            checksum text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .await?;
+    let applied = recorded(
+        conn,
+        "SELECT version, checksum FROM public.schema_migrations",
+    )
+    .await?;
+    let applied_repeatables =
+        recorded(conn, "SELECT name, checksum FROM public.schema_repeatables").await?;
 
     let mut done = Vec::new();
     for file in files {
@@ -179,42 +267,91 @@ async fn apply_on(conn: &mut PgConnection, files: &[MigrationFile]) -> Result<Ve
             continue;
         }
         let label = format!("{}_{}", file.version, file.name);
-        let sql = String::from_utf8(contents)
-            .map_err(|_| Error::InvalidDir(format!("{} is not UTF-8", file.path.display())))?;
+        let sql = utf8(contents, &file.path)?;
         tracing::info!("applying migration {label}");
-        apply_one(conn, file, &sql, &sum)
-            .await
-            .map_err(|source| Error::Migration {
-                file: label.clone(),
-                source,
-            })?;
+        apply_one(
+            conn,
+            &sql,
+            "INSERT INTO public.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            vec![
+                Some(file.version.clone()),
+                Some(file.name.clone()),
+                Some(sum),
+            ],
+        )
+        .await
+        .map_err(|source| Error::Migration {
+            file: label.clone(),
+            source,
+        })?;
         done.push(label);
     }
+
+    // Repeatable files: the current definition of every function, re-applied when changed.
+    for file in repeatables {
+        let contents = std::fs::read(&file.path).map_err(|source| Error::Io {
+            path: file.path.clone(),
+            source,
+        })?;
+        let sum = checksum(&contents);
+        if applied_repeatables.get(&file.name) == Some(&sum) {
+            continue;
+        }
+        let label = file.label();
+        let sql = utf8(contents, &file.path)?;
+        tracing::info!("applying {label}");
+        apply_one(
+            conn,
+            &sql,
+            "INSERT INTO public.schema_repeatables (name, checksum) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
+            vec![Some(file.name.clone()), Some(sum)],
+        )
+        .await
+        .map_err(|source| Error::Migration {
+            file: label.clone(),
+            source,
+        })?;
+        done.push(label);
+    }
+
     conn.simple_query(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))
         .await?;
     Ok(done)
 }
 
+/// `key → checksum` from a two-column query.
+async fn recorded(conn: &mut PgConnection, sql: &str) -> Result<HashMap<String, String>, Error> {
+    Ok(conn
+        .simple_query(sql)
+        .await?
+        .into_iter()
+        .flat_map(|o| o.rows)
+        .filter_map(|row| match row.as_slice() {
+            [Some(k), Some(c)] => Some((k.clone(), c.clone())),
+            _ => None,
+        })
+        .collect())
+}
+
+fn utf8(contents: Vec<u8>, path: &Path) -> Result<String, Error> {
+    String::from_utf8(contents)
+        .map_err(|_| Error::InvalidDir(format!("{} is not UTF-8", path.display())))
+}
+
+/// Runs one file and records it (`record` with `params`) in a single transaction.
 async fn apply_one(
     conn: &mut PgConnection,
-    file: &MigrationFile,
     sql: &str,
-    sum: &str,
+    record: &str,
+    params: Vec<Option<String>>,
 ) -> Result<(), PgError> {
     conn.simple_query("BEGIN").await?;
     let result = async {
         // The simple protocol runs a multi-statement file (DO blocks included) as written.
         conn.simple_query(sql).await?;
-        conn.query(
-            "INSERT INTO public.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-            &[
-                Some(file.version.clone()),
-                Some(file.name.clone()),
-                Some(sum.to_owned()),
-            ],
-            &mut Budget::unlimited(),
-        )
-        .await?;
+        conn.query(record, &params, &mut Budget::unlimited())
+            .await?;
         conn.simple_query("COMMIT").await?;
         Ok(())
     }
@@ -261,6 +398,26 @@ mod tests {
         assert_eq!(names, ["a", "b", "c"]);
         std::fs::write(dir.join("002_dup.sql"), "SELECT 1;").unwrap();
         assert!(matches!(discover(&dir), Err(Error::InvalidDir(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn repeatable_files_in_name_order() {
+        let dir = std::env::temp_dir().join(format!(
+            "edgefront-migrate-repeatable-test-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(discover_repeatable(&dir).unwrap(), []);
+        let functions = dir.join(FUNCTIONS_DIR);
+        std::fs::create_dir_all(functions.join("nested.sql")).unwrap();
+        for f in ["20_b.sql", "00_a.sql", "README.md", "10_c.sql.bak"] {
+            std::fs::write(functions.join(f), "SELECT 1;").unwrap();
+        }
+        let found = discover_repeatable(&dir).unwrap();
+        let labels: Vec<_> = found.iter().map(RepeatableFile::label).collect();
+        assert_eq!(labels, ["functions/00_a.sql", "functions/20_b.sql"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
