@@ -19,10 +19,13 @@
 --     fails closed. WITH CHECK makes writes into another tenant fail with 42501.
 --   * FORCE applies the policy to the table owner too; superusers still bypass RLS.
 --   * The edge must find a tenant from a Host header before it knows the tenant id. That
---     lookup goes through the SECURITY DEFINER functions below (owned by the migrating
---     superuser, so they bypass RLS), which return only the one matching tenant.
+--     lookup goes through the SECURITY DEFINER functions resolve_tenant_by_slug/_by_domain
+--     (functions/00_shared.sql; owned by the migrating superuser, so they bypass RLS), which
+--     return only the one matching tenant.
 --   * Roles are cluster-wide: the role is created idempotently and without a password; the
 --     deployer sets one with `ALTER ROLE edgefront_app PASSWORD '...'`.
+--   * Functions, and the triggers that execute them (here: tenants_set_updated_at), are in
+--     migrations/functions/, applied after every numbered migration (see migrations/README.md).
 
 -- gen_random_uuid() is built into Postgres 13+, so pgcrypto is not needed.
 
@@ -63,19 +66,6 @@ CREATE TABLE IF NOT EXISTS public.tenant_domains (
 -- For the cascade on tenant deletion and for the RLS predicate.
 CREATE INDEX IF NOT EXISTS tenant_domains_tenant_id_idx ON public.tenant_domains (tenant_id);
 
--- Keep updated_at honest without relying on every writer to set it.
-CREATE OR REPLACE FUNCTION public.set_updated_at() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.updated_at := now();
-    RETURN NEW;
-END
-$$;
-
-DROP TRIGGER IF EXISTS tenants_set_updated_at ON public.tenants;
-CREATE TRIGGER tenants_set_updated_at BEFORE UPDATE ON public.tenants
-    FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
-
 -- Row-level security, following the convention above.
 ALTER TABLE public.tenants ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.tenants FORCE ROW LEVEL SECURITY;
@@ -93,33 +83,3 @@ CREATE POLICY tenant_isolation ON public.tenant_domains
 
 -- Tenants and domains are written by the platform (superuser/migrations), only read by the app.
 GRANT SELECT ON public.tenants, public.tenant_domains TO edgefront_app;
-
--- Host → tenant lookups. SECURITY DEFINER runs them as their owner (the migrating superuser,
--- which bypasses RLS); the pinned search_path stops a caller from shadowing `tenants` with
--- an object in another schema. They return every status: the edge decides what a suspended
--- or deleted tenant gets.
-CREATE OR REPLACE FUNCTION public.resolve_tenant_by_slug(p_slug text)
-RETURNS TABLE (id uuid, slug text, name text, tier text, status text, settings jsonb)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
-AS $$
-    SELECT t.id, t.slug, t.name, t.tier, t.status, t.settings
-    FROM public.tenants t
-    WHERE t.slug = lower(p_slug)
-$$;
-
-CREATE OR REPLACE FUNCTION public.resolve_tenant_by_domain(p_hostname text)
-RETURNS TABLE (id uuid, slug text, name text, tier text, status text, settings jsonb)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
-AS $$
-    SELECT t.id, t.slug, t.name, t.tier, t.status, t.settings
-    FROM public.tenant_domains d
-    JOIN public.tenants t ON t.id = d.tenant_id
-    WHERE d.hostname = lower(p_hostname)
-$$;
-
-REVOKE ALL ON FUNCTION public.resolve_tenant_by_slug(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION public.resolve_tenant_by_domain(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION public.resolve_tenant_by_slug(text) TO edgefront_app;
-GRANT EXECUTE ON FUNCTION public.resolve_tenant_by_domain(text) TO edgefront_app;

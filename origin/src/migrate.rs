@@ -421,6 +421,82 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// SQL without `--` comments, upper-cased, whitespace collapsed.
+    fn statements_text(sql: &str) -> String {
+        let code: Vec<&str> = sql
+            .lines()
+            .map(|l| l.split_once("--").map_or(l, |(code, _)| code))
+            .collect();
+        code.join(" ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_uppercase()
+    }
+
+    /// The names after each occurrence of `keyword` (`CREATE TRIGGER x`, `… FUNCTION public.f(`).
+    fn names_after(text: &str, keyword: &str) -> Vec<String> {
+        text.match_indices(keyword)
+            .map(|(i, _)| {
+                text[i + keyword.len()..]
+                    .trim_start()
+                    .split(|c: char| c == '(' || c.is_whitespace())
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// The rule of the module doc, checked on the real `migrations/`: functions and their
+    /// triggers are only in `functions/`, each defined once, each statement re-runnable.
+    #[test]
+    fn real_migrations_keep_functions_in_functions_dir() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let numbered = discover(&dir).unwrap();
+        assert!(!numbered.is_empty());
+        for file in &numbered {
+            let text = statements_text(&std::fs::read_to_string(&file.path).unwrap());
+            for keyword in ["FUNCTION PUBLIC.", "CREATE TRIGGER", "CREATE OR REPLACE TRIGGER"] {
+                assert!(
+                    !text.contains(keyword),
+                    "{} contains `{keyword}`: functions and their triggers belong in {FUNCTIONS_DIR}/",
+                    file.path.display()
+                );
+            }
+        }
+        let repeatables = discover_repeatable(&dir).unwrap();
+        assert!(repeatables.len() >= 4, "{repeatables:?}");
+        let mut defined: Vec<String> = Vec::new();
+        for file in &repeatables {
+            let text = statements_text(&std::fs::read_to_string(&file.path).unwrap());
+            assert_eq!(
+                names_after(&text, "CREATE FUNCTION"),
+                Vec::<String>::new(),
+                "{}: use CREATE OR REPLACE FUNCTION (the file is re-applied)",
+                file.name
+            );
+            for name in names_after(&text, "CREATE OR REPLACE FUNCTION") {
+                assert!(
+                    !defined.contains(&name),
+                    "{name} is defined twice in {FUNCTIONS_DIR}/"
+                );
+                defined.push(name);
+            }
+            let drops = names_after(&text, "DROP TRIGGER IF EXISTS");
+            for name in names_after(&text, "CREATE TRIGGER") {
+                assert!(
+                    drops.contains(&name),
+                    "{}: CREATE TRIGGER {name} needs a DROP TRIGGER IF EXISTS first",
+                    file.name
+                );
+            }
+        }
+        for shared in ["PUBLIC.ISO_UTC", "PUBLIC.CURRENT_TENANT_ID", "PUBLIC.SET_UPDATED_AT"] {
+            assert!(defined.iter().any(|d| d == shared), "{shared}: {defined:?}");
+        }
+    }
+
     #[test]
     fn checksum_is_sha256_hex() {
         assert_eq!(
