@@ -457,7 +457,11 @@ mod tests {
         assert!(!numbered.is_empty());
         for file in &numbered {
             let text = statements_text(&std::fs::read_to_string(&file.path).unwrap());
-            for keyword in ["FUNCTION PUBLIC.", "CREATE TRIGGER", "CREATE OR REPLACE TRIGGER"] {
+            for keyword in [
+                "FUNCTION PUBLIC.",
+                "CREATE TRIGGER",
+                "CREATE OR REPLACE TRIGGER",
+            ] {
                 assert!(
                     !text.contains(keyword),
                     "{} contains `{keyword}`: functions and their triggers belong in {FUNCTIONS_DIR}/",
@@ -492,7 +496,11 @@ mod tests {
                 );
             }
         }
-        for shared in ["PUBLIC.ISO_UTC", "PUBLIC.CURRENT_TENANT_ID", "PUBLIC.SET_UPDATED_AT"] {
+        for shared in [
+            "PUBLIC.ISO_UTC",
+            "PUBLIC.CURRENT_TENANT_ID",
+            "PUBLIC.SET_UPDATED_AT",
+        ] {
             assert!(defined.iter().any(|d| d == shared), "{shared}: {defined:?}");
         }
     }

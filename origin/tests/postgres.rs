@@ -4,10 +4,12 @@
 // Test helpers outside #[test] fns are not covered by clippy.toml's allow-*-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::http::Request;
+use edgefront_origin::pg::{ConnectParams, PgConnection};
 use edgefront_origin::{migrate, parse_connection_string, router, Config};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -103,6 +105,251 @@ async fn migrations_apply_once_and_refuse_edits() {
         {"query": "DELETE FROM schema_migrations WHERE version IN ('9001', '9002', '9003')"},
     ]});
     assert_eq!(sql(&config, &url, cleanup).await.0, 200);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Runs `sql` (simple protocol) on `url`'s database and returns every row.
+async fn rows(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let info = parse_connection_string(url).unwrap();
+    let mut conn = PgConnection::connect(&ConnectParams {
+        host: info.host,
+        port: info.port.unwrap_or(5432),
+        user: info.user,
+        password: info.password,
+        database: info.database,
+        options: Vec::new(),
+        connect_timeout: Duration::from_secs(10),
+    })
+    .await
+    .unwrap();
+    let out = conn.simple_query(sql).await;
+    conn.close().await;
+    out.map_err(|e| format!("{sql}: {e}"))
+        .unwrap()
+        .into_iter()
+        .flat_map(|o| o.rows)
+        .collect()
+}
+
+/// The first column of every row.
+async fn column(url: &str, sql: &str) -> Vec<String> {
+    rows(url, sql)
+        .await
+        .into_iter()
+        .map(|r| r[0].clone().unwrap_or_default())
+        .collect()
+}
+
+/// A new, empty database on the test cluster; returns its superuser URL.
+async fn empty_database(tag: &str) -> String {
+    let admin = database_url();
+    let name = format!("edgefront_{tag}_{}", std::process::id());
+    rows(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await;
+    rows(&admin, &format!("CREATE DATABASE {name}")).await;
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+async fn drop_database(url: &str) {
+    let name = parse_connection_string(url).unwrap().database;
+    rows(
+        &database_url(),
+        &format!("DROP DATABASE {name} WITH (FORCE)"),
+    )
+    .await;
+}
+
+fn real_migrations() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations")
+}
+
+/// A scratch copy of the real migrations directory (numbered files and functions/).
+fn copy_of_real_migrations(tag: &str) -> PathBuf {
+    let dir = scratch_dir(tag);
+    let functions = dir.join(migrate::FUNCTIONS_DIR);
+    std::fs::create_dir_all(&functions).unwrap();
+    for file in migrate::discover(&real_migrations()).unwrap() {
+        std::fs::copy(&file.path, dir.join(file.path.file_name().unwrap())).unwrap();
+    }
+    for file in migrate::discover_repeatable(&real_migrations()).unwrap() {
+        std::fs::copy(&file.path, functions.join(&file.name)).unwrap();
+    }
+    dir
+}
+
+fn append(path: &Path, text: &str) {
+    let mut contents = std::fs::read_to_string(path).unwrap();
+    contents.push_str(text);
+    std::fs::write(path, contents).unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs Postgres; `cargo xtask test` runs it with --include-ignored"]
+async fn real_migrations_on_an_empty_database() {
+    let url = empty_database("migrate_real").await;
+    let dir = real_migrations();
+    let numbered = migrate::discover(&dir).unwrap();
+    let repeatables = migrate::discover_repeatable(&dir).unwrap();
+    let expected: Vec<String> = numbered
+        .iter()
+        .map(|f| format!("{}_{}", f.version, f.name))
+        .chain(repeatables.iter().map(|f| f.label()))
+        .collect();
+    assert_eq!(migrate::apply(&url, &dir).await.unwrap(), expected);
+    assert_eq!(
+        migrate::apply(&url, &dir).await.unwrap(),
+        Vec::<String>::new(),
+        "nothing changed, nothing re-applied"
+    );
+    assert_eq!(
+        column(&url, "SELECT name FROM schema_repeatables ORDER BY name").await,
+        repeatables
+            .iter()
+            .map(|f| f.name.clone())
+            .collect::<Vec<_>>()
+    );
+
+    // Every function of the schema (extensions' aside) is defined in functions/.
+    let mut in_files: Vec<String> = Vec::new();
+    for file in &repeatables {
+        let text = std::fs::read_to_string(&file.path).unwrap();
+        for (i, _) in text.match_indices("CREATE OR REPLACE FUNCTION public.") {
+            let rest = &text[i + "CREATE OR REPLACE FUNCTION public.".len()..];
+            in_files.push(rest[..rest.find('(').unwrap()].to_owned());
+        }
+    }
+    in_files.sort();
+    let in_database = column(
+        &url,
+        "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'public'
+           AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                           WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                             AND d.deptype = 'e')
+         ORDER BY p.proname COLLATE \"C\"",
+    )
+    .await;
+    assert_eq!(in_database, in_files);
+
+    // The triggers that moved with their functions, and what the functions were declared with.
+    assert_eq!(
+        rows(
+            &url,
+            "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal
+             ORDER BY tgname"
+        )
+        .await,
+        [
+            ["catalog_items", "catalog_items_check_images"],
+            ["files", "files_set_updated_at"],
+            ["tenants", "tenants_set_updated_at"],
+        ]
+        .map(|r| r.map(|s| Some(s.to_owned())).to_vec())
+    );
+    assert_eq!(
+        column(
+            &url,
+            "SELECT concat_ws(' ', proname, prosecdef, proconfig::text,
+                    has_function_privilege('edgefront_app', p.oid, 'EXECUTE'),
+                    has_function_privilege('public', p.oid, 'EXECUTE'))
+             FROM pg_proc p
+             WHERE proname IN ('resolve_tenant_by_slug', 'catalog_search_ids', 'iso_utc')
+             ORDER BY proname"
+        )
+        .await,
+        [
+            "catalog_search_ids t {\"search_path=public, pg_temp\"} t f",
+            "iso_utc f t t",
+            "resolve_tenant_by_slug t {\"search_path=public, pg_temp\"} t f",
+        ]
+    );
+    assert_eq!(
+        column(
+            &url,
+            "SELECT public.iso_utc('2024-01-02 03:04:05.123456+00')"
+        )
+        .await,
+        ["2024-01-02T03:04:05.123456Z"]
+    );
+    drop_database(&url).await;
+}
+
+#[tokio::test]
+#[ignore = "needs Postgres; `cargo xtask test` runs it with --include-ignored"]
+async fn changed_functions_file_is_reapplied_alone() {
+    let url = empty_database("migrate_repeatable").await;
+    let dir = copy_of_real_migrations("migrate-repeatable");
+    let functions = dir.join(migrate::FUNCTIONS_DIR);
+    migrate::apply(&url, &dir).await.unwrap();
+
+    let probe = |n: u32| {
+        format!("\nCREATE OR REPLACE FUNCTION public.migrate_probe() RETURNS integer\nLANGUAGE sql AS $$ SELECT {n} $$;\n")
+    };
+    append(&functions.join("20_files.sql"), &probe(1));
+    assert_eq!(
+        migrate::apply(&url, &dir).await.unwrap(),
+        ["functions/20_files.sql"]
+    );
+    assert_eq!(column(&url, "SELECT public.migrate_probe()").await, ["1"]);
+    append(&functions.join("20_files.sql"), &probe(2));
+    assert_eq!(
+        migrate::apply(&url, &dir).await.unwrap(),
+        ["functions/20_files.sql"]
+    );
+    assert_eq!(column(&url, "SELECT public.migrate_probe()").await, ["2"]);
+    // Re-applying dropped and re-created the file's trigger.
+    assert_eq!(
+        column(
+            &url,
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.files'::regclass
+             AND NOT tgisinternal"
+        )
+        .await,
+        ["files_set_updated_at"]
+    );
+
+    // A failing file rolls back and is named; it is retried on the next run.
+    std::fs::write(
+        functions.join("25_broken.sql"),
+        "CREATE OR REPLACE FUNCTION public.migrate_broken() RETURNS integer
+         LANGUAGE sql AS $$ SELECT 1 $$;
+         SELEC;",
+    )
+    .unwrap();
+    let err = migrate::apply(&url, &dir).await.unwrap_err();
+    assert!(
+        matches!(err, migrate::Error::Migration { ref file, .. } if file == "functions/25_broken.sql"),
+        "{err}"
+    );
+    assert_eq!(
+        column(
+            &url,
+            "SELECT to_regproc('public.migrate_broken') IS NULL
+                    AND NOT EXISTS (SELECT 1 FROM schema_repeatables WHERE name = '25_broken.sql')"
+        )
+        .await,
+        ["t"]
+    );
+    std::fs::remove_file(functions.join("25_broken.sql")).unwrap();
+    assert_eq!(
+        migrate::apply(&url, &dir).await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    // Numbered migrations are still history.
+    append(&dir.join("0002_catalog.sql"), "-- edited\n");
+    let err = migrate::apply(&url, &dir).await.unwrap_err();
+    assert!(
+        matches!(err, migrate::Error::ChecksumMismatch { ref version, .. } if version == "0002"),
+        "{err}"
+    );
+
+    drop_database(&url).await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
