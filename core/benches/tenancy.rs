@@ -1,7 +1,8 @@
 //! Host → tenant target, the work every request does before any I/O.
 #![allow(clippy::unwrap_used)] // Benchmark set-up, not a request path.
 use criterion::{criterion_group, criterion_main, Criterion};
-use edgefront_core::tenancy::{classify, request_host, DEFAULT_RESERVED};
+use edgefront_core::config::DEFAULT_RESERVED;
+use edgefront_core::tenancy::{classify, request_host};
 use http::{header, HeaderMap, HeaderValue, Uri};
 use std::hint::black_box;
 

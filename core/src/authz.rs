@@ -3,7 +3,7 @@
 //! only when its token comes from an issuer configured as a platform-admin issuer.
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::tenancy::{Tenant, TenantId};
 
 /// Tenant roles, weakest first: a role grants everything below it.
@@ -39,6 +39,14 @@ pub fn is_platform_admin(p: &Principal) -> bool {
     p.platform_admin_issuer && p.roles.iter().any(|r| r == PLATFORM_ADMIN)
 }
 
+/// The strongest tenant role the principal's token names (platform admins act as owners).
+pub fn best_role(p: &Principal) -> Option<Role> {
+    if is_platform_admin(p) {
+        return Some(Role::Owner);
+    }
+    p.roles.iter().filter_map(|r| Role::parse(r)).max()
+}
+
 /// Allows `p` to act on `tenant` with at least `required`, or says why not.
 pub fn authorize(p: &Principal, tenant: &Tenant, required: Role) -> Result<(), ApiError> {
     if is_platform_admin(p) {
@@ -46,17 +54,17 @@ pub fn authorize(p: &Principal, tenant: &Tenant, required: Role) -> Result<(), A
     }
     let token_tenant = p.tenant_id.as_deref().and_then(TenantId::parse);
     if token_tenant.as_ref() != Some(&tenant.id) {
-        return Err(ApiError::Forbidden {
-            code: "tenant_mismatch",
-            detail: format!("This token is not valid for tenant {}.", tenant.slug),
-        });
+        return Err(ApiError::new(
+            Code::TenantMismatch,
+            format!("This token is not valid for tenant {}.", tenant.slug),
+        ));
     }
     let best = p.roles.iter().filter_map(|r| Role::parse(r)).max();
     if best < Some(required) {
-        return Err(ApiError::Forbidden {
-            code: "insufficient_role",
-            detail: format!("This action needs the {} role.", required.as_str()),
-        });
+        return Err(ApiError::new(
+            Code::InsufficientRole,
+            format!("This action needs the {} role.", required.as_str()),
+        ));
     }
     Ok(())
 }

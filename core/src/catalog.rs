@@ -1,114 +1,191 @@
-//! The catalog: tenant admin CRUD (`/v1/catalog`) and the listing queries the public storefront
+//! The catalog: tenant admin CRUD (`/v1/catalog`) and the listing the public storefront
 //! shares. Every request is validated completely before any SQL is built, then costs exactly one
 //! SQL batch (one HTTP round trip to the proxy); limits, idempotency and optimistic concurrency
-//! are decided inside that batch by the functions of `migrations/0002_catalog.sql`.
+//! are decided inside that batch by the functions of `migrations/`, which also build the
+//! documents (`catalog_item_json`); Rust reads their outcomes into [`Write`].
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
-use serde_json::{json, Map, Value};
+use http::header;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::error::{json_response, ApiError, FieldError};
-use crate::ids::{hex, is_uuid};
-use crate::input::{encode_cursor, JsonObject, Query};
+use crate::cx::{Extract, FromPath as _, IdempotencyKey, Json, Member, Path, Query, RequestParts};
+use crate::error::{ApiError, Code};
+use crate::ids::{hex, is_uuid, Uuid};
+use crate::input::{BodyCx, FromJson, FromQuery, JsonObject, QueryString};
+use crate::page::{PageRequest, Select, Sort};
 use crate::ports::Platform;
-use crate::routes::{Ctx, Scope};
-use crate::sql::{self, Param, Statement};
+use crate::reply::{Cache, Reply};
+use crate::resource_id;
+use crate::sql::{Params, SqlError, Statement};
 use crate::tenancy::Tenant;
 
-/// Largest catalog request body.
-pub const MAX_BODY: usize = 16 * 1024;
-/// Page sizes.
+/// Page size when none is asked for.
 pub const DEFAULT_LIMIT: i64 = 20;
-pub const MAX_LIMIT: i64 = 100;
 /// Longest `q`, and how many words of it are matched.
 const MAX_QUERY: usize = 100;
 const MAX_QUERY_WORDS: usize = 5;
 const STATUSES: &[&str] = &["draft", "active", "archived"];
 
-/// Listing orders: name, SQL key expression (as text, for the cursor), its type, direction.
-struct Sort {
-    name: &'static str,
-    key: &'static str,
-    cast: &'static str,
-    descending: bool,
-}
+resource_id!(
+    /// A catalog item's id, as a path names it.
+    pub ItemId,
+    "catalog item"
+);
 
-const SORTS: &[Sort] = &[
+/// Listing orders; the first is the default (newest first).
+pub const SORTS: &[Sort] = &[
     Sort {
         name: "-created_at",
+        column: "i.created_at",
         key: "public.iso_utc(i.created_at)",
         cast: "timestamptz",
         descending: true,
     },
     Sort {
         name: "created_at",
+        column: "i.created_at",
         key: "public.iso_utc(i.created_at)",
         cast: "timestamptz",
         descending: false,
     },
     Sort {
         name: "name",
+        column: "i.name",
         key: "i.name",
         cast: "text",
         descending: false,
     },
     Sort {
         name: "price",
+        column: "i.price",
         key: "i.price::text",
         cast: "numeric",
         descending: false,
     },
     Sort {
         name: "-price",
+        column: "i.price",
         key: "i.price::text",
         cast: "numeric",
         descending: true,
     },
 ];
 
-/// Newest first.
-const DEFAULT_SORT: &Sort = &SORTS[0];
+/// An item as the admin API shows it (`public.catalog_item_json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Item {
+    pub id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub price: String,
+    pub currency: String,
+    pub category: Option<String>,
+    pub inventory: Option<i64>,
+    pub status: String,
+    pub image_file_ids: Option<Vec<Uuid>>,
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
 
-impl Sort {
-    /// The column the ORDER BY and the keyset comparison use.
-    fn column(&self) -> &'static str {
-        match self.cast {
-            "timestamptz" => "i.created_at",
-            "numeric" => "i.price",
-            _ => "i.name",
+impl Item {
+    /// `"v{version}"`: the item's entity tag, for `If-Match`.
+    pub fn etag(&self) -> String {
+        format!("\"v{}\"", self.version)
+    }
+}
+
+/// What `catalog_create` and `catalog_update` decided.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum Write {
+    Created { item: Item },
+    Replayed { item: Item },
+    Updated { item: Item },
+    NotFound,
+    KeyReused,
+    SkuTaken,
+    TierLimit { limit: i64, count: i64 },
+    PreconditionFailed { version: i64 },
+}
+
+impl Write {
+    fn refusal(self) -> ApiError {
+        match self {
+            Self::NotFound => ApiError::not_found(ItemId::KIND),
+            Self::KeyReused => ApiError::new(
+                Code::IdempotencyKeyReused,
+                "This Idempotency-Key was used with a different request body.",
+            ),
+            Self::SkuTaken => ApiError::new(
+                Code::SkuTaken,
+                "Another item of this tenant already has this SKU.",
+            ),
+            Self::TierLimit { limit, count } => ApiError::tier_limit("catalog items", limit, count),
+            Self::PreconditionFailed { version } => {
+                ApiError::precondition_failed(Some(format!("\"v{version}\"")))
+            }
+            Self::Created { .. } | Self::Replayed { .. } | Self::Updated { .. } => {
+                ApiError::upstream("a catalog write succeeded where it was expected to refuse")
+            }
         }
+    }
+}
+
+/// Maps what the database raises about items: the `catalog_items_check_images` trigger
+/// (`migrations/functions/`) lets items reference only ready image files of their tenant.
+fn write_error(e: SqlError) -> ApiError {
+    match e {
+        SqlError::Db(db) if db.code == "P0001" && db.message == Code::ImageNotReady.as_str() => {
+            ApiError::new(
+                Code::ImageNotReady,
+                "image_file_ids may name only this tenant's uploaded, completed image files.",
+            )
+        }
+        other => other.into(),
     }
 }
 
 /// Who is listing: admins see drafts and may filter by status; the storefront sees active
 /// items only.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audience {
     Admin,
     Storefront,
 }
 
 /// A validated listing request.
+#[derive(Debug)]
 pub struct Listing {
-    sort: &'static Sort,
-    limit: i64,
-    after: Option<(String, String)>,
+    page: PageRequest,
     status: Option<String>,
     category: Option<String>,
     words: Vec<String>,
     audience: Audience,
 }
 
+/// The admin listing's query (`status` allowed).
+pub struct AdminListing(pub Listing);
+/// The storefront's listing query (active items only).
+pub struct StorefrontListing(pub Listing);
+
+impl FromQuery for AdminListing {
+    fn from_query(q: &mut QueryString, _: &BodyCx<'_>) -> Self {
+        Self(Listing::read(q, Audience::Admin))
+    }
+}
+
+impl FromQuery for StorefrontListing {
+    fn from_query(q: &mut QueryString, _: &BodyCx<'_>) -> Self {
+        Self(Listing::read(q, Audience::Storefront))
+    }
+}
+
 impl Listing {
-    pub fn from_query(req: &Request<Bytes>, audience: Audience) -> Result<Self, ApiError> {
-        let mut q = Query::parse(req.uri());
-        let sort_names: Vec<&str> = SORTS.iter().map(|s| s.name).collect();
-        let sort = q
-            .one_of("sort", &sort_names)
-            .and_then(|n| SORTS.iter().find(|s| s.name == n))
-            .unwrap_or(DEFAULT_SORT);
-        let limit = q.integer("limit", 1, MAX_LIMIT, DEFAULT_LIMIT);
+    fn read(q: &mut QueryString, audience: Audience) -> Self {
+        let sort_first = PageRequest::read(q, SORTS, DEFAULT_LIMIT);
         let status = match audience {
             Audience::Admin => q.one_of("status", STATUSES),
             Audience::Storefront => None,
@@ -124,51 +201,30 @@ impl Listing {
                     .collect()
             })
             .unwrap_or_default();
-        let after = match q.cursor("cursor") {
-            Some(key) => match key.as_slice() {
-                [name, k, id] if name == sort.name && is_uuid(id) => Some((k.clone(), id.clone())),
-                _ => {
-                    q.error(
-                        "cursor",
-                        "invalid_cursor",
-                        "belongs to another sort order or is malformed",
-                    );
-                    None
-                }
-            },
-            None => None,
-        };
-        q.finish()?;
-        Ok(Self {
-            sort,
-            limit,
-            after,
+        Self {
+            page: sort_first,
             status,
             category,
             words,
             audience,
-        })
+        }
     }
 
-    /// The page's statement: documents in order, one extra row to tell whether more follow.
+    /// The page's statement, each row's document built by `document` (an expression over `i`).
     pub fn statement(&self, document: &str) -> Statement {
-        let mut params: Vec<Param> = Vec::new();
-        let mut bind = |v: String| {
-            params.push(Some(v));
-            format!("${}", params.len())
-        };
+        let mut params = Params::new();
         let mut filters: Vec<String> = Vec::new();
         match (self.audience, &self.status) {
             (Audience::Storefront, _) => filters.push("i.status = 'active'".into()),
-            (Audience::Admin, Some(s)) => filters.push(format!("i.status = {}", bind(s.clone()))),
+            (Audience::Admin, Some(s)) => filters.push(format!("i.status = {}", params.bind(s))),
             (Audience::Admin, None) => filters.push("i.status <> 'archived'".into()),
         }
         if let Some(c) = &self.category {
-            filters.push(format!("i.category = {}", bind(c.clone())));
+            filters.push(format!("i.category = {}", params.bind(c)));
         }
         // Every word must match; LIKE metacharacters in a word match literally. The longest
         // word (3+ characters: trigrams) goes through the index first, see
-        // catalog_search_ids() in migrations/0002_catalog.sql.
+        // catalog_search_ids() in migrations/.
         let pattern = |w: &str| {
             let escaped = w
                 .replace('\\', "\\\\")
@@ -184,67 +240,25 @@ impl Listing {
         {
             filters.push(format!(
                 "i.id IN (SELECT public.catalog_search_ids({}))",
-                bind(pattern(longest))
+                params.bind(pattern(longest))
             ));
         }
         for w in &self.words {
-            filters.push(format!("i.search_text LIKE {}", bind(pattern(w))));
+            filters.push(format!("i.search_text LIKE {}", params.bind(pattern(w))));
         }
-        let (cmp, dir) = if self.sort.descending {
-            ("<", "DESC")
-        } else {
-            (">", "ASC")
-        };
-        if let Some((k, id)) = &self.after {
-            let k = bind(k.clone());
-            let id = bind(id.clone());
-            filters.push(format!(
-                "({}, i.id) {cmp} ({k}::{}, {id}::uuid)",
-                self.sort.column(),
-                self.sort.cast
-            ));
-        }
-        let limit = bind((self.limit + 1).to_string());
-        let query = format!(
-            "SELECT ({document})::text AS doc, {key} AS sort_key, i.id::text AS id \
-             FROM public.catalog_items i WHERE {filters} \
-             ORDER BY {col} {dir}, i.id {dir} LIMIT {limit}::int",
-            key = self.sort.key,
-            col = self.sort.column(),
-            filters = filters.join(" AND "),
-        );
-        Statement::new(query, params)
+        self.page.statement(
+            Select {
+                doc: document,
+                from: "public.catalog_items i",
+                id: "i.id",
+                filters,
+            },
+            params,
+        )
     }
 
-    /// Turns the statement's rows into `{items, next_cursor}`.
-    pub fn page(
-        &self,
-        result: &sql::QueryResult,
-        map: impl Fn(Value) -> Value,
-    ) -> Result<Value, ApiError> {
-        let docs = result.json_column("doc")?;
-        let (k_col, id_col) = (result.column("sort_key"), result.column("id"));
-        let more = docs.len() as i64 > self.limit;
-        let shown = usize::try_from(self.limit)
-            .unwrap_or(usize::MAX)
-            .min(docs.len());
-        let next = if more && shown > 0 {
-            let row = result.rows.get(shown - 1);
-            let cell = |c: Option<usize>| {
-                row.and_then(|r| r.get(c?))
-                    .and_then(|v| v.clone())
-                    .unwrap_or_default()
-            };
-            Some(encode_cursor(&[
-                self.sort.name.to_owned(),
-                cell(k_col),
-                cell(id_col),
-            ]))
-        } else {
-            None
-        };
-        let items: Vec<Value> = docs.into_iter().take(shown).map(map).collect();
-        Ok(json!({ "items": items, "next_cursor": next }))
+    pub fn page(&self) -> &PageRequest {
+        &self.page
     }
 }
 
@@ -264,362 +278,271 @@ fn is_currency(s: &str) -> bool {
 pub fn tenant_currency(tenant: &Tenant) -> String {
     tenant
         .settings
-        .get("currency")
-        .and_then(Value::as_str)
+        .currency
+        .as_deref()
         .filter(|c| is_currency(c))
         .unwrap_or("USD")
         .to_owned()
 }
 
-/// Reads the writable members of an item. `create` makes sku, name and price required.
-fn read_item(o: &mut JsonObject, create: bool) -> Map<String, Value> {
-    let mut doc = Map::new();
-    let mut put = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            doc.insert(k.to_owned(), v);
-        }
-    };
-    let sku = o.string("sku", create, 64);
-    if let Some(s) = &sku {
-        if !is_sku(s) {
+/// The writable members of an item, as sent (only those present).
+#[derive(Debug, Default, Serialize)]
+pub struct ItemInput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sku: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// `null` clears it (stored as an empty description).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    currency: Option<String>,
+    /// `Some(None)`: `null`, which clears it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    category: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inventory: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_file_ids: Option<Vec<String>>,
+}
+
+impl ItemInput {
+    /// Reads the members; `create` makes sku, name and price required.
+    fn read(o: &mut JsonObject, create: bool) -> Self {
+        let sku = o.string("sku", create, 64);
+        if sku.as_deref().is_some_and(|s| !is_sku(s)) {
             o.error(
                 "sku",
                 "invalid_value",
                 "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
             );
         }
-    }
-    put("sku", sku.map(Value::from));
-    put("name", o.string("name", create, 200).map(Value::from));
-    let description = o
-        .nullable_string("description", 5000)
-        .map(|d| Value::from(d.unwrap_or_default()));
-    put("description", description);
-    put("price", o.decimal("price", create, 9, 3).map(Value::from));
-    let currency = o.string("currency", false, 3);
-    if let Some(c) = &currency {
-        if !is_currency(c) {
+        let name = o.string("name", create, 200);
+        let description = o
+            .nullable_string("description", 5000)
+            .map(Option::unwrap_or_default);
+        let price = o.decimal("price", create, 9, 3);
+        let currency = o.string("currency", false, 3);
+        if currency.as_deref().is_some_and(|c| !is_currency(c)) {
             o.error(
                 "currency",
                 "invalid_value",
                 "must be an ISO 4217 code such as USD",
             );
         }
-    }
-    put("currency", currency.map(Value::from));
-    put(
-        "category",
-        o.nullable_string("category", 100)
-            .map(|c| c.map_or(Value::Null, Value::from)),
-    );
-    put(
-        "inventory",
-        o.integer("inventory", false, 0, i64::from(i32::MAX))
-            .map(Value::from),
-    );
-    put(
-        "status",
-        o.one_of("status", false, STATUSES).map(Value::from),
-    );
-    let images = o.string_array("image_file_ids", 10, is_uuid, "a file id (UUID)");
-    put(
-        "image_file_ids",
-        images.map(|v| {
-            v.into_iter()
-                .map(|s| Value::from(s.to_ascii_lowercase()))
-                .collect()
-        }),
-    );
-    doc
-}
-
-/// The `Idempotency-Key` header: 1-255 visible ASCII characters.
-fn idempotency_key(req: &Request<Bytes>) -> Result<Option<String>, ApiError> {
-    let Some(v) = req.headers().get("idempotency-key") else {
-        return Ok(None);
-    };
-    match v.to_str() {
-        Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
-            Ok(Some(k.to_owned()))
+        let category = o.nullable_string("category", 100);
+        let inventory = o.integer("inventory", false, 0, i64::from(i32::MAX));
+        let status = o.one_of("status", false, STATUSES);
+        let image_file_ids = o
+            .string_array("image_file_ids", 10, is_uuid, "a file id (UUID)")
+            .map(|v| v.into_iter().map(|s| s.to_ascii_lowercase()).collect());
+        Self {
+            sku,
+            name,
+            description,
+            price,
+            currency,
+            category,
+            inventory,
+            status,
+            image_file_ids,
         }
-        _ => Err(ApiError::Validation(vec![FieldError::new(
-            "Idempotency-Key",
-            "invalid_value",
-            "must be 1-255 visible ASCII characters",
-        )])),
+    }
+
+    /// The members as the SQL functions take them (`jsonb`). A JSON object's members are
+    /// sorted, so equal inputs give equal text whatever order the client sent.
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Object(Map::new()))
     }
 }
 
-/// `"v{version}"`: the item's entity tag, for `If-Match`.
-pub fn item_etag(doc: &Value) -> String {
-    format!(
-        "\"v{}\"",
-        doc.get("version").and_then(Value::as_i64).unwrap_or(0)
-    )
-}
+/// `POST /v1/catalog`'s body.
+pub struct NewItem(ItemInput);
 
-fn item_response(status: StatusCode, doc: &Value) -> Response<Bytes> {
-    let mut resp = json_response(status, doc);
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&item_etag(doc)) {
-        h.insert(header::ETAG, v);
+impl FromJson for NewItem {
+    fn from_json(o: &mut JsonObject, _: &BodyCx<'_>) -> Option<Self> {
+        Some(Self(ItemInput::read(o, true)))
     }
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
-    resp
 }
 
-/// One statement in one tenant-scoped batch; its only result.
-pub(crate) async fn run_one<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    tenant: &Tenant,
-    stmt: Statement,
-) -> Result<sql::QueryResult, ApiError> {
-    let mut results =
-        sql::tenant_transaction(ctx.platform, &ctx.config.origin, &tenant.id, &[stmt])
-            .await
-            .map_err(|e| {
-                match e {
-        // migrations/0005: images must be ready image files of this tenant.
-        sql::SqlError::Db(db) if db.code == "P0001" && db.message == "image_not_ready" => {
-            ApiError::Unprocessable {
-                code: "image_not_ready",
-                detail:
-                    "image_file_ids may name only this tenant's uploaded, completed image files."
-                        .into(),
+/// `PATCH /v1/catalog/{id}`'s body: at least one member.
+pub struct ItemPatch(ItemInput);
+
+impl FromJson for ItemPatch {
+    fn from_json(o: &mut JsonObject, _: &BodyCx<'_>) -> Option<Self> {
+        let input = ItemInput::read(o, false);
+        if input.to_json().as_object().is_some_and(Map::is_empty) {
+            if o.is_clean() {
+                o.error("", "empty", "name at least one field to change");
             }
+            return None;
         }
-        other => other.into(),
+        Some(Self(input))
     }
-            })?;
-    results
-        .pop()
-        .ok_or_else(|| ApiError::Upstream("the SQL proxy returned no result".into()))
 }
 
-/// The JSON outcome a catalog function returned.
-async fn call<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    tenant: &Tenant,
-    stmt: Statement,
-) -> Result<Value, ApiError> {
-    let result = run_one(ctx, tenant, stmt).await?;
-    result
-        .json_column("outcome")?
-        .pop()
-        .ok_or_else(|| ApiError::Upstream("the catalog function returned no row".into()))
+/// `If-Match`: `None` when absent or `*`, else the version it names. A tag that can never
+/// match (not one of ours) is 412 at once.
+pub struct IfMatch(Option<i64>);
+
+impl<'a, P> Extract<'a, P> for IfMatch {
+    fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
+        let Some(v) = parts.head.headers.get(header::IF_MATCH) else {
+            return Ok(Self(None));
+        };
+        let v = v.to_str().unwrap_or_default().trim();
+        if v == "*" {
+            return Ok(Self(None));
+        }
+        v.trim_start_matches("W/")
+            .trim_matches('"')
+            .strip_prefix('v')
+            .and_then(|n| n.parse::<i64>().ok())
+            .filter(|n| *n > 0 && *n <= i64::from(i32::MAX))
+            .map(|n| Self(Some(n)))
+            .ok_or_else(|| ApiError::precondition_failed(None))
+    }
 }
 
-fn outcome_error(outcome: &Value, current_etag: Option<String>) -> ApiError {
-    let int = |k: &str| outcome.get(k).and_then(Value::as_i64).unwrap_or(0);
-    match outcome.get("outcome").and_then(Value::as_str) {
-        Some("not_found") => ApiError::ResourceNotFound("catalog item"),
-        Some("key_reused") => ApiError::Conflict {
-            code: "idempotency_key_reused",
-            detail: "This Idempotency-Key was used with a different request body.".into(),
-        },
-        Some("sku_taken") => ApiError::Conflict {
-            code: "sku_taken",
-            detail: "Another item of this tenant already has this SKU.".into(),
-        },
-        Some("tier_limit") => ApiError::TierLimit {
-            resource: "catalog items",
-            limit: int("limit"),
-            count: int("count"),
-        },
-        Some("precondition_failed") => ApiError::PreconditionFailed {
-            current_etag: current_etag.or_else(|| Some(format!("\"v{}\"", int("version")))),
-        },
-        other => ApiError::Upstream(format!("unexpected catalog outcome {other:?}")),
-    }
+fn item_reply(reply: Reply, item: &Item) -> Reply {
+    reply.etag(&item.etag()).cache(Cache::Revalidate)
 }
 
 pub async fn list<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    scope: &Scope,
-    req: &Request<Bytes>,
-) -> Result<Response<Bytes>, ApiError> {
-    let tenant = scope.tenant()?;
-    let listing = Listing::from_query(req, Audience::Admin)?;
-    let result = run_one(
-        ctx,
-        tenant,
-        listing.statement("public.catalog_item_json(i)"),
-    )
-    .await?;
-    let body = listing.page(&result, |v| v)?;
-    let mut resp = json_response(StatusCode::OK, &body);
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
-    Ok(resp)
+    cx: Member<'_, P>,
+    Query(AdminListing(listing)): Query<AdminListing>,
+) -> Result<Reply, ApiError> {
+    let result = cx
+        .db
+        .one(listing.statement("public.catalog_item_json(i)"))
+        .await?;
+    let page = listing.page().page::<Item>(&result)?;
+    Ok(Reply::ok(&page).cache(Cache::Revalidate))
 }
 
 pub async fn create<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    scope: &Scope,
-    req: &Request<Bytes>,
-) -> Result<Response<Bytes>, ApiError> {
-    let tenant = scope.tenant()?;
-    let key = idempotency_key(req)?;
-    let mut o = JsonObject::parse(req.headers(), req.body(), MAX_BODY)?;
-    let mut doc = read_item(&mut o, true);
-    o.finish()?;
-    doc.entry("currency")
-        .or_insert_with(|| Value::from(tenant_currency(tenant)));
-    let doc = Value::Object(doc);
+    cx: Member<'_, P>,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(NewItem(mut item)): Json<NewItem>,
+) -> Result<Reply, ApiError> {
+    item.currency
+        .get_or_insert_with(|| tenant_currency(&cx.tenant));
+    let doc = item.to_json().to_string();
     // The key is bound to what the request means, not its bytes: member order and
     // whitespace do not make a different request.
-    let hash = hex(&Sha256::digest(doc.to_string().as_bytes()));
-    let outcome = call(
-        ctx,
-        tenant,
-        Statement::new(
+    let hash = key.as_ref().map(|_| hex(&Sha256::digest(doc.as_bytes())));
+    let outcome: Write = cx
+        .db
+        .call(Statement::new(
             "SELECT public.catalog_create($1, $2, $3::jsonb)::text AS outcome",
-            vec![key.clone(), key.map(|_| hash), Some(doc.to_string())],
-        ),
-    )
-    .await?;
-    let replayed = match outcome.get("outcome").and_then(Value::as_str) {
-        Some("created") => false,
-        Some("replayed") => true,
-        _ => return Err(outcome_error(&outcome, None)),
+            vec![key, hash, Some(doc)],
+        ))
+        .await
+        .map_err(write_error)?;
+    let (item, replayed) = match outcome {
+        Write::Created { item } => (item, false),
+        Write::Replayed { item } => (item, true),
+        refused => return Err(refused.refusal()),
     };
-    let item = outcome.get("item").cloned().unwrap_or(Value::Null);
-    let mut resp = item_response(StatusCode::CREATED, &item);
-    let h = resp.headers_mut();
-    if let Some(id) = item.get("id").and_then(Value::as_str) {
-        if let Ok(v) = HeaderValue::from_str(&format!("/v1/catalog/{id}")) {
-            h.insert(header::LOCATION, v);
-        }
-    }
-    if replayed {
-        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(resp)
+    let reply = Reply::created(&format!("/v1/catalog/{}", item.id), &item);
+    let reply = if replayed {
+        reply.header(http::HeaderName::from_static("idempotent-replayed"), "true")
+    } else {
+        reply
+    };
+    Ok(item_reply(reply, &item))
 }
 
-/// The item the path names, as built by `document` (an expression over `i`), among the
-/// rows `condition` admits; 404 for a malformed id, another tenant's, or none at all.
-pub(crate) async fn find_item<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    scope: &Scope,
+/// The item `id` as built by `document` (an expression over `i`), among the rows
+/// `condition` admits; 404 for another tenant's id or none at all.
+pub(crate) async fn find_item<P: Platform, T: serde::de::DeserializeOwned>(
+    db: &crate::sql::Db<'_, P>,
+    id: &ItemId,
     document: &str,
     condition: &str,
-) -> Result<Value, ApiError> {
-    let tenant = scope.tenant()?;
-    let id = scope.uuid("catalog item")?;
-    let stmt = Statement::new(
+) -> Result<T, ApiError> {
+    db.find(Statement::new(
         format!(
             "SELECT ({document})::text AS item FROM public.catalog_items i \
              WHERE i.id = $1::uuid AND {condition}"
         ),
-        vec![Some(id)],
-    );
-    run_one(ctx, tenant, stmt)
-        .await?
-        .json_column("item")?
-        .pop()
-        .ok_or(ApiError::ResourceNotFound("catalog item"))
+        vec![Some(id.to_string())],
+    ))
+    .await?
+    .ok_or_else(|| ApiError::not_found(ItemId::KIND))
 }
 
 pub async fn get<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    scope: &Scope,
-) -> Result<Response<Bytes>, ApiError> {
-    let item = find_item(ctx, scope, "public.catalog_item_json(i)", "true").await?;
-    Ok(item_response(StatusCode::OK, &item))
-}
-
-/// `If-Match`: `None` when absent or `*`, the version it names, or 412 for a tag that can
-/// never match (not one of ours).
-fn if_match_version(req: &Request<Bytes>) -> Result<Option<i64>, ApiError> {
-    let Some(v) = req.headers().get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let v = v.to_str().unwrap_or_default().trim();
-    if v == "*" {
-        return Ok(None);
-    }
-    v.trim_start_matches("W/")
-        .trim_matches('"')
-        .strip_prefix('v')
-        .and_then(|n| n.parse::<i64>().ok())
-        .filter(|n| *n > 0 && *n <= i64::from(i32::MAX))
-        .map(Some)
-        .ok_or(ApiError::PreconditionFailed { current_etag: None })
+    cx: Member<'_, P>,
+    Path(id): Path<ItemId>,
+) -> Result<Reply, ApiError> {
+    let item: Item = find_item(&cx.db, &id, "public.catalog_item_json(i)", "true").await?;
+    Ok(item_reply(Reply::ok(&item), &item))
 }
 
 async fn apply_update<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    scope: &Scope,
-    req: &Request<Bytes>,
+    cx: &Member<'_, P>,
+    id: &ItemId,
+    version: Option<i64>,
     patch: Value,
-) -> Result<Response<Bytes>, ApiError> {
-    let tenant = scope.tenant()?;
-    let version = if_match_version(req)?;
-    let id = scope.uuid("catalog item")?;
-    let outcome = call(
-        ctx,
-        tenant,
-        Statement::new(
+) -> Result<Reply, ApiError> {
+    let outcome: Write = cx
+        .db
+        .call(Statement::new(
             "SELECT public.catalog_update($1::uuid, $2::int, $3::jsonb)::text AS outcome",
             vec![
-                Some(id),
+                Some(id.to_string()),
                 version.map(|v| v.to_string()),
                 Some(patch.to_string()),
             ],
-        ),
-    )
-    .await?;
-    match outcome.get("outcome").and_then(Value::as_str) {
-        Some("updated") => Ok(item_response(
-            StatusCode::OK,
-            outcome.get("item").unwrap_or(&Value::Null),
-        )),
-        _ => Err(outcome_error(&outcome, None)),
+        ))
+        .await
+        .map_err(write_error)?;
+    match outcome {
+        Write::Updated { item } => Ok(item_reply(Reply::ok(&item), &item)),
+        refused => Err(refused.refusal()),
     }
 }
 
 pub async fn update<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    scope: &Scope,
-    req: &Request<Bytes>,
-) -> Result<Response<Bytes>, ApiError> {
-    let mut o = JsonObject::parse(req.headers(), req.body(), MAX_BODY)?;
-    let doc = read_item(&mut o, false);
-    let empty = doc.is_empty();
-    o.finish()?;
-    if empty {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "",
-            "empty",
-            "name at least one field to change",
-        )]));
-    }
-    apply_update(ctx, scope, req, Value::Object(doc)).await
+    cx: Member<'_, P>,
+    Json(ItemPatch(patch)): Json<ItemPatch>,
+    IfMatch(version): IfMatch,
+    Path(id): Path<ItemId>,
+) -> Result<Reply, ApiError> {
+    apply_update(&cx, &id, version, patch.to_json()).await
 }
 
 /// `DELETE` archives: the item leaves listings and the storefront but keeps its history and
 /// its SKU; `PATCH {"status": …}` brings it back (within the tier limit).
 pub async fn archive<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    scope: &Scope,
-    req: &Request<Bytes>,
-) -> Result<Response<Bytes>, ApiError> {
-    apply_update(ctx, scope, req, json!({ "status": "archived" })).await
+    cx: Member<'_, P>,
+    IfMatch(version): IfMatch,
+    Path(id): Path<ItemId>,
+) -> Result<Reply, ApiError> {
+    let patch = ItemInput {
+        status: Some("archived".into()),
+        ..ItemInput::default()
+    };
+    apply_update(&cx, &id, version, patch.to_json()).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::input::encode_cursor;
+    use bytes::Bytes;
+    use http::HeaderValue;
+
     fn listing(uri: &str, audience: Audience) -> Result<Listing, ApiError> {
-        let req = Request::get(uri).body(Bytes::new()).unwrap();
-        Listing::from_query(&req, audience)
+        let mut q = QueryString::parse(&uri.parse().unwrap());
+        let l = Listing::read(&mut q, audience);
+        q.finish().map(|()| l)
     }
 
     #[test]
@@ -664,16 +587,18 @@ mod tests {
 
     #[test]
     fn bad_listing_parameters_are_all_reported() {
-        match listing(
+        let err = listing(
             "/x?limit=0&status=gone&sort=random&cursor=%%%",
             Audience::Admin,
-        ) {
-            Err(ApiError::Validation(errors)) => {
-                let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-                assert_eq!(fields, vec!["sort", "limit", "status", "cursor"]);
-            }
-            other => panic!("{:?}", other.err()),
-        }
+        )
+        .unwrap_err();
+        let fields: Vec<_> = err
+            .field_errors()
+            .iter()
+            .map(|e| e.field.as_str())
+            .collect();
+        // The pager's parameters first, then the listing's own.
+        assert_eq!(fields, vec!["sort", "limit", "cursor", "status"]);
     }
 
     #[test]
@@ -689,11 +614,11 @@ mod tests {
         let body = Bytes::from(
             r#"{"sku":"bad sku","name":"","price":"1.2345","currency":"usd","inventory":-1,"status":"gone","image_file_ids":["x"],"colour":"red"}"#,
         );
-        let mut o = JsonObject::parse(&h, &body, MAX_BODY).unwrap();
-        let _ = read_item(&mut o, true);
+        let mut o = JsonObject::parse(&h, &body, 16 * 1024).unwrap();
+        let _ = ItemInput::read(&mut o, true);
         match o.finish() {
-            Err(ApiError::Validation(errors)) => {
-                let mut fields: Vec<_> = errors.iter().map(|e| e.field.clone()).collect();
+            Err(e) => {
+                let mut fields: Vec<_> = e.field_errors().iter().map(|e| e.field.clone()).collect();
                 fields.sort();
                 assert_eq!(
                     fields,

@@ -7,7 +7,6 @@ use std::time::Duration;
 use http::Uri;
 
 use crate::auth::AuthConfig;
-use crate::tenancy::{TenancyConfig, DEFAULT_RESERVED};
 
 /// Where settings come from. Adapters look names up in their runtime's vars and secrets.
 pub trait ConfigSource {
@@ -47,6 +46,66 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
     }
+}
+
+/// Defaults for the reserved labels: infrastructure names that must never become tenants.
+pub const DEFAULT_RESERVED: &[&str] = &[
+    "www",
+    "api",
+    "admin",
+    "app",
+    "auth",
+    "static",
+    "cdn",
+    "mail",
+    "status",
+    "docs",
+    "help",
+    "support",
+    "billing",
+    "dashboard",
+    "login",
+    "signup",
+    "assets",
+    "media",
+    "img",
+    "blog",
+    "dev",
+    "staging",
+    "internal",
+    "smtp",
+    "ftp",
+    "ns1",
+    "ns2",
+];
+
+/// Tenancy settings.
+#[derive(Debug, Clone)]
+pub struct TenancyConfig {
+    pub reserved: Vec<String>,
+    pub trust_forwarded_host: bool,
+    pub cache_ttl: Duration,
+    pub negative_cache_ttl: Duration,
+    /// Browser origins allowed on every tenant besides the tenant's own (`CORS_ALLOWED_ORIGINS`).
+    pub cors_origins: Vec<String>,
+    /// `max-age` of public storefront responses (`STOREFRONT_CACHE_SECONDS`).
+    pub storefront_max_age: Duration,
+}
+
+/// Splits `scheme://host[:port]` into (scheme, host); anything else (paths, userinfo,
+/// `null`) is not an origin we can allow.
+pub fn parse_origin(origin: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = origin.split_once("://")?;
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains(['/', '@', '?', '#'])
+    {
+        return None;
+    }
+    let host = match rest.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        Some(_) => return None,
+        None => rest,
+    };
+    (!host.is_empty()).then_some((scheme, host))
 }
 
 #[derive(Debug, Clone)]
@@ -226,10 +285,7 @@ impl Config {
                         .map(|s| s.trim().trim_end_matches('/').to_ascii_lowercase())
                         .filter(|s| !s.is_empty())
                         .collect();
-                    if origins
-                        .iter()
-                        .any(|o| crate::cors::parse_origin(o).is_none())
-                    {
+                    if origins.iter().any(|o| parse_origin(o).is_none()) {
                         return Err(r.bad(
                             "CORS_ALLOWED_ORIGINS",
                             "must be a comma-separated list of origins such as https://shop.example.com",

@@ -12,8 +12,8 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use crate::config::Config;
-use crate::error::ApiError;
+use crate::config::{parse_origin, Config};
+use crate::error::{ApiError, Code};
 use crate::ports::Platform;
 use crate::tenancy::{self, Tenant};
 
@@ -23,22 +23,6 @@ const ALLOW_HEADERS: &str = "authorization, content-type, idempotency-key, if-ma
 const EXPOSE_HEADERS: &str = "etag, location, retry-after";
 /// How long a browser may cache a preflight answer.
 const PREFLIGHT_MAX_AGE: &str = "600";
-
-/// Splits `scheme://host[:port]` into (scheme, host); anything else (paths, userinfo,
-/// `null`) is not an origin we can allow.
-pub fn parse_origin(origin: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = origin.split_once("://")?;
-    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains(['/', '@', '?', '#'])
-    {
-        return None;
-    }
-    let host = match rest.rsplit_once(':') {
-        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
-        Some(_) => return None,
-        None => rest,
-    };
-    (!host.is_empty()).then_some((scheme, host))
-}
 
 fn is_local(host: &str) -> bool {
     host == "localhost" || host.ends_with(".localhost") || host == "127.0.0.1"
@@ -62,11 +46,7 @@ pub async fn allowed_origin<P: Platform>(
     let listed = |o: &str| o.trim().trim_end_matches('/').eq_ignore_ascii_case(&origin);
     let allowed = request_host == Some(host)
         || config.tenancy.cors_origins.iter().any(|o| listed(o))
-        || tenant
-            .settings
-            .get("cors_origins")
-            .and_then(|v| v.as_array())
-            .is_some_and(|list| list.iter().filter_map(|v| v.as_str()).any(listed))
+        || tenant.settings.cors_origins.iter().any(|o| listed(o))
         || matches!(
             tenancy::lookup_host(platform, config, host).await,
             Ok(Some(t)) if t.id == tenant.id
@@ -103,18 +83,16 @@ pub fn preflight(
     requested: &str,
 ) -> Result<Response<Bytes>, ApiError> {
     let Some(origin) = origin else {
-        return Err(ApiError::Forbidden {
-            code: "origin_not_allowed",
-            detail: "This origin may not call this tenant's API from a browser.".into(),
-        });
+        return Err(ApiError::new(
+            Code::OriginNotAllowed,
+            "This origin may not call this tenant's API from a browser.",
+        ));
     };
     if !allow
         .iter()
         .any(|m| m.as_str().eq_ignore_ascii_case(requested))
     {
-        return Err(ApiError::MethodNotAllowed {
-            allow: allow.to_vec(),
-        });
+        return Err(ApiError::method_not_allowed(allow.to_vec()));
     }
     let methods = allow
         .iter()
@@ -187,20 +165,19 @@ mod tests {
             ok.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
             "https://a.test"
         );
-        assert!(matches!(
-            preflight(None, &[Method::GET], "GET"),
-            Err(ApiError::Forbidden {
-                code: "origin_not_allowed",
-                ..
-            })
-        ));
-        assert!(matches!(
+        assert_eq!(
+            preflight(None, &[Method::GET], "GET").unwrap_err().code(),
+            Code::OriginNotAllowed
+        );
+        assert_eq!(
             preflight(
                 Some(HeaderValue::from_static("https://a.test")),
                 &[Method::GET],
                 "DELETE"
-            ),
-            Err(ApiError::MethodNotAllowed { .. })
-        ));
+            )
+            .unwrap_err()
+            .code(),
+            Code::MethodNotAllowed
+        );
     }
 }

@@ -1,8 +1,7 @@
 //! Whole-instance tests with an in-process platform: scripted outbound answers and a fake clock.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_executor::block_on;
@@ -13,65 +12,7 @@ use crate::config::tests::dev_settings;
 use crate::ports::*;
 use crate::Edge;
 
-type Responder = Box<dyn Fn(&Request<Bytes>) -> Result<Response<Bytes>, OutboundError>>;
-
-struct FakePlatform {
-    respond: Responder,
-    sent: RefCell<Vec<Request<Bytes>>>,
-    now: SystemTime,
-}
-
-impl HttpClient for FakePlatform {
-    async fn send(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
-        let out = (self.respond)(&req);
-        self.sent.borrow_mut().push(req);
-        match out {
-            // A peer that never answers: only the timeout can end this call.
-            Err(OutboundError::Timeout(_)) => std::future::pending().await,
-            other => other,
-        }
-    }
-}
-
-impl Clock for FakePlatform {
-    fn now(&self) -> SystemTime {
-        self.now
-    }
-    async fn sleep(&self, _: Duration) {
-        // The fake clock jumps straight to the deadline.
-    }
-}
-
-impl KeyValue for FakePlatform {
-    async fn get(&self, _: &str) -> Result<Option<Bytes>, OutboundError> {
-        Ok(None)
-    }
-    async fn put(&self, _: &str, _: Bytes, _: Duration) -> Result<(), OutboundError> {
-        Ok(())
-    }
-    async fn delete(&self, _: &str) -> Result<(), OutboundError> {
-        Ok(())
-    }
-}
-
-impl Entropy for FakePlatform {
-    fn fill(&self, buf: &mut [u8]) -> Result<(), OutboundError> {
-        buf.fill(7);
-        Ok(())
-    }
-}
-
-impl Platform for FakePlatform {
-    type Verifier = crate::auth::RustCrypto;
-
-    fn verifier(&self) -> &Self::Verifier {
-        &crate::auth::RustCrypto
-    }
-
-    fn runtime(&self) -> &'static str {
-        "test"
-    }
-}
+use crate::testing::{Responder, TestPlatform as FakePlatform};
 
 fn healthy(req: &Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
     if req.uri().path() == "/sql" {
@@ -84,11 +25,7 @@ fn healthy(req: &Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
 }
 
 fn edge_with(settings: HashMap<&'static str, String>, respond: Responder) -> Edge<FakePlatform> {
-    let platform = FakePlatform {
-        respond,
-        sent: RefCell::new(Vec::new()),
-        now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-    };
+    let platform = FakePlatform::new(respond);
     Edge::new(&move |k: &str| settings.get(k).cloned(), platform)
 }
 
@@ -197,7 +134,7 @@ fn demo_tenant(req: &Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
     let body = String::from_utf8_lossy(req.body());
     if body.contains("resolve_tenant_by_slug") {
         Ok(Response::new(Bytes::from_static(
-            br#"{"command":"SELECT","rowCount":1,"fields":[],"rows":[["00000000-0000-4000-8000-00000000d301","demo","Demo","basic","active","{\"currency\":\"EUR\"}"]]}"#,
+            br#"{"command":"SELECT","rowCount":1,"fields":[],"rows":[["{\"id\":\"00000000-0000-4000-8000-00000000d301\",\"slug\":\"demo\",\"name\":\"Demo\",\"tier\":\"basic\",\"status\":\"active\",\"settings\":{\"currency\":\"EUR\"}}"]]}"#,
         )))
     } else {
         Ok(Response::builder().status(500).body(Bytes::new()).unwrap())
@@ -243,50 +180,55 @@ fn storefront_answers_304_for_a_matching_if_none_match() {
 
 mod uploads {
     use super::*;
-    use crate::auth::{Authenticator, Principal};
-    use crate::config::Config;
-    use crate::error::ApiError;
-    use crate::routes::{Ctx, Scope};
-    use crate::tenancy::{Slug, Tenant, TenantId, TenantStatus};
+    use crate::body::Body;
+    use crate::cx::{Handler, RequestParts};
+    use crate::error::{ApiError, Code};
+    use crate::testing::{member, sql_answer, Instance, TENANT};
     use serde_json::json;
 
-    const TENANT: &str = "00000000-0000-4000-8000-00000000d301";
     const FILE: &str = "11111111-1111-4111-8111-111111111111";
 
-    fn scope(user: &str, roles: &[&str]) -> Scope {
-        Scope {
-            tenant: Some(Tenant {
-                id: TenantId::parse(TENANT).unwrap(),
-                slug: Slug::parse("demo").unwrap(),
-                name: "Demo".into(),
-                tier: "premium".into(),
-                status: TenantStatus::Active,
-                settings: Value::Null,
-            }),
-            principal: Some(Principal {
-                user_id: user.into(),
-                tenant_id: Some(TENANT.into()),
-                roles: roles.iter().map(|r| r.to_string()).collect(),
-                tier: None,
-                issuer: "https://idp.example.com/pool".into(),
-                token_use: Some("id".into()),
-                expires_at: 2_000_000_000,
-                platform_admin_issuer: false,
-            }),
-            id: Some(FILE.into()),
-        }
+    /// What the router hands a handler for `req` by `user` with `roles`, on `{id}` = FILE.
+    fn parts<'a>(
+        i: &'a Instance,
+        user: &str,
+        roles: &[&str],
+        req: Request<Bytes>,
+    ) -> RequestParts<'a, FakePlatform> {
+        i.parts("premium", Some(member(user, roles)), Some(FILE), req)
     }
 
-    /// A proxy answer with one text column.
-    fn sql_answer(column: &str, value: &Value) -> Response<Bytes> {
-        let one = json!({
-            "command": "SELECT", "rowCount": 1,
-            "fields": [{ "name": column, "dataTypeID": 3802 }],
-            "rows": [[value.to_string()]],
-        });
-        let set = json!({ "command": "SELECT", "rowCount": 1,
-            "fields": [{ "name": "set_config", "dataTypeID": 25 }], "rows": [[TENANT]] });
-        Response::new(Bytes::from(json!({ "results": [set, one] }).to_string()))
+    fn full(r: Result<Response<Body<'_>>, ApiError>) -> Result<Response<Bytes>, ApiError> {
+        r.map(|resp| {
+            let (head, body) = resp.into_parts();
+            Response::from_parts(head, block_on(body.collect()))
+        })
+    }
+
+    fn request(method: Method, uri: &str) -> Request<Bytes> {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Bytes::new())
+            .unwrap()
+    }
+
+    /// `POST /v1/uploads/{FILE}/complete` by `user`.
+    fn complete(i: &Instance, user: &str) -> Result<Response<Bytes>, ApiError> {
+        let req = request(Method::POST, &format!("/v1/uploads/{FILE}/complete"));
+        full(block_on(Handler::call(
+            crate::uploads::complete::<FakePlatform>,
+            parts(i, user, &["member"], req),
+        )))
+    }
+
+    /// `DELETE /v1/files/{FILE}` by `user` with `role`.
+    fn delete(i: &Instance, user: &str, role: &str) -> Result<Response<Bytes>, ApiError> {
+        let req = request(Method::DELETE, &format!("/v1/files/{FILE}"));
+        full(block_on(Handler::call(
+            crate::uploads::delete::<FakePlatform>,
+            parts(i, user, &[role], req),
+        )))
     }
 
     fn pending_file() -> Value {
@@ -294,46 +236,29 @@ mod uploads {
             "id": FILE, "key": format!("{TENANT}/{FILE}/photo.png"), "filename": "photo.png",
             "content_type": "image/png", "declared_size": 10, "max_size": 100,
             "status": "pending", "size": null, "etag": null, "created_by": "alice",
+            "created_at": "2023-11-14T22:00:00.000000Z", "updated_at": "2023-11-14T22:00:00.000000Z",
+            "completed_at": null,
         })
     }
 
-    fn run<T>(
-        respond: Responder,
-        f: impl FnOnce(&Ctx<'_, FakePlatform>) -> T,
-    ) -> (T, Vec<Request<Bytes>>) {
-        let m = dev_settings();
-        let config = Config::load(&|k: &str| m.get(k).cloned()).unwrap();
-        let auth = Authenticator::new(config.auth.clone());
-        let platform = FakePlatform {
-            respond,
-            sent: RefCell::new(Vec::new()),
-            now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-        };
-        let ctx = Ctx {
-            config: &config,
-            platform: &platform,
-            auth: &auth,
-        };
-        let out = f(&ctx);
-        (out, platform.sent.take())
+    fn run<T>(respond: Responder, f: impl FnOnce(&Instance) -> T) -> (T, Vec<Request<Bytes>>) {
+        let i = Instance::new(&[], respond);
+        let out = f(&i);
+        (out, i.platform.sent.take())
     }
 
     /// `POST /v1/uploads` with this JSON body, by alice (a member).
-    fn create(
-        ctx: &Ctx<'_, FakePlatform>,
-        body: &'static str,
-    ) -> Result<Response<Bytes>, ApiError> {
+    fn create(i: &Instance, body: &'static str) -> Result<Response<Bytes>, ApiError> {
         let req = Request::builder()
             .method(Method::POST)
             .uri("/v1/uploads")
             .header("content-type", "application/json")
             .body(Bytes::from(body))
             .unwrap();
-        block_on(crate::uploads::create(
-            ctx,
-            &scope("alice", &["member"]),
-            &req,
-        ))
+        full(block_on(Handler::call(
+            crate::uploads::create::<FakePlatform>,
+            parts(i, "alice", &["member"], req),
+        )))
     }
 
     fn sql_query(req: &Request<Bytes>) -> String {
@@ -353,14 +278,11 @@ mod uploads {
                 let mut file = pending_file();
                 file["id"] = p[0].clone();
                 file["key"] = p[1].clone();
-                Ok(sql_answer(
-                    "outcome",
-                    &json!({ "outcome": "created", "file": file }),
-                ))
+                Ok(sql_answer(&json!({ "outcome": "created", "file": file })))
             }),
-            |ctx| {
+            |env| {
                 create(
-                    ctx,
+                    env,
                     r#"{"filename":"../x/My Photo.PNG","content_type":"image/png","size":10}"#,
                 )
             },
@@ -411,15 +333,12 @@ mod uploads {
             ),
         ] {
             let answer = outcome.clone();
-            let (resp, _) = run(
-                Box::new(move |_| Ok(sql_answer("outcome", &answer))),
-                |ctx| {
-                    create(
-                        ctx,
-                        r#"{"filename":"a.png","content_type":"image/png","size":10}"#,
-                    )
-                },
-            );
+            let (resp, _) = run(Box::new(move |_| Ok(sql_answer(&answer))), |env| {
+                create(
+                    env,
+                    r#"{"filename":"a.png","content_type":"image/png","size":10}"#,
+                )
+            });
             let err = resp.unwrap_err();
             assert_eq!(err.status(), 422);
             assert_eq!(err.code(), code);
@@ -431,7 +350,7 @@ mod uploads {
         let (resp, sent) = run(
             Box::new(|req| {
                 if req.uri().path() == "/sql" {
-                    return Ok(sql_answer("file", &pending_file()));
+                    return Ok(sql_answer(&pending_file()));
                 }
                 if req.method() == Method::HEAD {
                     return Ok(Response::builder()
@@ -443,7 +362,7 @@ mod uploads {
                 }
                 Ok(Response::builder().status(204).body(Bytes::new()).unwrap())
             }),
-            |ctx| block_on(crate::uploads::complete(ctx, &scope("bob", &["member"]))),
+            |env| complete(env, "bob"),
         );
         let err = resp.unwrap_err();
         assert_eq!(err.code(), "content_type_mismatch");
@@ -473,25 +392,28 @@ mod uploads {
         let (resp, _) = run(
             Box::new(|req| {
                 if req.uri().path() == "/sql" {
-                    return Ok(sql_answer("file", &pending_file()));
+                    return Ok(sql_answer(&pending_file()));
                 }
                 Ok(Response::builder().status(404).body(Bytes::new()).unwrap())
             }),
-            |ctx| block_on(crate::uploads::complete(ctx, &scope("bob", &["member"]))),
+            |env| complete(env, "bob"),
         );
         let err = resp.unwrap_err();
-        assert_eq!((err.status().as_u16(), err.code()), (409, "upload_missing"));
+        assert_eq!(
+            (err.status().as_u16(), err.code()),
+            (409, Code::UploadMissing)
+        );
 
         let (resp, _) = run(
             Box::new(|req| {
                 if req.uri().path() == "/sql" {
-                    return Ok(sql_answer("file", &pending_file()));
+                    return Ok(sql_answer(&pending_file()));
                 }
                 Err(OutboundError::Timeout(Duration::ZERO))
             }),
-            |ctx| block_on(crate::uploads::complete(ctx, &scope("bob", &["member"]))),
+            |env| complete(env, "bob"),
         );
-        assert!(matches!(resp, Err(ApiError::GatewayTimeout(_))));
+        assert_eq!(resp.unwrap_err().code(), Code::UpstreamTimeout);
     }
 
     #[test]
@@ -504,12 +426,9 @@ mod uploads {
                         f["status"] = json!("ready");
                         f["size"] = json!(7);
                         f["etag"] = json!("\"abc\"");
-                        return Ok(sql_answer(
-                            "outcome",
-                            &json!({"outcome": "completed", "file": f}),
-                        ));
+                        return Ok(sql_answer(&json!({"outcome": "completed", "file": f})));
                     }
-                    return Ok(sql_answer("file", &pending_file()));
+                    return Ok(sql_answer(&pending_file()));
                 }
                 Ok(Response::builder()
                     .header("content-length", "7")
@@ -518,7 +437,7 @@ mod uploads {
                     .body(Bytes::new())
                     .unwrap())
             }),
-            |ctx| block_on(crate::uploads::complete(ctx, &scope("bob", &["member"]))),
+            |env| complete(env, "bob"),
         );
         let resp = resp.unwrap();
         let body: Value = serde_json::from_slice(resp.body()).unwrap();
@@ -538,22 +457,18 @@ mod uploads {
             Box::new(|req| {
                 if req.uri().path() == "/sql" {
                     if sql_query(req).contains("file_delete") {
-                        return Ok(sql_answer("outcome", &json!({"outcome": "deleted"})));
+                        return Ok(sql_answer(&json!({"outcome": "deleted"})));
                     }
-                    return Ok(sql_answer("file", &pending_file()));
+                    return Ok(sql_answer(&pending_file()));
                 }
                 Ok(Response::builder().status(204).body(Bytes::new()).unwrap())
             })
         };
-        let (resp, sent) = run(respond(), |ctx| {
-            block_on(crate::uploads::delete(ctx, &scope("mallory", &["member"])))
-        });
+        let (resp, sent) = run(respond(), |env| delete(env, "mallory", "member"));
         assert_eq!(resp.unwrap_err().code(), "insufficient_role");
         assert_eq!(sent.len(), 1, "no S3 call for a refused delete");
         for (user, role) in [("alice", "member"), ("carol", "admin")] {
-            let (resp, sent) = run(respond(), |ctx| {
-                block_on(crate::uploads::delete(ctx, &scope(user, &[role])))
-            });
+            let (resp, sent) = run(respond(), |env| delete(env, user, role));
             assert_eq!(resp.unwrap().status(), 204);
             assert_eq!(sent[1].method(), Method::DELETE);
             assert!(sql_query(&sent[2]).contains("file_delete"));

@@ -1,88 +1,56 @@
 //! The API's one error type, and the one place it becomes an RFC 7807 `application/problem+json`
-//! response. Every variant has a stable machine-readable `code`; `detail` is for humans.
+//! response. The code, status and title come from the table in [`crate::code`]; this module adds
+//! the human `detail` and the code's extension members, and converts every lower layer's error
+//! (SQL, S3, outbound, auth, configuration) into an [`ApiError`].
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
+use crate::auth::AuthError;
 use crate::config::ConfigError;
+use crate::ports::OutboundError;
+use crate::s3::S3Error;
+use crate::sql::SqlError;
 
+pub use crate::code::Code;
+
+/// A refusal or failure, rendered as one problem document.
 #[derive(Debug, Clone)]
-pub enum ApiError {
-    /// The request could not be read or understood (the runtime failed to read its body, …).
-    BadRequest(String),
-    /// No route matches the path.
-    NotFound,
-    /// The path exists but not for this method.
-    MethodNotAllowed {
-        allow: Vec<Method>,
-    },
-    /// The Host header is missing or cannot name a tenant.
-    InvalidHost(String),
-    /// The Host is a reserved name (www, api, …) or the bare base domain.
-    ReservedHost(String),
-    TenantNotFound(String),
-    TenantSuspended(String),
-    TenantDeleted(String),
-    /// No valid credentials. `code` is the verifier's stable reason (expired, bad_signature, …).
-    Unauthenticated {
-        code: &'static str,
-        detail: String,
-    },
-    /// Authenticated, but not allowed here (`tenant_mismatch`, `insufficient_role`).
-    Forbidden {
-        code: &'static str,
-        detail: String,
-    },
-    /// A backing service failed while serving the request.
-    Upstream(String),
-    /// Credentials cannot be checked right now (the issuer's JWKS is unreachable or unusable).
-    AuthUnavailable(String),
-    /// The instance's configuration is unusable; names the setting.
-    Config(ConfigError),
-    /// One or more backing services failed a health check.
-    DependencyUnavailable {
+pub struct ApiError {
+    code: Code,
+    detail: String,
+    extra: Extra,
+}
+
+/// Members some codes add to the problem document (and headers some of them set).
+#[derive(Debug, Clone, Default)]
+pub enum Extra {
+    #[default]
+    None,
+    /// 405: the methods the path supports (`Allow`).
+    Allow(Vec<Method>),
+    /// 500 misconfigured: the setting at fault.
+    Setting(&'static str),
+    /// 503 dependency_unavailable: which checks failed, and all results.
+    Dependencies {
         failing: Vec<&'static str>,
         checks: Value,
     },
-    /// The body or query failed validation; one entry per offending field.
-    Validation(Vec<FieldError>),
-    /// The body is larger than the endpoint accepts.
-    PayloadTooLarge {
-        limit: usize,
-    },
-    /// The body is not `application/json` where JSON is required.
-    UnsupportedMediaType(&'static str),
-    /// No such resource for this tenant (another tenant's ids look exactly like this).
-    ResourceNotFound(&'static str),
-    /// The request conflicts with the resource's state (`idempotency_key_reused`, `sku_taken`, …).
-    Conflict {
-        code: &'static str,
-        detail: String,
-    },
-    /// `If-Match` named a version that is no longer current.
-    PreconditionFailed {
-        current_etag: Option<String>,
-    },
-    /// A tier limit would be exceeded.
-    TierLimit {
+    /// 400 validation_failed: one entry per offending field.
+    Fields(Vec<FieldError>),
+    /// 413: the endpoint's limit.
+    LimitBytes(usize),
+    /// 412: the resource's current entity tag, when known.
+    CurrentEtag(String),
+    /// 403 tier_limit_reached.
+    Tier {
         resource: &'static str,
         limit: i64,
         count: i64,
     },
-    /// Well-formed but not acceptable given what it refers to (`object_too_large`, …).
-    Unprocessable {
-        code: &'static str,
-        detail: String,
-    },
-    /// A quota or rate limit is exhausted; `retry_after` in seconds.
-    TooManyRequests {
-        code: &'static str,
-        detail: String,
-        retry_after: Option<u64>,
-    },
-    /// A backing service did not answer in time.
-    GatewayTimeout(String),
+    /// 429: seconds until a retry can succeed (`Retry-After`).
+    RetryAfter(u64),
 }
 
 /// One field's validation failure, as listed in a 400's `errors` member.
@@ -105,152 +73,221 @@ impl FieldError {
     }
 }
 
+fn join_methods(allow: &[Method]) -> String {
+    allow
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl ApiError {
-    /// (status, stable code, title) — the whole mapping in one table.
-    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
-        use StatusCode as S;
-        match self {
-            Self::BadRequest(_) => (S::BAD_REQUEST, "bad_request", "Bad Request"),
-            Self::NotFound => (S::NOT_FOUND, "not_found", "Not Found"),
-            Self::MethodNotAllowed { .. } => (
-                S::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method Not Allowed",
-            ),
-            Self::InvalidHost(_) => (S::BAD_REQUEST, "invalid_host", "Invalid Host"),
-            Self::ReservedHost(_) => (S::NOT_FOUND, "reserved_host", "Not a tenant"),
-            Self::TenantNotFound(_) => (S::NOT_FOUND, "tenant_not_found", "Unknown tenant"),
-            Self::TenantSuspended(_) => (S::FORBIDDEN, "tenant_suspended", "Tenant suspended"),
-            Self::TenantDeleted(_) => (S::GONE, "tenant_deleted", "Tenant deleted"),
-            Self::Unauthenticated { code, .. } => (S::UNAUTHORIZED, code, "Unauthorized"),
-            Self::Forbidden { code, .. } => (S::FORBIDDEN, code, "Forbidden"),
-            Self::AuthUnavailable(_) => (
-                S::SERVICE_UNAVAILABLE,
-                "jwks_unavailable",
-                "Cannot verify credentials",
-            ),
-            Self::Upstream(_) => (
-                S::BAD_GATEWAY,
-                "upstream_unavailable",
-                "Upstream unavailable",
-            ),
-            Self::Config(_) => (
-                S::INTERNAL_SERVER_ERROR,
-                "misconfigured",
-                "Instance misconfigured",
-            ),
-            Self::DependencyUnavailable { .. } => (
-                S::SERVICE_UNAVAILABLE,
-                "dependency_unavailable",
-                "Dependency unavailable",
-            ),
-            Self::Validation(_) => (S::BAD_REQUEST, "validation_failed", "Invalid request"),
-            Self::PayloadTooLarge { .. } => (
-                S::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Payload too large",
-            ),
-            Self::UnsupportedMediaType(_) => (
-                S::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Unsupported media type",
-            ),
-            Self::ResourceNotFound(_) => (S::NOT_FOUND, "not_found", "Not Found"),
-            Self::Conflict { code, .. } => (S::CONFLICT, code, "Conflict"),
-            Self::PreconditionFailed { .. } => (
-                S::PRECONDITION_FAILED,
-                "precondition_failed",
-                "Precondition failed",
-            ),
-            Self::TierLimit { .. } => (S::FORBIDDEN, "tier_limit_reached", "Tier limit reached"),
-            Self::Unprocessable { code, .. } => {
-                (S::UNPROCESSABLE_ENTITY, code, "Unprocessable content")
-            }
-            Self::TooManyRequests { code, .. } => (S::TOO_MANY_REQUESTS, code, "Too many requests"),
-            Self::GatewayTimeout(_) => (S::GATEWAY_TIMEOUT, "upstream_timeout", "Upstream timeout"),
+    /// A problem with `code` and a human `detail` (never secrets: it reaches the client).
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            extra: Extra::None,
+        }
+    }
+
+    fn with(mut self, extra: Extra) -> Self {
+        self.extra = extra;
+        self
+    }
+
+    pub fn bad_request(why: impl std::fmt::Display) -> Self {
+        Self::new(
+            Code::BadRequest,
+            format!("The request could not be read: {why}."),
+        )
+    }
+
+    /// No route matches the path.
+    pub fn no_route() -> Self {
+        Self::new(Code::NotFound, "No resource exists at this path.")
+    }
+
+    /// No `kind` with the id the path names, for this tenant.
+    pub fn not_found(kind: &str) -> Self {
+        Self::new(
+            Code::NotFound,
+            format!("No {kind} with this id exists here."),
+        )
+    }
+
+    pub fn method_not_allowed(allow: Vec<Method>) -> Self {
+        Self::new(
+            Code::MethodNotAllowed,
+            format!("This resource supports: {}.", join_methods(&allow)),
+        )
+        .with(Extra::Allow(allow))
+    }
+
+    pub fn invalid_host(why: impl std::fmt::Display) -> Self {
+        Self::new(
+            Code::InvalidHost,
+            format!("No tenant can be served for this host: {why}."),
+        )
+    }
+
+    pub fn reserved_host(name: &str) -> Self {
+        Self::new(
+            Code::ReservedHost,
+            format!("{name} is reserved and is not a tenant."),
+        )
+    }
+
+    pub fn tenant_not_found(host: &str) -> Self {
+        Self::new(
+            Code::TenantNotFound,
+            format!("No tenant is served at {host}."),
+        )
+    }
+
+    pub fn tenant_suspended(slug: &str) -> Self {
+        Self::new(
+            Code::TenantSuspended,
+            format!("Tenant {slug} is suspended."),
+        )
+    }
+
+    pub fn tenant_deleted(slug: &str) -> Self {
+        Self::new(
+            Code::TenantDeleted,
+            format!("Tenant {slug} has been deleted."),
+        )
+    }
+
+    /// A backing service failed; `why` is for operators and names no secret.
+    pub fn upstream(why: impl std::fmt::Display) -> Self {
+        Self::new(
+            Code::UpstreamUnavailable,
+            format!("A backing service failed: {why}."),
+        )
+    }
+
+    pub fn timeout(why: impl std::fmt::Display) -> Self {
+        Self::new(
+            Code::UpstreamTimeout,
+            format!("A backing service did not answer in time: {why}."),
+        )
+    }
+
+    pub fn dependency_unavailable(failing: Vec<&'static str>, checks: Value) -> Self {
+        Self::new(
+            Code::DependencyUnavailable,
+            format!("Failing: {}.", failing.join(", ")),
+        )
+        .with(Extra::Dependencies { failing, checks })
+    }
+
+    /// The body or query failed validation; one entry per offending field.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = match errors.as_slice() {
+            [one] => format!("{}: {}", one.field, one.message),
+            many => format!("{} fields are invalid; see `errors`.", many.len()),
+        };
+        Self::new(Code::ValidationFailed, detail).with(Extra::Fields(errors))
+    }
+
+    /// A validation failure of a single field.
+    pub fn field(field: &str, code: &'static str, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError::new(field, code, message)])
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            Code::PayloadTooLarge,
+            format!("The body exceeds this endpoint's limit of {limit} bytes."),
+        )
+        .with(Extra::LimitBytes(limit))
+    }
+
+    pub fn unsupported_media_type(want: &str) -> Self {
+        Self::new(
+            Code::UnsupportedMediaType,
+            format!("The body must be {want}."),
+        )
+    }
+
+    pub fn precondition_failed(current_etag: Option<String>) -> Self {
+        let e = Self::new(
+            Code::PreconditionFailed,
+            "The resource changed since the version named in If-Match.",
+        );
+        match current_etag {
+            Some(tag) => e.with(Extra::CurrentEtag(tag)),
+            None => e,
+        }
+    }
+
+    pub fn tier_limit(resource: &'static str, limit: i64, count: i64) -> Self {
+        Self::new(
+            Code::TierLimitReached,
+            format!("This tenant's tier allows {limit} {resource}; it has {count}."),
+        )
+        .with(Extra::Tier {
+            resource,
+            limit,
+            count,
+        })
+    }
+
+    /// A 429 with `Retry-After` when known.
+    pub fn too_many(code: Code, detail: impl Into<String>, retry_after: Option<u64>) -> Self {
+        let e = Self::new(code, detail);
+        match retry_after {
+            Some(s) => e.with(Extra::RetryAfter(s)),
+            None => e,
         }
     }
 
     pub fn status(&self) -> StatusCode {
-        self.parts().0
+        self.code.status()
     }
 
     /// Stable identifier clients may switch on.
-    pub fn code(&self) -> &'static str {
-        self.parts().1
+    pub fn code(&self) -> Code {
+        self.code
     }
 
-    fn detail(&self) -> String {
-        match self {
-            Self::BadRequest(why) => format!("The request could not be read: {why}."),
-            Self::NotFound => "No resource exists at this path.".into(),
-            Self::MethodNotAllowed { allow } => format!(
-                "This resource supports: {}.",
-                allow
-                    .iter()
-                    .map(Method::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Self::InvalidHost(why) => format!("No tenant can be served for this host: {why}."),
-            Self::ReservedHost(name) => format!("{name} is reserved and is not a tenant."),
-            Self::TenantNotFound(host) => format!("No tenant is served at {host}."),
-            Self::TenantSuspended(slug) => format!("Tenant {slug} is suspended."),
-            Self::TenantDeleted(slug) => format!("Tenant {slug} has been deleted."),
-            Self::Unauthenticated { detail, .. } | Self::Forbidden { detail, .. } => detail.clone(),
-            Self::Upstream(why) => format!("A backing service failed: {why}."),
-            Self::AuthUnavailable(why) => why.clone(),
-            Self::Config(e) => format!("The edge instance cannot serve requests: {e}."),
-            Self::DependencyUnavailable { failing, .. } => {
-                format!("Failing: {}.", failing.join(", "))
-            }
-            Self::Validation(errors) => match errors.as_slice() {
-                [one] => format!("{}: {}", one.field, one.message),
-                many => format!("{} fields are invalid; see `errors`.", many.len()),
-            },
-            Self::PayloadTooLarge { limit } => {
-                format!("The body exceeds this endpoint's limit of {limit} bytes.")
-            }
-            Self::UnsupportedMediaType(want) => format!("The body must be {want}."),
-            Self::ResourceNotFound(kind) => format!("No {kind} with this id exists here."),
-            Self::Conflict { detail, .. }
-            | Self::Unprocessable { detail, .. }
-            | Self::TooManyRequests { detail, .. } => detail.clone(),
-            Self::PreconditionFailed { .. } => {
-                "The resource changed since the version named in If-Match.".into()
-            }
-            Self::TierLimit {
-                resource,
-                limit,
-                count,
-            } => format!("This tenant's tier allows {limit} {resource}; it has {count}."),
-            Self::GatewayTimeout(why) => {
-                format!("A backing service did not answer in time: {why}.")
-            }
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    pub fn extra(&self) -> &Extra {
+        &self.extra
+    }
+
+    /// The field errors of a `validation_failed`, else none.
+    pub fn field_errors(&self) -> &[FieldError] {
+        match &self.extra {
+            Extra::Fields(f) => f,
+            _ => &[],
         }
     }
 
     fn extensions(&self, body: &mut Map<String, Value>) {
-        match self {
-            Self::Config(e) => {
-                body.insert("setting".into(), json!(e.setting));
+        match &self.extra {
+            Extra::None | Extra::Allow(_) => {}
+            Extra::Setting(s) => {
+                body.insert("setting".into(), json!(s));
             }
-            Self::DependencyUnavailable { failing, checks } => {
+            Extra::Dependencies { failing, checks } => {
                 body.insert("failing".into(), json!(failing));
                 body.insert("checks".into(), checks.clone());
             }
-            Self::Validation(errors) => {
+            Extra::Fields(errors) => {
                 body.insert("errors".into(), json!(errors));
             }
-            Self::PayloadTooLarge { limit } => {
+            Extra::LimitBytes(limit) => {
                 body.insert("limit_bytes".into(), json!(limit));
             }
-            Self::PreconditionFailed {
-                current_etag: Some(etag),
-            } => {
+            Extra::CurrentEtag(etag) => {
                 body.insert("current_etag".into(), json!(etag));
             }
-            Self::TierLimit {
+            Extra::Tier {
                 resource,
                 limit,
                 count,
@@ -259,78 +296,112 @@ impl ApiError {
                 body.insert("limit".into(), json!(limit));
                 body.insert("count".into(), json!(count));
             }
-            Self::TooManyRequests {
-                retry_after: Some(s),
-                ..
-            } => {
+            Extra::RetryAfter(s) => {
                 body.insert("retry_after".into(), json!(s));
             }
-            _ => {}
         }
+    }
+
+    /// The problem document as a JSON value (also sent as an SSE `error` event).
+    pub fn to_problem(&self, instance: &str) -> Value {
+        let mut body = Map::new();
+        body.insert(
+            "type".into(),
+            json!(format!("urn:edgefront:problem:{}", self.code)),
+        );
+        body.insert("title".into(), json!(self.code.title()));
+        body.insert("status".into(), json!(self.status().as_u16()));
+        body.insert("detail".into(), json!(self.detail));
+        body.insert("instance".into(), json!(instance));
+        body.insert("code".into(), json!(self.code));
+        self.extensions(&mut body);
+        Value::Object(body)
     }
 
     /// Renders the problem document. `instance` is the request path (never the query: it may
     /// carry secrets such as presigned signatures).
     pub fn into_response(self, instance: &str) -> Response<Bytes> {
-        let status = self.status();
-        let mut body = Map::new();
-        body.insert(
-            "type".into(),
-            json!(format!("urn:edgefront:problem:{}", self.code())),
-        );
-        body.insert("title".into(), json!(self.parts().2));
-        body.insert("status".into(), json!(status.as_u16()));
-        body.insert("detail".into(), json!(self.detail()));
-        body.insert("instance".into(), json!(instance));
-        body.insert("code".into(), json!(self.code()));
-        self.extensions(&mut body);
-        let mut resp = Response::new(Bytes::from(Value::Object(body).to_string()));
-        *resp.status_mut() = status;
+        let mut resp = Response::new(Bytes::from(self.to_problem(instance).to_string()));
+        *resp.status_mut() = self.status();
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Self::Unauthenticated { code, .. } = &self {
+        if self.status() == StatusCode::UNAUTHORIZED {
             // RFC 6750 §3: no error code when no credentials were sent at all.
-            let v = if *code == "missing_token" {
+            let v = if self.code == Code::MissingToken {
                 HeaderValue::from_static("Bearer realm=\"edgefront\"")
             } else {
                 HeaderValue::from_static("Bearer realm=\"edgefront\", error=\"invalid_token\"")
             };
             h.insert(header::WWW_AUTHENTICATE, v);
         }
-        if let Self::TooManyRequests {
-            retry_after: Some(secs),
-            ..
-        } = &self
-        {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
-        }
-        if let Self::MethodNotAllowed { allow } = &self {
-            let list = allow
-                .iter()
-                .map(Method::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
-            if let Ok(v) = HeaderValue::from_str(&list) {
-                h.insert(header::ALLOW, v);
+        match &self.extra {
+            Extra::RetryAfter(secs) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
             }
+            Extra::Allow(allow) => {
+                if let Ok(v) = HeaderValue::from_str(&join_methods(allow)) {
+                    h.insert(header::ALLOW, v);
+                }
+            }
+            _ => {}
         }
         resp
     }
 }
 
-/// A JSON response with the usual headers.
-pub fn json_response(status: StatusCode, value: &Value) -> Response<Bytes> {
-    let mut resp = Response::new(Bytes::from(value.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+impl From<ConfigError> for ApiError {
+    fn from(e: ConfigError) -> Self {
+        let setting = e.setting;
+        Self::new(
+            Code::Misconfigured,
+            format!("The edge instance cannot serve requests: {e}."),
+        )
+        .with(Extra::Setting(setting))
+    }
+}
+
+impl From<OutboundError> for ApiError {
+    fn from(e: OutboundError) -> Self {
+        match e {
+            OutboundError::Timeout(_) => Self::timeout(e),
+            other => Self::upstream(other),
+        }
+    }
+}
+
+impl From<SqlError> for ApiError {
+    fn from(e: SqlError) -> Self {
+        match &e {
+            SqlError::Unavailable(OutboundError::Timeout(_)) => Self::timeout(e),
+            // Statement timeout / cancelled by the proxy.
+            SqlError::Db(db) if db.code == "57014" => Self::timeout(e),
+            _ => Self::upstream(e),
+        }
+    }
+}
+
+impl From<S3Error> for ApiError {
+    fn from(e: S3Error) -> Self {
+        match &e {
+            S3Error::Unavailable(OutboundError::Timeout(_)) => Self::timeout(e),
+            _ => Self::upstream(e),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        if e.is_unavailable() {
+            // The caller's token may be fine: the keys to check it are not to be had.
+            Self::new(Code::JwksUnavailable, e.detail())
+        } else {
+            Self::new(e.code(), e.detail())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -343,7 +414,7 @@ mod tests {
 
     #[test]
     fn problem_documents_carry_rfc7807_members_and_a_code() {
-        let resp = ApiError::NotFound.into_response("/nope");
+        let resp = ApiError::no_route().into_response("/nope");
         assert_eq!(resp.status(), 404);
         assert_eq!(
             resp.headers()[header::CONTENT_TYPE],
@@ -360,17 +431,15 @@ mod tests {
 
     #[test]
     fn method_not_allowed_lists_allow_header() {
-        let resp = ApiError::MethodNotAllowed {
-            allow: vec![Method::GET, Method::HEAD],
-        }
-        .into_response("/healthz");
+        let resp =
+            ApiError::method_not_allowed(vec![Method::GET, Method::HEAD]).into_response("/healthz");
         assert_eq!(resp.status(), 405);
         assert_eq!(resp.headers()[header::ALLOW], "GET, HEAD");
     }
 
     #[test]
     fn config_errors_name_the_setting() {
-        let resp = ApiError::Config(ConfigError {
+        let resp = ApiError::from(ConfigError {
             setting: "S3_BUCKET",
             problem: "is not set".into(),
         })

@@ -1,75 +1,103 @@
 //! `GET /healthz`: liveness, and with `?deep=1` a real round trip to each backing service
 //! (SQL proxy `SELECT 1`, signed S3 `HEAD` of the bucket), reported per dependency.
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 
-use crate::error::{json_response, ApiError};
+use crate::cx::{Env, Query};
+use crate::error::ApiError;
+use crate::input::{BodyCx, FromQuery, QueryString};
 use crate::ports::{elapsed_ms, Platform};
-use crate::routes::Ctx;
+use crate::reply::{Cache, Reply};
 use crate::{s3, sql, VERSION};
 
+/// `?deep=1` (also `deep=true`, bare `deep`).
+pub struct HealthQuery {
+    deep: bool,
+}
+
+impl FromQuery for HealthQuery {
+    fn from_query(q: &mut QueryString, _: &BodyCx<'_>) -> Self {
+        Self {
+            deep: q
+                .raw("deep")
+                .is_some_and(|v| matches!(v.as_str(), "" | "1" | "true")),
+        }
+    }
+}
+
+/// One dependency's result.
+#[derive(Serialize)]
+struct Check {
+    status: &'static str,
+    latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Check {
+    fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
 pub async fn get<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    req: &Request<Bytes>,
-) -> Result<Response<Bytes>, ApiError> {
-    let deep = req
-        .uri()
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .any(|kv| matches!(kv, "deep=1" | "deep=true" | "deep"));
+    env: Env<'_, P>,
+    Query(q): Query<HealthQuery>,
+) -> Result<Reply, ApiError> {
     let mut body = json!({
         "status": "ok",
         "version": VERSION,
-        "runtime": ctx.platform.runtime(),
+        "runtime": env.platform.runtime(),
     });
-    if deep {
+    if q.deep {
         let (database, storage) =
-            futures_util::future::join(check_database(ctx), check_storage(ctx)).await;
-        let mut failing = Vec::new();
-        if database["status"] != "ok" {
-            failing.push("database");
-        }
-        if storage["status"] != "ok" {
-            failing.push("storage");
-        }
+            futures_util::future::join(check_database(env), check_storage(env)).await;
+        let failing: Vec<&'static str> = [("database", &database), ("storage", &storage)]
+            .into_iter()
+            .filter(|(_, c)| !c.ok())
+            .map(|(name, _)| name)
+            .collect();
         let checks = json!({ "database": database, "storage": storage });
         if !failing.is_empty() {
-            return Err(ApiError::DependencyUnavailable { failing, checks });
+            return Err(ApiError::dependency_unavailable(failing, checks));
         }
         body["checks"] = checks;
     }
-    let mut resp = json_response(StatusCode::OK, &body);
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    Ok(Reply::ok(&body).cache(Cache::NoStore))
 }
 
-fn outcome(result: Result<(), String>, latency_ms: u64) -> Value {
+fn check(result: Result<(), String>, latency_ms: u64) -> Check {
     match result {
-        Ok(()) => json!({ "status": "ok", "latency_ms": latency_ms }),
-        Err(error) => json!({ "status": "fail", "latency_ms": latency_ms, "error": error }),
+        Ok(()) => Check {
+            status: "ok",
+            latency_ms,
+            error: None,
+        },
+        Err(error) => Check {
+            status: "fail",
+            latency_ms,
+            error: Some(error),
+        },
     }
 }
 
-async fn check_database<P: Platform>(ctx: &Ctx<'_, P>) -> Value {
-    let start = ctx.platform.now();
-    let result = sql::query(ctx.platform, &ctx.config.origin, "SELECT 1", &[])
+async fn check_database<P: Platform>(env: Env<'_, P>) -> Check {
+    let start = env.platform.now();
+    let result = sql::query(env.platform, &env.config.origin, "SELECT 1", &[])
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| match r.rows.as_slice() {
             [row] if row.first() == Some(&Some("1".to_owned())) => Ok(()),
             _ => Err("SELECT 1 returned an unexpected result".to_owned()),
         });
-    outcome(result, elapsed_ms(start, ctx.platform.now()))
+    check(result, elapsed_ms(start, env.platform.now()))
 }
 
-async fn check_storage<P: Platform>(ctx: &Ctx<'_, P>) -> Value {
-    let start = ctx.platform.now();
-    let result = s3::head_bucket(ctx.platform, &ctx.config.s3)
+async fn check_storage<P: Platform>(env: Env<'_, P>) -> Check {
+    let start = env.platform.now();
+    let result = s3::head_bucket(env.platform, &env.config.s3)
         .await
         .map_err(|e| e.to_string());
-    outcome(result, elapsed_ms(start, ctx.platform.now()))
+    check(result, elapsed_ms(start, env.platform.now()))
 }

@@ -10,7 +10,35 @@ use bytes::Bytes;
 use http::{header, HeaderMap, Uri};
 use serde_json::{Map, Value};
 
+use crate::config::Config;
 use crate::error::{ApiError, FieldError};
+
+/// A request body type: reads itself from a JSON object, recording every problem in `o`
+/// (which `finish` then reports as one 400). Returns `None` only after recording a problem.
+pub trait FromJson: Sized {
+    /// The largest body accepted (bytes); a larger one is 413 before it is parsed.
+    const MAX_BODY: usize = 16 * 1024;
+
+    /// A refusal that comes before any field is validated (a member over its own size limit
+    /// is 413, like a body over the endpoint's).
+    fn check(_: &JsonObject) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    fn from_json(o: &mut JsonObject, cx: &BodyCx<'_>) -> Option<Self>;
+}
+
+/// What a body or query reader may need to know besides the request itself.
+pub struct BodyCx<'c> {
+    pub config: &'c Config,
+    /// Signed in (a principal), as opposed to an anonymous visitor.
+    pub authenticated: bool,
+}
+
+/// A query-string type: reads its parameters, recording problems in `q`.
+pub trait FromQuery: Sized {
+    fn from_query(q: &mut QueryString, cx: &BodyCx<'_>) -> Self;
+}
 
 /// A JSON object body, consumed field by field. Members not taken by the time of
 /// [`JsonObject::finish`] are reported as `unknown_field`.
@@ -24,7 +52,7 @@ impl JsonObject {
     /// oversized body is never parsed.
     pub fn parse(headers: &HeaderMap, body: &Bytes, limit: usize) -> Result<Self, ApiError> {
         if body.len() > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
+            return Err(ApiError::payload_too_large(limit));
         }
         let json_type = headers
             .get(header::CONTENT_TYPE)
@@ -35,23 +63,23 @@ impl JsonObject {
                 v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
             });
         if json_type != Some(true) {
-            return Err(ApiError::UnsupportedMediaType("application/json"));
+            return Err(ApiError::unsupported_media_type("application/json"));
         }
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => Ok(Self {
                 map,
                 errors: Vec::new(),
             }),
-            Ok(_) => Err(ApiError::Validation(vec![FieldError::new(
+            Ok(_) => Err(ApiError::field(
                 "",
                 "wrong_type",
                 "the body must be a JSON object",
-            )])),
-            Err(e) => Err(ApiError::Validation(vec![FieldError::new(
+            )),
+            Err(e) => Err(ApiError::field(
                 "",
                 "invalid_json",
                 format!("the body is not valid JSON: {e}"),
-            )])),
+            )),
         }
     }
 
@@ -261,6 +289,11 @@ impl JsonObject {
         }
     }
 
+    /// No problem recorded and no member left unread (so far).
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty() && self.map.is_empty()
+    }
+
     /// Reports unknown members and every error collected so far.
     pub fn finish(mut self) -> Result<(), ApiError> {
         let unknown: Vec<String> = self.map.keys().cloned().collect();
@@ -270,7 +303,7 @@ impl JsonObject {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::Validation(self.errors))
+            Err(ApiError::validation(self.errors))
         }
     }
 }
@@ -313,12 +346,12 @@ pub fn parse_decimal(
 }
 
 /// Query parameters, decoded. Repeated parameters keep the last value.
-pub struct Query {
+pub struct QueryString {
     params: BTreeMap<String, String>,
     errors: Vec<FieldError>,
 }
 
-impl Query {
+impl QueryString {
     pub fn parse(uri: &Uri) -> Self {
         let mut params = BTreeMap::new();
         for pair in uri
@@ -338,6 +371,11 @@ impl Query {
 
     pub fn error(&mut self, field: &str, code: &'static str, message: impl Into<String>) {
         self.errors.push(FieldError::new(field, code, message));
+    }
+
+    /// A parameter as sent (decoded), without checks.
+    pub fn raw(&mut self, name: &str) -> Option<String> {
+        self.params.remove(name)
     }
 
     /// A non-empty string of at most `max` characters.
@@ -402,24 +440,13 @@ impl Query {
         }
     }
 
-    /// A cursor over (timestamp, uuid), the usual keyset of time-ordered lists.
-    pub fn keyset(&mut self, name: &str) -> Option<(String, String)> {
-        match self.cursor(name)?.as_slice() {
-            [t, id] if t.len() <= 40 && crate::ids::is_uuid(id) => Some((t.clone(), id.clone())),
-            _ => {
-                self.error(name, "invalid_cursor", "is not a cursor this API issued");
-                None
-            }
-        }
-    }
-
     /// Unknown parameters are ignored (caches and analytics add their own); collected errors
     /// become one 400.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::Validation(self.errors))
+            Err(ApiError::validation(self.errors))
         }
     }
 }
@@ -505,10 +532,11 @@ mod tests {
     }
 
     fn codes(e: ApiError) -> Vec<(String, &'static str)> {
-        match e {
-            ApiError::Validation(v) => v.into_iter().map(|e| (e.field, e.code)).collect(),
-            other => panic!("not a validation error: {other:?}"),
-        }
+        assert_eq!(e.code(), "validation_failed", "{e:?}");
+        e.field_errors()
+            .iter()
+            .map(|e| (e.field.clone(), e.code))
+            .collect()
     }
 
     #[test]
@@ -535,14 +563,16 @@ mod tests {
     #[test]
     fn bodies_are_checked_for_size_type_and_shape() {
         let h = json_headers();
-        assert!(matches!(
-            JsonObject::parse(&h, &Bytes::from(vec![b' '; 11]), 10),
-            Err(ApiError::PayloadTooLarge { limit: 10 })
-        ));
-        assert!(matches!(
-            JsonObject::parse(&HeaderMap::new(), &Bytes::from("{}"), 10),
-            Err(ApiError::UnsupportedMediaType(_))
-        ));
+        let err = JsonObject::parse(&h, &Bytes::from(vec![b' '; 11]), 10).err();
+        assert_eq!(
+            err.map(|e| (e.code(), e.to_problem("/")["limit_bytes"].clone())),
+            Some((crate::error::Code::PayloadTooLarge, serde_json::json!(10)))
+        );
+        let err = JsonObject::parse(&HeaderMap::new(), &Bytes::from("{}"), 10).err();
+        assert_eq!(
+            err.map(|e| e.code()),
+            Some(crate::error::Code::UnsupportedMediaType)
+        );
         assert_eq!(
             codes(
                 JsonObject::parse(&h, &Bytes::from("[1]"), 10)
@@ -606,7 +636,7 @@ mod tests {
         let uri: Uri = "/x?q=red%20shoe&limit=500&status=bogus&cursor=zz&x=1"
             .parse()
             .unwrap();
-        let mut q = Query::parse(&uri);
+        let mut q = QueryString::parse(&uri);
         assert_eq!(q.string("q", 100).as_deref(), Some("red shoe"));
         assert_eq!(q.integer("limit", 1, 100, 20), 20);
         assert_eq!(q.one_of("status", &["draft"]), None);

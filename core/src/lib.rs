@@ -6,20 +6,33 @@
 //! so the same code runs on the host, `wasm32-unknown-unknown` and `wasm32-wasip2`.
 #![forbid(unsafe_code)]
 
+// Layers, lowest first; a module imports only from layers below it (a test in
+// tests/layering.rs proves the module graph has no cycle):
+// - leaves: `code` (the error-code table), `jwk`, `ports`, `ids`, `body`, `memo`
+// - services: `auth`, `config`, `sql`, `s3`
+// - the API's edges: `error` (problem+json), `input` (reading requests), `reply`, `page`
+// - request state: `tenancy`, `authz`, `cors`, `cx` (typed handler contexts)
+// - capabilities (handlers): `health`, `me`, `catalog`, `storefront`, `uploads`, `chat/`
+// - `routes` (the table), and `Edge` here.
 pub mod auth;
 pub mod authz;
 pub mod body;
 pub mod catalog;
 pub mod chat;
+pub mod code;
 pub mod config;
 pub mod cors;
+pub mod cx;
 pub mod error;
 pub mod health;
 pub mod ids;
 pub mod input;
+pub mod jwk;
 pub mod me;
 pub mod memo;
+pub mod page;
 pub mod ports;
+pub mod reply;
 pub mod routes;
 pub mod s3;
 pub mod sql;
@@ -29,6 +42,8 @@ pub mod uploads;
 
 #[cfg(test)]
 mod edge_tests;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -50,7 +65,7 @@ pub struct Edge<P> {
     /// JWKS cache and verification state, per instance.
     auth: Option<auth::Authenticator>,
     platform: memo::Memo<P>,
-    routes: routes::Router,
+    routes: routes::Router<memo::Memo<P>>,
 }
 
 impl<P: Platform> Edge<P> {
@@ -92,18 +107,18 @@ impl<P: Platform> Edge<P> {
         let config = self
             .config
             .as_ref()
-            .map_err(|e| ApiError::Config(e.clone()))?;
+            .map_err(|e| ApiError::from(e.clone()))?;
         let auth = self.auth.as_ref().ok_or_else(|| {
-            ApiError::Config(ConfigError {
+            ApiError::from(ConfigError {
                 setting: "JWT_ISSUERS",
                 problem: "no authenticator".into(),
             })
         })?;
-        let ctx = routes::Ctx {
+        let env = cx::Env {
             config,
             platform: &self.platform,
             auth,
         };
-        self.routes.dispatch(ctx, req).await
+        self.routes.dispatch(env, req).await
     }
 }

@@ -1,6 +1,7 @@
 //! The ports through which core reaches the world. Adapters implement them with their runtime's
 //! facilities (workers-rs `Fetch`/KV/`Date`, spin-sdk outbound HTTP and wasi clocks); tests
 //! implement them in-process. Futures are not `Send`: wasm runtimes are single-threaded.
+//! A leaf of the crate's module graph: it names only the key types of `jwk`, itself a leaf.
 #![allow(async_fn_in_trait)]
 
 use std::fmt;
@@ -9,6 +10,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures_util::future::{self, Either};
 use http::{Request, Response};
+
+use crate::jwk::{Algorithm, Jwk, KeyError};
 
 /// Why an outbound call produced no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,11 +72,25 @@ pub trait Entropy {
     fn fill(&self, buf: &mut [u8]) -> Result<(), OutboundError>;
 }
 
+/// Checks a JWS signature (the crypto provider, like rustls' `CryptoProvider`). `Ok(false)`
+/// means "this key did not sign this input" (including a signature of the wrong shape); `Err`
+/// means the key itself cannot be used. Callers have already checked that the key's type
+/// matches `alg` ([`Jwk::check_usable_with`]).
+pub trait SignatureVerifier {
+    async fn verify(
+        &self,
+        alg: Algorithm,
+        jwk: &Jwk,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, KeyError>;
+}
+
 /// Everything an instance needs from its runtime.
 pub trait Platform: HttpClient + Clock + KeyValue + Entropy {
     /// The crypto provider for JWS signatures (WebCrypto on Workers, pure Rust elsewhere),
     /// chosen by the adapter like rustls' `CryptoProvider`.
-    type Verifier: crate::auth::SignatureVerifier;
+    type Verifier: SignatureVerifier;
 
     fn verifier(&self) -> &Self::Verifier;
 

@@ -1,85 +1,24 @@
-//! The route table: one row per (method, path) naming its handler. Adding an endpoint means
-//! adding a row here, not another `if` somewhere (axum/matchit style).
+//! The route table: one line per endpoint naming method, path, who may call it and the
+//! handler (axum/matchit style). The router resolves the tenant, answers CORS, authenticates and
+//! authorizes *before* a handler runs, so handlers receive typed contexts (`cx::Member`,
+//! `cx::Public`) with nothing left to re-check.
+
+use std::rc::Rc;
 
 use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
 use http::{header, HeaderValue, Method, Request, Response};
 
-use crate::auth::{Authenticator, Principal};
 use crate::authz::{self, Role};
 use crate::body::Body;
-use crate::config::Config;
+use crate::cx::{Env, Handler, RequestParts};
 use crate::error::ApiError;
 use crate::ports::Platform;
-use crate::tenancy::{self, Tenant};
-use crate::{catalog, chat, cors, health, me, storefront, uploads};
-
-/// What a handler gets besides the request. Only references: copy it into work that outlives
-/// the handler (a streamed body's driver).
-pub struct Ctx<'a, P> {
-    pub config: &'a Config,
-    pub platform: &'a P,
-    pub auth: &'a Authenticator,
-}
-
-impl<P> Clone for Ctx<'_, P> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<P> Copy for Ctx<'_, P> {}
-
-/// What the route table established about the request before the handler runs.
-pub struct Scope {
-    pub tenant: Option<Tenant>,
-    pub principal: Option<Principal>,
-    /// The `{id}` path segment, for routes that have one.
-    pub id: Option<String>,
-}
-
-impl Scope {
-    /// The tenant of a tenant route (always resolved before its handler runs).
-    pub fn tenant(&self) -> Result<&Tenant, ApiError> {
-        self.tenant
-            .as_ref()
-            .ok_or_else(|| ApiError::InvalidHost("this endpoint is served on tenant hosts".into()))
-    }
-
-    /// The `{id}` segment as a UUID. Anything else names nothing here: 404 for `kind`, the
-    /// same answer as another tenant's id, so ids reveal nothing.
-    pub fn uuid(&self, kind: &'static str) -> Result<String, ApiError> {
-        match self.id.as_deref() {
-            Some(id) if crate::ids::is_uuid(id) => Ok(id.to_ascii_lowercase()),
-            _ => Err(ApiError::ResourceNotFound(kind)),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Handler {
-    Health,
-    Me,
-    CatalogList,
-    CatalogCreate,
-    CatalogGet,
-    CatalogUpdate,
-    CatalogArchive,
-    StorefrontProfile,
-    StorefrontList,
-    StorefrontGet,
-    Chat,
-    ChatConversations,
-    ChatMessages,
-    UploadCreate,
-    UploadComplete,
-    FileList,
-    FileGet,
-    FileDelete,
-}
+use crate::{catalog, chat, cors, health, me, storefront, tenancy, uploads};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
+pub enum Access {
     /// Platform endpoints: no tenant, no credentials.
     Platform,
     /// A tenant's public endpoint (storefront): tenant from Host, no credentials.
@@ -88,118 +27,87 @@ enum Access {
     Role(Role),
 }
 
-struct Route {
-    method: Method,
-    path: &'static str,
-    access: Access,
-    handler: Handler,
-}
-
-const fn route(method: Method, path: &'static str, access: Access, handler: Handler) -> Route {
-    Route {
-        method,
-        path,
-        access,
-        handler,
-    }
-}
-
+const PLATFORM: Access = Access::Platform;
+const PUBLIC: Access = Access::Public;
 const MEMBER: Access = Access::Role(Role::Member);
 const ADMIN: Access = Access::Role(Role::Admin);
 
-const ROUTES: &[Route] = &[
-    route(Method::GET, "/healthz", Access::Platform, Handler::Health),
-    route(Method::GET, "/v1/me", MEMBER, Handler::Me),
-    route(Method::GET, "/v1/catalog", MEMBER, Handler::CatalogList),
-    route(Method::POST, "/v1/catalog", ADMIN, Handler::CatalogCreate),
-    route(Method::GET, "/v1/catalog/{id}", MEMBER, Handler::CatalogGet),
-    route(
-        Method::PATCH,
-        "/v1/catalog/{id}",
-        ADMIN,
-        Handler::CatalogUpdate,
-    ),
-    route(
-        Method::DELETE,
-        "/v1/catalog/{id}",
-        ADMIN,
-        Handler::CatalogArchive,
-    ),
-    route(
-        Method::GET,
-        "/v1/storefront",
-        Access::Public,
-        Handler::StorefrontProfile,
-    ),
-    route(
-        Method::GET,
-        "/v1/storefront/catalog",
-        Access::Public,
-        Handler::StorefrontList,
-    ),
-    route(
-        Method::GET,
-        "/v1/storefront/catalog/{id}",
-        Access::Public,
-        Handler::StorefrontGet,
-    ),
-    route(Method::POST, "/v1/chat", MEMBER, Handler::Chat),
-    route(
-        Method::GET,
-        "/v1/chat/conversations",
-        MEMBER,
-        Handler::ChatConversations,
-    ),
-    route(
-        Method::GET,
-        "/v1/chat/conversations/{id}/messages",
-        MEMBER,
-        Handler::ChatMessages,
-    ),
-    route(
-        Method::POST,
-        "/v1/storefront/chat",
-        Access::Public,
-        Handler::Chat,
-    ),
-    route(
-        Method::GET,
-        "/v1/storefront/chat/conversations/{id}/messages",
-        Access::Public,
-        Handler::ChatMessages,
-    ),
-    route(Method::POST, "/v1/uploads", MEMBER, Handler::UploadCreate),
-    route(
-        Method::POST,
-        "/v1/uploads/{id}/complete",
-        MEMBER,
-        Handler::UploadComplete,
-    ),
-    route(Method::GET, "/v1/files", MEMBER, Handler::FileList),
-    route(Method::GET, "/v1/files/{id}", MEMBER, Handler::FileGet),
-    route(
-        Method::DELETE,
-        "/v1/files/{id}",
-        MEMBER,
-        Handler::FileDelete,
-    ),
-];
+/// A handler with its arguments extracted, boxed so that one table holds them all.
+pub type BoxedHandler<P> =
+    for<'a> fn(RequestParts<'a, P>) -> LocalBoxFuture<'a, Result<Response<Body<'a>>, ApiError>>;
 
-/// Path matcher built once per instance from [`ROUTES`].
-pub struct Router {
+pub struct Route<P> {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub handler: BoxedHandler<P>,
+}
+
+/// `routes! { METHOD "path" ACCESS => module::handler, … }` builds the table. Each handler is
+/// a generic `async fn` over the platform; its arguments are extractors.
+macro_rules! routes {
+    ($($method:ident $path:literal $access:ident => $($seg:ident)::+,)*) => {
+        /// Every endpoint, in one table.
+        pub fn table<P: Platform>() -> Vec<Route<P>> {
+            vec![$(
+                Route {
+                    method: Method::$method,
+                    path: $path,
+                    access: $access,
+                    handler: {
+                        fn call<'a, P: Platform>(
+                            parts: RequestParts<'a, P>,
+                        ) -> LocalBoxFuture<'a, Result<Response<Body<'a>>, ApiError>> {
+                            Box::pin(Handler::call($($seg)::+::<P>, parts))
+                        }
+                        call::<P>
+                    },
+                },
+            )*]
+        }
+    };
+}
+
+routes! {
+    GET    "/healthz"                                          PLATFORM => health::get,
+    GET    "/v1/me"                                            MEMBER   => me::get,
+    GET    "/v1/catalog"                                       MEMBER   => catalog::list,
+    POST   "/v1/catalog"                                       ADMIN    => catalog::create,
+    GET    "/v1/catalog/{id}"                                  MEMBER   => catalog::get,
+    PATCH  "/v1/catalog/{id}"                                  ADMIN    => catalog::update,
+    DELETE "/v1/catalog/{id}"                                  ADMIN    => catalog::archive,
+    GET    "/v1/storefront"                                    PUBLIC   => storefront::profile,
+    GET    "/v1/storefront/catalog"                            PUBLIC   => storefront::list,
+    GET    "/v1/storefront/catalog/{id}"                       PUBLIC   => storefront::get,
+    POST   "/v1/chat"                                          MEMBER   => chat::post_member,
+    GET    "/v1/chat/conversations"                            MEMBER   => chat::conversations,
+    GET    "/v1/chat/conversations/{id}/messages"              MEMBER   => chat::messages_member,
+    POST   "/v1/storefront/chat"                               PUBLIC   => chat::post_visitor,
+    GET    "/v1/storefront/chat/conversations/{id}/messages"   PUBLIC   => chat::messages_visitor,
+    POST   "/v1/uploads"                                       MEMBER   => uploads::create,
+    POST   "/v1/uploads/{id}/complete"                         MEMBER   => uploads::complete,
+    GET    "/v1/files"                                         MEMBER   => uploads::list,
+    GET    "/v1/files/{id}"                                    MEMBER   => uploads::get,
+    DELETE "/v1/files/{id}"                                    MEMBER   => uploads::delete,
+}
+
+/// Path matcher and table, built once per instance.
+pub struct Router<P> {
+    routes: Vec<Route<P>>,
     paths: matchit::Router<Vec<usize>>,
 }
 
-impl Default for Router {
+impl<P: Platform> Default for Router<P> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Router {
+impl<P: Platform> Router<P> {
     pub fn new() -> Self {
+        let routes = table::<P>();
         let mut grouped: Vec<(&'static str, Vec<usize>)> = Vec::new();
-        for (i, r) in ROUTES.iter().enumerate() {
+        for (i, r) in routes.iter().enumerate() {
             match grouped.iter_mut().find(|(p, _)| *p == r.path) {
                 Some((_, v)) => v.push(i),
                 None => grouped.push((r.path, vec![i])),
@@ -210,21 +118,20 @@ impl Router {
             // The table is static; `every_route_is_reachable` proves each insert succeeds.
             let _ = paths.insert(path, idx);
         }
-        Self { paths }
+        Self { routes, paths }
     }
 
-    pub async fn dispatch<'a, P: Platform>(
+    pub async fn dispatch<'a>(
         &self,
-        ctx: Ctx<'a, P>,
+        env: Env<'a, P>,
         req: Request<Bytes>,
     ) -> Result<Response<Body<'a>>, ApiError> {
-        let ctx = &ctx;
         let matched = self
             .paths
             .at(req.uri().path())
-            .map_err(|_| ApiError::NotFound)?;
+            .map_err(|_| ApiError::no_route())?;
         let id = matched.params.get("id").map(str::to_owned);
-        let candidates = || matched.value.iter().filter_map(|i| ROUTES.get(*i));
+        let candidates = || matched.value.iter().filter_map(|i| self.routes.get(*i));
         let mut allow: Vec<Method> = candidates().map(|r| r.method.clone()).collect();
         if allow.contains(&Method::GET) {
             allow.push(Method::HEAD);
@@ -240,74 +147,71 @@ impl Router {
             (None, true) => candidates()
                 .map(|r| r.access)
                 .find(|a| *a != Access::Platform)
-                .ok_or_else(|| ApiError::MethodNotAllowed {
-                    allow: allow.clone(),
-                })?,
-            (None, false) => return Err(ApiError::MethodNotAllowed { allow }),
+                .ok_or_else(|| ApiError::method_not_allowed(allow.clone()))?,
+            (None, false) => return Err(ApiError::method_not_allowed(allow)),
+        };
+        let (head, body) = req.into_parts();
+        let head = Rc::new(head);
+        let parts = |tenant, principal| RequestParts {
+            env,
+            head: head.clone(),
+            body: body.clone(),
+            tenant,
+            principal,
+            id: id.clone(),
         };
         if access == Access::Platform {
-            let mut resp = match route.map(|r| r.handler) {
-                Some(Handler::Health) => health::get(ctx, &req).await?,
-                _ => return Err(ApiError::MethodNotAllowed { allow }),
+            let Some(route) = route else {
+                return Err(ApiError::method_not_allowed(allow));
             };
+            let mut resp = (route.handler)(parts(None, None)).await?;
             if is_head {
-                *resp.body_mut() = Bytes::new();
+                *resp.body_mut() = Body::empty();
             }
-            return Ok(resp.map(Body::Full));
+            return Ok(resp);
         }
 
         // Tenant routes: tenant from Host, CORS, then credentials and the handler.
-        let tenant = tenancy::resolve(ctx.platform, ctx.config, req.headers(), req.uri()).await?;
+        let (config, platform) = (env.config, env.platform);
+        let tenant = tenancy::resolve(platform, config, &head.headers, &head.uri).await?;
         let host = tenancy::request_host(
-            req.headers(),
-            req.uri(),
-            ctx.config.tenancy.trust_forwarded_host,
+            &head.headers,
+            &head.uri,
+            config.tenancy.trust_forwarded_host,
         );
-        let origin = cors::allowed_origin(
-            ctx.platform,
-            ctx.config,
-            &tenant,
-            req.headers(),
-            host.as_deref(),
-        )
-        .await;
+        let origin =
+            cors::allowed_origin(platform, config, &tenant, &head.headers, host.as_deref()).await;
         if is_options {
-            return match req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD) {
+            return match head.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD) {
                 Some(m) => cors::preflight(origin, &allow, m.to_str().unwrap_or_default())
                     .map(|r| r.map(Body::Full)),
                 None => {
-                    let mut resp = Response::new(Bytes::new());
+                    let mut resp = Response::new(Body::empty());
                     *resp.status_mut() = http::StatusCode::NO_CONTENT;
-                    if let Ok(v) = HeaderValue::from_str(
-                        &allow
-                            .iter()
-                            .map(Method::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    ) {
+                    let list = allow
+                        .iter()
+                        .map(Method::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if let Ok(v) = HeaderValue::from_str(&list) {
                         resp.headers_mut().insert(header::ALLOW, v);
                     }
-                    Ok(resp.map(Body::Full))
+                    Ok(resp)
                 }
             };
         }
-        let instance = req.uri().path().to_owned();
-        let mut resp = match route {
+        let instance = head.uri.path().to_owned();
+        let result = match route {
             Some(route) => {
-                let scope = Scope {
-                    tenant: Some(tenant),
-                    principal: None,
-                    id,
-                };
-                match self.run(*ctx, route, scope, req).await {
-                    Ok(resp) => resp,
-                    Err(e) => e.into_response(&instance).map(Body::Full),
+                let tenant = Rc::new(tenant);
+                match authenticate(env, route.access, &tenant, &head.headers).await {
+                    Ok(principal) => (route.handler)(parts(Some(tenant), principal)).await,
+                    Err(e) => Err(e),
                 }
             }
-            None => ApiError::MethodNotAllowed { allow }
-                .into_response(&instance)
-                .map(Body::Full),
+            None => Err(ApiError::method_not_allowed(allow)),
         };
+        let mut resp = result.unwrap_or_else(|e| e.into_response(&instance).map(Body::Full));
         // Errors carry CORS headers too, so browser code can read the problem document.
         cors::decorate(resp.headers_mut(), origin);
         if is_head {
@@ -315,69 +219,40 @@ impl Router {
         }
         Ok(resp)
     }
+}
 
-    async fn run<'a, P: Platform>(
-        &self,
-        ctx: Ctx<'a, P>,
-        route: &Route,
-        mut scope: Scope,
-        req: Request<Bytes>,
-    ) -> Result<Response<Body<'a>>, ApiError> {
-        let full = |r: Result<Response<Bytes>, ApiError>| r.map(|r| r.map(Body::Full));
-        let (ctx, req) = (&ctx, &req);
-        if let (Access::Role(required), Some(tenant)) = (route.access, &scope.tenant) {
-            let header = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            let principal = ctx
-                .auth
-                .authenticate(ctx.platform, ctx.platform.verifier(), header)
-                .await
-                .map_err(|e| {
-                    if e.is_unavailable() {
-                        ApiError::AuthUnavailable(e.detail())
-                    } else {
-                        ApiError::Unauthenticated {
-                            code: e.code(),
-                            detail: e.detail(),
-                        }
-                    }
-                })?;
-            authz::authorize(&principal, tenant, required)?;
-            scope.principal = Some(principal);
-        }
-        match route.handler {
-            Handler::Health => full(health::get(ctx, req).await),
-            Handler::Me => full(me::get(&scope)),
-            Handler::CatalogList => full(catalog::list(ctx, &scope, req).await),
-            Handler::CatalogCreate => full(catalog::create(ctx, &scope, req).await),
-            Handler::CatalogGet => full(catalog::get(ctx, &scope).await),
-            Handler::CatalogUpdate => full(catalog::update(ctx, &scope, req).await),
-            Handler::CatalogArchive => full(catalog::archive(ctx, &scope, req).await),
-            Handler::StorefrontProfile => full(storefront::profile(ctx, &scope, req)),
-            Handler::StorefrontList => full(storefront::list(ctx, &scope, req).await),
-            Handler::StorefrontGet => full(storefront::get(ctx, &scope, req).await),
-            Handler::ChatConversations => full(chat::conversations(ctx, &scope, req).await),
-            Handler::ChatMessages => full(chat::messages(ctx, &scope, req).await),
-            Handler::UploadCreate => full(uploads::create(ctx, &scope, req).await),
-            Handler::UploadComplete => full(uploads::complete(ctx, &scope).await),
-            Handler::FileList => full(uploads::list(ctx, &scope, req).await),
-            Handler::FileGet => full(uploads::get(ctx, &scope, req).await),
-            Handler::FileDelete => full(uploads::delete(ctx, &scope).await),
-            Handler::Chat => chat::post(*ctx, scope, req).await,
-        }
-    }
+/// The principal a role route needs, authenticated and authorized for `tenant`; none for
+/// public routes.
+async fn authenticate<P: Platform>(
+    env: Env<'_, P>,
+    access: Access,
+    tenant: &tenancy::Tenant,
+    headers: &http::HeaderMap,
+) -> Result<Option<Rc<crate::auth::Principal>>, ApiError> {
+    let Access::Role(required) = access else {
+        return Ok(None);
+    };
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = env
+        .auth
+        .authenticate(env.platform, env.platform.verifier(), header)
+        .await?;
+    authz::authorize(&principal, tenant, required)?;
+    Ok(Some(Rc::new(principal)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    type P = crate::testing::TestPlatform;
+
     #[test]
     fn every_route_is_reachable() {
-        let router = Router::new();
-        for (i, r) in ROUTES.iter().enumerate() {
+        let router = Router::<P>::new();
+        for (i, r) in router.routes.iter().enumerate() {
             let m = router.paths.at(r.path).unwrap();
             assert!(m.value.contains(&i), "{} {}", r.method, r.path);
         }
@@ -387,7 +262,7 @@ mod tests {
     fn every_v1_route_is_tenant_scoped() {
         // Platform access is for operational endpoints only; a /v1 route without a tenant would
         // bypass tenant resolution and authorization.
-        for r in ROUTES.iter().filter(|r| r.path.starts_with("/v1/")) {
+        for r in table::<P>().iter().filter(|r| r.path.starts_with("/v1/")) {
             assert_ne!(r.access, Access::Platform, "{}", r.path);
         }
     }

@@ -36,15 +36,6 @@ impl fmt::Display for S3Error {
     }
 }
 
-impl From<S3Error> for crate::error::ApiError {
-    fn from(e: S3Error) -> Self {
-        match &e {
-            S3Error::Unavailable(OutboundError::Timeout(_)) => Self::GatewayTimeout(e.to_string()),
-            _ => Self::Upstream(e.to_string()),
-        }
-    }
-}
-
 /// The longest validity SigV4 allows for a presigned request (7 days).
 pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 

@@ -5,12 +5,13 @@ use std::fmt;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::OriginConfig;
+use crate::ids::TenantId;
 use crate::ports::{with_timeout, Clock, HttpClient, OutboundError};
-use crate::tenancy::TenantId;
 
 /// A parameter as the protocol carries it: Postgres text input, or NULL.
 pub type Param = Option<String>;
@@ -61,6 +62,32 @@ impl QueryResult {
         self.rows.first()?.get(i)?.as_deref()
     }
 
+    /// Every row's only column, a JSON document, read as `T`. Documents are built in SQL
+    /// (`json_build_object` and the `*_json` functions of `migrations/`), so a shape is defined
+    /// once, next to its query; Rust reads them into types and never indexes a `Value`.
+    pub fn docs<T: DeserializeOwned>(&self) -> Result<Vec<T>, SqlError> {
+        self.rows
+            .iter()
+            .map(|r| match r.as_slice() {
+                [Some(text)] => serde_json::from_str(text)
+                    .map_err(|e| SqlError::Protocol(format!("unexpected row shape: {e}"))),
+                [None] => Err(SqlError::Protocol("a NULL document".into())),
+                other => Err(SqlError::Protocol(format!(
+                    "{} columns where one document was expected",
+                    other.len()
+                ))),
+            })
+            .collect()
+    }
+
+    /// The only row's document: for statements that always return exactly one (a function's
+    /// outcome).
+    pub fn doc<T: DeserializeOwned>(&self) -> Result<T, SqlError> {
+        self.docs()?
+            .pop()
+            .ok_or_else(|| SqlError::Protocol("no row where one was expected".into()))
+    }
+
     /// Every row's value of one column, parsed as JSON: for queries that build their documents
     /// in SQL (`json_build_object`), so the shape is defined next to the query.
     pub fn json_column(&self, name: &str) -> Result<Vec<Value>, SqlError> {
@@ -82,19 +109,6 @@ impl DbError {
     /// SQLSTATE class 23 (integrity) or a raised application error (P0001) with this text.
     pub fn is(&self, sqlstate: &str) -> bool {
         self.code == sqlstate
-    }
-}
-
-impl From<SqlError> for crate::error::ApiError {
-    fn from(e: SqlError) -> Self {
-        match &e {
-            SqlError::Unavailable(crate::ports::OutboundError::Timeout(_)) => {
-                Self::GatewayTimeout(e.to_string())
-            }
-            // Statement timeout / cancelled by the proxy.
-            SqlError::Db(db) if db.code == "57014" => Self::GatewayTimeout(e.to_string()),
-            _ => Self::Upstream(e.to_string()),
-        }
     }
 }
 
@@ -179,6 +193,89 @@ pub async fn tenant_transaction<P: HttpClient + Clock>(
     let batch = tenant_batch(tenant, statements);
     let results = transaction(platform, cfg, &batch).await?;
     Ok(results.into_iter().skip(1).collect())
+}
+
+/// A database handle bound to one tenant: the only way a tenant handler reaches SQL. Every
+/// batch it sends is one transaction (one HTTP round trip) that opens with the tenant's
+/// `set_config`, so row-level security applies whatever the statements say.
+pub struct Db<'a, P> {
+    platform: &'a P,
+    origin: &'a OriginConfig,
+    tenant: TenantId,
+}
+
+impl<'a, P: HttpClient + Clock> Db<'a, P> {
+    pub fn new(platform: &'a P, origin: &'a OriginConfig, tenant: TenantId) -> Self {
+        Self {
+            platform,
+            origin,
+            tenant,
+        }
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// Runs `statements` as one tenant-scoped transaction; one result per statement.
+    pub async fn batch(&self, statements: &[Statement]) -> Result<Vec<QueryResult>, SqlError> {
+        tenant_transaction(self.platform, self.origin, &self.tenant, statements).await
+    }
+
+    /// One statement, alone in its batch.
+    pub async fn one(&self, statement: Statement) -> Result<QueryResult, SqlError> {
+        self.batch(std::slice::from_ref(&statement))
+            .await?
+            .pop()
+            .ok_or_else(|| SqlError::Protocol("no result".into()))
+    }
+
+    /// The documents of a one-statement batch.
+    pub async fn docs<T: DeserializeOwned>(
+        &self,
+        statement: Statement,
+    ) -> Result<Vec<T>, SqlError> {
+        self.one(statement).await?.docs()
+    }
+
+    /// The document of a one-statement batch that returns at most one row.
+    pub async fn find<T: DeserializeOwned>(
+        &self,
+        statement: Statement,
+    ) -> Result<Option<T>, SqlError> {
+        Ok(self.docs(statement).await?.pop())
+    }
+
+    /// The outcome of a SQL function that always returns one row (a serde-tagged enum).
+    pub async fn call<T: DeserializeOwned>(&self, statement: Statement) -> Result<T, SqlError> {
+        self.one(statement).await?.doc()
+    }
+}
+
+/// Positional parameters of a statement being built: `bind` returns the placeholder.
+#[derive(Debug, Default)]
+pub struct Params(Vec<Param>);
+
+impl Params {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a value and returns its placeholder (`$3`).
+    pub fn bind(&mut self, value: impl Into<String>) -> String {
+        self.0.push(Some(value.into()));
+        format!("${}", self.0.len())
+    }
+
+    /// Adds a NULL-able value and returns its placeholder.
+    pub fn bind_opt(&mut self, value: Option<String>) -> String {
+        self.0.push(value);
+        format!("${}", self.0.len())
+    }
+
+    pub fn into_vec(self) -> Vec<Param> {
+        self.0
+    }
 }
 
 fn tenant_batch(tenant: &TenantId, statements: &[Statement]) -> Vec<Statement> {

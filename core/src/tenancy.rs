@@ -3,7 +3,6 @@
 //! (negative answers too), so a hot tenant costs no origin round trip.
 
 use std::fmt;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, Uri};
@@ -56,46 +55,7 @@ impl fmt::Display for Slug {
     }
 }
 
-/// A tenant id: a UUID in canonical lower-case hyphenated form.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TenantId(String);
-
-impl TenantId {
-    pub fn parse(s: &str) -> Option<Self> {
-        let s = s.to_ascii_lowercase();
-        let b = s.as_bytes();
-        let valid = b.len() == 36
-            && b.iter().enumerate().all(|(i, c)| match i {
-                8 | 13 | 18 | 23 => *c == b'-',
-                _ => c.is_ascii_hexdigit(),
-            });
-        valid.then_some(Self(s))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for TenantId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        TenantId::parse(&s).ok_or_else(|| format!("invalid tenant id {s:?}"))
-    }
-}
-
-impl From<TenantId> for String {
-    fn from(t: TenantId) -> String {
-        t.0
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::ids::TenantId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -105,6 +65,7 @@ pub enum TenantStatus {
     Deleted,
 }
 
+/// A tenant as the edge caches it (and as `resolve_tenant_by_*` return it, one JSON row).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
     pub id: TenantId,
@@ -112,7 +73,97 @@ pub struct Tenant {
     pub name: String,
     pub tier: String,
     pub status: TenantStatus,
-    pub settings: Value,
+    #[serde(default)]
+    pub settings: TenantSettings,
+}
+
+/// The members of `tenants.settings` the edge reads, typed. Settings are tenant-editable
+/// JSON, so a member of the wrong shape reads as absent rather than failing the tenant; members
+/// the edge does not know are kept (and cached) as they are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TenantSettings {
+    /// Default currency of new items (ISO 4217).
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub currency: Option<String>,
+    /// Browser origins allowed besides the tenant's own hosts.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub cors_origins: Vec<String>,
+    /// Shown by the storefront profile as sent.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub branding: Option<serde_json::Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub description: Value,
+    #[serde(default, deserialize_with = "lenient")]
+    pub ai: AiSettings,
+    #[serde(default, deserialize_with = "lenient")]
+    pub limits: Limits,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
+}
+
+/// `settings.ai`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AiSettings {
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub system_prompt: Option<String>,
+    /// `"local"` answers from the catalog even when a provider is configured.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub responder: Option<String>,
+}
+
+/// `settings.limits`: per-tenant overrides of the tier's limits (enforced in SQL).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ai_monthly_tokens: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub visitor_messages_per_hour: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub visitor_tenant_messages_per_hour: Option<i64>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
+}
+
+/// Reads `T`, or its default when the value has another shape.
+fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let v = Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).unwrap_or_default())
 }
 
 /// What a Host names.
@@ -173,7 +224,7 @@ pub fn classify(
         .strip_suffix(base_domain)
         .and_then(|p| p.strip_suffix('.'))
     {
-        Some(label) if label.contains('.') => Err(ApiError::InvalidHost(format!(
+        Some(label) if label.contains('.') => Err(ApiError::invalid_host(format!(
             "{host} is more than one label below {base_domain}"
         ))),
         Some(label) if reserved.iter().any(|r| r == label) => {
@@ -181,7 +232,7 @@ pub fn classify(
         }
         Some(label) => Slug::parse(label)
             .map(HostTarget::Subdomain)
-            .ok_or_else(|| ApiError::InvalidHost(format!("{label:?} is not a valid tenant name"))),
+            .ok_or_else(|| ApiError::invalid_host(format!("{label:?} is not a valid tenant name"))),
         None => Ok(HostTarget::Custom(host.to_owned())),
     }
 }
@@ -194,14 +245,14 @@ pub async fn resolve<P: Platform>(
     uri: &Uri,
 ) -> Result<Tenant, ApiError> {
     let host = request_host(headers, uri, config.tenancy.trust_forwarded_host)
-        .ok_or_else(|| ApiError::InvalidHost("the Host header is missing or malformed".into()))?;
+        .ok_or_else(|| ApiError::invalid_host("the Host header is missing or malformed"))?;
     let tenant = lookup_host(platform, config, &host)
         .await?
-        .ok_or(ApiError::TenantNotFound(host))?;
+        .ok_or_else(|| ApiError::tenant_not_found(&host))?;
     match tenant.status {
         TenantStatus::Active => Ok(tenant),
-        TenantStatus::Suspended => Err(ApiError::TenantSuspended(tenant.slug.to_string())),
-        TenantStatus::Deleted => Err(ApiError::TenantDeleted(tenant.slug.to_string())),
+        TenantStatus::Suspended => Err(ApiError::tenant_suspended(tenant.slug.as_str())),
+        TenantStatus::Deleted => Err(ApiError::tenant_deleted(tenant.slug.as_str())),
     }
 }
 
@@ -213,7 +264,7 @@ pub async fn lookup_host<P: Platform>(
     host: &str,
 ) -> Result<Option<Tenant>, ApiError> {
     match classify(host, &config.base_domain, &config.tenancy.reserved)? {
-        HostTarget::Reserved(name) => Err(ApiError::ReservedHost(name)),
+        HostTarget::Reserved(name) => Err(ApiError::reserved_host(&name)),
         HostTarget::Subdomain(slug) => lookup(platform, config, "slug", slug.as_str()).await,
         HostTarget::Custom(host) => lookup(platform, config, "domain", &host).await,
     }
@@ -225,106 +276,73 @@ struct Cached {
     tenant: Option<Tenant>,
 }
 
+/// Slots for negative answers. Anyone can send any Host, so "no tenant here" answers are
+/// cached in a fixed number of slots (each remembering which host it is for) instead of one
+/// key per host: the store never holds more than this many of them.
+pub const NEGATIVE_SLOTS: u64 = 1024;
+
+/// A negative answer, in its slot.
+#[derive(Serialize, Deserialize)]
+struct Miss {
+    key: String,
+}
+
+fn negative_slot(cache_key: &str) -> String {
+    // FNV-1a: stable across instances and runtimes, which a slot name must be.
+    let h = cache_key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("tenant:v2:miss:{}", h % NEGATIVE_SLOTS)
+}
+
 async fn lookup<P: Platform>(
     platform: &P,
     config: &Config,
     by: &'static str,
     key: &str,
 ) -> Result<Option<Tenant>, ApiError> {
-    let cache_key = format!("tenant:v1:{by}:{key}");
+    let cache_key = format!("tenant:v2:{by}:{key}");
+    let slot = negative_slot(&cache_key);
     // A cache that fails is a miss, never an outage.
     if let Ok(Some(bytes)) = platform.get(&cache_key).await {
         if let Ok(c) = serde_json::from_slice::<Cached>(&bytes) {
             return Ok(c.tenant);
         }
     }
+    if let Ok(Some(bytes)) = platform.get(&slot).await {
+        if serde_json::from_slice::<Miss>(&bytes).is_ok_and(|m| m.key == cache_key) {
+            return Ok(None);
+        }
+    }
     let query = match by {
-        "slug" => "SELECT id, slug, name, tier, status, settings FROM resolve_tenant_by_slug($1)",
-        _ => "SELECT id, slug, name, tier, status, settings FROM resolve_tenant_by_domain($1)",
+        "slug" => "SELECT row_to_json(t)::text FROM resolve_tenant_by_slug($1) t",
+        _ => "SELECT row_to_json(t)::text FROM resolve_tenant_by_domain($1) t",
     };
-    let result = sql::query(platform, &config.origin, query, &[Some(key.to_owned())])
+    let tenant = sql::query(platform, &config.origin, query, &[Some(key.to_owned())])
         .await
-        .map_err(|e| ApiError::Upstream(format!("tenant lookup failed: {e}")))?;
-    let tenant =
-        match result.rows.first() {
-            None => None,
-            Some(row) => Some(parse_row(row).ok_or_else(|| {
-                ApiError::Upstream("tenant lookup returned a malformed row".into())
-            })?),
-        };
-    let ttl = if tenant.is_some() {
-        config.tenancy.cache_ttl
-    } else {
-        config.tenancy.negative_cache_ttl
+        .and_then(|r| r.docs::<Tenant>())
+        .map_err(|e| ApiError::upstream(format!("tenant lookup failed: {e}")))?
+        .pop();
+    let written = match &tenant {
+        Some(t) => serde_json::to_vec(&Cached {
+            tenant: Some(t.clone()),
+        })
+        .map(|b| (cache_key, b, config.tenancy.cache_ttl)),
+        None => serde_json::to_vec(&Miss { key: cache_key })
+            .map(|b| (slot, b, config.tenancy.negative_cache_ttl)),
     };
-    if let Ok(bytes) = serde_json::to_vec(&Cached {
-        tenant: tenant.clone(),
-    }) {
-        let _ = platform.put(&cache_key, Bytes::from(bytes), ttl).await;
+    if let Ok((k, bytes, ttl)) = written {
+        let _ = platform.put(&k, Bytes::from(bytes), ttl).await;
     }
     Ok(tenant)
-}
-
-fn parse_row(row: &[Option<String>]) -> Option<Tenant> {
-    let col = |i: usize| row.get(i).and_then(|v| v.as_deref());
-    Some(Tenant {
-        id: TenantId::parse(col(0)?)?,
-        slug: Slug::parse(col(1)?)?,
-        name: col(2)?.to_owned(),
-        tier: col(3)?.to_owned(),
-        status: serde_json::from_value(Value::String(col(4)?.to_owned())).ok()?,
-        settings: serde_json::from_str(col(5)?).ok()?,
-    })
-}
-
-/// Defaults for the reserved labels: infrastructure names that must never become tenants.
-pub const DEFAULT_RESERVED: &[&str] = &[
-    "www",
-    "api",
-    "admin",
-    "app",
-    "auth",
-    "static",
-    "cdn",
-    "mail",
-    "status",
-    "docs",
-    "help",
-    "support",
-    "billing",
-    "dashboard",
-    "login",
-    "signup",
-    "assets",
-    "media",
-    "img",
-    "blog",
-    "dev",
-    "staging",
-    "internal",
-    "smtp",
-    "ftp",
-    "ns1",
-    "ns2",
-];
-
-/// Tenancy settings.
-#[derive(Debug, Clone)]
-pub struct TenancyConfig {
-    pub reserved: Vec<String>,
-    pub trust_forwarded_host: bool,
-    pub cache_ttl: Duration,
-    pub negative_cache_ttl: Duration,
-    /// Browser origins allowed on every tenant besides the tenant's own (`CORS_ALLOWED_ORIGINS`).
-    pub cors_origins: Vec<String>,
-    /// `max-age` of public storefront responses (`STOREFRONT_CACHE_SECONDS`).
-    pub storefront_max_age: Duration,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    use crate::config::DEFAULT_RESERVED;
 
     fn reserved() -> Vec<String> {
         DEFAULT_RESERVED.iter().map(|s| s.to_string()).collect()
@@ -427,21 +445,35 @@ mod tests {
     }
 
     #[test]
-    fn rows_parse_from_text_output() {
-        let row: Vec<Option<String>> = [
-            "00000000-0000-4000-8000-00000000d301",
-            "demo",
-            "Demo",
-            "premium",
-            "suspended",
-            r#"{"currency": "USD"}"#,
-        ]
-        .iter()
-        .map(|s| Some(s.to_string()))
-        .collect();
-        let t = parse_row(&row).unwrap();
+    fn rows_parse_into_tenants_with_typed_settings() {
+        let row = r#"{"id":"00000000-0000-4000-8000-00000000d301","slug":"demo","name":"Demo",
+            "tier":"premium","status":"suspended",
+            "settings":{"currency":"USD","cors_origins":"not a list","limits":{"ai_monthly_tokens":5},
+                        "theme":"dark"}}"#;
+        let t: Tenant = serde_json::from_str(row).unwrap();
         assert_eq!(t.status, TenantStatus::Suspended);
-        assert_eq!(t.settings["currency"], "USD");
-        assert!(parse_row(&row[..5]).is_none());
+        assert_eq!(t.settings.currency.as_deref(), Some("USD"));
+        // A member of the wrong shape reads as absent; unknown members are kept.
+        assert!(t.settings.cors_origins.is_empty());
+        assert_eq!(t.settings.limits.ai_monthly_tokens, Some(5));
+        assert_eq!(t.settings.other["theme"], "dark");
+        let cached: Tenant = serde_json::from_slice(&serde_json::to_vec(&t).unwrap()).unwrap();
+        assert_eq!(cached, t);
+        // A row that is not a tenant is an error, not a tenant.
+        assert!(
+            serde_json::from_str::<Tenant>(&row.replace("\"demo\"", "\"Not A Slug\"")).is_err()
+        );
+    }
+
+    #[test]
+    fn negative_answers_share_a_bounded_set_of_slots() {
+        let slots: std::collections::HashSet<String> = (0..20_000)
+            .map(|i| negative_slot(&format!("tenant:v2:domain:h{i}.example")))
+            .collect();
+        assert_eq!(slots.len() as u64, NEGATIVE_SLOTS);
+        assert_eq!(
+            negative_slot("tenant:v2:slug:acme"),
+            negative_slot("tenant:v2:slug:acme")
+        );
     }
 }

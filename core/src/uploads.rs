@@ -16,20 +16,21 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::Principal;
-use crate::authz::{is_platform_admin, Role};
-use crate::error::{json_response, ApiError};
-use crate::ids::{is_uuid, new_uuid};
-use crate::input::{encode_cursor, JsonObject, Query};
+use crate::authz::{best_role, Role};
+use crate::config::S3Config;
+use crate::cx::{FromPath as _, Json, Member, Path, Query};
+use crate::error::{ApiError, Code};
+use crate::ids::{TenantId, Uuid};
+use crate::input::{BodyCx, FromJson, FromQuery, JsonObject, QueryString};
+use crate::page::{PageRequest, Select, Sort};
 use crate::ports::Platform;
-use crate::routes::{Ctx, Scope};
+use crate::reply::{Cache, Reply};
+use crate::resource_id;
 use crate::s3;
-use crate::sql::{self, QueryResult, Statement};
-use crate::tenancy::{Tenant, TenantId};
+use crate::sql::{Db, Params, Statement};
 
 /// The largest object a single S3 `PUT` may create (5 GiB).
 pub const MAX_OBJECT_BYTES: i64 = 5 * 1024 * 1024 * 1024;
@@ -185,197 +186,256 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Handlers
+// Records and outcomes (documents built by `public.file_json`)
 
-fn who(scope: &Scope) -> Result<(&Tenant, &Principal), ApiError> {
-    match (&scope.tenant, &scope.principal) {
-        (Some(t), Some(p)) => Ok((t, p)),
-        _ => Err(ApiError::Unauthenticated {
-            code: "missing_token",
-            detail: "This endpoint needs a bearer token.".into(),
-        }),
-    }
+resource_id!(
+    /// A file's id, as a path names it.
+    pub FileId,
+    "file"
+);
+
+/// A file as the API shows it (`public.file_json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub id: Uuid,
+    pub key: String,
+    pub filename: String,
+    pub content_type: String,
+    pub declared_size: u64,
+    pub max_size: u64,
+    pub status: FileStatus,
+    pub size: Option<u64>,
+    pub etag: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub completed_at: Option<String>,
 }
 
-/// The `{id}` path parameter; anything but a UUID names no file.
-fn path_id(scope: &Scope) -> Result<String, ApiError> {
-    scope.uuid("file")
-}
-
-fn private(mut resp: Response<Bytes>) -> Response<Bytes> {
-    // Presigned URLs are bearer credentials: never cache them in shared caches.
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-store"),
-    );
-    resp
-}
-
-/// The jsonb `outcome` of a one-function statement.
-fn outcome(results: &[QueryResult]) -> Result<Value, ApiError> {
-    let r = results
-        .first()
-        .ok_or_else(|| ApiError::Upstream("the database returned no result".into()))?;
-    Ok(r.json_column("outcome")?
-        .into_iter()
-        .next()
-        .unwrap_or(Value::Null))
-}
-
-fn unexpected(v: &Value) -> ApiError {
-    ApiError::Upstream(format!("unexpected database outcome {}", v["outcome"]))
-}
-
-/// The live (not deleted) file `id` of the request's tenant, as `file_json` shows it.
-async fn load_file<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    tenant: &Tenant,
-    id: &str,
-) -> Result<Value, ApiError> {
-    let results = sql::tenant_transaction(
-        ctx.platform,
-        &ctx.config.origin,
-        &tenant.id,
-        &[Statement::new(
-            "SELECT public.file_json(f) AS file FROM public.files f \
-             WHERE f.id = $1::uuid AND f.status <> 'deleted'",
-            vec![Some(id.to_owned())],
-        )],
-    )
-    .await?;
-    let r = results
-        .first()
-        .ok_or_else(|| ApiError::Upstream("the database returned no result".into()))?;
-    r.json_column("file")?
-        .into_iter()
-        .next()
-        .ok_or(ApiError::ResourceNotFound("file"))
-}
-
-fn str_member<'v>(file: &'v Value, name: &str) -> Result<&'v str, ApiError> {
-    file[name]
-        .as_str()
-        .ok_or_else(|| ApiError::Upstream(format!("file record lacks {name}")))
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStatus {
+    Pending,
+    Ready,
+    Deleted,
 }
 
 /// A file with its download link (`null` until it is ready).
-fn with_download(
-    ctx_s3: &crate::config::S3Config,
-    mut file: Value,
-    now: SystemTime,
-    expires: Duration,
-    disposition: &str,
-) -> Result<Value, ApiError> {
-    let download = if file["status"] == "ready" {
-        let key = str_member(&file, "key")?;
-        let name = str_member(&file, "filename")?;
-        let cd = content_disposition(disposition, name);
-        let url = s3::presign_get(ctx_s3, key, now, expires, Some(&cd))?;
-        json!({ "method": "GET", "url": url, "expires_at": rfc3339(now + expires) })
-    } else {
-        Value::Null
-    };
-    file["download"] = download;
-    Ok(file)
+#[derive(Debug, Serialize)]
+struct FileView {
+    #[serde(flatten)]
+    file: FileRecord,
+    download: Option<Link>,
 }
 
-/// `POST /v1/uploads`.
-pub async fn create<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    scope: &Scope,
-    req: &Request<Bytes>,
-) -> Result<Response<Bytes>, ApiError> {
-    let (tenant, principal) = who(scope)?;
-    let s3cfg = &ctx.config.s3;
-    let mut body = JsonObject::parse(req.headers(), req.body(), 8 * 1024)?;
-    let filename = match body.raw_string("filename", true, 1024) {
-        Some(raw) => match display_filename(&raw) {
-            Some(name) => Some(name),
-            None => {
-                body.error("filename", "invalid_value", "must name a file");
-                None
+/// A presigned request a client makes itself.
+#[derive(Debug, Serialize)]
+struct Link {
+    method: &'static str,
+    url: String,
+    expires_at: String,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum UploadCreate {
+    Created { file: Box<FileRecord> },
+    TypeNotAllowed { allowed: Vec<String> },
+    TooLarge { max_bytes: u64 },
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum UploadComplete {
+    Completed { file: Box<FileRecord> },
+    AlreadyReady { file: Box<FileRecord> },
+    NotFound,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum FileDelete {
+    Deleted,
+    NotFound,
+}
+
+/// Newest first: the one order of `GET /v1/files`.
+const SORTS: &[Sort] = &[Sort {
+    name: "-created_at",
+    column: "f.created_at",
+    key: "public.iso_utc(f.created_at)",
+    cast: "timestamptz",
+    descending: true,
+}];
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+/// `POST /v1/uploads`'s body.
+pub struct NewUpload {
+    filename: String,
+    content_type: String,
+    size: i64,
+    expires_in: Option<u64>,
+}
+
+impl FromJson for NewUpload {
+    const MAX_BODY: usize = 8 * 1024;
+
+    fn from_json(o: &mut JsonObject, cx: &BodyCx<'_>) -> Option<Self> {
+        let filename = o.raw_string("filename", true, 1024).and_then(|raw| {
+            let name = display_filename(&raw);
+            if name.is_none() {
+                o.error("filename", "invalid_value", "must name a file");
             }
-        },
-        None => None,
-    };
-    let content_type = match body.raw_string("content_type", true, 127) {
-        Some(raw) => match normalize_content_type(&raw) {
-            Some(ct) => Some(ct),
-            None => {
-                body.error(
+            name
+        });
+        let content_type = o.raw_string("content_type", true, 127).and_then(|raw| {
+            let ct = normalize_content_type(&raw);
+            if ct.is_none() {
+                o.error(
                     "content_type",
                     "invalid_value",
                     "must be a media type such as image/png",
                 );
-                None
             }
-        },
-        None => None,
-    };
-    let size = body.integer("size", true, 1, MAX_OBJECT_BYTES);
-    let ttl = s3cfg.upload_url_ttl.as_secs();
-    let expires_in = body.integer("expires_in", false, 1, i64::try_from(ttl).unwrap_or(900));
-    body.finish()?;
-    let (Some(filename), Some(content_type), Some(size)) = (filename, content_type, size) else {
-        return Err(ApiError::BadRequest("incomplete upload request".into()));
-    };
-    let expires = expires_in
-        .and_then(|s| u64::try_from(s).ok())
-        .map_or(s3cfg.upload_url_ttl, Duration::from_secs);
+            ct
+        });
+        let size = o.integer("size", true, 1, MAX_OBJECT_BYTES);
+        let ttl = cx.config.s3.upload_url_ttl.as_secs();
+        let expires_in = o
+            .integer("expires_in", false, 1, i64::try_from(ttl).unwrap_or(900))
+            .and_then(|s| u64::try_from(s).ok());
+        Some(Self {
+            filename: filename?,
+            content_type: content_type?,
+            size: size?,
+            expires_in,
+        })
+    }
+}
 
-    let id = new_uuid(ctx.platform)?;
-    let key = object_key(&tenant.id, &id, &filename);
-    let results = sql::tenant_transaction(
-        ctx.platform,
-        &ctx.config.origin,
-        &tenant.id,
-        &[Statement::new(
-            "SELECT public.upload_create($1::uuid, $2, $3, $4, $5::bigint, $6) AS outcome",
+/// `GET /v1/files?limit=&cursor=&status=`.
+pub struct FileListing {
+    page: PageRequest,
+    status: Option<String>,
+}
+
+impl FromQuery for FileListing {
+    fn from_query(q: &mut QueryString, _: &BodyCx<'_>) -> Self {
+        let page = PageRequest::read(q, SORTS, 20);
+        let status = q.one_of("status", &["pending", "ready"]);
+        Self { page, status }
+    }
+}
+
+/// `GET /v1/files/{id}?disposition=attachment|inline&expires_in=`.
+pub struct DownloadOptions {
+    disposition: String,
+    expires: Duration,
+}
+
+impl FromQuery for DownloadOptions {
+    fn from_query(q: &mut QueryString, cx: &BodyCx<'_>) -> Self {
+        let disposition = q
+            .one_of("disposition", &["attachment", "inline"])
+            .unwrap_or_else(|| "attachment".into());
+        let max = i64::try_from(cx.config.s3.download_url_ttl.as_secs()).unwrap_or(300);
+        let expires = Duration::from_secs(q.integer("expires_in", 1, max, max).unsigned_abs());
+        Self {
+            disposition,
+            expires,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+
+/// The live (not deleted) file `id` of the request's tenant.
+async fn load_file<P: Platform>(db: &Db<'_, P>, id: &FileId) -> Result<FileRecord, ApiError> {
+    db.find(Statement::new(
+        "SELECT public.file_json(f)::text AS file FROM public.files f \
+         WHERE f.id = $1::uuid AND f.status <> 'deleted'",
+        vec![Some(id.to_string())],
+    ))
+    .await?
+    .ok_or_else(|| ApiError::not_found(FileId::KIND))
+}
+
+/// A file with its download link when it is ready.
+fn view(
+    s3cfg: &S3Config,
+    file: FileRecord,
+    now: SystemTime,
+    expires: Duration,
+    disposition: &str,
+) -> Result<FileView, ApiError> {
+    let download = if file.status == FileStatus::Ready {
+        let cd = content_disposition(disposition, &file.filename);
+        let url = s3::presign_get(s3cfg, &file.key, now, expires, Some(&cd))?;
+        Some(Link {
+            method: "GET",
+            url,
+            expires_at: rfc3339(now + expires),
+        })
+    } else {
+        None
+    };
+    Ok(FileView { file, download })
+}
+
+/// `POST /v1/uploads`.
+pub async fn create<P: Platform>(
+    cx: Member<'_, P>,
+    Json(new): Json<NewUpload>,
+) -> Result<Reply, ApiError> {
+    let s3cfg = &cx.env.config.s3;
+    let expires = new
+        .expires_in
+        .map_or(s3cfg.upload_url_ttl, Duration::from_secs);
+    let id = Uuid::random(cx.env.platform)?;
+    let key = object_key(cx.db.tenant(), id.as_str(), &new.filename);
+    let outcome: UploadCreate = cx
+        .db
+        .call(Statement::new(
+            "SELECT public.upload_create($1::uuid, $2, $3, $4, $5::bigint, $6)::text AS outcome",
             vec![
-                Some(id.clone()),
+                Some(id.to_string()),
                 Some(key.clone()),
-                Some(filename),
-                Some(content_type.clone()),
-                Some(size.to_string()),
-                Some(principal.user_id.clone()),
+                Some(new.filename),
+                Some(new.content_type.clone()),
+                Some(new.size.to_string()),
+                Some(cx.user().to_owned()),
             ],
-        )],
-    )
-    .await?;
-    let out = outcome(&results)?;
-    match out["outcome"].as_str() {
-        Some("created") => {}
-        Some("type_not_allowed") => {
-            let allowed: Vec<&str> = out["allowed"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            return Err(ApiError::Unprocessable {
-                code: "content_type_not_allowed",
-                detail: format!(
-                    "This tenant's tier does not accept {content_type} files; it accepts: {}.",
+        ))
+        .await?;
+    let file = match outcome {
+        UploadCreate::Created { file } => *file,
+        UploadCreate::TypeNotAllowed { allowed } => {
+            return Err(ApiError::new(
+                Code::ContentTypeNotAllowed,
+                format!(
+                    "This tenant's tier does not accept {} files; it accepts: {}.",
+                    new.content_type,
                     allowed.join(", ")
                 ),
-            });
+            ));
         }
-        Some("too_large") => {
-            return Err(ApiError::Unprocessable {
-                code: "file_too_large",
-                detail: format!(
-                    "This tenant's tier accepts files of at most {} bytes; {size} bytes were declared.",
-                    out["max_bytes"]
+        UploadCreate::TooLarge { max_bytes } => {
+            return Err(ApiError::new(
+                Code::FileTooLarge,
+                format!(
+                    "This tenant's tier accepts files of at most {max_bytes} bytes; {} bytes were declared.",
+                    new.size
                 ),
-            });
+            ));
         }
-        _ => return Err(unexpected(&out)),
-    }
-    let file = out["file"].clone();
-    let max = file["max_size"]
-        .as_u64()
-        .ok_or_else(|| ApiError::Upstream("file record lacks max_size".into()))?;
-    let now = ctx.platform.now();
-    let put_url = s3::presign_put(s3cfg, &key, &content_type, now, expires)?;
-    let post = s3::presign_post(s3cfg, &key, &content_type, max, now, expires)?;
+    };
+    let max = file.max_size;
+    let now = cx.env.platform.now();
+    let put_url = s3::presign_put(s3cfg, &key, &new.content_type, now, expires)?;
+    let post = s3::presign_post(s3cfg, &key, &new.content_type, max, now, expires)?;
     let fields: serde_json::Map<String, Value> = post
         .fields
         .into_iter()
@@ -389,7 +449,7 @@ pub async fn create<P: Platform>(
             "put": {
                 "method": "PUT",
                 "url": put_url,
-                "headers": { "content-type": content_type },
+                "headers": { "content-type": new.content_type },
             },
             "post": {
                 "method": "POST",
@@ -400,11 +460,8 @@ pub async fn create<P: Platform>(
             },
         },
     });
-    let mut resp = private(json_response(StatusCode::CREATED, &body));
-    if let Ok(v) = HeaderValue::from_str(&format!("/v1/files/{id}")) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(resp)
+    // Presigned URLs are bearer credentials: never cache them in shared caches.
+    Ok(Reply::created(&format!("/v1/files/{id}"), &body).cache(Cache::Private))
 }
 
 /// Why an uploaded object is not what was allowed, if it is not.
@@ -414,19 +471,19 @@ pub fn check_object(
     max_size: u64,
 ) -> Result<(), ApiError> {
     if info.size == 0 {
-        return Err(ApiError::Unprocessable {
-            code: "object_empty",
-            detail: "The uploaded object is empty; it has been deleted.".into(),
-        });
+        return Err(ApiError::new(
+            Code::ObjectEmpty,
+            "The uploaded object is empty; it has been deleted.",
+        ));
     }
     if info.size > max_size {
-        return Err(ApiError::Unprocessable {
-            code: "object_too_large",
-            detail: format!(
+        return Err(ApiError::new(
+            Code::ObjectTooLarge,
+            format!(
                 "The uploaded object has {} bytes, more than the {max_size} allowed; it has been deleted.",
                 info.size
             ),
-        });
+        ));
     }
     let actual = info
         .content_type
@@ -434,196 +491,126 @@ pub fn check_object(
         .and_then(|c| c.split(';').next())
         .and_then(normalize_content_type);
     if actual.as_deref() != Some(content_type) {
-        return Err(ApiError::Unprocessable {
-            code: "content_type_mismatch",
-            detail: format!(
+        return Err(ApiError::new(
+            Code::ContentTypeMismatch,
+            format!(
                 "The uploaded object is {}, not the {content_type} announced; it has been deleted.",
                 actual.as_deref().unwrap_or("of no stated type")
             ),
-        });
+        ));
     }
     Ok(())
 }
 
 /// `POST /v1/uploads/{id}/complete`.
 pub async fn complete<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    scope: &Scope,
-) -> Result<Response<Bytes>, ApiError> {
-    let (tenant, _) = who(scope)?;
-    let id = path_id(scope)?;
-    let s3cfg = &ctx.config.s3;
-    let file = load_file(ctx, tenant, &id).await?;
-    let ready = |file: Value| -> Result<Response<Bytes>, ApiError> {
-        let now = ctx.platform.now();
-        let view = with_download(s3cfg, file, now, s3cfg.download_url_ttl, "attachment")?;
-        Ok(private(json_response(StatusCode::OK, &view)))
+    cx: Member<'_, P>,
+    Path(id): Path<FileId>,
+) -> Result<Reply, ApiError> {
+    let s3cfg = &cx.env.config.s3;
+    let ready = |file: FileRecord| -> Result<Reply, ApiError> {
+        let now = cx.env.platform.now();
+        let view = view(s3cfg, file, now, s3cfg.download_url_ttl, "attachment")?;
+        Ok(Reply::ok(&view).cache(Cache::Private))
     };
-    if file["status"] == "ready" {
+    let file = load_file(&cx.db, &id).await?;
+    if file.status == FileStatus::Ready {
         // Completing twice is harmless: the same answer, no second HEAD.
         return ready(file);
     }
-    let key = str_member(&file, "key")?.to_owned();
-    let content_type = str_member(&file, "content_type")?.to_owned();
-    let max_size = file["max_size"]
-        .as_u64()
-        .ok_or_else(|| ApiError::Upstream("file record lacks max_size".into()))?;
-    let Some(info) = s3::head_object(ctx.platform, s3cfg, &key).await? else {
-        return Err(ApiError::Conflict {
-            code: "upload_missing",
-            detail: "Nothing has been uploaded for this file yet: upload it with the presigned \
-                     PUT or POST first."
-                .into(),
-        });
+    let Some(info) = s3::head_object(cx.env.platform, s3cfg, &file.key).await? else {
+        return Err(ApiError::new(
+            Code::UploadMissing,
+            "Nothing has been uploaded for this file yet: upload it with the presigned \
+             PUT or POST first.",
+        ));
     };
-    if let Err(rejection) = check_object(&info, &content_type, max_size) {
+    if let Err(rejection) = check_object(&info, &file.content_type, file.max_size) {
         // The file stays pending: the client may upload a proper object while its URLs last.
-        s3::delete_object(ctx.platform, s3cfg, &key).await?;
+        s3::delete_object(cx.env.platform, s3cfg, &file.key).await?;
         return Err(rejection);
     }
-    let results = sql::tenant_transaction(
-        ctx.platform,
-        &ctx.config.origin,
-        &tenant.id,
-        &[Statement::new(
-            "SELECT public.upload_complete($1::uuid, $2::bigint, $3) AS outcome",
-            vec![Some(id), Some(info.size.to_string()), info.etag.clone()],
-        )],
-    )
-    .await?;
-    let out = outcome(&results)?;
-    match out["outcome"].as_str() {
-        Some("completed" | "already_ready") => ready(out["file"].clone()),
-        Some("not_found") => Err(ApiError::ResourceNotFound("file")),
-        _ => Err(unexpected(&out)),
+    let outcome: UploadComplete = cx
+        .db
+        .call(Statement::new(
+            "SELECT public.upload_complete($1::uuid, $2::bigint, $3)::text AS outcome",
+            vec![
+                Some(id.to_string()),
+                Some(info.size.to_string()),
+                info.etag.clone(),
+            ],
+        ))
+        .await?;
+    match outcome {
+        UploadComplete::Completed { file } | UploadComplete::AlreadyReady { file } => ready(*file),
+        UploadComplete::NotFound => Err(ApiError::not_found(FileId::KIND)),
     }
 }
 
-/// `GET /v1/files?limit=&cursor=&status=`.
+/// `GET /v1/files`.
 pub async fn list<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    scope: &Scope,
-    req: &Request<Bytes>,
-) -> Result<Response<Bytes>, ApiError> {
-    let (tenant, _) = who(scope)?;
-    let mut q = Query::parse(req.uri());
-    let limit = q.integer("limit", 1, 100, 20);
-    let status = q.one_of("status", &["pending", "ready"]);
-    let cursor = q.cursor("cursor");
-    let (after_ts, after_id) = match cursor.as_deref() {
-        Some([ts, id]) if is_uuid(id) && ts.len() <= 40 => (Some(ts.clone()), Some(id.clone())),
-        Some(_) => {
-            q.error(
-                "cursor",
-                "invalid_cursor",
-                "is not a cursor this API issued",
-            );
-            (None, None)
-        }
-        None => (None, None),
-    };
-    q.finish()?;
-    let results = sql::tenant_transaction(
-        ctx.platform,
-        &ctx.config.origin,
-        &tenant.id,
-        &[Statement::new(
-            "SELECT public.file_json(f) AS file, \
-                    public.iso_utc(f.created_at) AS ts, \
-                    f.id::text AS id \
-             FROM public.files f \
-             WHERE f.status <> 'deleted' \
-               AND ($1::text IS NULL OR f.status = $1::text) \
-               AND ($2::timestamptz IS NULL OR (f.created_at, f.id) < ($2::timestamptz, $3::uuid)) \
-             ORDER BY f.created_at DESC, f.id DESC \
-             LIMIT $4::int",
-            vec![status, after_ts, after_id, Some((limit + 1).to_string())],
-        )],
-    )
-    .await?;
-    let r = results
-        .first()
-        .ok_or_else(|| ApiError::Upstream("the database returned no result".into()))?;
-    let mut items = r.json_column("file")?;
-    let limit = usize::try_from(limit).unwrap_or(20);
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        let (ts, id) = (r.column("ts"), r.column("id"));
-        r.rows
-            .get(limit - 1)
-            .and_then(|row| Some((row.get(ts?)?.clone()?, row.get(id?)?.clone()?)))
-            .map(|(ts, id)| encode_cursor(&[ts, id]))
-    } else {
-        None
-    };
-    Ok(private(json_response(
-        StatusCode::OK,
-        &json!({ "items": items, "next_cursor": next_cursor }),
-    )))
+    cx: Member<'_, P>,
+    Query(listing): Query<FileListing>,
+) -> Result<Reply, ApiError> {
+    let mut params = Params::new();
+    let mut filters = vec!["f.status <> 'deleted'".to_owned()];
+    if let Some(status) = &listing.status {
+        filters.push(format!("f.status = {}", params.bind(status)));
+    }
+    let stmt = listing.page.statement(
+        Select {
+            doc: "public.file_json(f)",
+            from: "public.files f",
+            id: "f.id",
+            filters,
+        },
+        params,
+    );
+    let page = listing.page.page::<FileRecord>(&cx.db.one(stmt).await?)?;
+    Ok(Reply::ok(&page).cache(Cache::Private))
 }
 
-/// `GET /v1/files/{id}?disposition=attachment|inline&expires_in=`.
+/// `GET /v1/files/{id}`.
 pub async fn get<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    scope: &Scope,
-    req: &Request<Bytes>,
-) -> Result<Response<Bytes>, ApiError> {
-    let (tenant, _) = who(scope)?;
-    let id = path_id(scope)?;
-    let s3cfg = &ctx.config.s3;
-    let mut q = Query::parse(req.uri());
-    let disposition = q
-        .one_of("disposition", &["attachment", "inline"])
-        .unwrap_or_else(|| "attachment".into());
-    let max = i64::try_from(s3cfg.download_url_ttl.as_secs()).unwrap_or(300);
-    let expires = Duration::from_secs(q.integer("expires_in", 1, max, max).unsigned_abs());
-    q.finish()?;
-    let file = load_file(ctx, tenant, &id).await?;
-    let view = with_download(s3cfg, file, ctx.platform.now(), expires, &disposition)?;
-    Ok(private(json_response(StatusCode::OK, &view)))
+    cx: Member<'_, P>,
+    Path(id): Path<FileId>,
+    Query(opts): Query<DownloadOptions>,
+) -> Result<Reply, ApiError> {
+    let file = load_file(&cx.db, &id).await?;
+    let view = view(
+        &cx.env.config.s3,
+        file,
+        cx.env.platform.now(),
+        opts.expires,
+        &opts.disposition,
+    )?;
+    Ok(Reply::ok(&view).cache(Cache::Private))
 }
 
 /// `DELETE /v1/files/{id}`: by its uploader or an admin.
 pub async fn delete<P: Platform>(
-    ctx: &Ctx<'_, P>,
-    scope: &Scope,
-) -> Result<Response<Bytes>, ApiError> {
-    let (tenant, principal) = who(scope)?;
-    let id = path_id(scope)?;
-    let file = load_file(ctx, tenant, &id).await?;
-    let is_admin = is_platform_admin(principal)
-        || principal
-            .roles
-            .iter()
-            .filter_map(|r| Role::parse(r))
-            .any(|r| r >= Role::Admin);
-    if !is_admin && file["created_by"].as_str() != Some(principal.user_id.as_str()) {
-        return Err(ApiError::Forbidden {
-            code: "insufficient_role",
-            detail: "Only the file's uploader or an admin may delete it.".into(),
-        });
+    cx: Member<'_, P>,
+    Path(id): Path<FileId>,
+) -> Result<Reply, ApiError> {
+    let file = load_file(&cx.db, &id).await?;
+    let is_admin = best_role(&cx.principal) >= Some(Role::Admin);
+    if !is_admin && file.created_by != cx.user() {
+        return Err(ApiError::new(
+            Code::InsufficientRole,
+            "Only the file's uploader or an admin may delete it.",
+        ));
     }
-    let key = str_member(&file, "key")?;
-    s3::delete_object(ctx.platform, &ctx.config.s3, key).await?;
-    let results = sql::tenant_transaction(
-        ctx.platform,
-        &ctx.config.origin,
-        &tenant.id,
-        &[Statement::new(
-            "SELECT public.file_delete($1::uuid) AS outcome",
-            vec![Some(id)],
-        )],
-    )
-    .await?;
-    let out = outcome(&results)?;
-    match out["outcome"].as_str() {
+    s3::delete_object(cx.env.platform, &cx.env.config.s3, &file.key).await?;
+    let outcome: FileDelete = cx
+        .db
+        .call(Statement::new(
+            "SELECT public.file_delete($1::uuid)::text AS outcome",
+            vec![Some(id.to_string())],
+        ))
+        .await?;
+    match outcome {
         // A concurrent delete got there first: the file is gone either way.
-        Some("deleted" | "not_found") => {
-            let mut resp = Response::new(Bytes::new());
-            *resp.status_mut() = StatusCode::NO_CONTENT;
-            Ok(resp)
-        }
-        _ => Err(unexpected(&out)),
+        FileDelete::Deleted | FileDelete::NotFound => Ok(Reply::no_content()),
     }
 }
 

@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Serve POST /sql (Neon's SQL-over-HTTP protocol) in front of Postgres.
     Serve(ServeArgs),
-    /// Apply pending NNNN_name.sql migrations, each in its own transaction.
+    /// Apply pending NNNN_name.sql migrations, then changed functions/*.sql files, each in its own transaction.
     Migrate(MigrateArgs),
 }
 

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::config::JwksPolicy;
-use super::jwk::{Jwk, Jwks};
 use super::AuthError;
+use crate::jwk::{Jwk, Jwks};
 use crate::ports::{with_timeout, Clock, HttpClient, KeyValue};
 
 /// Key sets by JWKS URL. Lives as long as the instance; single-threaded, hence `RefCell`.

@@ -3,22 +3,6 @@
 //! everywhere, using jwt-compact's RSA, P-256 and Ed25519 backends and the `p384` crate.
 #![allow(async_fn_in_trait)]
 
-use super::jwk::{Algorithm, Jwk};
-use super::AuthError;
-
-/// Checks a JWS signature. `Ok(false)` means "this key did not sign this input" (including a
-/// signature of the wrong shape); `Err` means the key itself cannot be used. Callers have already
-/// checked that the key's type matches `alg` ([`Jwk::check_usable_with`]).
-pub trait SignatureVerifier {
-    async fn verify(
-        &self,
-        alg: Algorithm,
-        jwk: &Jwk,
-        signing_input: &[u8],
-        signature: &[u8],
-    ) -> Result<bool, AuthError>;
-}
-
 #[cfg(feature = "rust-crypto")]
 pub use rust::RustCrypto;
 
@@ -33,9 +17,8 @@ mod rust {
     use jwt_compact::{Algorithm as _, AlgorithmSignature};
     use p384::ecdsa::signature::Verifier as _;
 
-    use super::super::jwk::{Algorithm, Jwk};
-    use super::super::AuthError;
-    use super::SignatureVerifier;
+    use crate::jwk::{Algorithm, Jwk, KeyError};
+    use crate::ports::SignatureVerifier;
 
     /// Pure-Rust verification; works on the host, wasm32-unknown-unknown and wasm32-wasip2.
     #[derive(Debug, Clone, Copy, Default)]
@@ -46,8 +29,8 @@ mod rust {
     type Ed25519Key = <Ed25519 as jwt_compact::Algorithm>::VerifyingKey;
     type Ed25519Sig = <Ed25519 as jwt_compact::Algorithm>::Signature;
 
-    fn unusable(what: &str) -> AuthError {
-        AuthError::UnusableKey(format!("the {what} key cannot be decoded"))
+    fn unusable(what: &str) -> KeyError {
+        KeyError::Unusable(format!("the {what} key cannot be decoded"))
     }
 
     impl SignatureVerifier for RustCrypto {
@@ -57,7 +40,7 @@ mod rust {
             jwk: &Jwk,
             signing_input: &[u8],
             signature: &[u8],
-        ) -> Result<bool, AuthError> {
+        ) -> Result<bool, KeyError> {
             Ok(match alg {
                 Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => {
                     let key = JsonWebKey::Rsa {

@@ -5,7 +5,6 @@
 mod cache;
 mod config;
 mod crypto;
-mod jwk;
 
 #[cfg(test)]
 mod tests;
@@ -17,14 +16,15 @@ use jwt_compact::{Claims, TimeOptions, UntrustedToken, ValidationError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::code::Code;
 use crate::ports::Platform;
 
+pub use crate::jwk::{Algorithm, Jwk, Jwks, KeyError};
+pub use crate::ports::SignatureVerifier;
 pub use cache::JwksCache;
 pub use config::{AuthConfig, ClaimsMapping, IssuerConfig, JwksPolicy, TokenUse};
 #[cfg(feature = "rust-crypto")]
 pub use crypto::RustCrypto;
-pub use crypto::SignatureVerifier;
-pub use jwk::{Algorithm, Jwk, Jwks};
 
 /// Who made the request, as the verified token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,24 +67,25 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    pub fn code(&self) -> &'static str {
+    /// The problem code a client sees. Both server-side failures are `jwks_unavailable`: the
+    /// client cannot tell (and need not know) whether the keys were unreachable or unusable.
+    pub fn code(&self) -> Code {
         match self {
-            Self::Missing => "missing_token",
-            Self::Malformed => "malformed_token",
-            Self::TooLarge => "token_too_large",
-            Self::UnsupportedAlgorithm => "unsupported_algorithm",
-            Self::AlgorithmMismatch => "algorithm_mismatch",
-            Self::UnknownKey => "unknown_key",
-            Self::UnusableKey(_) => "unusable_key",
-            Self::BadSignature => "bad_signature",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::IssuedInFuture => "issued_in_future",
-            Self::WrongIssuer => "wrong_issuer",
-            Self::WrongAudience => "wrong_audience",
-            Self::WrongTokenUse => "wrong_token_use",
-            Self::MissingClaim(_) => "missing_claim",
-            Self::JwksUnavailable(_) => "jwks_unavailable",
+            Self::Missing => Code::MissingToken,
+            Self::Malformed => Code::MalformedToken,
+            Self::TooLarge => Code::TokenTooLarge,
+            Self::UnsupportedAlgorithm => Code::UnsupportedAlgorithm,
+            Self::AlgorithmMismatch => Code::AlgorithmMismatch,
+            Self::UnknownKey => Code::UnknownKey,
+            Self::BadSignature => Code::BadSignature,
+            Self::Expired => Code::Expired,
+            Self::NotYetValid => Code::NotYetValid,
+            Self::IssuedInFuture => Code::IssuedInFuture,
+            Self::WrongIssuer => Code::WrongIssuer,
+            Self::WrongAudience => Code::WrongAudience,
+            Self::WrongTokenUse => Code::WrongTokenUse,
+            Self::MissingClaim(_) => Code::MissingClaim,
+            Self::UnusableKey(_) | Self::JwksUnavailable(_) => Code::JwksUnavailable,
         }
     }
 
@@ -127,6 +128,15 @@ impl fmt::Display for AuthError {
 }
 
 impl std::error::Error for AuthError {}
+
+impl From<KeyError> for AuthError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::AlgorithmMismatch => Self::AlgorithmMismatch,
+            KeyError::Unusable(why) => Self::UnusableKey(why),
+        }
+    }
+}
 
 /// Header members beyond jwt-compact's: `crit` names extensions the verifier must understand,
 /// and this one understands none (RFC 7515 §4.1.11).

@@ -4,16 +4,14 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use bytes::Bytes;
 use futures_executor::block_on;
 use futures_util::future::join_all;
-use http::{Request, Response};
+use http::Response;
 use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPrivateKey, SigningKey as _};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as _, AlgorithmSignature as _};
@@ -23,6 +21,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::ports::*;
+use crate::testing::TestPlatform;
 
 const POOL: &str = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Abc";
 const JWKS_URL: &str =
@@ -40,118 +39,57 @@ enum Endpoint {
     Hang,
 }
 
+/// The shared test platform, answering JWKS requests from `jwks` while `endpoint` is up.
 struct Fake {
-    now: Cell<SystemTime>,
-    jwks: RefCell<HashMap<String, Value>>,
-    endpoint: Cell<Endpoint>,
-    fetches: Cell<usize>,
-    /// Polls an HTTP answer stays pending, so concurrent requests overlap.
-    delay_polls: Cell<usize>,
-    kv: RefCell<HashMap<String, Bytes>>,
+    platform: TestPlatform,
+    jwks: Rc<RefCell<HashMap<String, Value>>>,
+    endpoint: Rc<Cell<Endpoint>>,
+}
+
+impl std::ops::Deref for Fake {
+    type Target = TestPlatform;
+    fn deref(&self) -> &TestPlatform {
+        &self.platform
+    }
 }
 
 impl Fake {
     fn new() -> Self {
+        let jwks: Rc<RefCell<HashMap<String, Value>>> = Rc::default();
+        let endpoint = Rc::new(Cell::new(Endpoint::Up));
+        let (keys, up) = (jwks.clone(), endpoint.clone());
+        let platform = TestPlatform::new(Box::new(move |req| match up.get() {
+            Endpoint::Hang => Err(OutboundError::Timeout(Duration::ZERO)),
+            Endpoint::Down => Ok(Response::builder()
+                .status(503)
+                .body(Bytes::from_static(b"down"))
+                .unwrap()),
+            Endpoint::Up => match keys.borrow().get(&req.uri().to_string()) {
+                Some(v) => Ok(Response::new(Bytes::from(v.to_string()))),
+                None => Ok(Response::builder().status(404).body(Bytes::new()).unwrap()),
+            },
+        }))
+        .with_kv();
         Self {
-            now: Cell::new(UNIX_EPOCH + Duration::from_secs(T0)),
-            jwks: RefCell::new(HashMap::new()),
-            endpoint: Cell::new(Endpoint::Up),
-            fetches: Cell::new(0),
-            delay_polls: Cell::new(0),
-            kv: RefCell::new(HashMap::new()),
+            platform,
+            jwks,
+            endpoint,
         }
     }
 
-    fn secs(&self) -> i64 {
-        i64::try_from(self.now.get().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
+    /// JWKS requests sent so far.
+    fn fetches(&self) -> usize {
+        self.platform.count(None)
     }
 
-    fn advance(&self, secs: u64) {
-        self.now.set(self.now.get() + Duration::from_secs(secs));
+    fn secs(&self) -> i64 {
+        i64::try_from(self.now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
     }
 
     fn serve(&self, url: &str, keys: Vec<Value>) {
         self.jwks
             .borrow_mut()
             .insert(url.to_owned(), json!({ "keys": keys }));
-    }
-}
-
-struct YieldN(usize);
-
-impl Future for YieldN {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 == 0 {
-            Poll::Ready(())
-        } else {
-            self.0 -= 1;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
-}
-
-impl HttpClient for Fake {
-    async fn send(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
-        self.fetches.set(self.fetches.get() + 1);
-        YieldN(self.delay_polls.get()).await;
-        match self.endpoint.get() {
-            Endpoint::Hang => std::future::pending().await,
-            Endpoint::Down => Ok(Response::builder()
-                .status(503)
-                .body(Bytes::from_static(b"down"))
-                .unwrap()),
-            Endpoint::Up => match self.jwks.borrow().get(&req.uri().to_string()) {
-                Some(v) => Ok(Response::new(Bytes::from(v.to_string()))),
-                None => Ok(Response::builder().status(404).body(Bytes::new()).unwrap()),
-            },
-        }
-    }
-}
-
-impl Clock for Fake {
-    fn now(&self) -> SystemTime {
-        self.now.get()
-    }
-    async fn sleep(&self, _: Duration) {
-        // Timers fire only when a peer hangs; otherwise the answer always wins the race.
-        if self.endpoint.get() != Endpoint::Hang {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-impl KeyValue for Fake {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, OutboundError> {
-        Ok(self.kv.borrow().get(key).cloned())
-    }
-    async fn put(&self, key: &str, value: Bytes, _: Duration) -> Result<(), OutboundError> {
-        self.kv.borrow_mut().insert(key.to_owned(), value);
-        Ok(())
-    }
-    async fn delete(&self, key: &str) -> Result<(), OutboundError> {
-        self.kv.borrow_mut().remove(key);
-        Ok(())
-    }
-}
-
-impl Entropy for Fake {
-    fn fill(&self, buf: &mut [u8]) -> Result<(), OutboundError> {
-        buf.fill(7);
-        Ok(())
-    }
-}
-
-impl Platform for Fake {
-    type Verifier = RustCrypto;
-
-    fn verifier(&self) -> &RustCrypto {
-        &RustCrypto
-    }
-
-    fn runtime(&self) -> &'static str {
-        "test"
     }
 }
 
@@ -292,11 +230,11 @@ fn setup() -> (Fake, Authenticator) {
 }
 
 fn run(p: &Fake, a: &Authenticator, token: &str) -> Result<Principal, AuthError> {
-    block_on(a.authenticate(p, &RustCrypto, Some(&format!("Bearer {token}"))))
+    block_on(a.authenticate(&p.platform, &RustCrypto, Some(&format!("Bearer {token}"))))
 }
 
 fn run_header(p: &Fake, a: &Authenticator, header: Option<&str>) -> Result<Principal, AuthError> {
-    block_on(a.authenticate(p, &RustCrypto, header))
+    block_on(a.authenticate(&p.platform, &RustCrypto, header))
 }
 
 // ---------------------------------------------------------------- happy paths
@@ -318,7 +256,7 @@ fn cognito_id_token_yields_a_principal() {
             platform_admin_issuer: true,
         }
     );
-    assert_eq!(p.fetches.get(), 1);
+    assert_eq!(p.fetches(), 1);
 }
 
 #[test]
@@ -340,7 +278,7 @@ fn every_supported_algorithm_verifies() {
             run(&p, &a, &t)
         );
     }
-    assert_eq!(p.fetches.get(), 1, "one JWKS fetch serves every key");
+    assert_eq!(p.fetches(), 1, "one JWKS fetch serves every key");
 }
 
 #[test]
@@ -528,7 +466,7 @@ fn unknown_issuer_is_refused_without_fetching() {
         run(&p, &a, &token(&rsa1(), "RS256", "rsa1", &c)),
         Err(AuthError::WrongIssuer)
     );
-    assert_eq!(p.fetches.get(), 0);
+    assert_eq!(p.fetches(), 0);
 }
 
 #[test]
@@ -576,7 +514,7 @@ fn alg_none_and_hmac_with_the_public_key_are_refused() {
             "{alg}"
         );
     }
-    assert_eq!(p.fetches.get(), 0, "refused before any key lookup");
+    assert_eq!(p.fetches(), 0, "refused before any key lookup");
 }
 
 #[test]
@@ -698,7 +636,7 @@ fn malformed_and_oversized_tokens_are_refused_early() {
         Err(AuthError::TooLarge)
     );
     assert_eq!(
-        p.fetches.get(),
+        p.fetches(),
         1,
         "only the well-formed token reached the key lookup"
     );
@@ -739,12 +677,12 @@ fn short_rsa_keys_in_the_jwks_are_not_used() {
 fn unknown_kid_refetches_once_per_penalty_window() {
     let (p, a) = setup();
     assert!(run(&p, &a, &token(&rsa1(), "RS256", "rsa1", &id_claims(&p))).is_ok());
-    assert_eq!(p.fetches.get(), 1);
+    assert_eq!(p.fetches(), 1);
 
     p.advance(11);
     let t = token(&rsa2(), "RS256", "nope-0", &id_claims(&p));
     assert_eq!(run(&p, &a, &t), Err(AuthError::UnknownKey));
-    assert_eq!(p.fetches.get(), 2, "one refetch for an unknown kid");
+    assert_eq!(p.fetches(), 2, "one refetch for an unknown kid");
 
     for i in 1..50 {
         p.advance(u64::from(i % 10 == 0)); // the flood spans a few seconds of the window
@@ -752,7 +690,7 @@ fn unknown_kid_refetches_once_per_penalty_window() {
         assert_eq!(run(&p, &a, &t), Err(AuthError::UnknownKey));
     }
     assert_eq!(
-        p.fetches.get(),
+        p.fetches(),
         2,
         "a flood of unknown kids costs no more fetches"
     );
@@ -762,7 +700,7 @@ fn unknown_kid_refetches_once_per_penalty_window() {
     p.advance(11);
     let t = token(&rsa2(), "RS256", "nope-x", &id_claims(&p));
     assert_eq!(run(&p, &a, &t), Err(AuthError::UnknownKey));
-    assert_eq!(p.fetches.get(), 3, "after the window, one more");
+    assert_eq!(p.fetches(), 3, "after the window, one more");
 }
 
 #[test]
@@ -781,10 +719,10 @@ fn concurrent_requests_share_one_fetch() {
                 let h = format!("Bearer {t}");
                 let a = &a;
                 let p = &p;
-                async move { a.authenticate(p, &RustCrypto, Some(&h)).await }
+                async move { a.authenticate(&p.platform, &RustCrypto, Some(&h)).await }
             }),
     ));
-    assert_eq!(p.fetches.get(), 1, "cold cache, ten requests, one fetch");
+    assert_eq!(p.fetches(), 1, "cold cache, ten requests, one fetch");
     assert!(results[0].is_ok() && results[9].is_ok());
     for r in &results[1..9] {
         assert_eq!(r, &Err(AuthError::UnknownKey));
@@ -805,7 +743,7 @@ fn rotated_key_is_picked_up_by_a_refetch() {
     );
     p.advance(30);
     assert!(run(&p, &a, &token(&rsa2(), "RS256", "rsa2", &id_claims(&p))).is_ok());
-    assert_eq!(p.fetches.get(), 2);
+    assert_eq!(p.fetches(), 2);
     // Then rsa1 is withdrawn; after the cache's TTL the old key stops working.
     p.serve(JWKS_URL, vec![public(&rsa2(), "rsa2", Some("RS256"))]);
     p.advance(3601);
@@ -814,7 +752,7 @@ fn rotated_key_is_picked_up_by_a_refetch() {
         Err(AuthError::UnknownKey)
     );
     assert!(run(&p, &a, &token(&rsa2(), "RS256", "rsa2", &id_claims(&p))).is_ok());
-    assert_eq!(p.fetches.get(), 3);
+    assert_eq!(p.fetches(), 3);
 }
 
 #[test]
@@ -824,15 +762,15 @@ fn keys_survive_an_issuer_outage_for_a_bounded_time() {
     p.endpoint.set(Endpoint::Down);
     p.advance(2 * 3600); // past the TTL: a refresh is due and fails
     assert!(run(&p, &a, &token(&rsa1(), "RS256", "rsa1", &id_claims(&p))).is_ok());
-    assert_eq!(p.fetches.get(), 2);
+    assert_eq!(p.fetches(), 2);
     // Within the penalty window the failed refresh is not retried on every request.
     assert!(run(&p, &a, &token(&rsa1(), "RS256", "rsa1", &id_claims(&p))).is_ok());
-    assert_eq!(p.fetches.get(), 2);
+    assert_eq!(p.fetches(), 2);
     // A hanging issuer is cut off by the timeout; stale keys still serve.
     p.endpoint.set(Endpoint::Hang);
     p.advance(60);
     assert!(run(&p, &a, &token(&rsa1(), "RS256", "rsa1", &id_claims(&p))).is_ok());
-    assert_eq!(p.fetches.get(), 3);
+    assert_eq!(p.fetches(), 3);
     // Past the stale bound the keys are no longer trusted.
     p.endpoint.set(Endpoint::Down);
     p.advance(23 * 3600);
@@ -883,29 +821,28 @@ fn key_sets_persist_in_key_value_for_fresh_instances() {
     let (p, a) = setup();
     let t = token(&rsa1(), "RS256", "rsa1", &id_claims(&p));
     assert!(run(&p, &a, &t).is_ok());
-    assert_eq!(p.fetches.get(), 1);
-    assert!(p.kv.borrow().contains_key(&cache::kv_key(JWKS_URL)));
+    assert_eq!(p.fetches(), 1);
+    assert!(p.kv_get(&cache::kv_key(JWKS_URL)).is_some());
     assert!(cache::kv_key(JWKS_URL).starts_with("jwks:v1:"));
 
     // A new instance on the same store: no fetch.
     let fresh = Authenticator::new(config());
     assert!(run(&p, &fresh, &t).is_ok());
-    assert_eq!(p.fetches.get(), 1);
+    assert_eq!(p.fetches(), 1);
 
     // A persisted set older than the TTL is refreshed, and still used if the refresh fails.
     p.advance(2 * 3600);
     p.endpoint.set(Endpoint::Down);
     let fresh = Authenticator::new(config());
     assert!(run(&p, &fresh, &token(&rsa1(), "RS256", "rsa1", &id_claims(&p))).is_ok());
-    assert_eq!(p.fetches.get(), 2);
+    assert_eq!(p.fetches(), 2);
 
     // A corrupt record is a miss, not an error.
     p.endpoint.set(Endpoint::Up);
-    p.kv.borrow_mut()
-        .insert(cache::kv_key(JWKS_URL), Bytes::from_static(b"{not json"));
+    p.kv_insert(&cache::kv_key(JWKS_URL), Bytes::from_static(b"{not json"));
     let fresh = Authenticator::new(config());
     assert!(run(&p, &fresh, &token(&rsa1(), "RS256", "rsa1", &id_claims(&p))).is_ok());
-    assert_eq!(p.fetches.get(), 3);
+    assert_eq!(p.fetches(), 3);
 }
 
 #[test]
@@ -936,6 +873,16 @@ fn errors_have_stable_codes_and_never_echo_the_token() {
         AuthError::MissingClaim("sub"),
         AuthError::JwksUnavailable("x".into()),
     ];
-    let codes: std::collections::HashSet<_> = all.iter().map(AuthError::code).collect();
-    assert_eq!(codes.len(), all.len());
+    // Every client-side refusal has its own code; the two server-side failures (keys
+    // unreachable, keys unusable) are one code to the client: 503 jwks_unavailable.
+    let client: Vec<_> = all.iter().filter(|e| !e.is_unavailable()).collect();
+    let codes: std::collections::HashSet<_> = client.iter().map(|e| e.code()).collect();
+    assert_eq!(codes.len(), client.len());
+    for e in all.iter().filter(|e| e.is_unavailable()) {
+        assert_eq!(e.code(), crate::code::Code::JwksUnavailable);
+        assert_eq!(crate::error::ApiError::from(e.clone()).status(), 503);
+    }
+    for e in client {
+        assert_eq!(crate::error::ApiError::from(e.clone()).status(), 401);
+    }
 }

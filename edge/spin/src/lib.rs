@@ -94,7 +94,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Ok(r) => edge.serve(r).await,
         Err(e) => {
             let instance = path.split('?').next().unwrap_or_default();
-            ApiError::BadRequest(e)
+            ApiError::bad_request(e)
                 .into_response(instance)
                 .map(Body::Full)
         }

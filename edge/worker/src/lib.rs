@@ -60,7 +60,7 @@ async fn fetch(
     let request = match into_http(&mut req).await {
         Ok(r) => r,
         Err(e) => {
-            return from_http(edgefront_core::ApiError::BadRequest(e).into_response(&req.path()))
+            return from_http(edgefront_core::ApiError::bad_request(e).into_response(&req.path()))
         }
     };
     // The request runs as a waitUntil task, so a streamed body's driver keeps running (and

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use edgefront_core::auth::{Algorithm, AuthError, Jwk, SignatureVerifier};
+use edgefront_core::auth::{Algorithm, Jwk, KeyError, SignatureVerifier};
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -126,7 +126,7 @@ impl SignatureVerifier for WebCrypto {
         jwk: &Jwk,
         signing_input: &[u8],
         signature: &[u8],
-    ) -> Result<bool, AuthError> {
+    ) -> Result<bool, KeyError> {
         match self.key(alg, jwk).await {
             Ok(key) => self
                 .verify_js(&key, alg, signing_input, signature)
@@ -135,7 +135,7 @@ impl SignatureVerifier for WebCrypto {
                 .or(Ok(false)),
             // workerd imports every algorithm core accepts (RSASSA, ECDSA P-256/P-384, Ed25519);
             // a key it refuses is unusable, as the pure-Rust provider would say.
-            Err(_) => Err(AuthError::UnusableKey(format!(
+            Err(_) => Err(KeyError::Unusable(format!(
                 "WebCrypto cannot import this {alg} key"
             ))),
         }

@@ -1,12 +1,20 @@
 //! JSON Web Keys as issuers publish them, the six JWS algorithms the edge accepts, and the rule
 //! that ties them together: a key is only ever used with the algorithm its type allows.
+//! A leaf module: the verifier port (`ports::SignatureVerifier`) speaks these types.
 
 use std::fmt;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::{Deserialize, Serialize};
 
-use super::AuthError;
+/// Why a key cannot verify a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    /// The token's algorithm is not one this key's type allows.
+    AlgorithmMismatch,
+    /// The key itself is unusable (RSA under 2048 bits, bad coordinates, bad encoding).
+    Unusable(String),
+}
 
 /// The asymmetric JWS algorithms the edge verifies. Everything else — `none`, the HMAC family
 /// (whose "secret" an attacker could set to a published public key), PS* — is refused.
@@ -92,7 +100,7 @@ pub(crate) const MIN_RSA_BITS: u64 = 2048;
 
 impl Jwk {
     /// Decodes a base64url member, naming it if absent or malformed.
-    pub fn member(&self, name: &'static str) -> Result<Vec<u8>, AuthError> {
+    pub fn member(&self, name: &'static str) -> Result<Vec<u8>, KeyError> {
         let v = match name {
             "n" => &self.n,
             "e" => &self.e,
@@ -102,14 +110,14 @@ impl Jwk {
         };
         let v = v
             .as_deref()
-            .ok_or_else(|| AuthError::UnusableKey(format!("the key has no `{name}`")))?;
+            .ok_or_else(|| KeyError::Unusable(format!("the key has no `{name}`")))?;
         Base64UrlUnpadded::decode_vec(v)
-            .map_err(|_| AuthError::UnusableKey(format!("the key's `{name}` is not base64url")))
+            .map_err(|_| KeyError::Unusable(format!("the key's `{name}` is not base64url")))
     }
 
     /// Refuses to use this key with `alg` unless its type, curve and declared algorithm all agree,
     /// and refuses RSA keys shorter than 2048 bits. Runs before any signature check.
-    pub fn check_usable_with(&self, alg: Algorithm) -> Result<(), AuthError> {
+    pub fn check_usable_with(&self, alg: Algorithm) -> Result<(), KeyError> {
         let (kty, crv) = match alg {
             Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => ("RSA", None),
             Algorithm::ES256 => ("EC", Some("P-256")),
@@ -117,23 +125,23 @@ impl Jwk {
             Algorithm::EdDSA => ("OKP", Some("Ed25519")),
         };
         if self.kty != kty {
-            return Err(AuthError::AlgorithmMismatch);
+            return Err(KeyError::AlgorithmMismatch);
         }
         if crv.is_some() && self.crv.as_deref() != crv {
-            return Err(AuthError::AlgorithmMismatch);
+            return Err(KeyError::AlgorithmMismatch);
         }
         if self.alg.as_deref().is_some_and(|a| a != alg.name()) {
-            return Err(AuthError::AlgorithmMismatch);
+            return Err(KeyError::AlgorithmMismatch);
         }
         // An encryption key must not verify signatures (RFC 7517 §4.2).
         if self.use_.as_deref().is_some_and(|u| u != "sig") {
-            return Err(AuthError::AlgorithmMismatch);
+            return Err(KeyError::AlgorithmMismatch);
         }
         if kty == "RSA" {
             let n = self.member("n")?;
             let bits = modulus_bits(&n);
             if bits < MIN_RSA_BITS {
-                return Err(AuthError::UnusableKey(format!(
+                return Err(KeyError::Unusable(format!(
                     "RSA key of {bits} bits; at least {MIN_RSA_BITS} are required"
                 )));
             }
@@ -200,7 +208,7 @@ mod tests {
         ] {
             assert_eq!(
                 k.check_usable_with(alg),
-                Err(AuthError::AlgorithmMismatch),
+                Err(KeyError::AlgorithmMismatch),
                 "{k:?} {alg}"
             );
         }
@@ -208,7 +216,7 @@ mod tests {
         enc.use_ = Some("enc".into());
         assert_eq!(
             enc.check_usable_with(Algorithm::RS256),
-            Err(AuthError::AlgorithmMismatch)
+            Err(KeyError::AlgorithmMismatch)
         );
     }
 
@@ -220,7 +228,7 @@ mod tests {
         k.n = Some(Base64UrlUnpadded::encode_string(&n));
         assert!(matches!(
             k.check_usable_with(Algorithm::RS256),
-            Err(AuthError::UnusableKey(_))
+            Err(KeyError::Unusable(_))
         ));
         assert_eq!(modulus_bits(&[0x01, 0, 0]), 17);
         assert_eq!(modulus_bits(&[]), 0);

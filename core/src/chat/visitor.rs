@@ -1,0 +1,160 @@
+//! Anonymous visitors: a random id in an HttpOnly cookie, signed with HMAC-SHA256 over the
+//! tenant and the id, so a cookie is worthless on another tenant and cannot be forged.
+//! [`Visitor`] and [`KnownVisitor`] are extractors, so the cookie is checked before the body.
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use hmac::{Hmac, Mac};
+use http::{header, HeaderMap, HeaderValue};
+use sha2::Sha256;
+
+use super::ConversationId;
+use crate::config::ConfigError;
+use crate::cx::{Extract, FromPath as _, RequestParts};
+use crate::error::ApiError;
+use crate::ids::{is_uuid, Uuid};
+use crate::ports::Platform;
+use crate::tenancy::{request_host, Tenant};
+
+const COOKIE: &str = "ef_visitor";
+const COOKIE_MAX_AGE: u64 = 60 * 60 * 24 * 365;
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn visitor_mac(secret: &[u8], tenant: &Tenant, visitor: &str) -> Option<String> {
+    let mut mac = HmacSha256::new_from_slice(secret).ok()?;
+    mac.update(tenant.id.as_str().as_bytes());
+    mac.update(b":");
+    mac.update(visitor.as_bytes());
+    Some(Base64UrlUnpadded::encode_string(
+        mac.finalize().into_bytes().get(..16)?,
+    ))
+}
+
+/// The visitor named by a valid cookie for this tenant. Cookies are bound to the tenant, so one
+/// tenant's cookie means nothing on another.
+pub fn visitor_from_cookie(secret: &[u8], tenant: &Tenant, headers: &HeaderMap) -> Option<String> {
+    let value = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.trim())?;
+    let (id, mac) = value.split_once('.')?;
+    if !is_uuid(id) {
+        return None;
+    }
+    let want = visitor_mac(secret, tenant, id)?;
+    // Constant-time comparison.
+    let same = want.len() == mac.len()
+        && want
+            .bytes()
+            .zip(mac.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    same.then(|| id.to_owned())
+}
+
+/// The visitor of a chat turn: from their cookie, or a new one with the `Set-Cookie` to send.
+/// Without a cookie secret, visitors cannot chat at all (500 naming the setting).
+pub struct Visitor {
+    pub id: String,
+    /// Set for a new visitor.
+    pub set_cookie: Option<HeaderValue>,
+}
+
+impl<'a, P: Platform> Extract<'a, P> for Visitor {
+    fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
+        let tenant = parts.tenant()?;
+        let config = parts.env.config;
+        let secret = config.chat.visitor_secret.as_ref().ok_or_else(|| {
+            ApiError::from(ConfigError {
+                setting: "VISITOR_COOKIE_SECRET",
+                problem: "is not set, so anonymous visitors cannot chat".into(),
+            })
+        })?;
+        let secret = secret.expose().as_bytes();
+        let headers = &parts.head.headers;
+        if let Some(id) = visitor_from_cookie(secret, &tenant, headers) {
+            return Ok(Self {
+                id,
+                set_cookie: None,
+            });
+        }
+        let id = Uuid::random(parts.env.platform)?.to_string();
+        let mac = visitor_mac(secret, &tenant, &id)
+            .ok_or_else(|| ApiError::upstream("cannot sign the visitor cookie"))?;
+        // `Secure` except on plain-http development hosts (browsers drop Secure cookies there).
+        let host = request_host(
+            headers,
+            &parts.head.uri,
+            config.tenancy.trust_forwarded_host,
+        )
+        .unwrap_or_default();
+        let secure = if host == "localhost" || host.ends_with(".localhost") {
+            ""
+        } else {
+            "; Secure"
+        };
+        let cookie = format!(
+            "{COOKIE}={id}.{mac}; Path=/v1/storefront; Max-Age={COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax{secure}"
+        );
+        let value = HeaderValue::from_str(&cookie)
+            .map_err(|_| ApiError::upstream("cannot encode the visitor cookie"))?;
+        Ok(Self {
+            id,
+            set_cookie: Some(value),
+        })
+    }
+}
+
+/// The visitor a valid cookie names, for reading their own history. Without one (or without a
+/// cookie secret) the visitor owns nothing, so the conversation asked for does not exist: 404.
+pub struct KnownVisitor(pub String);
+
+impl<'a, P: Platform> Extract<'a, P> for KnownVisitor {
+    fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
+        let tenant = parts.tenant()?;
+        parts
+            .env
+            .config
+            .chat
+            .visitor_secret
+            .as_ref()
+            .and_then(|k| visitor_from_cookie(k.expose().as_bytes(), &tenant, &parts.head.headers))
+            .map(Self)
+            .ok_or_else(|| ApiError::not_found(ConversationId::KIND))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::tests::tenant;
+
+    #[test]
+    fn visitor_cookies_verify_only_for_their_tenant() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let a = tenant("00000000-0000-4000-8000-00000000000a");
+        let b = tenant("00000000-0000-4000-8000-00000000000b");
+        let id = "00000000-0000-4000-8000-0000000000ff";
+        let mac = visitor_mac(secret, &a, id).unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("x=1; {COOKIE}={id}.{mac}")).unwrap(),
+        );
+        assert_eq!(visitor_from_cookie(secret, &a, &h).as_deref(), Some(id));
+        assert_eq!(visitor_from_cookie(secret, &b, &h), None);
+        let mut forged = http::HeaderMap::new();
+        forged.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!(
+                "{COOKIE}=00000000-0000-4000-8000-0000000000fe.{mac}"
+            ))
+            .unwrap(),
+        );
+        assert_eq!(visitor_from_cookie(secret, &a, &forged), None);
+    }
+}

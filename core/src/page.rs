@@ -1,0 +1,285 @@
+//! The one keyset pager behind every list endpoint (catalog, storefront, files,
+//! conversations, messages). A page is ordered by (sort key, id); its opaque cursor carries the
+//! sort's name and the last row's key and id, so the next page continues strictly after it:
+//! rows inserted meanwhile never make a page repeat or skip one. Each list names its orders
+//! in a `&'static [Sort]` table and its rows' document; the pager writes the rest of the query.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Uuid;
+use crate::input::{encode_cursor, QueryString};
+use crate::sql::{Params, QueryResult, SqlError, Statement};
+
+/// One listing order.
+#[derive(Debug)]
+pub struct Sort {
+    /// As clients name it in `sort=` (and as cursors remember it): `-created_at`.
+    pub name: &'static str,
+    /// The column ordered by: `i.created_at`.
+    pub column: &'static str,
+    /// The column as text, for the cursor: `public.iso_utc(i.created_at)`.
+    pub key: &'static str,
+    /// The column's type, to read the cursor's text back: `timestamptz`.
+    pub cast: &'static str,
+    pub descending: bool,
+}
+
+/// A validated page request: order, size, and where the previous page ended.
+#[derive(Debug)]
+pub struct PageRequest {
+    sort: &'static Sort,
+    limit: i64,
+    after: Option<(String, Uuid)>,
+}
+
+/// Page sizes every list accepts.
+pub const MAX_LIMIT: i64 = 100;
+
+impl PageRequest {
+    /// Reads `sort` (when there is more than one order), `limit` and `cursor`. The first sort
+    /// is the default. A cursor from another order is refused rather than misread.
+    pub fn read(q: &mut QueryString, sorts: &'static [Sort], default_limit: i64) -> Self {
+        let fallback = sorts.first().unwrap_or(&NO_SORT);
+        let sort = if sorts.len() > 1 {
+            let names: Vec<&str> = sorts.iter().map(|s| s.name).collect();
+            q.one_of("sort", &names)
+                .and_then(|n| sorts.iter().find(|s| s.name == n))
+                .unwrap_or(fallback)
+        } else {
+            fallback
+        };
+        let limit = q.integer("limit", 1, MAX_LIMIT, default_limit);
+        let after = match q.cursor("cursor") {
+            Some(key) => match key.as_slice() {
+                [name, k, id] if name == sort.name && k.len() <= 256 => {
+                    Uuid::parse(id).map(|id| (k.clone(), id))
+                }
+                _ => None,
+            }
+            .or_else(|| {
+                q.error(
+                    "cursor",
+                    "invalid_cursor",
+                    "belongs to another sort order or is malformed",
+                );
+                None
+            }),
+            None => None,
+        };
+        Self { sort, limit, after }
+    }
+
+    pub fn limit(&self) -> i64 {
+        self.limit
+    }
+
+    /// The page's statement: `select` (whose `filters` are already bound in `params`) narrowed
+    /// to the rows after the cursor, in order, one extra row to tell whether more follow.
+    /// Each row is one document `{doc, key, id}`.
+    pub fn statement(&self, select: Select<'_>, mut params: Params) -> Statement {
+        let Select {
+            doc,
+            from,
+            id,
+            mut filters,
+        } = select;
+        let (cmp, dir) = if self.sort.descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        if let Some((k, after_id)) = &self.after {
+            let k = params.bind(k.clone());
+            let after_id = params.bind(after_id.as_str());
+            filters.push(format!(
+                "({}, {id}) {cmp} ({k}::{}, {after_id}::uuid)",
+                self.sort.column, self.sort.cast
+            ));
+        }
+        let limit = params.bind((self.limit + 1).to_string());
+        let filters = if filters.is_empty() {
+            "true".to_owned()
+        } else {
+            filters.join(" AND ")
+        };
+        let query = format!(
+            "SELECT json_build_object('doc', {doc}, 'key', {key}, 'id', {id})::text AS row \
+             FROM {from} WHERE {filters} \
+             ORDER BY {col} {dir}, {id} {dir} LIMIT {limit}::int",
+            key = self.sort.key,
+            col = self.sort.column,
+        );
+        Statement::new(query, params.into_vec())
+    }
+
+    /// The page from the statement's rows.
+    pub fn page<T: DeserializeOwned>(&self, result: &QueryResult) -> Result<Page<T>, SqlError> {
+        Ok(self.page_of(result.docs::<Keyed<T>>()?))
+    }
+
+    fn page_of<T>(&self, mut rows: Vec<Keyed<T>>) -> Page<T> {
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = match rows.last() {
+            Some(last) if more => Some(encode_cursor(&[
+                self.sort.name.to_owned(),
+                last.key.clone(),
+                last.id.to_string(),
+            ])),
+            _ => None,
+        };
+        Page {
+            items: rows.into_iter().map(|r| r.doc).collect(),
+            next_cursor,
+        }
+    }
+}
+
+const NO_SORT: Sort = Sort {
+    name: "id",
+    column: "id",
+    key: "id::text",
+    cast: "uuid",
+    descending: false,
+};
+
+/// What a list selects: its rows' document, the table (with alias) and its id column, and
+/// the filters (SQL conditions whose values are bound in the accompanying [`Params`]).
+pub struct Select<'s> {
+    pub doc: &'s str,
+    pub from: &'s str,
+    pub id: &'s str,
+    pub filters: Vec<String>,
+}
+
+/// One row of a page query.
+#[derive(Deserialize)]
+struct Keyed<T> {
+    doc: T,
+    key: String,
+    id: Uuid,
+}
+
+/// `{items, next_cursor}`, the shape of every list response.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// The same page with every item transformed (presigned URLs added, …).
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::decode_cursor;
+
+    const SORTS: &[Sort] = &[
+        Sort {
+            name: "-created_at",
+            column: "t.created_at",
+            key: "public.iso_utc(t.created_at)",
+            cast: "timestamptz",
+            descending: true,
+        },
+        Sort {
+            name: "name",
+            column: "t.name",
+            key: "t.name",
+            cast: "text",
+            descending: false,
+        },
+    ];
+
+    fn request(uri: &str) -> Result<PageRequest, crate::error::ApiError> {
+        let mut q = QueryString::parse(&uri.parse().unwrap());
+        let p = PageRequest::read(&mut q, SORTS, 20);
+        q.finish().map(|()| p)
+    }
+
+    fn select() -> Select<'static> {
+        Select {
+            doc: "t.doc",
+            from: "public.things t",
+            id: "t.id",
+            filters: vec!["t.live".into()],
+        }
+    }
+
+    const ID: &str = "00000000-0000-4000-8000-000000000001";
+
+    #[test]
+    fn cursors_continue_strictly_after_the_last_row_in_the_same_order() {
+        let c = encode_cursor(&["name".into(), "Shoe".into(), ID.into()]);
+        let p = request(&format!("/x?sort=name&cursor={c}&limit=5")).unwrap();
+        let s = p.statement(select(), Params::new());
+        assert!(
+            s.query
+                .contains("WHERE t.live AND (t.name, t.id) > ($1::text, $2::uuid)"),
+            "{}",
+            s.query
+        );
+        assert!(s
+            .query
+            .contains("ORDER BY t.name ASC, t.id ASC LIMIT $3::int"));
+        assert_eq!(
+            s.params,
+            vec![Some("Shoe".into()), Some(ID.into()), Some("6".into())]
+        );
+        // A cursor of another order is refused, not misread.
+        assert!(request(&format!("/x?cursor={c}")).is_err());
+        assert!(request("/x?cursor=zzz").is_err());
+    }
+
+    #[test]
+    fn newest_first_is_the_default_and_compares_downwards() {
+        let p = request("/x").unwrap();
+        let s = p.statement(select(), Params::new());
+        assert!(s.query.contains("ORDER BY t.created_at DESC, t.id DESC"));
+        assert!(!s.query.contains(" < ("));
+        let c = encode_cursor(&[
+            "-created_at".into(),
+            "2026-01-01T00:00:00Z".into(),
+            ID.into(),
+        ]);
+        let s = request(&format!("/x?cursor={c}"))
+            .unwrap()
+            .statement(select(), Params::new());
+        assert!(s
+            .query
+            .contains("(t.created_at, t.id) < ($1::timestamptz, $2::uuid)"));
+    }
+
+    #[test]
+    fn a_page_has_a_cursor_only_when_more_rows_follow() {
+        let p = request("/x?limit=2").unwrap();
+        let row = |n: u8| Keyed {
+            doc: n,
+            key: format!("k{n}"),
+            id: Uuid::parse(&format!("00000000-0000-4000-8000-00000000000{n}")).unwrap(),
+        };
+        let full = p.page_of(vec![row(1), row(2), row(3)]);
+        assert_eq!(full.items, vec![1, 2]);
+        let key = decode_cursor(full.next_cursor.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            key,
+            vec![
+                "-created_at".to_owned(),
+                "k2".to_owned(),
+                "00000000-0000-4000-8000-000000000002".to_owned()
+            ]
+        );
+        let last = p.page_of(vec![row(1), row(2)]);
+        assert_eq!(last.next_cursor, None);
+    }
+}

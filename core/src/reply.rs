@@ -1,0 +1,195 @@
+//! Successful responses: a small builder with named cache policies, and [`IntoReply`], what a
+//! handler may return. Problems are rendered by `error`; this module renders the rest.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::body::Body;
+use crate::error::ApiError;
+use crate::ids::hex;
+use crate::input::etag_matches;
+
+/// How caches may keep a response. Each policy is one `Cache-Control` value, named once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    /// Nothing may keep it (health, streamed chat).
+    NoStore,
+    /// Only the caller's browser, and never stored: it carries bearer credentials such as
+    /// presigned URLs, or someone's own data.
+    Private,
+    /// The caller's browser may keep it but must revalidate (admin documents with an ETag).
+    Revalidate,
+    /// Shared caches and CDNs may keep it `max_age`, and serve it stale five times as long
+    /// while revalidating (the public storefront).
+    Public { max_age: Duration },
+}
+
+impl Cache {
+    /// The `Cache-Control` value.
+    pub fn header_value(self) -> HeaderValue {
+        match self {
+            Self::NoStore => HeaderValue::from_static("no-store"),
+            Self::Private => HeaderValue::from_static("private, no-store"),
+            Self::Revalidate => HeaderValue::from_static("private, no-cache"),
+            Self::Public { max_age } => {
+                let s = max_age.as_secs();
+                HeaderValue::from_str(&format!(
+                    "public, max-age={s}, stale-while-revalidate={}",
+                    s.saturating_mul(5)
+                ))
+                .unwrap_or(HeaderValue::from_static("no-store"))
+            }
+        }
+    }
+}
+
+/// A JSON (or empty) response under construction.
+#[derive(Debug)]
+pub struct Reply {
+    status: StatusCode,
+    body: Result<Bytes, String>,
+    headers: http::HeaderMap,
+    json: bool,
+}
+
+impl Reply {
+    /// `status` with `value` as its JSON body.
+    pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Self {
+        Self {
+            status,
+            body: serde_json::to_vec(value)
+                .map(Bytes::from)
+                .map_err(|e| e.to_string()),
+            headers: http::HeaderMap::new(),
+            json: true,
+        }
+    }
+
+    /// `200 OK` with a JSON body.
+    pub fn ok<T: Serialize + ?Sized>(value: &T) -> Self {
+        Self::json(StatusCode::OK, value)
+    }
+
+    /// `201 Created` at `location`.
+    pub fn created<T: Serialize + ?Sized>(location: &str, value: &T) -> Self {
+        Self::json(StatusCode::CREATED, value).header(header::LOCATION, location)
+    }
+
+    /// `204 No Content`.
+    pub fn no_content() -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            body: Ok(Bytes::new()),
+            headers: http::HeaderMap::new(),
+            json: false,
+        }
+    }
+
+    pub fn cache(self, policy: Cache) -> Self {
+        self.header_value(header::CACHE_CONTROL, policy.header_value())
+    }
+
+    /// Adds a header; a value that is not a valid header is left out (values come from our
+    /// own ids and tags, never from clients).
+    pub fn header(self, name: impl Into<HeaderName>, value: &str) -> Self {
+        match HeaderValue::from_str(value) {
+            Ok(v) => self.header_value(name, v),
+            Err(_) => self,
+        }
+    }
+
+    fn header_value(mut self, name: impl Into<HeaderName>, value: HeaderValue) -> Self {
+        self.headers.insert(name.into(), value);
+        self
+    }
+
+    pub fn etag(self, tag: &str) -> Self {
+        self.header(header::ETAG, tag)
+    }
+
+    /// A public, cacheable answer: its ETag is a digest of the body, and a client that has
+    /// that body already (`If-None-Match`) gets `304 Not Modified` without it.
+    pub fn public(self, max_age: Duration, if_none_match: Option<&str>) -> Self {
+        let Ok(body) = &self.body else {
+            return self;
+        };
+        let digest = Sha256::digest(body);
+        let etag = format!("\"{}\"", hex(digest.get(..16).unwrap_or_default()));
+        let mut reply = self.etag(&etag).cache(Cache::Public { max_age });
+        if etag_matches(if_none_match, &etag) {
+            reply.status = StatusCode::NOT_MODIFIED;
+            reply.body = Ok(Bytes::new());
+            reply.json = false;
+        }
+        reply
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+/// What a handler returns.
+pub trait IntoReply<'a> {
+    fn into_reply(self) -> Result<Response<Body<'a>>, ApiError>;
+}
+
+impl<'a> IntoReply<'a> for Reply {
+    fn into_reply(self) -> Result<Response<Body<'a>>, ApiError> {
+        let body = self
+            .body
+            .map_err(|e| ApiError::upstream(format!("cannot encode the response: {e}")))?;
+        let mut resp = Response::new(Body::Full(body));
+        *resp.status_mut() = self.status;
+        let h = resp.headers_mut();
+        if self.json {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        h.extend(self.headers);
+        Ok(resp)
+    }
+}
+
+impl<'a> IntoReply<'a> for Response<Body<'a>> {
+    fn into_reply(self) -> Result<Response<Body<'a>>, ApiError> {
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_are_named_once() {
+        let r = Reply::ok(&1).cache(Cache::Revalidate);
+        assert_eq!(r.headers[header::CACHE_CONTROL], "private, no-cache");
+        let r = Reply::ok(&1).cache(Cache::Public {
+            max_age: Duration::from_secs(60),
+        });
+        assert_eq!(
+            r.headers[header::CACHE_CONTROL],
+            "public, max-age=60, stale-while-revalidate=300"
+        );
+    }
+
+    #[test]
+    fn public_replies_revalidate_to_304() {
+        let age = Duration::from_secs(60);
+        let first = Reply::ok(&serde_json::json!({"a": 1})).public(age, None);
+        let tag = first.headers[header::ETAG].to_str().unwrap().to_owned();
+        assert_eq!(first.status, StatusCode::OK);
+        let again = Reply::ok(&serde_json::json!({"a": 1})).public(age, Some(&tag));
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+        assert_eq!(again.body.as_deref().unwrap(), b"");
+        let changed = Reply::ok(&serde_json::json!({"a": 2})).public(age, Some(&tag));
+        assert_eq!(changed.status, StatusCode::OK);
+    }
+}

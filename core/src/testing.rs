@@ -1,0 +1,295 @@
+//! The one in-process platform every unit test drives core with (quinn-proto style: the
+//! network, the clock and randomness are inputs). Outbound calls are answered by a scripted
+//! responder and recorded; the clock stands still until a test moves it; the key-value store
+//! remembers only when a test asks it to.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, Response};
+
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+
+use crate::auth::{Authenticator, Principal};
+use crate::config::{tests::dev_settings, Config};
+use crate::cx::{Env, RequestParts};
+use crate::ports::{Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform};
+use crate::tenancy::{Slug, Tenant, TenantId, TenantSettings, TenantStatus};
+
+/// Answers an outbound request. `Err(OutboundError::Timeout(_))` means "the peer never
+/// answers": the call hangs until core's timeout gives up on it.
+pub type Responder = Box<dyn Fn(&Request<Bytes>) -> Result<Response<Bytes>, OutboundError>>;
+
+/// Unix time at which every test clock starts (2023-11-14T22:13:20Z).
+pub const T0: u64 = 1_700_000_000;
+
+pub struct TestPlatform {
+    respond: RefCell<Responder>,
+    /// Every outbound request, in order.
+    pub sent: RefCell<Vec<Request<Bytes>>>,
+    now: Cell<SystemTime>,
+    /// `None`: a store that never remembers (every lookup goes to the origin).
+    kv: RefCell<Option<HashMap<String, Bytes>>>,
+    /// Polls each answer stays pending, so concurrent requests overlap.
+    pub delay_polls: Cell<usize>,
+    /// Calls currently hanging on a silent peer: only then do timers fire.
+    hanging: Cell<usize>,
+    /// The byte every random buffer is filled with.
+    pub entropy: Cell<u8>,
+}
+
+impl TestPlatform {
+    pub fn new(respond: Responder) -> Self {
+        Self {
+            respond: RefCell::new(respond),
+            sent: RefCell::new(Vec::new()),
+            now: Cell::new(UNIX_EPOCH + Duration::from_secs(T0)),
+            kv: RefCell::new(None),
+            delay_polls: Cell::new(0),
+            hanging: Cell::new(0),
+            entropy: Cell::new(7),
+        }
+    }
+
+    /// A platform whose key-value store remembers what is put.
+    pub fn with_kv(self) -> Self {
+        *self.kv.borrow_mut() = Some(HashMap::new());
+        self
+    }
+
+    pub fn advance(&self, secs: u64) {
+        self.now.set(self.now.get() + Duration::from_secs(secs));
+    }
+
+    /// What the key-value store holds under `key` (with [`Self::with_kv`]).
+    pub fn kv_get(&self, key: &str) -> Option<Bytes> {
+        self.kv.borrow().as_ref().and_then(|m| m.get(key).cloned())
+    }
+
+    /// Puts a value straight into the store, as another instance (or corruption) would.
+    pub fn kv_insert(&self, key: &str, value: Bytes) {
+        if let Some(m) = self.kv.borrow_mut().as_mut() {
+            m.insert(key.to_owned(), value);
+        }
+    }
+
+    /// Requests sent so far (to `path`, when given).
+    pub fn count(&self, path: Option<&str>) -> usize {
+        self.sent
+            .borrow()
+            .iter()
+            .filter(|r| path.is_none_or(|p| r.uri().path() == p))
+            .count()
+    }
+}
+
+/// Pending for `n` polls, waking itself each time.
+struct YieldN(usize);
+
+impl Future for YieldN {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 == 0 {
+            Poll::Ready(())
+        } else {
+            self.0 -= 1;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+/// Counts a call hanging on a silent peer for as long as it hangs (until core's timeout drops
+/// it).
+struct Hang<'c>(&'c Cell<usize>);
+
+impl<'c> Hang<'c> {
+    fn start(count: &'c Cell<usize>) -> Self {
+        count.set(count.get() + 1);
+        Self(count)
+    }
+}
+
+impl Drop for Hang<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+impl HttpClient for TestPlatform {
+    async fn send(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
+        let out = (self.respond.borrow())(&req);
+        self.sent.borrow_mut().push(req);
+        YieldN(self.delay_polls.get()).await;
+        match out {
+            Err(OutboundError::Timeout(_)) => {
+                let _hang = Hang::start(&self.hanging);
+                std::future::pending().await
+            }
+            other => other,
+        }
+    }
+}
+
+impl Clock for TestPlatform {
+    fn now(&self) -> SystemTime {
+        self.now.get()
+    }
+
+    async fn sleep(&self, _: Duration) {
+        // The clock jumps straight to a deadline only when a peer hangs; otherwise the answer
+        // always wins the race against the timer.
+        std::future::poll_fn(|_| {
+            if self.hanging.get() > 0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+impl KeyValue for TestPlatform {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, OutboundError> {
+        Ok(self.kv.borrow().as_ref().and_then(|m| m.get(key).cloned()))
+    }
+    async fn put(&self, key: &str, value: Bytes, _: Duration) -> Result<(), OutboundError> {
+        if let Some(m) = self.kv.borrow_mut().as_mut() {
+            m.insert(key.to_owned(), value);
+        }
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), OutboundError> {
+        if let Some(m) = self.kv.borrow_mut().as_mut() {
+            m.remove(key);
+        }
+        Ok(())
+    }
+}
+
+impl Entropy for TestPlatform {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), OutboundError> {
+        buf.fill(self.entropy.get());
+        Ok(())
+    }
+}
+
+impl Platform for TestPlatform {
+    type Verifier = crate::auth::RustCrypto;
+
+    fn verifier(&self) -> &Self::Verifier {
+        &crate::auth::RustCrypto
+    }
+
+    fn runtime(&self) -> &'static str {
+        "test"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures: an instance, the demo tenant and its users, and the SQL proxy's answers.
+
+/// The tenant every fixture belongs to.
+pub const TENANT: &str = "00000000-0000-4000-8000-00000000d301";
+
+/// The demo tenant on `tier`, with default settings.
+pub fn tenant(id: &str, tier: &str) -> Tenant {
+    Tenant {
+        id: TenantId::parse(id).unwrap(),
+        slug: Slug::parse("demo").unwrap(),
+        name: "Demo".into(),
+        tier: tier.into(),
+        status: TenantStatus::Active,
+        settings: TenantSettings::default(),
+    }
+}
+
+/// A user of [`TENANT`] whose token names `roles`.
+pub fn member(user: &str, roles: &[&str]) -> Principal {
+    Principal {
+        user_id: user.into(),
+        tenant_id: Some(TENANT.into()),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        tier: None,
+        issuer: "https://idp.example.com/pool".into(),
+        token_use: Some("id".into()),
+        expires_at: 2_000_000_000,
+        platform_admin_issuer: false,
+    }
+}
+
+/// One instance: the dev configuration (with `overrides`), its authenticator and a test
+/// platform answering with `respond`.
+pub struct Instance {
+    pub config: Config,
+    pub auth: Authenticator,
+    pub platform: TestPlatform,
+}
+
+impl Instance {
+    pub fn new(overrides: &[(&'static str, &str)], respond: Responder) -> Self {
+        let mut m = dev_settings();
+        for (k, v) in overrides {
+            m.insert(k, (*v).to_owned());
+        }
+        let config = Config::load(&|k: &str| m.get(k).cloned()).unwrap();
+        let auth = Authenticator::new(config.auth.clone());
+        Self {
+            config,
+            auth,
+            platform: TestPlatform::new(respond),
+        }
+    }
+
+    pub fn env(&self) -> Env<'_, TestPlatform> {
+        Env {
+            config: &self.config,
+            platform: &self.platform,
+            auth: &self.auth,
+        }
+    }
+
+    /// What the router hands a tenant route's handler for `req`: [`TENANT`] on `tier`, the
+    /// principal when signed in, the path's `{id}`.
+    pub fn parts(
+        &self,
+        tier: &str,
+        principal: Option<Principal>,
+        id: Option<&str>,
+        req: Request<Bytes>,
+    ) -> RequestParts<'_, TestPlatform> {
+        let (head, body) = req.into_parts();
+        RequestParts {
+            env: self.env(),
+            head: Rc::new(head),
+            body,
+            tenant: Some(Rc::new(tenant(TENANT, tier))),
+            principal: principal.map(Rc::new),
+            id: id.map(str::to_owned),
+        }
+    }
+}
+
+/// The proxy's answer to a one-statement tenant batch: the tenant's `set_config`, then `doc`
+/// as the statement's only row.
+pub fn sql_answer(doc: &Value) -> Response<Bytes> {
+    let one = json!({ "command": "SELECT", "rowCount": 1,
+        "fields": [{ "name": "doc", "dataTypeID": 25 }], "rows": [[doc.to_string()]] });
+    let set = json!({ "command": "SELECT", "rowCount": 1,
+        "fields": [{ "name": "set_config", "dataTypeID": 25 }], "rows": [[TENANT]] });
+    Response::new(Bytes::from(json!({ "results": [set, one] }).to_string()))
+}
+
+/// The statement of a tenant batch after its `set_config` (`{query, params}`).
+pub fn statement(req: &Request<Bytes>) -> Value {
+    let v: Value = serde_json::from_slice(req.body()).unwrap_or(Value::Null);
+    v["queries"][1].clone()
+}
