@@ -8,14 +8,14 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::tools::Tools;
-use crate::{repo_root, run};
+use crate::{repo_root, run, target_dir};
 
 pub fn worker_wasm() -> PathBuf {
     repo_root().join("edge/worker/build/index_bg.wasm")
 }
 
 pub fn spin_wasm() -> PathBuf {
-    repo_root().join("target/wasm32-wasip2/release/edgefront_spin.wasm")
+    target_dir().join("wasm32-wasip2/release/edgefront_spin.wasm")
 }
 
 /// Builds the worker. Skips worker-build's post-processing when cargo's output is unchanged,
@@ -23,7 +23,7 @@ pub fn spin_wasm() -> PathBuf {
 pub fn build_worker(tools: &Tools) -> Result<()> {
     let root = repo_root();
     build_release(WORKER)?;
-    let raw = root.join("target/wasm32-unknown-unknown/release/edgefront_worker.wasm");
+    let raw = target_dir().join("wasm32-unknown-unknown/release/edgefront_worker.wasm");
     let digest = hex(&Sha256::digest(
         std::fs::read(&raw).context("reading worker wasm")?,
     ));

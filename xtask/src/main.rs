@@ -18,6 +18,7 @@ mod tools;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -87,6 +88,33 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Cargo's target directory for this workspace as `cargo metadata` resolves it
+/// (`CARGO_TARGET_DIR`, `build.target-dir`, or `target/`).
+pub fn target_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        Command::new("cargo")
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
+            .current_dir(repo_root())
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .and_then(|out| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
+            .and_then(|meta| meta["target_directory"].as_str().map(PathBuf::from))
+            .unwrap_or_else(|| match std::env::var_os("CARGO_TARGET_DIR") {
+                Some(dir) => repo_root().join(dir),
+                None => repo_root().join("target"),
+            })
+    })
+    .clone()
 }
 
 /// Runs a command to completion, inheriting output; fails on a non-zero exit.
@@ -227,7 +255,7 @@ fn bench(filter: Option<&str>) -> Result<i32> {
                 format!(
                     "{} run -S cli=y --dir {}::target",
                     tools.wasmtime.display(),
-                    repo_root().join("target").display()
+                    target_dir().display()
                 ),
             );
         }

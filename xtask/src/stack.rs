@@ -15,7 +15,7 @@ use crate::pg::PgCluster;
 use crate::proc::{free_port, wait_http, Proc};
 use crate::s3::LocalS3;
 use crate::tools::{which, Tools};
-use crate::{artifacts, repo_root, run};
+use crate::{artifacts, repo_root, run, target_dir};
 
 pub const DATABASE: &str = "edgefront";
 pub const APP_ROLE: &str = "edgefront_app";
@@ -238,7 +238,7 @@ impl Stack {
             c.batch_execute(&format!("CREATE DATABASE {DATABASE}"))
                 .await?;
         }
-        let origin_bin = repo_root().join("target/debug/edgefront-origin");
+        let origin_bin = target_dir().join("debug/edgefront-origin");
         run(Command::new(&origin_bin)
             .args([
                 "migrate",
