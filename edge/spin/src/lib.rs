@@ -4,9 +4,9 @@
 //!
 //! By default it imports nothing Spin-specific, so the same component runs under `spin up` and
 //! `wasmtime serve`; caches then live per component instance (`wasmtime serve
-//! --max-instance-reuse-count` keeps instances warm). The `spin-kv` feature (what `spin build`
-//! uses, see spin.toml) adds Spin's key-value store behind the same port, so caches survive
-//! Spin's instance-per-request model.
+//! --max-instance-reuse-count` keeps instances warm). The `spin-kv` feature (`cargo xtask build
+//! spin`: what `spin build` runs and `spin up` serves, see spin.toml) adds Spin's key-value store
+//! behind the same port, so caches survive Spin's instance-per-request model.
 
 use std::cell::RefCell;
 use std::future::Future;
