@@ -4,7 +4,8 @@
 //!   tenants, serve the edge on 127.0.0.1:8787, and stop everything on Ctrl-C / SIGTERM.
 //! - `test`: fmt, clippy, unit tests (host and wasm32), both artifacts, then one black-box suite
 //!   against both runtimes on a fresh stack.
-//! - `build worker|spin`: build a deployable artifact (wrangler's build command uses this).
+//! - `build workers|spin|spin-portable`: build a deployable artifact (wrangler.toml's and
+//!   spin.toml's build commands are `cargo xtask build worker` and `cargo xtask build spin`).
 
 mod artifacts;
 mod jwks;
@@ -12,16 +13,19 @@ mod llm;
 mod pg;
 mod proc;
 mod s3;
+mod spin;
 mod stack;
 mod test;
 mod tools;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use spin::SpinHost;
 use stack::{Options, Runtime, Stack};
 use tools::Needs;
 
@@ -78,8 +82,32 @@ enum Cmd {
     /// Build a deployable artifact.
     Build {
         #[arg(value_enum)]
-        target: Runtime,
+        target: BuildTarget,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BuildTarget {
+    /// The Workers bundle in edge/worker/build (wrangler.toml's build command).
+    #[value(alias = "worker")]
+    Workers,
+    /// The Spin component spin.toml deploys (feature `spin-kv`; spin.toml's build command):
+    /// edge/spin/build/edgefront-spin-kv.wasm.
+    #[value(alias = "spin-kv")]
+    Spin,
+    /// The portable Spin component (imports only `wasi:*`) that `wasmtime serve` runs:
+    /// edge/spin/build/edgefront-spin-portable.wasm.
+    SpinPortable,
+}
+
+impl BuildTarget {
+    fn spin_build(self) -> Option<artifacts::SpinBuild> {
+        match self {
+            Self::Workers => None,
+            Self::Spin => Some(artifacts::SpinBuild::SpinKv),
+            Self::SpinPortable => Some(artifacts::SpinBuild::Portable),
+        }
+    }
 }
 
 pub fn repo_root() -> PathBuf {
@@ -87,6 +115,33 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Cargo's target directory for this workspace as `cargo metadata` resolves it
+/// (`CARGO_TARGET_DIR`, `build.target-dir`, or `target/`).
+pub fn target_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        Command::new("cargo")
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
+            .current_dir(repo_root())
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .and_then(|out| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
+            .and_then(|meta| meta["target_directory"].as_str().map(PathBuf::from))
+            .unwrap_or_else(|| match std::env::var_os("CARGO_TARGET_DIR") {
+                Some(dir) => repo_root().join(dir),
+                None => repo_root().join("target"),
+            })
+    })
+    .clone()
 }
 
 /// Runs a command to completion, inheriting output; fails on a non-zero exit.
@@ -227,7 +282,7 @@ fn bench(filter: Option<&str>) -> Result<i32> {
                 format!(
                     "{} run -S cli=y --dir {}::target",
                     tools.wasmtime.display(),
-                    repo_root().join("target").display()
+                    target_dir().display()
                 ),
             );
         }
@@ -240,16 +295,24 @@ fn bench(filter: Option<&str>) -> Result<i32> {
     Ok(0)
 }
 
-fn build(target: Runtime) -> Result<i32> {
-    match target {
-        Runtime::Workers => {
+fn build(target: BuildTarget) -> Result<i32> {
+    match target.spin_build() {
+        None => {
             let tools = tools::ensure(Needs {
                 worker: true,
                 node: true,
             })?;
             artifacts::build_worker(&tools)?;
         }
-        Runtime::Spin => artifacts::build_spin()?,
+        Some(build) => {
+            tools::ensure_targets()?;
+            let artifact = artifacts::build_spin(build)?;
+            eprintln!(
+                "xtask: {} build of edgefront-spin: {}",
+                build.name(),
+                artifact.display()
+            );
+        }
     }
     Ok(0)
 }
@@ -267,9 +330,13 @@ async fn dev(runtime: Runtime, port: u16) -> Result<i32> {
         node: true,
     })?;
     build_origin()?;
+    // Decided once: the host that will serve Spin decides which build is made and served.
+    let spin_host = SpinHost::detect();
     match runtime {
         Runtime::Workers => artifacts::build_worker(&tools)?,
-        Runtime::Spin => artifacts::build_spin()?,
+        Runtime::Spin => {
+            artifacts::build_spin(spin_host.build())?;
+        }
     }
     let state = repo_root().join(".edgefront");
     let run_dir = state.join("run");
@@ -279,7 +346,7 @@ async fn dev(runtime: Runtime, port: u16) -> Result<i32> {
         runtimes: vec![runtime],
         port: Some(port),
         dir: run_dir,
-        prefer_spin_cli: true,
+        spin_host,
         origin_statement_timeout_ms: 5_000,
         mock_ai: false,
     };

@@ -14,8 +14,9 @@ use crate::llm::MockProvider;
 use crate::pg::PgCluster;
 use crate::proc::{free_port, wait_http, Proc};
 use crate::s3::LocalS3;
-use crate::tools::{which, Tools};
-use crate::{artifacts, repo_root, run};
+use crate::spin::{self, SpinHost};
+use crate::tools::Tools;
+use crate::{repo_root, run, target_dir};
 
 pub const DATABASE: &str = "edgefront";
 pub const APP_ROLE: &str = "edgefront_app";
@@ -175,8 +176,8 @@ pub struct Options {
     pub port: Option<u16>,
     /// Where run state lives (logs, Postgres data, S3 files).
     pub dir: PathBuf,
-    /// Spin: prefer `spin up` when it is on PATH (dev), or always wasmtime (tests).
-    pub prefer_spin_cli: bool,
+    /// What serves Spin; its build must have been built (`artifacts::build_spin`).
+    pub spin_host: SpinHost,
     pub origin_statement_timeout_ms: u64,
     /// Answer chat with the local mock OpenAI-compatible provider (tests); otherwise the edge's
     /// built-in local responder answers (dev, out of the box).
@@ -238,7 +239,7 @@ impl Stack {
             c.batch_execute(&format!("CREATE DATABASE {DATABASE}"))
                 .await?;
         }
-        let origin_bin = repo_root().join("target/debug/edgefront-origin");
+        let origin_bin = target_dir().join("debug/edgefront-origin");
         run(Command::new(&origin_bin)
             .args([
                 "migrate",
@@ -351,6 +352,16 @@ impl Stack {
             None
         };
 
+        // The services the edge calls: all that the Spin dev manifest lets it reach.
+        let mut outbound = vec![
+            spin::origin(&origin_sql)?,
+            spin::origin(&s3.endpoint)?,
+            spin::origin(&jwks.base_url)?,
+        ];
+        if let Some(m) = &llm {
+            outbound.push(spin::origin(&m.base_url)?);
+        }
+
         let mut runtimes = serde_json::Map::new();
         for (i, rt) in opts.runtimes.iter().enumerate() {
             let port = match (i, opts.port) {
@@ -359,7 +370,7 @@ impl Stack {
             };
             let (proc, how) = match rt {
                 Runtime::Workers => start_workers(opts, tools, port, &settings).await?,
-                Runtime::Spin => start_spin(opts, tools, port, &settings).await?,
+                Runtime::Spin => start_spin(opts, tools, port, &settings, &outbound).await?,
             };
             procs.push(proc);
             runtimes.insert(
@@ -545,55 +556,23 @@ async fn start_spin(
     tools: &Tools,
     port: u16,
     settings: &[(&str, String)],
+    outbound: &[String],
 ) -> Result<(Proc, &'static str)> {
     let log = opts.dir.join("logs/spin.log");
-    let (mut cmd, how) = match which("spin").filter(|_| opts.prefer_spin_cli) {
-        Some(spin) => {
-            let mut c = Command::new(spin);
-            c.current_dir(repo_root()).args([
-                "up",
-                "--from",
-                "spin.toml",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ]);
-            (c, "spin up")
-        }
-        None => {
-            let mut c = Command::new(&tools.wasmtime);
-            c.args([
-                "serve",
-                "-S",
-                "cli=y",
-                "--addr",
-                &format!("127.0.0.1:{port}"),
-                // wasip2 components default to one request per instance. One reused instance
-                // stands in for Spin's shared key-value store (which wasmtime cannot link): its
-                // caches (tenants, JWKS) are warm for every request, as they are under `spin up`
-                // with the `spin-kv` build. A pool of instances would each warm separately.
-                // Concurrent client requests queue here; their atomicity is proven in SQL.
-                "--max-instance-reuse-count",
-                "1000000",
-                "--idle-instance-timeout",
-                "3600s",
-                "--max-concurrent-requests",
-                "1",
-            ]);
-            (c, "wasmtime serve")
-        }
-    };
-    for (k, v) in settings {
-        if how == "wasmtime serve" {
-            // `--env NAME` inherits the value, keeping secrets out of `ps` output.
-            cmd.env(k, v).arg("--env").arg(k);
-        } else {
-            cmd.arg("--env").arg(format!("{k}={v}"));
-        }
-    }
-    if how == "wasmtime serve" {
-        cmd.arg(artifacts::spin_wasm());
-    }
-    let mut proc = Proc::spawn(how, &mut cmd, &log, None)?;
+    let host = &opts.spin_host;
+    let mut cmd = host.command(
+        tools,
+        &opts.dir.join("spin"),
+        &format!("127.0.0.1:{port}"),
+        settings,
+        outbound,
+    )?;
+    eprintln!(
+        "xtask: serving the {} Spin build under {}",
+        host.build().name(),
+        host.name()
+    );
+    let mut proc = Proc::spawn(host.name(), &mut cmd, &log, None)?;
     wait_http(
         &mut proc,
         &format!("http://127.0.0.1:{port}/healthz"),
@@ -601,5 +580,5 @@ async fn start_spin(
         Some(&log),
     )
     .await?;
-    Ok((proc, how))
+    Ok((proc, host.name()))
 }

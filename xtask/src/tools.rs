@@ -94,7 +94,7 @@ pub fn ensure(needs: Needs) -> Result<Tools> {
     })
 }
 
-fn ensure_targets() -> Result<()> {
+pub fn ensure_targets() -> Result<()> {
     let out = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
