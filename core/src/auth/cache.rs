@@ -44,11 +44,16 @@ struct Cached {
 }
 
 /// What goes into the key-value store: the set and when it was fetched, so a fresh instance
-/// knows how old it is.
+/// knows how old it is, and when the issuer was last asked, so the penalty window holds across
+/// instances too (Spin starts one per request: without this, every token with an unknown `kid`
+/// would cost a fetch).
 #[derive(Serialize, Deserialize)]
 struct Persisted {
+    /// 0 when no set was ever fetched (only the attempt is recorded).
     fetched_at: u64,
     jwks: Jwks,
+    #[serde(default)]
+    attempted_at: u64,
 }
 
 impl JwksCache {
@@ -84,7 +89,8 @@ impl JwksCache {
             if !state.kv_checked.get() {
                 let _flight = state.flight.start();
                 state.kv_checked.set(true);
-                if let Some(c) = load(platform, policy, url).await {
+                let (persisted, attempted) = load(platform, policy, url).await;
+                if let Some(c) = persisted {
                     let newer = state
                         .keys
                         .borrow()
@@ -93,6 +99,9 @@ impl JwksCache {
                     if newer {
                         *state.keys.borrow_mut() = Some(c);
                     }
+                }
+                if attempted > state.last_fetch.get() {
+                    state.last_fetch.set(attempted);
                 }
                 continue;
             }
@@ -112,11 +121,16 @@ impl JwksCache {
                         jwks: Rc::new(jwks),
                         fetched_at: now,
                     };
-                    store(platform, policy, url, &c).await;
+                    store(platform, policy, url, Some(&c), now).await;
                     *state.keys.borrow_mut() = Some(c);
                     *state.last_error.borrow_mut() = None;
                 }
-                Err(e) => *state.last_error.borrow_mut() = Some(e),
+                Err(e) => {
+                    // Remember the attempt (with the set we still have) for other instances.
+                    let kept = state.keys.borrow().clone();
+                    store(platform, policy, url, kept.as_ref(), now).await;
+                    *state.last_error.borrow_mut() = Some(e);
+                }
             }
         }
         // No fresh answer and no fetch allowed now: fall back on what was last seen.
@@ -164,26 +178,47 @@ pub(crate) fn kv_key(url: &str) -> String {
     format!("jwks:v1:{hex}")
 }
 
-async fn load<P: Clock + KeyValue>(platform: &P, policy: &JwksPolicy, url: &str) -> Option<Cached> {
+/// The persisted set (if one was ever fetched) and when the issuer was last asked.
+async fn load<P: Clock + KeyValue>(
+    platform: &P,
+    policy: &JwksPolicy,
+    url: &str,
+) -> (Option<Cached>, Option<SystemTime>) {
     // The store is a cache: an error or a bad record is a miss.
-    let bytes = with_timeout(platform, policy.fetch_timeout, platform.get(&kv_key(url)))
+    let record = with_timeout(platform, policy.fetch_timeout, platform.get(&kv_key(url)))
         .await
-        .ok()??;
-    let p: Persisted = serde_json::from_slice(&bytes).ok()?;
-    Some(Cached {
+        .ok()
+        .flatten()
+        .and_then(|bytes| serde_json::from_slice::<Persisted>(&bytes).ok());
+    let Some(p) = record else {
+        return (None, None);
+    };
+    let at = |secs: u64| (secs > 0).then(|| UNIX_EPOCH + Duration::from_secs(secs));
+    let cached = at(p.fetched_at).map(|fetched_at| Cached {
         jwks: Rc::new(p.jwks),
-        fetched_at: UNIX_EPOCH + Duration::from_secs(p.fetched_at),
-    })
+        fetched_at,
+    });
+    (cached, at(p.attempted_at))
 }
 
-async fn store<P: Clock + KeyValue>(platform: &P, policy: &JwksPolicy, url: &str, c: &Cached) {
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Records the set `c` (if any) and the fetch attempted at `attempted`.
+async fn store<P: Clock + KeyValue>(
+    platform: &P,
+    policy: &JwksPolicy,
+    url: &str,
+    c: Option<&Cached>,
+    attempted: SystemTime,
+) {
     let p = Persisted {
-        fetched_at: c
-            .fetched_at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        jwks: (*c.jwks).clone(),
+        fetched_at: c.map_or(0, |c| unix_secs(c.fetched_at)),
+        jwks: c.map(|c| (*c.jwks).clone()).unwrap_or_default(),
+        attempted_at: unix_secs(attempted),
     };
     if let Ok(json) = serde_json::to_vec(&p) {
         let key = kv_key(url);

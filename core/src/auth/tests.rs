@@ -704,6 +704,47 @@ fn unknown_kid_refetches_once_per_penalty_window() {
 }
 
 #[test]
+fn the_penalty_window_holds_across_instances() {
+    // Spin starts an instance per request: each has a fresh Authenticator, and only the
+    // key-value store carries over.
+    let (p, a) = setup();
+    assert!(run(&p, &a, &token(&rsa1(), "RS256", "rsa1", &id_claims(&p))).is_ok());
+    p.advance(11);
+    let fresh = || Authenticator::new(config());
+    let t = token(&rsa2(), "RS256", "nope-0", &id_claims(&p));
+    assert_eq!(run(&p, &fresh(), &t), Err(AuthError::UnknownKey));
+    assert_eq!(p.fetches(), 2, "one refetch for an unknown kid");
+    for i in 1..15 {
+        let t = token(&rsa2(), "RS256", &format!("nope-{i}"), &id_claims(&p));
+        assert_eq!(run(&p, &fresh(), &t), Err(AuthError::UnknownKey));
+    }
+    assert_eq!(p.fetches(), 2, "fresh instances honour the window too");
+    // A known key on a fresh instance comes from the store, without a fetch.
+    assert!(run(
+        &p,
+        &fresh(),
+        &token(&p256(), "ES256", "ec256", &id_claims(&p))
+    )
+    .is_ok());
+    assert_eq!(p.fetches(), 2);
+
+    // A failed fetch is remembered as well: an outage is not hammered by every instance.
+    p.advance(11);
+    p.endpoint.set(Endpoint::Down);
+    let t = token(&rsa2(), "RS256", "nope-y", &id_claims(&p));
+    assert_eq!(run(&p, &fresh(), &t), Err(AuthError::UnknownKey));
+    assert_eq!(p.fetches(), 3);
+    assert_eq!(run(&p, &fresh(), &t), Err(AuthError::UnknownKey));
+    assert_eq!(p.fetches(), 3);
+    assert!(run(
+        &p,
+        &fresh(),
+        &token(&rsa1(), "RS256", "rsa1", &id_claims(&p))
+    )
+    .is_ok());
+}
+
+#[test]
 fn concurrent_requests_share_one_fetch() {
     let (p, a) = setup();
     p.delay_polls.set(5);
