@@ -2,6 +2,8 @@
 //! such as wrangler takes its workerd with it), dies with its parent (PR_SET_PDEATHSIG), and is
 //! stopped — TERM, then KILL — when its handle is dropped, including on error and Ctrl-C.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -169,4 +171,21 @@ pub async fn http_status(url: &str, timeout: Duration) -> Result<u16> {
     tokio::time::timeout(timeout, fut)
         .await
         .context("timed out")?
+}
+
+/// Writes `contents` to a new file only its owner can read (dev manifests and env files hold secrets).
+pub fn write_private(path: &Path, contents: &str) -> Result<()> {
+    // Replaced, not rewritten: an older file may have wider permissions.
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
 }

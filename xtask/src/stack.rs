@@ -514,7 +514,7 @@ async fn start_workers(
 ) -> Result<(Proc, &'static str)> {
     let env_file = opts.dir.join("workers.env");
     let body: String = settings.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-    std::fs::write(&env_file, body)?;
+    crate::proc::write_private(&env_file, &body)?;
     let log = opts.dir.join("logs/wrangler.log");
     let mut cmd = Command::new(tools.node_bin.join("wrangler"));
     cmd.current_dir(repo_root())
