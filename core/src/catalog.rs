@@ -4,12 +4,11 @@
 //! are decided inside that batch by the functions of `migrations/`, which also build the
 //! documents (`catalog_item_json`); Rust reads their outcomes into [`Write`].
 
-use http::header;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::cx::{Extract, FromPath as _, IdempotencyKey, Json, Member, Path, Query, RequestParts};
+use crate::cx::{FromPath as _, IdempotencyKey, IfMatch, Json, Member, Path, Query};
 use crate::error::{ApiError, Code};
 use crate::ids::{hex, is_uuid, Uuid};
 use crate::input::{BodyCx, FromJson, FromQuery, JsonObject, QueryString};
@@ -302,8 +301,9 @@ pub struct ItemInput {
     /// `Some(None)`: `null`, which clears it.
     #[serde(skip_serializing_if = "Option::is_none")]
     category: Option<Option<String>>,
+    /// `Some(None)`: `null`, untracked stock (never runs out).
     #[serde(skip_serializing_if = "Option::is_none")]
-    inventory: Option<i64>,
+    inventory: Option<Option<i64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -335,7 +335,7 @@ impl ItemInput {
             );
         }
         let category = o.nullable_string("category", 100);
-        let inventory = o.integer("inventory", false, 0, i64::from(i32::MAX));
+        let inventory = o.nullable_integer("inventory", 0, i64::from(i32::MAX));
         let status = o.one_of("status", false, STATUSES);
         let image_file_ids = o
             .string_array("image_file_ids", 10, is_uuid, "a file id (UUID)")
@@ -382,29 +382,6 @@ impl FromJson for ItemPatch {
             return None;
         }
         Some(Self(input))
-    }
-}
-
-/// `If-Match`: `None` when absent or `*`, else the version it names. A tag that can never
-/// match (not one of ours) is 412 at once.
-pub struct IfMatch(Option<i64>);
-
-impl<'a, P> Extract<'a, P> for IfMatch {
-    fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
-        let Some(v) = parts.head.headers.get(header::IF_MATCH) else {
-            return Ok(Self(None));
-        };
-        let v = v.to_str().unwrap_or_default().trim();
-        if v == "*" {
-            return Ok(Self(None));
-        }
-        v.trim_start_matches("W/")
-            .trim_matches('"')
-            .strip_prefix('v')
-            .and_then(|n| n.parse::<i64>().ok())
-            .filter(|n| *n > 0 && *n <= i64::from(i32::MAX))
-            .map(|n| Self(Some(n)))
-            .ok_or_else(|| ApiError::precondition_failed(None))
     }
 }
 
@@ -537,7 +514,7 @@ mod tests {
 
     use crate::input::encode_cursor;
     use bytes::Bytes;
-    use http::HeaderValue;
+    use http::{header, HeaderValue};
 
     fn listing(uri: &str, audience: Audience) -> Result<Listing, ApiError> {
         let mut q = QueryString::parse(&uri.parse().unwrap());

@@ -86,6 +86,10 @@ codes! {
     SkuTaken = (CONFLICT, "sku_taken", "Conflict");
     /// `complete` was called before anything was uploaded.
     UploadMissing = (CONFLICT, "upload_missing", "Conflict");
+    /// Checkout: not enough stock; `items` names each short line.
+    OutOfStock = (CONFLICT, "out_of_stock", "Conflict");
+    /// An order status change the state machine forbids; `from` and `allowed` say what is.
+    InvalidTransition = (CONFLICT, "invalid_transition", "Conflict");
     // 410
     TenantDeleted = (GONE, "tenant_deleted", "Tenant deleted");
     // 412
@@ -101,9 +105,14 @@ codes! {
     ObjectEmpty = (UNPROCESSABLE_ENTITY, "object_empty", "Unprocessable content");
     ObjectTooLarge = (UNPROCESSABLE_ENTITY, "object_too_large", "Unprocessable content");
     ContentTypeMismatch = (UNPROCESSABLE_ENTITY, "content_type_mismatch", "Unprocessable content");
+    /// Checkout: items unknown, or not for sale (draft, archived); `items` lists their ids.
+    ItemUnavailable = (UNPROCESSABLE_ENTITY, "item_unavailable", "Unprocessable content");
+    DonationsDisabled = (UNPROCESSABLE_ENTITY, "donations_disabled", "Unprocessable content");
     // 429 (with `Retry-After` when known)
     QuotaExhausted = (TOO_MANY_REQUESTS, "quota_exhausted", "Too many requests");
     VisitorLimit = (TOO_MANY_REQUESTS, "visitor_limit", "Too many requests");
+    /// Too many requests of this kind from this caller; `Retry-After` says when to come back.
+    RateLimited = (TOO_MANY_REQUESTS, "rate_limited", "Too many requests");
     // 5xx
     /// The instance's configuration is unusable; `setting` names the culprit.
     Misconfigured = (INTERNAL_SERVER_ERROR, "misconfigured", "Instance misconfigured");
@@ -178,6 +187,8 @@ mod tests {
                 "409 idempotency_key_reused",
                 "409 sku_taken",
                 "409 upload_missing",
+                "409 out_of_stock",
+                "409 invalid_transition",
                 "410 tenant_deleted",
                 "412 precondition_failed",
                 "413 payload_too_large",
@@ -188,8 +199,11 @@ mod tests {
                 "422 object_empty",
                 "422 object_too_large",
                 "422 content_type_mismatch",
+                "422 item_unavailable",
+                "422 donations_disabled",
                 "429 quota_exhausted",
                 "429 visitor_limit",
+                "429 rate_limited",
                 "500 misconfigured",
                 "502 upstream_unavailable",
                 "503 jwks_unavailable",

@@ -270,6 +270,45 @@ impl<'a, P> Extract<'a, P> for IdempotencyKey {
     }
 }
 
+/// The `Idempotency-Key` header where it is required (checkout): missing is a 400.
+pub struct RequiredIdempotencyKey(pub String);
+
+impl<'a, P> Extract<'a, P> for RequiredIdempotencyKey {
+    fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
+        match IdempotencyKey::extract(parts)? {
+            IdempotencyKey(Some(key)) => Ok(Self(key)),
+            IdempotencyKey(None) => Err(ApiError::field(
+                "Idempotency-Key",
+                "required",
+                "is required: retry with the same key to get the same answer, never a second order",
+            )),
+        }
+    }
+}
+
+/// `If-Match` on our `"v{version}"` entity tags: `None` when absent or `*`, else the version
+/// it names. A tag that can never match (not one of ours) is 412 at once.
+pub struct IfMatch(pub Option<i64>);
+
+impl<'a, P> Extract<'a, P> for IfMatch {
+    fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
+        let Some(v) = parts.head.headers.get(http::header::IF_MATCH) else {
+            return Ok(Self(None));
+        };
+        let v = v.to_str().unwrap_or_default().trim();
+        if v == "*" {
+            return Ok(Self(None));
+        }
+        v.trim_start_matches("W/")
+            .trim_matches('"')
+            .strip_prefix('v')
+            .and_then(|n| n.parse::<i64>().ok())
+            .filter(|n| *n > 0 && *n <= i64::from(i32::MAX))
+            .map(|n| Self(Some(n)))
+            .ok_or_else(|| ApiError::precondition_failed(None))
+    }
+}
+
 /// A handler: an async function of extractable arguments returning a reply.
 pub trait Handler<'a, P, Args> {
     fn call(

@@ -51,6 +51,9 @@ pub enum Extra {
     },
     /// 429: seconds until a retry can succeed (`Retry-After`).
     RetryAfter(u64),
+    /// Members particular to one refusal (`items` of out_of_stock, `from` and `allowed` of
+    /// invalid_transition, …), as the refusing module documents them.
+    Members(Map<String, Value>),
 }
 
 /// One field's validation failure, as listed in a 400's `errors` member.
@@ -243,6 +246,11 @@ impl ApiError {
         }
     }
 
+    /// Adds members to the problem document (never over the RFC 7807 ones).
+    pub fn with_members(self, members: Map<String, Value>) -> Self {
+        self.with(Extra::Members(members))
+    }
+
     pub fn status(&self) -> StatusCode {
         self.code.status()
     }
@@ -298,6 +306,11 @@ impl ApiError {
             }
             Extra::RetryAfter(s) => {
                 body.insert("retry_after".into(), json!(s));
+            }
+            Extra::Members(members) => {
+                for (k, v) in members {
+                    body.entry(k.clone()).or_insert_with(|| v.clone());
+                }
             }
         }
     }

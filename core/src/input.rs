@@ -45,6 +45,8 @@ pub trait FromQuery: Sized {
 pub struct JsonObject {
     map: Map<String, Value>,
     errors: Vec<FieldError>,
+    /// Where this object sits in the body (`customer.`, `items[2].`), for error field names.
+    prefix: String,
 }
 
 impl JsonObject {
@@ -69,6 +71,7 @@ impl JsonObject {
             Ok(Value::Object(map)) => Ok(Self {
                 map,
                 errors: Vec::new(),
+                prefix: String::new(),
             }),
             Ok(_) => Err(ApiError::field(
                 "",
@@ -84,7 +87,84 @@ impl JsonObject {
     }
 
     pub fn error(&mut self, field: &str, code: &'static str, message: impl Into<String>) {
-        self.errors.push(FieldError::new(field, code, message));
+        let name = if field.is_empty() {
+            self.prefix.trim_end_matches('.').to_owned()
+        } else {
+            format!("{}{field}", self.prefix)
+        };
+        self.errors.push(FieldError::new(name, code, message));
+    }
+
+    /// A member that is itself an object, read the same way (errors name it `field.member`);
+    /// hand it back with [`Self::absorb`] when done.
+    pub fn object_member(&mut self, field: &str, required: bool) -> Option<JsonObject> {
+        match self.take(field, required)? {
+            Value::Object(map) => Some(JsonObject {
+                map,
+                errors: Vec::new(),
+                prefix: format!("{}{field}.", self.prefix),
+            }),
+            _ => {
+                self.error(field, "wrong_type", "must be an object");
+                None
+            }
+        }
+    }
+
+    /// A member that is an array of objects, at most `max` long (and at least one when
+    /// required); each element reads as `field[i].member`. An element that is not an object is
+    /// reported and comes back as `None`, so the others are still checked.
+    pub fn objects_member(
+        &mut self,
+        field: &str,
+        required: bool,
+        max: usize,
+    ) -> Option<Vec<Option<JsonObject>>> {
+        match self.take(field, required)? {
+            Value::Array(items) if items.is_empty() && required => {
+                self.error(field, "empty", "must have at least one item");
+                None
+            }
+            Value::Array(items) if items.len() > max => {
+                self.error(field, "too_long", format!("must have at most {max} items"));
+                None
+            }
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, v) in items.into_iter().enumerate() {
+                    let prefix = format!("{}{field}[{i}].", self.prefix);
+                    match v {
+                        Value::Object(map) => out.push(Some(JsonObject {
+                            map,
+                            errors: Vec::new(),
+                            prefix,
+                        })),
+                        _ => {
+                            self.errors.push(FieldError::new(
+                                prefix.trim_end_matches('.'),
+                                "wrong_type",
+                                "must be an object",
+                            ));
+                            out.push(None);
+                        }
+                    }
+                }
+                Some(out)
+            }
+            _ => {
+                self.error(field, "wrong_type", "must be an array");
+                None
+            }
+        }
+    }
+
+    /// Takes back a nested object's problems (and its unknown members).
+    pub fn absorb(&mut self, mut nested: JsonObject) {
+        let unknown: Vec<String> = nested.map.keys().cloned().collect();
+        for k in unknown {
+            nested.error(&k, "unknown_field", "is not a known field");
+        }
+        self.errors.append(&mut nested.errors);
     }
 
     /// The member as sent, without taking it.
@@ -167,6 +247,15 @@ impl JsonObject {
             return Some(None);
         }
         self.string(field, false, max).map(Some)
+    }
+
+    /// Like [`Self::integer`] but `null` is a value: `Some(None)` (unlimited, cleared, …).
+    pub fn nullable_integer(&mut self, field: &str, min: i64, max: i64) -> Option<Option<i64>> {
+        if matches!(self.map.get(field), Some(Value::Null)) {
+            self.map.remove(field);
+            return Some(None);
+        }
+        self.integer(field, false, min, max).map(Some)
     }
 
     /// One of `allowed`.

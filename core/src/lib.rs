@@ -11,8 +11,9 @@
 // - leaves: `code` (the error-code table), `jwk`, `ports`, `ids`, `body`, `memo`
 // - services: `auth`, `config`, `sql`, `s3`
 // - the API's edges: `error` (problem+json), `input` (reading requests), `reply`, `page`
-// - request state: `tenancy`, `authz`, `cors`, `cx` (typed handler contexts)
-// - capabilities (handlers): `health`, `me`, `catalog`, `storefront`, `uploads`, `chat/`
+// - request state: `tenancy`, `authz`, `cors`, `cx` (typed handler contexts), `visitor`
+// - capabilities (handlers): `health`, `me`, `catalog`, `storefront`, `uploads`, `chat/`,
+//   `commerce/`
 // - `routes` (the table), and `Edge` here.
 pub mod auth;
 pub mod authz;
@@ -20,6 +21,7 @@ pub mod body;
 pub mod catalog;
 pub mod chat;
 pub mod code;
+pub mod commerce;
 pub mod config;
 pub mod cors;
 pub mod cx;
@@ -39,6 +41,7 @@ pub mod sql;
 pub mod storefront;
 pub mod tenancy;
 pub mod uploads;
+pub mod visitor;
 
 #[cfg(test)]
 mod edge_tests;

@@ -11,6 +11,7 @@ use http::{header, HeaderValue, Method, Request, Response};
 
 use crate::authz::{self, Role};
 use crate::body::Body;
+use crate::commerce::{checkout, orders, visits};
 use crate::cx::{Env, Handler, RequestParts};
 use crate::error::ApiError;
 use crate::ports::Platform;
@@ -89,6 +90,14 @@ routes! {
     GET    "/v1/files"                                         MEMBER   => uploads::list,
     GET    "/v1/files/{id}"                                    MEMBER   => uploads::get,
     DELETE "/v1/files/{id}"                                    MEMBER   => uploads::delete,
+    POST   "/v1/storefront/visits"                             PUBLIC   => visits::record,
+    POST   "/v1/storefront/checkout"                           PUBLIC   => checkout::checkout,
+    GET    "/v1/storefront/orders/{id}"                        PUBLIC   => checkout::get,
+    GET    "/v1/orders"                                        MEMBER   => orders::list,
+    GET    "/v1/orders/summary"                                MEMBER   => orders::summary,
+    GET    "/v1/orders/{id}"                                   MEMBER   => orders::get,
+    PATCH  "/v1/orders/{id}"                                   ADMIN    => orders::update,
+    GET    "/v1/analytics/visits"                              MEMBER   => orders::attribution,
 }
 
 /// Path matcher and table, built once per instance.

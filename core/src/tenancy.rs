@@ -152,6 +152,13 @@ pub struct Limits {
         skip_serializing_if = "Option::is_none"
     )]
     pub visitor_tenant_messages_per_hour: Option<i64>,
+    /// Storefront visits one visitor may record per hour (default 60).
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub visits_per_visitor_per_hour: Option<i64>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, Value>,
 }

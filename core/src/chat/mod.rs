@@ -7,7 +7,6 @@
 //! turn's worst case against the tenant's monthly quota, and `chat_finish` settles that
 //! reservation exactly once, whichever way the completion ends.
 //!
-//! - [`visitor`]: who an anonymous caller is (the cookie, its HMAC, issuing a new one);
 //! - [`prompt`]: what the model sees (search words, grounding, memory) and the local responder;
 //! - [`provider`]: the OpenAI-compatible streaming request and its server-sent events;
 //! - [`turn`]: one turn, from the request body to settlement, streamed or whole;
@@ -17,7 +16,6 @@ mod history;
 mod prompt;
 mod provider;
 mod turn;
-mod visitor;
 
 use http::{header, HeaderMap, Response};
 
@@ -27,11 +25,11 @@ use crate::error::ApiError;
 use crate::ports::Platform;
 use crate::reply::{Cache, Reply};
 use crate::resource_id;
+use crate::visitor::{KnownVisitor, Visitor};
 
 // What the handlers' signatures name.
 pub use history::{ConversationPage, MessagePage};
 pub use turn::{TurnRequest, MAX_MESSAGE_BYTES};
-pub use visitor::{KnownVisitor, Visitor};
 
 use turn::Turn;
 
@@ -127,7 +125,7 @@ pub async fn messages_member<P: Platform>(
 /// without a valid cookie there is none (404).
 pub async fn messages_visitor<P: Platform>(
     cx: Public<'_, P>,
-    KnownVisitor(visitor): KnownVisitor,
+    KnownVisitor(visitor, _): KnownVisitor<ConversationId>,
     Path(id): Path<ConversationId>,
     Query(page): Query<MessagePage>,
 ) -> Result<Reply, ApiError> {

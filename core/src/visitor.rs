@@ -1,15 +1,17 @@
-//! Anonymous visitors: a random id in an HttpOnly cookie, signed with HMAC-SHA256 over the
-//! tenant and the id, so a cookie is worthless on another tenant and cannot be forged.
-//! [`Visitor`] and [`KnownVisitor`] are extractors, so the cookie is checked before the body.
+//! Anonymous storefront visitors (chat, visits, checkout, their own orders): a random id in an
+//! HttpOnly cookie, signed with HMAC-SHA256 over the tenant and the id, so a cookie is worthless
+//! on another tenant and cannot be forged. [`Visitor`] and [`KnownVisitor`] are extractors, so
+//! the cookie is checked before the body.
+
+use std::marker::PhantomData;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
 use http::{header, HeaderMap, HeaderValue};
 use sha2::Sha256;
 
-use super::ConversationId;
 use crate::config::ConfigError;
-use crate::cx::{Extract, FromPath as _, RequestParts};
+use crate::cx::{Extract, FromPath, RequestParts};
 use crate::error::ApiError;
 use crate::ids::{is_uuid, Uuid};
 use crate::ports::Platform;
@@ -56,8 +58,8 @@ pub fn visitor_from_cookie(secret: &[u8], tenant: &Tenant, headers: &HeaderMap) 
     same.then(|| id.to_owned())
 }
 
-/// The visitor of a chat turn: from their cookie, or a new one with the `Set-Cookie` to send.
-/// Without a cookie secret, visitors cannot chat at all (500 naming the setting).
+/// The visitor of a storefront request: from their cookie, or a new one with the `Set-Cookie` to
+/// send. Without a cookie secret there are no visitors at all (500 naming the setting).
 pub struct Visitor {
     pub id: String,
     /// Set for a new visitor.
@@ -109,11 +111,12 @@ impl<'a, P: Platform> Extract<'a, P> for Visitor {
     }
 }
 
-/// The visitor a valid cookie names, for reading their own history. Without one (or without a
-/// cookie secret) the visitor owns nothing, so the conversation asked for does not exist: 404.
-pub struct KnownVisitor(pub String);
+/// The visitor a valid cookie names, for reading what they own (a conversation, an order: `K`).
+/// Without one (or without a cookie secret) the visitor owns nothing, so the `K` asked for does
+/// not exist: 404.
+pub struct KnownVisitor<K>(pub String, pub PhantomData<K>);
 
-impl<'a, P: Platform> Extract<'a, P> for KnownVisitor {
+impl<'a, P: Platform, K: FromPath> Extract<'a, P> for KnownVisitor<K> {
     fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
         let tenant = parts.tenant()?;
         parts
@@ -123,15 +126,17 @@ impl<'a, P: Platform> Extract<'a, P> for KnownVisitor {
             .visitor_secret
             .as_ref()
             .and_then(|k| visitor_from_cookie(k.expose().as_bytes(), &tenant, &parts.head.headers))
-            .map(Self)
-            .ok_or_else(|| ApiError::not_found(ConversationId::KIND))
+            .map(|id| Self(id, PhantomData))
+            .ok_or_else(|| ApiError::not_found(K::KIND))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::tests::tenant;
+    fn tenant(id: &str) -> Tenant {
+        crate::testing::tenant(id, "basic")
+    }
 
     #[test]
     fn visitor_cookies_verify_only_for_their_tenant() {

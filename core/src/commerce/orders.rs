@@ -1,0 +1,349 @@
+//! The tenant team's view of orders: list (newest first, on the shared pager, filtered by
+//! status, customer email and a created range), read, move through the status machine
+//! (`PATCH` with `If-Match`; cancelling gives stock back), and the reports a dashboard shows:
+//! orders and revenue per status and per day, and visits → orders → revenue per UTM source
+//! and campaign. Members read; admins write.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Map;
+
+use super::{Order, OrderId, OrderStatus};
+use crate::cx::{FromPath as _, IfMatch, Json, Member, Path, Query};
+use crate::error::{ApiError, Code};
+use crate::input::{BodyCx, FromJson, FromQuery, JsonObject, QueryString};
+use crate::page::{PageRequest, Select, Sort};
+use crate::ports::Platform;
+use crate::reply::{Cache, Reply};
+use crate::sql::{Params, Statement};
+
+/// Reports cover the last 30 days unless asked otherwise, and at most 366 days.
+const DEFAULT_RANGE: Duration = Duration::from_secs(30 * 24 * 3600);
+const MAX_RANGE: Duration = Duration::from_secs(366 * 24 * 3600);
+
+const SORTS: &[Sort] = &[Sort {
+    name: "-created_at",
+    column: "o.created_at",
+    key: "public.iso_utc(o.created_at)",
+    cast: "timestamptz",
+    descending: true,
+}];
+
+/// An RFC 3339 time from the query, or an error named after the parameter.
+fn read_time(q: &mut QueryString, name: &str) -> Option<DateTime<Utc>> {
+    let raw = q.string(name, 64)?;
+    match DateTime::parse_from_rfc3339(&raw) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(_) => {
+            q.error(
+                name,
+                "invalid_value",
+                "must be an RFC 3339 time such as 2026-12-01T00:00:00Z",
+            );
+            None
+        }
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `GET /v1/orders?status=&email=&from=&to=&limit=&cursor=`.
+pub struct OrderListing {
+    page: PageRequest,
+    status: Option<String>,
+    email: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+impl FromQuery for OrderListing {
+    fn from_query(q: &mut QueryString, _: &BodyCx<'_>) -> Self {
+        let page = PageRequest::read(q, SORTS, 20);
+        let status = q.one_of("status", OrderStatus::NAMES);
+        let email = q.string("email", 254).map(|e| e.to_ascii_lowercase());
+        let from = read_time(q, "from");
+        let to = read_time(q, "to");
+        Self {
+            page,
+            status,
+            email,
+            from,
+            to,
+        }
+    }
+}
+
+/// A report's range: `from` (inclusive) and `to` (exclusive); the last 30 days by default.
+pub struct Range {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+impl FromQuery for Range {
+    fn from_query(q: &mut QueryString, cx: &BodyCx<'_>) -> Self {
+        let _ = cx;
+        let from = read_time(q, "from");
+        let to = read_time(q, "to");
+        // "Now" is not known to a query reader: an open end is resolved by the handler.
+        let to = to.unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let from = from.unwrap_or(DateTime::<Utc>::MIN_UTC);
+        if from >= to {
+            q.error("from", "out_of_range", "must be before `to`");
+        }
+        Self { from, to }
+    }
+}
+
+impl Range {
+    /// The range with open ends resolved against `now`, or a 400 if it is too long.
+    fn resolve(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+        let to = if self.to == DateTime::<Utc>::MAX_UTC {
+            now
+        } else {
+            self.to
+        };
+        let from = if self.from == DateTime::<Utc>::MIN_UTC {
+            to - chrono::Duration::from_std(DEFAULT_RANGE).unwrap_or_default()
+        } else {
+            self.from
+        };
+        let span = (to - from).to_std().unwrap_or(Duration::ZERO);
+        if span > MAX_RANGE || from >= to {
+            return Err(ApiError::field(
+                "from",
+                "out_of_range",
+                "the range must be positive and at most 366 days",
+            ));
+        }
+        Ok((from, to))
+    }
+}
+
+/// `GET /v1/orders`.
+pub async fn list<P: Platform>(
+    cx: Member<'_, P>,
+    Query(listing): Query<OrderListing>,
+) -> Result<Reply, ApiError> {
+    let mut params = Params::new();
+    let mut filters = Vec::new();
+    if let Some(s) = &listing.status {
+        filters.push(format!("o.status = {}", params.bind(s)));
+    }
+    if let Some(e) = &listing.email {
+        filters.push(format!("o.customer_email = {}", params.bind(e)));
+    }
+    if let Some(t) = listing.from {
+        filters.push(format!(
+            "o.created_at >= {}::timestamptz",
+            params.bind(rfc3339(t))
+        ));
+    }
+    if let Some(t) = listing.to {
+        filters.push(format!(
+            "o.created_at < {}::timestamptz",
+            params.bind(rfc3339(t))
+        ));
+    }
+    let stmt = listing.page.statement(
+        Select {
+            doc: "public.order_json(o)",
+            from: "public.orders o",
+            id: "o.id",
+            filters,
+        },
+        params,
+    );
+    let page = listing.page.page::<Order>(&cx.db.one(stmt).await?)?;
+    Ok(Reply::ok(&page).cache(Cache::Private))
+}
+
+/// `GET /v1/orders/{id}`.
+pub async fn get<P: Platform>(
+    cx: Member<'_, P>,
+    Path(id): Path<OrderId>,
+) -> Result<Reply, ApiError> {
+    let order: Order = cx
+        .db
+        .find(Statement::new(
+            "SELECT public.order_json(o)::text FROM public.orders o WHERE o.id = $1::uuid",
+            vec![Some(id.to_string())],
+        ))
+        .await?
+        .ok_or_else(|| ApiError::not_found(OrderId::KIND))?;
+    Ok(Reply::ok(&order)
+        .etag(&order.etag())
+        .cache(Cache::Revalidate))
+}
+
+/// `PATCH /v1/orders/{id}`'s body.
+pub struct StatusChange {
+    status: String,
+}
+
+impl FromJson for StatusChange {
+    fn from_json(o: &mut JsonObject, _: &BodyCx<'_>) -> Option<Self> {
+        Some(Self {
+            status: o.one_of("status", true, OrderStatus::NAMES)?,
+        })
+    }
+}
+
+/// What `order_transition` decided.
+#[derive(Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum OrderTransition {
+    Updated {
+        order: Box<Order>,
+    },
+    NotFound,
+    PreconditionFailed {
+        version: i64,
+    },
+    InvalidTransition {
+        from: OrderStatus,
+        allowed: Vec<OrderStatus>,
+    },
+}
+
+/// `PATCH /v1/orders/{id}` `{status}`: pending → confirmed → shipped → delivered; cancelled
+/// from pending or confirmed (stock goes back).
+pub async fn update<P: Platform>(
+    cx: Member<'_, P>,
+    Json(change): Json<StatusChange>,
+    IfMatch(version): IfMatch,
+    Path(id): Path<OrderId>,
+) -> Result<Reply, ApiError> {
+    let outcome: OrderTransition = cx
+        .db
+        .call(Statement::new(
+            "SELECT public.order_transition($1::uuid, $2::int, $3)::text",
+            vec![
+                Some(id.to_string()),
+                version.map(|v| v.to_string()),
+                Some(change.status.clone()),
+            ],
+        ))
+        .await?;
+    match outcome {
+        OrderTransition::Updated { order } => Ok(Reply::ok(&order)
+            .etag(&order.etag())
+            .cache(Cache::Revalidate)),
+        OrderTransition::NotFound => Err(ApiError::not_found(OrderId::KIND)),
+        OrderTransition::PreconditionFailed { version } => Err(ApiError::precondition_failed(
+            Some(format!("\"v{version}\"")),
+        )),
+        OrderTransition::InvalidTransition { from, allowed } => {
+            let mut m = Map::new();
+            m.insert("from".into(), serde_json::json!(from));
+            m.insert("allowed".into(), serde_json::json!(allowed));
+            let allowed_text = if allowed.is_empty() {
+                "none: it is final".to_owned()
+            } else {
+                serde_json::to_string(&allowed).unwrap_or_default()
+            };
+            Err(ApiError::new(
+                Code::InvalidTransition,
+                format!(
+                    "An order that is {} cannot become {}; allowed: {allowed_text}.",
+                    serde_json::to_string(&from).unwrap_or_default(),
+                    change.status
+                ),
+            )
+            .with_members(m))
+        }
+    }
+}
+
+/// Count and money of a group of orders.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Tally {
+    pub count: i64,
+    #[serde(alias = "amount")]
+    pub revenue: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DayTally {
+    pub day: String,
+    pub count: i64,
+    pub revenue: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OrderTotals {
+    pub by_status: BTreeMap<String, Tally>,
+    pub by_day: Vec<DayTally>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Donations {
+    pub count: i64,
+    pub amount: String,
+}
+
+/// `public.orders_summary`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Summary {
+    pub from: String,
+    pub to: String,
+    pub orders: OrderTotals,
+    pub donations: Donations,
+}
+
+/// One (utm_source, utm_campaign) row of `public.visits_attribution`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Attributed {
+    pub utm_source: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub visits: i64,
+    pub orders: i64,
+    pub revenue: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Attribution {
+    pub from: String,
+    pub to: String,
+    pub rows: Vec<Attributed>,
+}
+
+fn now<P: Platform>(cx: &Member<'_, P>) -> DateTime<Utc> {
+    DateTime::<Utc>::from(cx.env.platform.now())
+}
+
+/// `GET /v1/orders/summary?from=&to=`.
+pub async fn summary<P: Platform>(
+    cx: Member<'_, P>,
+    Query(range): Query<Range>,
+) -> Result<Reply, ApiError> {
+    let (from, to) = range.resolve(now(&cx))?;
+    let summary: Summary = cx
+        .db
+        .call(Statement::new(
+            "SELECT public.orders_summary($1::timestamptz, $2::timestamptz)::text",
+            vec![Some(rfc3339(from)), Some(rfc3339(to))],
+        ))
+        .await?;
+    Ok(Reply::ok(&summary).cache(Cache::Private))
+}
+
+/// `GET /v1/analytics/visits?from=&to=`.
+pub async fn attribution<P: Platform>(
+    cx: Member<'_, P>,
+    Query(range): Query<Range>,
+) -> Result<Reply, ApiError> {
+    let (from, to) = range.resolve(now(&cx))?;
+    let report: Attribution = cx
+        .db
+        .call(Statement::new(
+            "SELECT public.visits_attribution($1::timestamptz, $2::timestamptz)::text",
+            vec![Some(rfc3339(from)), Some(rfc3339(to))],
+        ))
+        .await?;
+    Ok(Reply::ok(&report).cache(Cache::Private))
+}
