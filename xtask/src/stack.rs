@@ -452,7 +452,12 @@ async fn seed(pg: &PgCluster, app_pw: &str) -> Result<()> {
                 name,
                 tier,
                 status,
-                &json!({"currency": "USD", "branding": {"primary_color": "#0a7cff"}}).to_string(),
+                &json!({
+                    "currency": "USD",
+                    "branding": {"primary_color": "#0a7cff"},
+                    "donations": {"enabled": *slug == "demo", "minimum": "1", "campaigns": ["trail-cleanup"]},
+                })
+                .to_string(),
             ],
         )
         .await
@@ -477,7 +482,54 @@ async fn seed(pg: &PgCluster, app_pw: &str) -> Result<()> {
     )
     .await
     .context("seeding the custom domain")?;
-    Ok(())
+    seed_orders(&c).await
+}
+
+/// Demo orders on `demo`, placed through the same SQL functions the edge calls (so stock,
+/// numbers and the outbox are real): a visit from a newsletter campaign that turned into an
+/// order, a confirmed order, and a donation. Idempotency keys make a re-seed a no-op.
+async fn seed_orders(c: &tokio_postgres::Client) -> Result<()> {
+    let tenant = TENANTS
+        .iter()
+        .find(|t| t.0 == "demo")
+        .map(|t| t.1)
+        .context("the demo tenant")?;
+    let visitor = "00000000-0000-4000-8000-0000000000d1";
+    let visit = "00000000-0000-4000-8000-0000000000f1";
+    let customer = json!({"email": "ada@example.com", "name": "Ada Lovelace"});
+    let address = json!({"line1": "12 Analytical Row", "city": "London",
+                         "postal_code": "N1 9GU", "country": "GB"});
+    let item = |sku: &str| {
+        format!("(SELECT id FROM catalog_items WHERE sku = '{sku}' AND tenant_id = '{tenant}')")
+    };
+    let orders = [
+        ("seed-order-1", format!(
+            "jsonb_build_object('items', jsonb_build_array(jsonb_build_object('item_id', {}, 'quantity', 1),              jsonb_build_object('item_id', {}, 'quantity', 2)), 'customer', '{customer}'::jsonb,              'shipping_address', '{address}'::jsonb, 'visit_id', '{visit}')",
+            item("TRAIL-1"), item("SOCK-3"))),
+        ("seed-order-2", format!(
+            "jsonb_build_object('items', jsonb_build_array(jsonb_build_object('item_id', {}, 'quantity', 1)),              'customer', '{customer}'::jsonb, 'shipping_address', '{address}'::jsonb)",
+            item("CAP-4"))),
+        ("seed-donation-1", format!(
+            "jsonb_build_object('donation', jsonb_build_object('amount', '25', 'campaign', 'trail-cleanup'),              'customer', '{customer}'::jsonb)")),
+    ];
+    let mut sql = format!(
+        "BEGIN;
+         SELECT set_config('app.current_tenant', '{tenant}', true);
+         SELECT public.visit_record('{visit}', '{visitor}',
+             '{{\"path\": \"/\", \"utm_source\": \"newsletter\", \"utm_campaign\": \"spring-sale\"}}'::jsonb, 1000)
+         WHERE NOT EXISTS (SELECT 1 FROM visits WHERE id = '{visit}');"
+    );
+    for (key, request) in &orders {
+        sql.push_str(&format!(
+            "SELECT public.checkout(gen_random_uuid(), '{key}', '{key}', '{visitor}', {request});"
+        ));
+    }
+    sql.push_str(
+        "SELECT public.order_transition(o.id, NULL, 'confirmed') FROM orders o
+         WHERE o.idempotency_key = 'seed-order-2' AND o.status = 'pending';
+         COMMIT;",
+    );
+    c.batch_execute(&sql).await.context("seeding demo orders")
 }
 
 async fn wait_for_line(
