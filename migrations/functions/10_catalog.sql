@@ -122,7 +122,9 @@ BEGIN
     VALUES (
         v_tenant, p_item->>'sku', p_item->>'name', coalesce(p_item->>'description', ''),
         (p_item->>'price')::numeric, p_item->>'currency', p_item->>'category',
-        coalesce((p_item->>'inventory')::integer, 0), coalesce(p_item->>'status', 'draft'),
+        -- Absent: 0; a JSON null: NULL (not tracked, unlimited).
+        CASE WHEN p_item ? 'inventory' THEN (p_item->>'inventory')::integer ELSE 0 END,
+        coalesce(p_item->>'status', 'draft'),
         coalesce(ARRAY(SELECT jsonb_array_elements_text(p_item->'image_file_ids'))::uuid[], '{}'))
     ON CONFLICT ON CONSTRAINT catalog_items_sku_unique DO NOTHING
     RETURNING * INTO v_row;
@@ -143,6 +145,7 @@ GRANT EXECUTE ON FUNCTION public.catalog_create(text, text, jsonb) TO edgefront_
 
 -- Partial update with optimistic concurrency. p_version is the If-Match version (NULL: none).
 -- p_patch holds only the members to change; a JSON null clears a nullable column.
+-- ("inventory": null makes the item's inventory untracked, unlimited.)
 -- Outcomes: updated {item}, not_found, precondition_failed {version}, tier_limit, sku_taken.
 CREATE OR REPLACE FUNCTION public.catalog_update(p_id uuid, p_version integer, p_patch jsonb)
 RETURNS jsonb

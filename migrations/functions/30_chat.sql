@@ -140,7 +140,7 @@ BEGIN
         SELECT i.name,
                (SELECT count(*) FROM unnest(p_words) w WHERE i.search_text LIKE '%' || w || '%') AS score,
                jsonb_build_object('id', i.id, 'sku', i.sku, 'name', i.name, 'price', i.price::text,
-                   'currency', i.currency, 'category', i.category, 'in_stock', i.inventory > 0,
+                   'currency', i.currency, 'category', i.category, 'in_stock', i.inventory IS NULL OR i.inventory > 0,
                    'description', left(i.description, 300)) AS doc
         FROM public.catalog_items i
         WHERE i.status = 'active' AND cardinality(p_words) > 0
