@@ -270,13 +270,20 @@ impl<'a, P> Extract<'a, P> for IdempotencyKey {
     }
 }
 
-/// The `Idempotency-Key` header where it is required (checkout): missing is a 400.
+/// The `Idempotency-Key` header where it is required and doubles as a capability (a public
+/// checkout replays its answer to whoever presents the key): missing is a 400, and it must be
+/// hard to guess, at least 16 characters (a UUID).
 pub struct RequiredIdempotencyKey(pub String);
 
 impl<'a, P> Extract<'a, P> for RequiredIdempotencyKey {
     fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
         match IdempotencyKey::extract(parts)? {
-            IdempotencyKey(Some(key)) => Ok(Self(key)),
+            IdempotencyKey(Some(key)) if key.len() >= 16 => Ok(Self(key)),
+            IdempotencyKey(Some(_)) => Err(ApiError::field(
+                "Idempotency-Key",
+                "too_short",
+                "must be at least 16 characters: use a random UUID per request",
+            )),
             IdempotencyKey(None) => Err(ApiError::field(
                 "Idempotency-Key",
                 "required",

@@ -325,16 +325,14 @@ pub async fn checkout<P: Platform>(
     RequiredIdempotencyKey(key): RequiredIdempotencyKey,
     Json(request): Json<CheckoutRequest>,
 ) -> Result<Reply, ApiError> {
-    // The key is bound to what the request means (member order and whitespace do not count)
-    // and to who sent it: another visitor who learns a key gets a conflict, never the order.
+    // The key is bound to what the request means (member order and whitespace do not count),
+    // not to the visitor: a retry whose first answer (and cookie) was lost comes back as a new
+    // visitor and must still get its order. The key is therefore a capability, like an order
+    // id: checkout requires one of at least 16 characters (a UUID).
     let doc = serde_json::to_value(&request)
         .map_err(|e| ApiError::upstream(format!("cannot encode the request: {e}")))?
         .to_string();
-    let mut hasher = Sha256::new();
-    hasher.update(visitor.id.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(doc.as_bytes());
-    let hash = hex(&hasher.finalize());
+    let hash = hex(&Sha256::digest(doc.as_bytes()));
     let id = Uuid::random(cx.env.platform)?;
     let outcome: Checkout = cx
         .db
