@@ -35,9 +35,10 @@ const SORTS: &[Sort] = &[Sort {
 /// An RFC 3339 time from the query, or an error named after the parameter.
 fn read_time(q: &mut QueryString, name: &str) -> Option<DateTime<Utc>> {
     let raw = q.string(name, 64)?;
-    match DateTime::parse_from_rfc3339(&raw) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
-        Err(_) => {
+    match DateTime::parse_from_rfc3339(&raw).map(|t| t.with_timezone(&Utc)) {
+        // Years the database and every client agree on.
+        Ok(t) if (1970..=9999).contains(&chrono::Datelike::year(&t)) => Some(t),
+        _ => {
             q.error(
                 name,
                 "invalid_value",
@@ -48,9 +49,14 @@ fn read_time(q: &mut QueryString, name: &str) -> Option<DateTime<Utc>> {
     }
 }
 
+/// Full precision: a bound cut to the second would drop what happened in its last second.
 fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
+
+/// How far an open range's end reaches past the edge's "now": the database stamps rows with
+/// its own clock, which may run a little ahead of the edge's.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
 
 /// `GET /v1/orders?status=&email=&from=&to=&limit=&cursor=`.
 pub struct OrderListing {
@@ -102,25 +108,33 @@ impl FromQuery for Range {
 impl Range {
     /// The range with open ends resolved against `now`, or a 400 if it is too long.
     fn resolve(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
-        let to = if self.to == DateTime::<Utc>::MAX_UTC {
-            now
+        let open_end = self.to == DateTime::<Utc>::MAX_UTC;
+        let end = if open_end { now } else { self.to };
+        let to = if open_end {
+            now.checked_add_signed(CLOCK_SKEW)
         } else {
-            self.to
+            Some(self.to)
         };
         let from = if self.from == DateTime::<Utc>::MIN_UTC {
-            to - chrono::Duration::from_std(DEFAULT_RANGE).unwrap_or_default()
+            chrono::Duration::from_std(DEFAULT_RANGE)
+                .ok()
+                .and_then(|d| end.checked_sub_signed(d))
         } else {
-            self.from
+            Some(self.from)
         };
-        let span = (to - from).to_std().unwrap_or(Duration::ZERO);
-        if span > MAX_RANGE || from >= to {
-            return Err(ApiError::field(
+        let too_long = MAX_RANGE + CLOCK_SKEW.to_std().unwrap_or_default();
+        match (from, to) {
+            (Some(from), Some(to))
+                if from < to && (to - from).to_std().is_ok_and(|span| span <= too_long) =>
+            {
+                Ok((from, to))
+            }
+            _ => Err(ApiError::field(
                 "from",
                 "out_of_range",
                 "the range must be positive and at most 366 days",
-            ));
+            )),
         }
-        Ok((from, to))
     }
 }
 
@@ -346,4 +360,56 @@ pub async fn attribution<P: Platform>(
         ))
         .await?;
     Ok(Reply::ok(&report).cache(Cache::Private))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(query: &str) -> Result<Range, ApiError> {
+        let mut q = QueryString::parse(&format!("/x?{query}").parse().unwrap());
+        let m = crate::config::tests::dev_settings();
+        let config = crate::Config::load(&|k: &str| m.get(k).cloned()).unwrap();
+        let cx = BodyCx {
+            config: &config,
+            authenticated: true,
+        };
+        let r = Range::from_query(&mut q, &cx);
+        q.finish().map(|()| r)
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn open_ranges_end_now_and_reach_back_thirty_days() {
+        let now = at("2026-12-02T15:35:12.456789Z");
+        let (from, to) = range("").unwrap().resolve(now).unwrap();
+        assert!(to > now, "what the database stamped just now is inside");
+        assert_eq!(from, at("2026-11-02T15:35:12.456789Z"));
+        // Bounds keep their fraction: an order at .4 s is not cut off by a bound at .0 s.
+        assert_eq!(rfc3339(now), "2026-12-02T15:35:12.456789Z");
+        let (from, to) = range("to=2001-01-02T00:00:00Z")
+            .unwrap()
+            .resolve(now)
+            .unwrap();
+        assert_eq!(
+            (from, to),
+            (at("2000-12-03T00:00:00Z"), at("2001-01-02T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn bad_and_extreme_ranges_are_refused_without_panicking() {
+        let now = at("2026-12-02T00:00:00Z");
+        assert!(range("from=yesterday").is_err());
+        assert!(range("from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z").is_err());
+        assert!(range("from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z")
+            .unwrap()
+            .resolve(now)
+            .is_err());
+        assert!(range("to=0000-01-01T00:00:00Z").is_err());
+        assert!(range("from=99999-01-01T00:00:00Z").is_err());
+    }
 }
