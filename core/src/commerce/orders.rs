@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
@@ -330,20 +331,30 @@ fn now<P: Platform>(cx: &Member<'_, P>) -> DateTime<Utc> {
     DateTime::<Utc>::from(cx.env.platform.now())
 }
 
+/// A report over `range`: `function` (one of ours, never client text) is a SQL function of
+/// (from, to) returning the report's document.
+async fn report<P: Platform, T: DeserializeOwned + Serialize>(
+    cx: &Member<'_, P>,
+    range: &Range,
+    function: &'static str,
+) -> Result<Reply, ApiError> {
+    let (from, to) = range.resolve(now(cx))?;
+    let report: T = cx
+        .db
+        .call(Statement::new(
+            format!("SELECT public.{function}($1::timestamptz, $2::timestamptz)::text"),
+            vec![Some(rfc3339(from)), Some(rfc3339(to))],
+        ))
+        .await?;
+    Ok(Reply::ok(&report).cache(Cache::Private))
+}
+
 /// `GET /v1/orders/summary?from=&to=`.
 pub async fn summary<P: Platform>(
     cx: Member<'_, P>,
     Query(range): Query<Range>,
 ) -> Result<Reply, ApiError> {
-    let (from, to) = range.resolve(now(&cx))?;
-    let summary: Summary = cx
-        .db
-        .call(Statement::new(
-            "SELECT public.orders_summary($1::timestamptz, $2::timestamptz)::text",
-            vec![Some(rfc3339(from)), Some(rfc3339(to))],
-        ))
-        .await?;
-    Ok(Reply::ok(&summary).cache(Cache::Private))
+    report::<P, Summary>(&cx, &range, "orders_summary").await
 }
 
 /// `GET /v1/analytics/visits?from=&to=`.
@@ -351,15 +362,7 @@ pub async fn attribution<P: Platform>(
     cx: Member<'_, P>,
     Query(range): Query<Range>,
 ) -> Result<Reply, ApiError> {
-    let (from, to) = range.resolve(now(&cx))?;
-    let report: Attribution = cx
-        .db
-        .call(Statement::new(
-            "SELECT public.visits_attribution($1::timestamptz, $2::timestamptz)::text",
-            vec![Some(rfc3339(from)), Some(rfc3339(to))],
-        ))
-        .await?;
-    Ok(Reply::ok(&report).cache(Cache::Private))
+    report::<P, Attribution>(&cx, &range, "visits_attribution").await
 }
 
 #[cfg(test)]
