@@ -140,6 +140,10 @@ async fn column(url: &str, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// Tests that run the real migrations take turns: 0001 alters the cluster-wide app role, and
+/// two databases of one cluster altering it at once fail with "tuple concurrently updated".
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A new, empty database on the test cluster; returns its superuser URL.
 async fn empty_database(tag: &str) -> String {
     let admin = database_url();
@@ -191,6 +195,7 @@ fn append(path: &Path, text: &str) {
 #[tokio::test]
 #[ignore = "needs Postgres; `cargo xtask test` runs it with --include-ignored"]
 async fn real_migrations_on_an_empty_database() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let url = empty_database("migrate_real").await;
     let dir = real_migrations();
     let numbered = migrate::discover(&dir).unwrap();
@@ -282,6 +287,7 @@ async fn real_migrations_on_an_empty_database() {
 #[tokio::test]
 #[ignore = "needs Postgres; `cargo xtask test` runs it with --include-ignored"]
 async fn changed_functions_file_is_reapplied_alone() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let url = empty_database("migrate_repeatable").await;
     let dir = copy_of_real_migrations("migrate-repeatable");
     let functions = dir.join(migrate::FUNCTIONS_DIR);
