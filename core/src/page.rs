@@ -25,6 +25,42 @@ pub struct Sort {
     pub descending: bool,
 }
 
+impl Sort {
+    /// Whether `key` is a value of this sort's column as the pager writes it, so that a forged
+    /// cursor is a 400 here and never reaches the database as a cast that fails there.
+    fn accepts(&self, key: &str) -> bool {
+        match self.cast {
+            "timestamptz" => is_iso_utc(key),
+            "numeric" => crate::input::parse_decimal(key, 9, 3).is_ok(),
+            "uuid" => Uuid::parse(key).is_some(),
+            _ => key.chars().count() <= 256 && !key.contains(char::from(0)),
+        }
+    }
+}
+
+/// `public.iso_utc`'s form: `2026-12-02T15:35:12.456789Z`.
+fn is_iso_utc(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    b.len() == 27
+        && digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10)
+        && b.get(10) == Some(&b'T')
+        && digits(11..13)
+        && b.get(13) == Some(&b':')
+        && digits(14..16)
+        && b.get(16) == Some(&b':')
+        && digits(17..19)
+        && b.get(19) == Some(&b'.')
+        && digits(20..26)
+        && b.get(26) == Some(&b'Z')
+        && chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.6fZ").is_ok()
+}
+
 /// A validated page request: order, size, and where the previous page ended.
 #[derive(Debug)]
 pub struct PageRequest {
@@ -52,7 +88,7 @@ impl PageRequest {
         let limit = q.integer("limit", 1, MAX_LIMIT, default_limit);
         let after = match q.cursor("cursor") {
             Some(key) => match key.as_slice() {
-                [name, k, id] if name == sort.name && k.len() <= 256 => {
+                [name, k, id] if name == sort.name && sort.accepts(k) => {
                     Uuid::parse(id).map(|id| (k.clone(), id))
                 }
                 _ => None,
@@ -249,7 +285,7 @@ mod tests {
         assert!(!s.query.contains(" < ("));
         let c = encode_cursor(&[
             "-created_at".into(),
-            "2026-01-01T00:00:00Z".into(),
+            "2026-01-01T00:00:00.000000Z".into(),
             ID.into(),
         ]);
         let s = request(&format!("/x?cursor={c}"))
@@ -258,6 +294,27 @@ mod tests {
         assert!(s
             .query
             .contains("(t.created_at, t.id) < ($1::timestamptz, $2::uuid)"));
+    }
+
+    #[test]
+    fn forged_cursor_keys_are_refused_before_any_sql() {
+        let forged = |sort: &str, key: &str| {
+            let c = encode_cursor(&[sort.into(), key.into(), ID.into()]);
+            request(&format!("/x?sort={sort}&cursor={c}"))
+        };
+        // What the database would have failed to cast (and echoed back) is a 400 here.
+        for key in [
+            "garbage",
+            "2026-13-40T99:00:00.000000Z",
+            "2026-12-02",
+            "1e9",
+            "",
+        ] {
+            assert!(forged("-created_at", key).is_err(), "{key:?}");
+        }
+        assert!(forged("-created_at", "2026-12-02T15:35:12.456789Z").is_ok());
+        assert!(forged("name", "any text at all").is_ok());
+        assert!(forged("name", &"x".repeat(257)).is_err());
     }
 
     #[test]
