@@ -51,17 +51,6 @@ pub struct QueryResult {
 }
 
 impl QueryResult {
-    /// The index of a column by name.
-    pub fn column(&self, name: &str) -> Option<usize> {
-        self.fields.iter().position(|f| f.name == name)
-    }
-
-    /// The first row's value of a column (`None` for no row, no column, or NULL).
-    pub fn first(&self, name: &str) -> Option<&str> {
-        let i = self.column(name)?;
-        self.rows.first()?.get(i)?.as_deref()
-    }
-
     /// Every row's only column, a JSON document, read as `T`. Documents are built in SQL
     /// (`json_build_object` and the `*_json` functions of `migrations/`), so a shape is defined
     /// once, next to its query; Rust reads them into types and never indexes a `Value`.
@@ -86,22 +75,6 @@ impl QueryResult {
         self.docs()?
             .pop()
             .ok_or_else(|| SqlError::Protocol("no row where one was expected".into()))
-    }
-
-    /// Every row's value of one column, parsed as JSON: for queries that build their documents
-    /// in SQL (`json_build_object`), so the shape is defined next to the query.
-    pub fn json_column(&self, name: &str) -> Result<Vec<Value>, SqlError> {
-        let i = self
-            .column(name)
-            .ok_or_else(|| SqlError::Protocol(format!("no column {name}")))?;
-        self.rows
-            .iter()
-            .map(|r| match r.get(i) {
-                Some(Some(text)) => serde_json::from_str(text)
-                    .map_err(|e| SqlError::Protocol(format!("column {name}: {e}"))),
-                _ => Ok(Value::Null),
-            })
-            .collect()
     }
 }
 

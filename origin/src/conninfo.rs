@@ -13,6 +13,25 @@ pub struct ConnInfo {
     pub database: String,
 }
 
+impl ConnInfo {
+    /// How to open a session as this login (port 5432 unless the URL names one).
+    pub fn connect_params(
+        self,
+        options: Vec<(String, String)>,
+        connect_timeout: std::time::Duration,
+    ) -> crate::pg::ConnectParams {
+        crate::pg::ConnectParams {
+            host: self.host,
+            port: self.port.unwrap_or(5432),
+            user: self.user,
+            password: self.password,
+            database: self.database,
+            options,
+            connect_timeout,
+        }
+    }
+}
+
 /// Parses `postgres://` / `postgresql://` URLs. User, host and database are required, as the
 /// Neon driver and proxy require them.
 pub fn parse(s: &str) -> Result<ConnInfo, String> {

@@ -82,7 +82,7 @@ mod tests {
 
     use super::*;
     use crate::conninfo;
-    use crate::pg::{ConnectParams, TxStatus};
+    use crate::pg::TxStatus;
     use crate::sql::{parse_payload, HDR_READ_ONLY};
 
     /// A session on the scratch database named by EDGEFRONT_TEST_DATABASE_URL (as in
@@ -92,17 +92,9 @@ mod tests {
             "EDGEFRONT_TEST_DATABASE_URL must name a superuser database (cargo xtask test sets it)",
         );
         let info = conninfo::parse(&url).unwrap();
-        PgConnection::connect(&ConnectParams {
-            host: info.host,
-            port: info.port.unwrap_or(5432),
-            user: info.user,
-            password: info.password,
-            database: info.database,
-            options: Vec::new(),
-            connect_timeout: Duration::from_secs(10),
-        })
-        .await
-        .unwrap()
+        PgConnection::connect(&info.connect_params(Vec::new(), Duration::from_secs(10)))
+            .await
+            .unwrap()
     }
 
     async fn run(

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::pg::{Budget, ConnectParams, PgConnection, PgError};
+use crate::pg::{Budget, PgConnection, PgError};
 
 /// Arbitrary constant key for `pg_advisory_lock`, so two migrators never interleave.
 const LOCK_KEY: i64 = 0x6564_6765_6672_6e74; // "edgefrnt"
@@ -202,15 +202,10 @@ pub async fn apply(superuser_database_url: &str, dir: &Path) -> Result<Vec<Strin
     let info = crate::conninfo::parse(superuser_database_url).map_err(Error::InvalidUrl)?;
     let files = discover(dir)?;
     let repeatables = discover_repeatable(dir)?;
-    let params = ConnectParams {
-        host: info.host,
-        port: info.port.unwrap_or(5432),
-        user: info.user,
-        password: info.password,
-        database: info.database,
-        options: vec![("application_name".into(), "edgefront-migrate".into())],
-        connect_timeout: Duration::from_secs(10),
-    };
+    let params = info.connect_params(
+        vec![("application_name".into(), "edgefront-migrate".into())],
+        Duration::from_secs(10),
+    );
     let mut conn = PgConnection::connect(&params).await?;
     let result = apply_on(&mut conn, &files, &repeatables).await;
     conn.close().await;

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgefront_origin::pg::{Budget, ConnectParams, PgConnection, PgError};
+use edgefront_origin::pg::{Budget, PgConnection, PgError};
 use edgefront_origin::{migrate, parse_connection_string};
 use serde_json::{json, Value};
 use tokio::sync::{Barrier, Mutex};
@@ -42,17 +42,9 @@ fn uuid() -> String {
 
 async fn connect(url: &str) -> PgConnection {
     let info = parse_connection_string(url).unwrap();
-    PgConnection::connect(&ConnectParams {
-        host: info.host,
-        port: info.port.unwrap_or(5432),
-        user: info.user,
-        password: info.password,
-        database: info.database,
-        options: Vec::new(),
-        connect_timeout: Duration::from_secs(10),
-    })
-    .await
-    .unwrap()
+    PgConnection::connect(&info.connect_params(Vec::new(), Duration::from_secs(10)))
+        .await
+        .unwrap()
 }
 
 /// Runs `sql` (simple protocol) as the superuser; the last statement's rows.

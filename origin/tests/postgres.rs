@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::http::Request;
-use edgefront_origin::pg::{ConnectParams, PgConnection};
+use edgefront_origin::pg::PgConnection;
 use edgefront_origin::{migrate, parse_connection_string, router, Config};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -111,17 +111,9 @@ async fn migrations_apply_once_and_refuse_edits() {
 /// Runs `sql` (simple protocol) on `url`'s database and returns every row.
 async fn rows(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
     let info = parse_connection_string(url).unwrap();
-    let mut conn = PgConnection::connect(&ConnectParams {
-        host: info.host,
-        port: info.port.unwrap_or(5432),
-        user: info.user,
-        password: info.password,
-        database: info.database,
-        options: Vec::new(),
-        connect_timeout: Duration::from_secs(10),
-    })
-    .await
-    .unwrap();
+    let mut conn = PgConnection::connect(&info.connect_params(Vec::new(), Duration::from_secs(10)))
+        .await
+        .unwrap();
     let out = conn.simple_query(sql).await;
     conn.close().await;
     out.map_err(|e| format!("{sql}: {e}"))

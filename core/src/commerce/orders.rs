@@ -85,22 +85,21 @@ impl FromQuery for OrderListing {
     }
 }
 
-/// A report's range: `from` (inclusive) and `to` (exclusive); the last 30 days by default.
+/// A report's range: `from` (inclusive) and `to` (exclusive), as asked; an open end is
+/// resolved by the handler, which knows "now" (the last 30 days by default).
 pub struct Range {
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
 }
 
 impl FromQuery for Range {
-    fn from_query(q: &mut QueryString, cx: &BodyCx<'_>) -> Self {
-        let _ = cx;
+    fn from_query(q: &mut QueryString, _: &BodyCx<'_>) -> Self {
         let from = read_time(q, "from");
         let to = read_time(q, "to");
-        // "Now" is not known to a query reader: an open end is resolved by the handler.
-        let to = to.unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let from = from.unwrap_or(DateTime::<Utc>::MIN_UTC);
-        if from >= to {
-            q.error("from", "out_of_range", "must be before `to`");
+        if let (Some(f), Some(t)) = (from, to) {
+            if f >= t {
+                q.error("from", "out_of_range", "must be before `to`");
+            }
         }
         Self { from, to }
     }
@@ -109,19 +108,16 @@ impl FromQuery for Range {
 impl Range {
     /// The range with open ends resolved against `now`, or a 400 if it is too long.
     fn resolve(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
-        let open_end = self.to == DateTime::<Utc>::MAX_UTC;
-        let end = if open_end { now } else { self.to };
-        let to = if open_end {
-            now.checked_add_signed(CLOCK_SKEW)
-        } else {
-            Some(self.to)
+        let end = self.to.unwrap_or(now);
+        let to = match self.to {
+            Some(t) => Some(t),
+            None => now.checked_add_signed(CLOCK_SKEW),
         };
-        let from = if self.from == DateTime::<Utc>::MIN_UTC {
-            chrono::Duration::from_std(DEFAULT_RANGE)
+        let from = match self.from {
+            Some(f) => Some(f),
+            None => chrono::Duration::from_std(DEFAULT_RANGE)
                 .ok()
-                .and_then(|d| end.checked_sub_signed(d))
-        } else {
-            Some(self.from)
+                .and_then(|d| end.checked_sub_signed(d)),
         };
         let too_long = MAX_RANGE + CLOCK_SKEW.to_std().unwrap_or_default();
         match (from, to) {
