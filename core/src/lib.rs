@@ -8,7 +8,7 @@
 
 // Layers, lowest first; a module imports only from layers below it (a test in
 // tests/layering.rs proves the module graph has no cycle):
-// - leaves: `code` (the error-code table), `jwk`, `ports`, `ids`, `body`, `memo`
+// - leaves: `code` (the error-code table), `jwk`, `ports`, `ids`, `body`, `memo`, `expiring`
 // - services: `auth`, `config`, `sql`, `s3`
 // - the API's edges: `error` (problem+json), `input` (reading requests), `reply`, `page`
 // - request state: `tenancy`, `authz`, `cors`, `cx` (typed handler contexts), `visitor`
@@ -26,6 +26,7 @@ pub mod config;
 pub mod cors;
 pub mod cx;
 pub mod error;
+pub mod expiring;
 pub mod health;
 pub mod ids;
 pub mod input;

@@ -179,14 +179,6 @@ async fn run_suites() -> Result<i32> {
         &mut report,
     )?;
 
-    // The adapter's own logic (the spin-kv store's expiry) runs natively; spin-sdk's imports
-    // are only stubs there.
-    counted(
-        "spin adapter unit tests (host, spin-kv)",
-        &mut cargo(&["test", "-p", artifacts::SPIN.0, "--features", "spin-kv"]),
-        &mut report,
-    )?;
-
     eprintln!("\n== build artifacts ==");
     build_artifacts(&tools)?;
     for (name, path) in [

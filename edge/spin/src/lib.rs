@@ -29,54 +29,6 @@ use wasi::clocks::monotonic_clock;
 #[derive(Default)]
 pub struct SpinPlatform;
 
-#[cfg(any(feature = "spin-kv", test))]
-mod expiring {
-    //! Entries with an expiry in a store that has none (Spin's key-value store): each value
-    //! carries its expiry (8 bytes, milliseconds since the epoch, big-endian) in front. An entry
-    //! read after its expiry is deleted, so the store does not keep every tenant record, negative
-    //! answer and JWKS it ever cached.
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    use bytes::Bytes;
-
-    /// What the cache needs of a store: Spin's `default` store, or a map in tests.
-    pub trait RawStore {
-        fn get(&self, key: &str) -> Option<Vec<u8>>;
-        fn set(&self, key: &str, value: &[u8]);
-        fn delete(&self, key: &str);
-    }
-
-    fn millis(t: SystemTime) -> u64 {
-        t.duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
-    }
-
-    /// The value if it is still fresh at `now`; None if expired or not written by `put`.
-    fn fresh(raw: &[u8], now: SystemTime) -> Option<&[u8]> {
-        let (head, value) = raw.split_at_checked(8)?;
-        let expires = u64::from_be_bytes(head.try_into().ok()?);
-        (expires > millis(now)).then_some(value)
-    }
-
-    pub fn get(store: &impl RawStore, key: &str, now: SystemTime) -> Option<Bytes> {
-        let raw = store.get(key)?;
-        let value = fresh(&raw, now).map(Bytes::copy_from_slice);
-        if value.is_none() {
-            // Another instance may have written a fresh value since our read: deleting it costs
-            // one cache miss, never a stale answer.
-            store.delete(key);
-        }
-        value
-    }
-
-    pub fn put(store: &impl RawStore, key: &str, value: &[u8], expires: SystemTime) {
-        let mut raw = millis(expires).to_be_bytes().to_vec();
-        raw.extend_from_slice(value);
-        store.set(key, &raw);
-    }
-}
-
 #[cfg(feature = "spin-kv")]
 mod spin_kv {
     //! Spin's `default` key-value store (spin.toml grants it). Store errors read as misses and
@@ -89,7 +41,7 @@ mod spin_kv {
         Store::open_default().ok().map(DefaultStore)
     }
 
-    impl super::expiring::RawStore for DefaultStore {
+    impl edgefront_core::expiring::RawStore for DefaultStore {
         fn get(&self, key: &str) -> Option<Vec<u8>> {
             self.0.get(key).ok().flatten()
         }
@@ -275,7 +227,7 @@ impl Clock for SpinPlatform {
 impl KeyValue for SpinPlatform {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, OutboundError> {
         #[cfg(feature = "spin-kv")]
-        return Ok(spin_kv::open().and_then(|s| expiring::get(&s, key, self.now())));
+        return Ok(spin_kv::open().and_then(|s| edgefront_core::expiring::get(&s, key, self.now())));
         #[cfg(not(feature = "spin-kv"))]
         {
             let _ = key;
@@ -286,7 +238,7 @@ impl KeyValue for SpinPlatform {
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), OutboundError> {
         #[cfg(feature = "spin-kv")]
         if let Some(s) = spin_kv::open() {
-            expiring::put(&s, key, &value, self.now() + ttl);
+            edgefront_core::expiring::put(&s, key, &value, self.now() + ttl);
         }
         let _ = (key, value, ttl);
         Ok(())
@@ -295,7 +247,7 @@ impl KeyValue for SpinPlatform {
     async fn delete(&self, key: &str) -> Result<(), OutboundError> {
         #[cfg(feature = "spin-kv")]
         if let Some(s) = spin_kv::open() {
-            expiring::RawStore::delete(&s, key);
+            edgefront_core::expiring::RawStore::delete(&s, key);
         }
         let _ = key;
         Ok(())
@@ -317,66 +269,5 @@ impl Platform for SpinPlatform {
 
     fn runtime(&self) -> &'static str {
         "spin"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-    use std::time::{Duration, SystemTime};
-
-    use super::expiring::{self, RawStore};
-
-    #[derive(Default)]
-    struct MapStore(RefCell<HashMap<String, Vec<u8>>>);
-
-    impl RawStore for MapStore {
-        fn get(&self, key: &str) -> Option<Vec<u8>> {
-            self.0.borrow().get(key).cloned()
-        }
-        fn set(&self, key: &str, value: &[u8]) {
-            self.0.borrow_mut().insert(key.to_owned(), value.to_vec());
-        }
-        fn delete(&self, key: &str) {
-            self.0.borrow_mut().remove(key);
-        }
-    }
-
-    const T0: SystemTime = SystemTime::UNIX_EPOCH;
-
-    fn at(secs: u64) -> SystemTime {
-        T0 + Duration::from_secs(1_800_000_000 + secs)
-    }
-
-    #[test]
-    fn fresh_entry_is_read_and_kept() {
-        let store = MapStore::default();
-        expiring::put(&store, "tenant:demo", b"record", at(60));
-        let got = expiring::get(&store, "tenant:demo", at(59));
-        assert_eq!(got.as_deref(), Some(&b"record"[..]));
-        assert!(store.get("tenant:demo").is_some());
-    }
-
-    #[test]
-    fn expired_entry_is_deleted_on_read() {
-        let store = MapStore::default();
-        expiring::put(&store, "tenant:nope.example", b"", at(60));
-        expiring::put(&store, "jwks:tenants", b"keys", at(600));
-        assert_eq!(expiring::get(&store, "tenant:nope.example", at(60)), None);
-        assert!(
-            store.get("tenant:nope.example").is_none(),
-            "an expired entry stays in the store"
-        );
-        // Other entries are untouched.
-        assert!(expiring::get(&store, "jwks:tenants", at(60)).is_some());
-    }
-
-    #[test]
-    fn entry_without_expiry_header_is_deleted_on_read() {
-        let store = MapStore::default();
-        store.set("old-format", b"short");
-        assert_eq!(expiring::get(&store, "old-format", at(0)), None);
-        assert!(store.get("old-format").is_none());
     }
 }
