@@ -86,11 +86,80 @@ export async function createTenant({ tier = 'basic', settings = {}, prefix = 't'
   return { id, slug, tier };
 }
 
-/** `Authorization` for a tenants-pool user of `tenant` (a stack tenant slug or a created one). */
-export async function bearer(tenant, role = 'admin', extra = {}) {
+const tenantOf = (tenant) => {
   const t = typeof tenant === 'string' ? stack.tenants.find((x) => x.slug === tenant) : tenant;
-  const claims = cognitoClaims(stack, 'tenants', { role, extra: { 'custom:tenant_id': t.id, ...extra } });
-  return `Bearer ${await sign(stack, 'tenants', claims)}`;
+  if (!t) throw new Error(`no tenant ${tenant} in the stack`);
+  return t;
+};
+
+/** The issuer URL of the tenants pool: users are keyed by (issuer, subject). */
+export const tenantsIssuer = stack.auth.issuers.tenants.issuer;
+
+/**
+ * Registers a tenants-pool user directly in the database (one SQL statement, before any request
+ * a test measures): a users row and, with a `role`, a tenant_members row. Returns our user id.
+ */
+export async function registerUser({ sub, email, name = null, tenant, role }) {
+  const rows = await superuser.query(
+    `WITH u AS (
+       INSERT INTO users (issuer, subject, email, email_verified, name) VALUES ($1, $2, $3, true, $4)
+       ON CONFLICT (issuer, subject) DO UPDATE SET email = EXCLUDED.email, email_verified = true
+       RETURNING id),
+     m AS (
+       INSERT INTO tenant_members (tenant_id, user_id, role)
+       SELECT $5::uuid, id, $6 FROM u WHERE $6::text IS NOT NULL
+       ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = EXCLUDED.role
+       RETURNING user_id)
+     SELECT id::text AS id FROM u`,
+    [tenantsIssuer, sub, email, name, tenant ? tenantOf(tenant).id : null, role ?? null],
+  );
+  return rows[0].id;
+}
+
+/**
+ * A member of `tenant` (a stack tenant slug or a created one) with `role`, registered in the
+ * database (membership mode: the token alone grants nothing): `{auth, sub, email, userId}`.
+ * `extra` overrides token claims (its `sub`/`email` also name the registered user).
+ */
+export async function member(tenant, role = 'admin', extra = {}) {
+  const t = tenantOf(tenant);
+  const sub = extra.sub ?? randomUUID();
+  const email = extra.email ?? `${sub}@users.test`;
+  const userId = await registerUser({ sub, email, tenant: t, role });
+  const claims = cognitoClaims(stack, 'tenants', { role, sub, email, extra: { 'custom:tenant_id': t.id, ...extra } });
+  return { auth: `Bearer ${await sign(stack, 'tenants', claims)}`, sub, email, userId };
+}
+
+/** `Authorization` for a tenants-pool user who is a `role` of `tenant` (see `member`). */
+export async function bearer(tenant, role = 'admin', extra = {}) {
+  return (await member(tenant, role, extra)).auth;
+}
+
+/**
+ * A signed-in tenants-pool user with NO membership anywhere (and no row yet: the edge creates
+ * it on first sight), e.g. an invitee or someone signing up: `{auth, sub, email}`. The ID token
+ * carries no tenant claim and no groups; `emailVerified: false` for an unverified address.
+ */
+export async function signedIn({ email, sub = randomUUID(), name, emailVerified = true, extra = {} } = {}) {
+  const mail = email ?? `${sub}@users.test`;
+  const claims = cognitoClaims(stack, 'tenants', { role: null, sub, email: mail, name, emailVerified, extra });
+  return { auth: `Bearer ${await sign(stack, 'tenants', claims)}`, sub, email: mail };
+}
+
+/** `Authorization` for a platform admin (platform pool, `platform-admin` group). */
+export async function platformAdmin(extra = {}) {
+  const claims = cognitoClaims(stack, 'platform', { role: 'platform-admin', email: 'platform-admin@edgefront.test', extra });
+  return `Bearer ${await sign(stack, 'platform', claims)}`;
+}
+
+/** Publishes TXT records for `name` on the stack's fake DNS-over-HTTPS resolver ([] deletes). */
+export async function setTxt(name, values) {
+  const res = await fetch(stack.doh.records_url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name, txt: values }),
+  });
+  if (res.status !== 200) throw new Error(`fake resolver: ${res.status} ${await res.text()}`);
 }
 
 /** How many requests the SQL proxy has served so far. */
@@ -104,15 +173,29 @@ export async function sqlStats() {
   return (await fetch(stack.origin.stats_url)).json();
 }
 
-/** A JSON request to a tenant's API. */
-export function api(tenant, path, { method = 'GET', auth, body, headers = {} } = {}) {
+function jsonRequest(path, where, { method = 'GET', auth, body, headers = {} } = {}) {
   const h = { ...headers };
   if (auth) h.authorization = auth;
   if (body !== undefined && !h['content-type']) h['content-type'] = 'application/json';
   return edge(path, {
-    tenant: typeof tenant === 'string' ? tenant : tenant.slug,
+    ...where,
     method,
     headers: h,
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
+}
+
+/** A JSON request to a tenant's API. */
+export function api(tenant, path, opts = {}) {
+  return jsonRequest(path, { tenant: typeof tenant === 'string' ? tenant : tenant.slug }, opts);
+}
+
+/** A JSON request with a verbatim Host (a custom domain: pass `shop.example.test`, the port is added). */
+export function onHost(hostname, path, opts = {}) {
+  return jsonRequest(path, { host: `${hostname}:${new URL(baseUrl).port}` }, opts);
+}
+
+/** A JSON request to the platform host (`stack.platform_host`). */
+export function platform(path, opts = {}) {
+  return onHost(stack.platform_host, path, opts);
 }

@@ -1,5 +1,8 @@
 // Mints Cognito-shaped tokens for the dev issuers with `jose`. Used by the black-box suite and by
-// `cargo xtask token --tenant demo --role admin [--ttl 1h] [--alg ES256] [--platform-admin]`.
+// `cargo xtask token --tenant demo --role admin [--ttl 1h] [--alg ES256] [--platform-admin]
+// [--email a@b.test] [--sub …]`. The dev stack runs membership mode: a token's groups and tenant
+// claim grant nothing, the database does. Without --email/--sub the CLI mints for the seeded user
+// of that tenant and role (the stack description's `users`).
 import { SignJWT, importJWK } from 'jose';
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
@@ -15,15 +18,24 @@ export async function sign(stack, issuerName, claims, { alg = 'RS256', jwk, head
     .sign(await importJWK(key, key.alg));
 }
 
-/** Claims of a Cognito ID token (or access token with `tokenUse: 'access'`). */
-export function cognitoClaims(stack, issuerName, { tenant, role = 'member', ttl = 3600, tokenUse = 'id', extra = {} } = {}) {
+/**
+ * Claims of a Cognito ID token (or access token with `tokenUse: 'access'`). ID tokens carry the
+ * user's `email` (`email_verified: true` unless `emailVerified: false`) and `name`; `sub` defaults
+ * to a fresh uuid and `email` to `<sub>@users.test`. `extra` overrides any claim.
+ */
+export function cognitoClaims(
+  stack,
+  issuerName,
+  { tenant, role = 'member', ttl = 3600, tokenUse = 'id', extra = {}, sub, email, name, emailVerified = true } = {},
+) {
   const issuer = stack.auth.issuers[issuerName];
   const now = Math.floor(Date.now() / 1000);
   const t = tenant && stack.tenants.find((x) => x.slug === tenant);
   if (tenant && !t) throw new Error(`no tenant ${tenant} in the stack`);
+  const subject = sub ?? randomUUID();
   const base = {
     iss: issuer.issuer,
-    sub: randomUUID(),
+    sub: subject,
     token_use: tokenUse,
     'cognito:groups': role ? [role] : [],
     iat: now,
@@ -32,8 +44,16 @@ export function cognitoClaims(stack, issuerName, { tenant, role = 'member', ttl 
     jti: randomUUID(),
     ...(t ? { 'custom:tenant_id': t.id, 'custom:tenant_tier': t.tier } : {}),
   };
-  if (tokenUse === 'id') Object.assign(base, { aud: issuer.client_id, email: 'dev@example.com', 'cognito:username': 'dev' });
-  else Object.assign(base, { client_id: issuer.client_id, scope: 'openid', username: 'dev' });
+  const username = (email ?? subject).split('@')[0];
+  if (tokenUse === 'id') {
+    Object.assign(base, {
+      aud: issuer.client_id,
+      email: email ?? `${subject}@users.test`,
+      email_verified: emailVerified,
+      name: name ?? `User ${username.slice(0, 8)}`,
+      'cognito:username': username,
+    });
+  } else Object.assign(base, { client_id: issuer.client_id, scope: 'openid', username });
   return { ...base, ...extra };
 }
 
@@ -52,11 +72,27 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const stack = JSON.parse(readFileSync(opt('stack'), 'utf8'));
   const platform = args.includes('--platform-admin');
   const issuer = platform ? 'platform' : 'tenants';
+  const tenant = platform ? undefined : opt('tenant') ?? 'demo';
+  const role = platform ? 'platform-admin' : opt('role') ?? 'member';
+  let who = { sub: opt('sub'), email: opt('email') };
+  if (platform) {
+    who = { sub: who.sub, email: who.email ?? 'platform-admin@edgefront.test', name: 'Platform Admin' };
+  } else if (!who.sub && !who.email) {
+    // The seeded user of that tenant and role: the only kind of token that works out of the box.
+    const u = (stack.users ?? []).find((x) => x.tenant === tenant && x.role === role);
+    if (!u) {
+      const seeded = (stack.users ?? []).map((x) => `${x.tenant}/${x.role}`).join(', ');
+      console.error(`no seeded ${role} of ${tenant} (seeded: ${seeded}); pass --email and/or --sub for an ad-hoc user`);
+      process.exit(2);
+    }
+    who = { sub: u.subject, email: u.email, name: u.name };
+  }
   const claims = cognitoClaims(stack, issuer, {
-    tenant: platform ? undefined : opt('tenant') ?? 'demo',
-    role: platform ? 'platform-admin' : opt('role') ?? 'member',
+    tenant,
+    role,
     ttl: parseTtl(opt('ttl')),
     tokenUse: opt('token-use') ?? 'id',
+    ...who,
   });
   console.log(await sign(stack, issuer, claims, { alg: opt('alg') ?? 'RS256' }));
 }

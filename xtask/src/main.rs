@@ -3,11 +3,13 @@
 //! - `dev [--runtime workers|spin]`: install what is missing, start the local stack with demo
 //!   tenants, serve the edge on 127.0.0.1:8787, and stop everything on Ctrl-C / SIGTERM.
 //! - `test`: fmt, clippy, unit tests (host and wasm32), both artifacts, then one black-box suite
-//!   against both runtimes on a fresh stack.
+//!   against both runtimes on a fresh stack (`test --quick --runtime spin identity` runs only
+//!   `wasm-tests/edge/identity.test.mjs` on Spin, skipping the checks and unit tests).
 //! - `build workers|spin|spin-portable`: build a deployable artifact (wrangler.toml's and
 //!   spin.toml's build commands are `cargo xtask build worker` and `cargo xtask build spin`).
 
 mod artifacts;
+mod doh;
 mod jwks;
 mod llm;
 mod pg;
@@ -46,7 +48,8 @@ enum Cmd {
         port: u16,
     },
     /// Lint, unit-test, build both runtimes and run the black-box suite against each.
-    Test,
+    /// `--quick`, `--runtime`, `--name` and FILES narrow it down while iterating.
+    Test(test::Filter),
     /// Criterion benchmarks of core (natively and on wasm32-wasip2 under wasmtime), then
     /// end-to-end request latency on both runtimes against a 10 000-item tenant.
     Bench {
@@ -59,13 +62,21 @@ enum Cmd {
         #[arg(long, conflicts_with = "edge")]
         core: bool,
     },
-    /// Print a dev token for the running `cargo xtask dev` stack (signed with `jose`).
+    /// Print a dev token for the running `cargo xtask dev` stack (signed with `jose`): an ID
+    /// token of the seeded user with that role in that tenant (the stack runs membership mode:
+    /// roles come from the database), or of an ad-hoc user with `--email`/`--sub`.
     Token {
         #[arg(long, default_value = "demo")]
         tenant: String,
         /// owner, admin or member
         #[arg(long, default_value = "member")]
         role: String,
+        /// An ad-hoc user's email (verified) instead of a seeded user's.
+        #[arg(long)]
+        email: Option<String>,
+        /// An ad-hoc user's subject (`sub`) instead of a seeded user's.
+        #[arg(long)]
+        sub: Option<String>,
         /// Lifetime: 900, 15m, 1h, 1d
         #[arg(long, default_value = "1h")]
         ttl: String,
@@ -187,7 +198,7 @@ fn main() {
     let code = rt.block_on(async {
         let result = match cli.cmd {
             Cmd::Dev { runtime, port } => dev(runtime, port).await,
-            Cmd::Test => test::run_all().await,
+            Cmd::Test(filter) => test::run_all(filter).await,
             Cmd::Build { target } => build(target),
             Cmd::Bench { filter, edge, core } => {
                 let criterion = if edge {
@@ -203,11 +214,22 @@ fn main() {
             Cmd::Token {
                 tenant,
                 role,
+                email,
+                sub,
                 ttl,
                 alg,
                 platform_admin,
                 token_use,
-            } => token(&tenant, &role, &ttl, &alg, platform_admin, &token_use),
+            } => token(&TokenArgs {
+                tenant: &tenant,
+                role: &role,
+                email: email.as_deref(),
+                sub: sub.as_deref(),
+                ttl: &ttl,
+                alg: &alg,
+                platform_admin,
+                token_use: &token_use,
+            }),
         };
         match result {
             Ok(code) => code,
@@ -222,14 +244,18 @@ fn main() {
     std::process::exit(code);
 }
 
-fn token(
-    tenant: &str,
-    role: &str,
-    ttl: &str,
-    alg: &str,
+struct TokenArgs<'a> {
+    tenant: &'a str,
+    role: &'a str,
+    email: Option<&'a str>,
+    sub: Option<&'a str>,
+    ttl: &'a str,
+    alg: &'a str,
     platform_admin: bool,
-    token_use: &str,
-) -> Result<i32> {
+    token_use: &'a str,
+}
+
+fn token(a: &TokenArgs) -> Result<i32> {
     let dev_json = repo_root().join(".edgefront/dev.json");
     if !dev_json.exists() {
         bail!(
@@ -244,17 +270,23 @@ fn token(
         .arg(&dev_json)
         .args([
             "--tenant",
-            tenant,
+            a.tenant,
             "--role",
-            role,
+            a.role,
             "--ttl",
-            ttl,
+            a.ttl,
             "--alg",
-            alg,
+            a.alg,
             "--token-use",
-            token_use,
+            a.token_use,
         ]);
-    if platform_admin {
+    if let Some(email) = a.email {
+        cmd.args(["--email", email]);
+    }
+    if let Some(sub) = a.sub {
+        cmd.args(["--sub", sub]);
+    }
+    if a.platform_admin {
         cmd.arg("--platform-admin");
     }
     run(&mut cmd)?;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+use crate::doh::DohServer;
 use crate::jwks::JwksServer;
 use crate::llm::MockProvider;
 use crate::pg::PgCluster;
@@ -23,6 +24,8 @@ pub const APP_ROLE: &str = "edgefront_app";
 pub const BUCKET: &str = "edgefront-dev";
 pub const REGION: &str = "us-east-1";
 pub const BASE_DOMAIN: &str = "localhost";
+/// The only host serving `/v1/platform/*` and `/v1/signup` (core's default, `admin.{BASE_DOMAIN}`).
+pub const PLATFORM_HOST: &str = "admin.localhost";
 
 /// Demo tenants: (slug, id, name, tier, status). Fixed ids so docs and curl lines stay valid.
 pub const TENANTS: &[(&str, &str, &str, &str, &str)] = &[
@@ -142,6 +145,43 @@ pub const DEMO_ITEMS: &[(&str, &str, &str, &str, &str, i32, &str)] = &[
     ),
 ];
 
+/// Seeded users of the `tenants` pool and their memberships: (tenant, role, subject, email,
+/// name). Fixed subjects, verified emails; `cargo xtask token --tenant demo --role admin` mints
+/// for the matching one.
+pub const USERS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "demo",
+        "owner",
+        "00000000-0000-4000-8000-0000000000a1",
+        "owner@demo.test",
+        "Demo Owner",
+    ),
+    (
+        "demo",
+        "admin",
+        "00000000-0000-4000-8000-0000000000a2",
+        "admin@demo.test",
+        "Demo Admin",
+    ),
+    (
+        "demo",
+        "member",
+        "00000000-0000-4000-8000-0000000000a3",
+        "member@demo.test",
+        "Demo Member",
+    ),
+    (
+        "acme",
+        "owner",
+        "00000000-0000-4000-8000-0000000000b1",
+        "owner@acme.test",
+        "Acme Owner",
+    ),
+];
+
+/// The issuer whose users are members of tenants (the first of `ISSUERS`).
+pub const TENANTS_ISSUER: &str = "tenants";
+
 /// A custom domain for acme: `curl -H 'Host: shop.acme.test' ...`.
 pub const CUSTOM_DOMAIN: (&str, &str) = ("shop.acme.test", "acme");
 
@@ -189,6 +229,7 @@ pub struct Stack {
     procs: Vec<Proc>,
     _s3: LocalS3,
     _jwks: JwksServer,
+    _doh: DohServer,
     _llm: Option<MockProvider>,
     pg: PgCluster,
     description: Value,
@@ -305,10 +346,16 @@ impl Stack {
         let mut issuers_desc = serde_json::Map::new();
         for (name, _, client_id, platform_admin) in ISSUERS {
             let issuer = format!("{}/{name}", jwks.base_url);
-            issuers_cfg.push(json!({
+            let mut cfg = json!({
                 "issuer": issuer, "client_ids": [client_id], "token_use": ["id", "access"],
                 "leeway_seconds": 60, "platform_admin": platform_admin,
-            }));
+            });
+            if *name == TENANTS_ISSUER {
+                // Roles come from our database (tenant_members), not from the token: the
+                // default, spelled out for the pool whose users are seeded below.
+                cfg["membership"] = "membership".into();
+            }
+            issuers_cfg.push(cfg);
             issuers_desc.insert(
                 (*name).into(),
                 json!({
@@ -321,6 +368,9 @@ impl Stack {
                 }),
             );
         }
+        let tenants_issuer = format!("{}/{TENANTS_ISSUER}", jwks.base_url);
+        seed_users(&pg, &tenants_issuer).await?;
+        let doh = DohServer::start().await?;
 
         let app_conn = format!("postgresql://{APP_ROLE}:{app_pw}@localhost:5432/{DATABASE}");
         let mut settings: Vec<(&str, String)> = vec![
@@ -338,6 +388,9 @@ impl Stack {
                 "VISITOR_COOKIE_SECRET",
                 format!("{}{}", random_secret(&mut rand), random_secret(&mut rand)),
             ),
+            ("SIGNUP_ENABLED", "true".into()),
+            ("DOH_RESOLVER_URL", doh.url.clone()),
+            ("DOH_TIMEOUT_MS", "2000".into()),
         ];
         let llm = if opts.mock_ai {
             let m = MockProvider::start().await?;
@@ -357,6 +410,7 @@ impl Stack {
             spin::origin(&origin_sql)?,
             spin::origin(&s3.endpoint)?,
             spin::origin(&jwks.base_url)?,
+            spin::origin(&doh.url)?,
         ];
         if let Some(m) = &llm {
             outbound.push(spin::origin(&m.base_url)?);
@@ -381,6 +435,7 @@ impl Stack {
 
         let description = json!({
             "base_domain": BASE_DOMAIN,
+            "platform_host": PLATFORM_HOST,
             "runtimes": runtimes,
             "origin": {
                 "stats_url": format!("{}/_stats", origin_url.trim_end_matches('/')),
@@ -404,10 +459,15 @@ impl Stack {
                 "base_url": m.base_url,
                 "requests_url": format!("{}/_requests", m.base_url.trim_end_matches("/v1")),
             })),
+            "doh": { "url": doh.url, "records_url": doh.records_url, "stats_url": doh.stats_url },
             "custom_domains": { CUSTOM_DOMAIN.0: CUSTOM_DOMAIN.1 },
             "tenants": TENANTS.iter().map(|(slug, id, name, tier, status)|
                 json!({"slug": slug, "id": id, "name": name, "tier": tier, "status": status})
             ).collect::<Vec<_>>(),
+            "users": USERS.iter().map(|(tenant, role, subject, email, name)| json!({
+                "tenant": tenant, "role": role, "subject": subject, "email": email,
+                "name": name, "issuer": TENANTS_ISSUER,
+            })).collect::<Vec<_>>(),
             "logs": logs,
         });
         eprintln!("xtask: stack up in {:.1?}", t0.elapsed());
@@ -415,6 +475,7 @@ impl Stack {
             procs,
             _s3: s3,
             _jwks: jwks,
+            _doh: doh,
             _llm: llm,
             pg,
             description,
@@ -483,6 +544,29 @@ async fn seed(pg: &PgCluster, app_pw: &str) -> Result<()> {
     .await
     .context("seeding the custom domain")?;
     seed_orders(&c).await
+}
+
+/// The seeded users (keyed by the `tenants` pool's issuer URL, known once its JWKS server
+/// listens) and their memberships.
+async fn seed_users(pg: &PgCluster, issuer: &str) -> Result<()> {
+    let c = pg.connect(DATABASE).await?;
+    for (tenant, role, subject, email, name) in USERS {
+        c.execute(
+            "WITH u AS (
+                 INSERT INTO users (issuer, subject, email, email_verified, name)
+                 VALUES ($1, $2, $3, true, $4)
+                 ON CONFLICT (issuer, subject) DO UPDATE
+                     SET email = EXCLUDED.email, email_verified = true, name = EXCLUDED.name
+                 RETURNING id)
+             INSERT INTO tenant_members (tenant_id, user_id, role)
+             SELECT t.id, u.id, $6 FROM u, tenants t WHERE t.slug = $5
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = EXCLUDED.role",
+            &[&issuer, subject, email, name, tenant, role],
+        )
+        .await
+        .with_context(|| format!("seeding user {email} ({role} of {tenant})"))?;
+    }
+    Ok(())
 }
 
 /// Demo orders on `demo`, placed through the same SQL functions the edge calls (so stock,

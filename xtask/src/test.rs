@@ -15,6 +15,59 @@ use crate::stack::{Options, Runtime, Stack};
 use crate::tools::{self, Needs};
 use crate::{artifacts, build_origin, repo_root, run, shutdown_signal};
 
+/// What `cargo xtask test` runs: everything by default.
+#[derive(Debug, Default, clap::Args)]
+pub struct Filter {
+    /// Only the artifacts and the black-box edge suite: no static checks, unit tests or origin
+    /// suite.
+    #[arg(long)]
+    quick: bool,
+    /// Only this runtime (the stack starts only it).
+    #[arg(long, value_enum)]
+    runtime: Option<Runtime>,
+    /// Only tests whose name matches this regular expression (node's --test-name-pattern);
+    /// the others are skipped, which then does not count as a failure.
+    #[arg(long)]
+    name: Option<String>,
+    /// Only these black-box files: `identity` for wasm-tests/edge/identity.test.mjs, or paths.
+    files: Vec<String>,
+}
+
+impl Filter {
+    fn runtimes(&self) -> Vec<Runtime> {
+        match self.runtime {
+            Some(rt) => vec![rt],
+            None => vec![Runtime::Workers, Runtime::Spin],
+        }
+    }
+
+    /// node --test arguments naming the edge suite's files (the whole directory by default).
+    fn edge_files(&self) -> Result<Vec<String>> {
+        if self.files.is_empty() {
+            return Ok(vec!["wasm-tests/edge/".into()]);
+        }
+        self.files
+            .iter()
+            .map(|f| {
+                let short = format!("wasm-tests/edge/{f}.test.mjs");
+                let path = if repo_root().join(f).is_file() {
+                    f.clone()
+                } else {
+                    short
+                };
+                if !repo_root().join(&path).is_file() {
+                    anyhow::bail!("no black-box test file {path}");
+                }
+                Ok(path)
+            })
+            .collect()
+    }
+
+    fn narrowed(&self) -> bool {
+        self.quick || self.runtime.is_some() || self.name.is_some() || !self.files.is_empty()
+    }
+}
+
 #[derive(Default)]
 struct Tally {
     passed: u64,
@@ -24,13 +77,15 @@ struct Tally {
 
 struct Report {
     rows: Vec<(String, Tally, f64)>,
+    /// Tests filtered out by name are skipped on purpose.
+    skips_fail: bool,
 }
 
 impl Report {
     fn failed(&self) -> bool {
         self.rows
             .iter()
-            .any(|(_, t, _)| t.failed > 0 || t.skipped > 0)
+            .any(|(_, t, _)| t.failed > 0 || (self.skips_fail && t.skipped > 0))
     }
 
     fn print(&self, total_secs: f64) {
@@ -115,21 +170,44 @@ fn cargo(args: &[&str]) -> Command {
     c
 }
 
-pub async fn run_all() -> Result<i32> {
+pub async fn run_all(filter: Filter) -> Result<i32> {
     tokio::select! {
-        r = run_suites() => r,
+        r = run_suites(&filter) => r,
         _ = shutdown_signal() => { eprintln!("xtask: interrupted; stopping services"); Ok(130) }
     }
 }
 
-async fn run_suites() -> Result<i32> {
+async fn run_suites(filter: &Filter) -> Result<i32> {
     let started = Instant::now();
+    let runtimes = filter.runtimes();
+    let edge_files = filter.edge_files()?;
     let tools = tools::ensure(Needs {
-        worker: true,
+        worker: runtimes.contains(&Runtime::Workers),
         node: true,
     })?;
+    let mut report = Report {
+        rows: Vec::new(),
+        skips_fail: filter.name.is_none(),
+    };
+    if filter.quick {
+        eprintln!("\n== build artifacts ==");
+        build_origin()?;
+        for rt in &runtimes {
+            match rt {
+                Runtime::Workers => artifacts::build_worker(&tools)?,
+                Runtime::Spin => {
+                    artifacts::build_spin(SpinHost::detect().build())?;
+                }
+            }
+        }
+        let (_dir, stack, stack_json) =
+            start_stack(&tools, "edgefront-test-", 2_000, &runtimes).await?;
+        run_edge_suites(filter, &edge_files, &stack, &stack_json, &mut report)?;
+        drop(stack);
+        report.print(started.elapsed().as_secs_f64());
+        return Ok(if report.failed() { 1 } else { 0 });
+    }
     let botocore = tools::ensure_botocore()?;
-    let mut report = Report { rows: Vec::new() };
 
     eprintln!("\n== static checks ==");
     run(&mut cargo(&["fmt", "--all", "--", "--check"]))
@@ -195,7 +273,8 @@ async fn run_suites() -> Result<i32> {
         );
     }
 
-    let (_dir, stack, stack_json) = start_stack(&tools, "edgefront-test-", 2_000).await?;
+    let (_dir, stack, stack_json) =
+        start_stack(&tools, "edgefront-test-", 2_000, &runtimes).await?;
 
     let scratch = stack.scratch_database().await?;
     let mut host = cargo(&[
@@ -214,21 +293,41 @@ async fn run_suites() -> Result<i32> {
         .env("EDGEFRONT_BOTOCORE_VERSION", tools::BOTOCORE_VERSION);
     counted("unit + integration tests (host)", &mut host, &mut report)?;
 
-    let node = |dir: &str| {
-        let mut c = Command::new("node");
-        c.current_dir(repo_root())
-            .args(["--test", "--test-reporter=spec", "--test-concurrency=1"])
-            .arg(dir)
-            .env("EDGEFRONT_STACK", &stack_json);
-        c
-    };
-    counted(
-        "origin proxy + Neon driver",
-        &mut node("wasm-tests/origin/"),
-        &mut report,
-    )?;
-    for rt in [Runtime::Workers, Runtime::Spin] {
-        let mut c = node("wasm-tests/edge/");
+    if !filter.narrowed() {
+        counted(
+            "origin proxy + Neon driver",
+            &mut node(None, &["wasm-tests/origin/".into()], &stack_json),
+            &mut report,
+        )?;
+    }
+    run_edge_suites(filter, &edge_files, &stack, &stack_json, &mut report)?;
+    drop(stack);
+
+    report.print(started.elapsed().as_secs_f64());
+    Ok(if report.failed() { 1 } else { 0 })
+}
+
+fn node(name: Option<&str>, files: &[String], stack_json: &std::path::Path) -> Command {
+    let mut c = Command::new("node");
+    c.current_dir(repo_root())
+        .args(["--test", "--test-reporter=spec", "--test-concurrency=1"]);
+    if let Some(pattern) = name {
+        c.arg(format!("--test-name-pattern={pattern}"));
+    }
+    c.args(files).env("EDGEFRONT_STACK", stack_json);
+    c
+}
+
+/// The black-box edge suite against each runtime of the filter.
+fn run_edge_suites(
+    filter: &Filter,
+    files: &[String],
+    stack: &Stack,
+    stack_json: &std::path::Path,
+    report: &mut Report,
+) -> Result<()> {
+    for rt in filter.runtimes() {
+        let mut c = node(filter.name.as_deref(), files, stack_json);
         c.env("EDGEFRONT_RUNTIME", rt.name()).env(
             "EDGEFRONT_BASE_URL",
             stack.runtime_url(rt).unwrap_or_default(),
@@ -244,12 +343,9 @@ async fn run_suites() -> Result<i32> {
                     .unwrap_or("?")
             ),
         };
-        counted(&name, &mut c, &mut report)?;
+        counted(&name, &mut c, report)?;
     }
-    drop(stack);
-
-    report.print(started.elapsed().as_secs_f64());
-    Ok(if report.failed() { 1 } else { 0 })
+    Ok(())
 }
 
 /// The origin proxy, the worker and both Spin builds (whichever host serves Spin, the other
@@ -268,10 +364,11 @@ async fn start_stack(
     tools: &tools::Tools,
     prefix: &str,
     statement_timeout_ms: u64,
+    runtimes: &[Runtime],
 ) -> Result<(tempfile::TempDir, Stack, std::path::PathBuf)> {
     let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
     let opts = Options {
-        runtimes: vec![Runtime::Workers, Runtime::Spin],
+        runtimes: runtimes.to_vec(),
         port: None,
         dir: dir.path().to_path_buf(),
         spin_host: SpinHost::detect(),
@@ -293,7 +390,13 @@ pub async fn bench_edge() -> Result<i32> {
     })?;
     eprintln!("\n== edge benchmarks: build ==");
     build_artifacts(&tools)?;
-    let (_dir, stack, stack_json) = start_stack(&tools, "edgefront-bench-", 5_000).await?;
+    let (_dir, stack, stack_json) = start_stack(
+        &tools,
+        "edgefront-bench-",
+        5_000,
+        &[Runtime::Workers, Runtime::Spin],
+    )
+    .await?;
     println!("\n== edge benchmarks: end to end ==");
     let status = Command::new("node")
         .current_dir(repo_root())
