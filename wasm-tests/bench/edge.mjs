@@ -59,7 +59,14 @@ function summary(samples) {
 }
 
 const tenant = await seed();
-const token = `Bearer ${await sign(stack, 'tenants', cognitoClaims(stack, 'tenants', { role: 'admin', extra: { 'custom:tenant_id': tenant.id } }))}`;
+const claims = cognitoClaims(stack, 'tenants', { role: 'admin', extra: { 'custom:tenant_id': tenant.id } });
+// Membership mode: the database, not the token, makes the caller an admin.
+await db.query(
+  `WITH u AS (INSERT INTO users (issuer, subject, email, email_verified) VALUES ($1, $2, $3, true) RETURNING id)
+   INSERT INTO tenant_members (tenant_id, user_id, role) SELECT $4, id, 'admin' FROM u`,
+  [stack.auth.issuers.tenants.issuer, claims.sub, claims.email, tenant.id],
+);
+const token = `Bearer ${await sign(stack, 'tenants', claims)}`;
 console.log(`tenant ${tenant.slug}: ${ITEMS} items, ${N} sequential requests per case, keep-alive, loopback`);
 
 for (const [name, rt] of Object.entries(stack.runtimes)) {

@@ -1,15 +1,24 @@
 // JWT verification at the edge, black-box: tokens and keys come from `jose`, the JWKS from the
-// dev issuer's server (which counts fetches). Same expectations on every runtime.
+// dev issuer's server (which counts fetches). Same expectations on every runtime. The tenants
+// pool runs membership mode (roles from our database: valid tokens are registered first); the
+// `claims` pool keeps the token's tenant and role claims as the authority.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, rmSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SignJWT, importJWK, base64url } from 'jose';
-import { edge, assertProblem, stack, runtime } from './stack.mjs';
+import { edge, assertProblem, stack, runtime, registerUser } from './stack.mjs';
 import { sign, cognitoClaims } from '../tools/mint.mjs';
 import { makeKey } from '../tools/devkeys.mjs';
 
 const claims = (opts) => cognitoClaims(stack, 'tenants', { tenant: 'demo', ...opts });
+/** Claims of a user registered as `role` of `tenant` (membership mode: the database decides). */
+async function member(opts = {}) {
+  const c = claims(opts);
+  const role = opts.role ?? 'member';
+  const userId = await registerUser({ sub: c.sub, email: c.email ?? null, tenant: opts.tenant ?? 'demo', role });
+  return { c, userId };
+}
 const me = (token, tenant = 'demo') =>
   edge('/v1/me', { tenant, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
 
@@ -26,11 +35,14 @@ async function fetches(issuer) {
 
 for (const alg of ['RS256', 'ES256', 'EdDSA']) {
   test(`a valid ${alg} ID token is accepted and /v1/me describes the caller`, async () => {
-    const c = claims({ role: 'admin' });
+    const { c, userId } = await member({ role: 'admin' });
     const res = await me(await sign(stack, 'tenants', c, { alg }));
     const body = await res.json();
     assert.equal(res.status, 200, JSON.stringify(body));
-    assert.equal(body.user_id, c.sub);
+    assert.equal(body.user_id, userId);
+    assert.equal(body.subject, c.sub);
+    assert.equal(body.email, c.email);
+    assert.equal(body.role, 'admin');
     assert.deepEqual(body.roles, ['admin']);
     assert.equal(body.tenant.slug, 'demo');
     assert.equal(body.token_expires_at, c.exp);
@@ -39,8 +51,9 @@ for (const alg of ['RS256', 'ES256', 'EdDSA']) {
 }
 
 test('a valid access token (client_id, token_use=access) is accepted', async () => {
-  const res = await me(await sign(stack, 'tenants', claims({ tokenUse: 'access' })));
-  assert.equal(res.status, 200);
+  const { c } = await member({ tokenUse: 'access' });
+  const res = await me(await sign(stack, 'tenants', c));
+  assert.equal(res.status, 200, await res.text());
 });
 
 test('no token → 401 with a Bearer challenge and no error code', async () => {
@@ -70,8 +83,9 @@ test('an access token for another client_id → 401 wrong_audience', async () =>
 });
 
 test('expiry within the leeway is still accepted', async () => {
-  const res = await me(await sign(stack, 'tenants', claims({ extra: { exp: now() - 20 } })));
-  assert.equal(res.status, 200);
+  const { c } = await member({ extra: { exp: now() - 20 } });
+  const res = await me(await sign(stack, 'tenants', c));
+  assert.equal(res.status, 200, await res.text());
 });
 
 test('alg "none" is rejected', async () => {
@@ -111,15 +125,36 @@ for (const [name, token, code] of [
   });
 }
 
-test('a token of tenant A on tenant B\'s host → 403 tenant_mismatch', async () => {
-  const res = await me(await sign(stack, 'tenants', claims({ tenant: 'acme' })), 'demo');
+test('a member of tenant A on tenant B\'s host → 403 not_a_member', async () => {
+  const { c } = await member({ tenant: 'acme', role: 'owner' });
+  assert.equal((await me(await sign(stack, 'tenants', c), 'acme')).status, 200);
+  await assertProblem(await me(await sign(stack, 'tenants', c), 'demo'), 403, 'not_a_member');
+});
+
+test('a valid token of nobody we know → 403 not_a_member, whatever its claims say', async () => {
+  await assertProblem(await me(await sign(stack, 'tenants', claims({ role: 'owner' }))), 403, 'not_a_member');
+});
+
+// Claims mode: the token's tenant and role claims decide.
+const legacy = (opts) => cognitoClaims(stack, 'claims', { tenant: 'demo', ...opts });
+
+test('claims mode: the token\'s tenant and role claims grant access without a membership', async () => {
+  const c = legacy({ role: 'admin' });
+  const body = await (await me(await sign(stack, 'claims', c))).json();
+  assert.equal(body.role, 'admin', JSON.stringify(body));
+  assert.equal(body.membership, 'claims');
+  assert.equal(body.subject, c.sub);
+});
+
+test('claims mode: a token of tenant A on tenant B\'s host → 403 tenant_mismatch', async () => {
+  const res = await me(await sign(stack, 'claims', legacy({ tenant: 'acme' })), 'demo');
   await assertProblem(res, 403, 'tenant_mismatch');
 });
 
-test('a token without a tenant claim → 403 tenant_mismatch', async () => {
-  const c = claims();
+test('claims mode: a token without a tenant claim → 403 tenant_mismatch', async () => {
+  const c = legacy();
   delete c['custom:tenant_id'];
-  await assertProblem(await me(await sign(stack, 'tenants', c)), 403, 'tenant_mismatch');
+  await assertProblem(await me(await sign(stack, 'claims', c)), 403, 'tenant_mismatch');
 });
 
 test('a platform-admin from the platform issuer may act on any tenant', async () => {
@@ -135,7 +170,9 @@ test('a platform-admin from the platform issuer may act on any tenant', async ()
 
 test('the platform-admin group means nothing in a tenant pool token', async () => {
   const res = await me(await sign(stack, 'tenants', claims({ tenant: 'acme', role: 'platform-admin' })), 'demo');
-  await assertProblem(res, 403, 'tenant_mismatch');
+  await assertProblem(res, 403, 'not_a_member');
+  const legacyRes = await me(await sign(stack, 'claims', legacy({ tenant: 'acme', role: 'platform-admin' })), 'demo');
+  await assertProblem(legacyRes, 403, 'tenant_mismatch');
 });
 
 test('key rotation: a new kid is accepted after one refetch; unknown kids cost at most one fetch per window', async () => {
@@ -143,6 +180,7 @@ test('key rotation: a new kid is accepted after one refetch; unknown kids cost a
   const file = join(stack.auth.jwks_dir, `${issuer}.json`);
   const key = await makeKey('RS256');
   const c = cognitoClaims(stack, issuer, { tenant: 'demo' });
+  await registerUser({ issuer, sub: c.sub, email: c.email, tenant: 'demo', role: 'member' });
   const rotated = await sign(stack, issuer, c, { jwk: key.private });
   // Publish the new key, then present a token signed with it: one refetch, then accepted.
   writeFileSync(file, JSON.stringify({ keys: [key.public] }));

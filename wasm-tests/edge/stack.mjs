@@ -96,10 +96,11 @@ const tenantOf = (tenant) => {
 export const tenantsIssuer = stack.auth.issuers.tenants.issuer;
 
 /**
- * Registers a tenants-pool user directly in the database (one SQL statement, before any request
- * a test measures): a users row and, with a `role`, a tenant_members row. Returns our user id.
+ * Registers a user of `issuer` (a stack issuer name, the tenants pool by default) directly in
+ * the database (one SQL statement, before any request a test measures): a users row and, with a
+ * `tenant` and `role`, a tenant_members row. Returns our user id.
  */
-export async function registerUser({ sub, email, name = null, tenant, role }) {
+export async function registerUser({ issuer = 'tenants', sub, email = null, name = null, tenant, role }) {
   const rows = await superuser.query(
     `WITH u AS (
        INSERT INTO users (issuer, subject, email, email_verified, name) VALUES ($1, $2, $3, true, $4)
@@ -111,7 +112,7 @@ export async function registerUser({ sub, email, name = null, tenant, role }) {
        ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = EXCLUDED.role
        RETURNING user_id)
      SELECT id::text AS id FROM u`,
-    [tenantsIssuer, sub, email, name, tenant ? tenantOf(tenant).id : null, role ?? null],
+    [stack.auth.issuers[issuer].issuer, sub, email, name, tenant ? tenantOf(tenant).id : null, tenant ? role ?? null : null],
   );
   return rows[0].id;
 }

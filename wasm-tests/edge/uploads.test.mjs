@@ -4,15 +4,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { edge, assertProblem, stack } from './stack.mjs';
-import { sign, cognitoClaims } from '../tools/mint.mjs';
+import { edge, assertProblem, stack, member } from './stack.mjs';
 import { neon, neonConfig } from '@neondatabase/serverless';
 
 const MiB = 1024 * 1024;
 const tenantId = (slug) => stack.tenants.find((t) => t.slug === slug).id;
 
+/** A token of a registered `role` of `tenant` (membership mode: the database decides). */
 async function token(tenant, { role = 'member', sub = randomUUID() } = {}) {
-  return sign(stack, 'tenants', cognitoClaims(stack, 'tenants', { tenant, role, extra: { sub } }));
+  const { auth } = await member(tenant, role, { sub });
+  return auth.slice('Bearer '.length);
 }
 
 const tokens = {};

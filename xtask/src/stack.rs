@@ -1,5 +1,7 @@
-//! The local stack: a throwaway Postgres with migrations and demo tenants, the SQL proxy, a
-//! SigV4-verifying S3, and one or both edge runtimes — all on loopback, all stopped on drop.
+//! The local stack: a throwaway Postgres with migrations, demo tenants and their users, the SQL
+//! proxy, a SigV4-verifying S3, the dev identity provider's JWKS, a fake DNS-over-HTTPS
+//! resolver, and one or both edge runtimes — all on loopback, all stopped on drop. It runs
+//! membership mode: roles come from `tenant_members`, `admin.localhost` is the platform host.
 //! `describe()` is what `.edgefront/dev.json` holds and what the black-box suite reads.
 
 use std::path::{Path, PathBuf};
@@ -182,16 +184,60 @@ pub const USERS: &[(&str, &str, &str, &str, &str)] = &[
 /// The issuer whose users are members of tenants (the first of `ISSUERS`).
 pub const TENANTS_ISSUER: &str = "tenants";
 
+/// How an issuer's users get their roles (`JWT_ISSUERS[i].membership`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// Core's default, left implicit: from our database (`tenant_members`).
+    Default,
+    /// Spelled out: from our database.
+    Database,
+    /// From the token's tenant and role claims (Cognito groups).
+    Claims,
+}
+
 /// A custom domain for acme: `curl -H 'Host: shop.acme.test' ...`.
 pub const CUSTOM_DOMAIN: (&str, &str) = ("shop.acme.test", "acme");
 
-/// Dev issuers: (name, key algorithms, client id, platform-admin issuer). The rotation issuers
-/// start without keys; the black-box suite rotates them, one per runtime so counts don't mix.
-pub const ISSUERS: &[(&str, &str, &str, bool)] = &[
-    ("tenants", "RS256,ES256,EdDSA", "edgefront-dev", false),
-    ("platform", "RS256", "edgefront-platform", true),
-    ("rotation-workers", "", "edgefront-rotation", false),
-    ("rotation-spin", "", "edgefront-rotation", false),
+/// Dev issuers: (name, key algorithms, client id, platform-admin issuer, membership). The
+/// rotation issuers start without keys; the black-box suite rotates them, one per runtime so
+/// counts don't mix. `claims` is a pool whose tokens carry the tenant and role themselves (the
+/// pre-membership model), so that mode stays tested end to end.
+pub const ISSUERS: &[(&str, &str, &str, bool, Membership)] = &[
+    (
+        TENANTS_ISSUER,
+        "RS256,ES256,EdDSA",
+        "edgefront-dev",
+        false,
+        Membership::Database,
+    ),
+    (
+        "platform",
+        "RS256",
+        "edgefront-platform",
+        true,
+        Membership::Default,
+    ),
+    (
+        "rotation-workers",
+        "",
+        "edgefront-rotation",
+        false,
+        Membership::Default,
+    ),
+    (
+        "rotation-spin",
+        "",
+        "edgefront-rotation",
+        false,
+        Membership::Default,
+    ),
+    (
+        "claims",
+        "RS256",
+        "edgefront-claims",
+        false,
+        Membership::Claims,
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -338,22 +384,27 @@ impl Stack {
             .args(
                 ISSUERS
                     .iter()
-                    .map(|(name, algs, _, _)| format!("{name}:{algs}")),
+                    .map(|(name, algs, ..)| format!("{name}:{algs}")),
             );
         run(&mut devkeys).context("generating dev signing keys")?;
         let jwks = JwksServer::start(jwks_dir.clone()).await?;
         let mut issuers_cfg = Vec::new();
         let mut issuers_desc = serde_json::Map::new();
-        for (name, _, client_id, platform_admin) in ISSUERS {
+        for (name, _, client_id, platform_admin, membership) in ISSUERS {
             let issuer = format!("{}/{name}", jwks.base_url);
             let mut cfg = json!({
                 "issuer": issuer, "client_ids": [client_id], "token_use": ["id", "access"],
                 "leeway_seconds": 60, "platform_admin": platform_admin,
             });
-            if *name == TENANTS_ISSUER {
+            let mode = match membership {
+                Membership::Default => None,
                 // Roles come from our database (tenant_members), not from the token: the
                 // default, spelled out for the pool whose users are seeded below.
-                cfg["membership"] = "membership".into();
+                Membership::Database => Some("membership"),
+                Membership::Claims => Some("claims"),
+            };
+            if let Some(mode) = mode {
+                cfg["membership"] = mode.into();
             }
             issuers_cfg.push(cfg);
             issuers_desc.insert(
@@ -363,6 +414,7 @@ impl Stack {
                     "jwks_url": format!("{issuer}/.well-known/jwks.json"),
                     "client_id": client_id,
                     "platform_admin": platform_admin,
+                    "membership": mode.unwrap_or("membership"),
                     "private_jwks": jwks_dir.join(format!("{name}.private.json")),
                     "public_jwks_file": jwks_dir.join(format!("{name}.json")),
                 }),
