@@ -183,7 +183,7 @@ mod uploads {
     use crate::body::Body;
     use crate::cx::{Handler, RequestParts};
     use crate::error::{ApiError, Code};
-    use crate::testing::{member, sql_answer, Instance, TENANT};
+    use crate::testing::{member, sql_answer, user_of, Instance, TENANT};
     use serde_json::json;
 
     const FILE: &str = "11111111-1111-4111-8111-111111111111";
@@ -235,7 +235,7 @@ mod uploads {
         json!({
             "id": FILE, "key": format!("{TENANT}/{FILE}/photo.png"), "filename": "photo.png",
             "content_type": "image/png", "declared_size": 10, "max_size": 100,
-            "status": "pending", "size": null, "etag": null, "created_by": "alice",
+            "status": "pending", "size": null, "etag": null, "created_by": user_of("alice"),
             "created_at": "2023-11-14T22:00:00.000000Z", "updated_at": "2023-11-14T22:00:00.000000Z",
             "completed_at": null,
         })
@@ -317,7 +317,7 @@ mod uploads {
         let v: Value = serde_json::from_slice(sent[0].body()).unwrap();
         assert_eq!(v["queries"][0]["params"][0], TENANT);
         assert_eq!(v["queries"][1]["params"][2], "My Photo.PNG");
-        assert_eq!(v["queries"][1]["params"][5], "alice");
+        assert_eq!(v["queries"][1]["params"][5], user_of("alice").as_str());
     }
 
     #[test]

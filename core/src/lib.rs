@@ -11,9 +11,11 @@
 // - leaves: `code` (the error-code table), `jwk`, `ports`, `ids`, `body`, `memo`, `expiring`
 // - services: `auth`, `config`, `sql`, `s3`
 // - the API's edges: `error` (problem+json), `input` (reading requests), `reply`, `page`
-// - request state: `tenancy`, `authz`, `cors`, `cx` (typed handler contexts), `visitor`
+// - request state: `tenancy`, `authz`, `identity` (user ids and roles, ours), `cors`, `cx`
+//   (typed handler contexts), `visitor`
 // - capabilities (handlers): `health`, `me`, `catalog`, `storefront`, `uploads`, `chat/`,
-//   `commerce/`
+//   `commerce/`, `team` (members, invitations), `settings` (the tenant's settings, domains,
+//   usage), `platform` (the platform API, sign-up)
 // - `routes` (the table), and `Edge` here.
 pub mod auth;
 pub mod authz;
@@ -28,18 +30,22 @@ pub mod cx;
 pub mod error;
 pub mod expiring;
 pub mod health;
+pub mod identity;
 pub mod ids;
 pub mod input;
 pub mod jwk;
 pub mod me;
 pub mod memo;
 pub mod page;
+pub mod platform;
 pub mod ports;
 pub mod reply;
 pub mod routes;
 pub mod s3;
+pub mod settings;
 pub mod sql;
 pub mod storefront;
+pub mod team;
 pub mod tenancy;
 pub mod uploads;
 pub mod visitor;
