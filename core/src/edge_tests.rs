@@ -129,6 +129,40 @@ fn bad_configuration_answers_500_naming_the_setting() {
     assert_eq!(body["setting"], "ORIGIN_SQL_URL");
 }
 
+fn on_host(edge: &Edge<FakePlatform>, method: Method, host: &str, uri: &str) -> (u16, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", host)
+        .body(Bytes::new())
+        .unwrap();
+    let resp = block_on(edge.handle(req));
+    let body = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
+    (resp.status().as_u16(), body)
+}
+
+#[test]
+fn the_platform_api_exists_only_on_the_platform_host_and_tenant_routes_only_elsewhere() {
+    let edge = edge_with(dev_settings(), Box::new(healthy));
+    // On a tenant host the platform API is no route at all: nothing is looked up or verified.
+    for (method, path) in [
+        (Method::GET, "/v1/platform/tenants"),
+        (Method::POST, "/v1/signup"),
+    ] {
+        let (status, body) = on_host(&edge, method, "demo.localhost:8787", path);
+        assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{path}");
+    }
+    // On the platform host, tenant routes are no route either.
+    let (status, body) = on_host(&edge, Method::GET, "admin.localhost:8787", "/v1/catalog");
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    assert!(edge.platform().sent.borrow().is_empty());
+    // The platform API wants credentials before anything else.
+    let (status, body) = on_host(&edge, Method::GET, "admin.localhost", "/v1/platform/tenants");
+    assert_eq!((status, body["code"].as_str()), (401, Some("missing_token")));
+    // Operational endpoints answer on every host.
+    assert_eq!(on_host(&edge, Method::GET, "admin.localhost", "/healthz").0, 200);
+}
+
 /// The proxy's answer to a tenant lookup by slug: the demo tenant.
 fn demo_tenant(req: &Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
     let body = String::from_utf8_lossy(req.body());
