@@ -666,22 +666,56 @@ $$;
 REVOKE ALL ON FUNCTION public.platform_tenant_delete(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.platform_tenant_delete(uuid) TO edgefront_app;
 
--- 13. Operator job, not for the app role: removes the tenants deleted more than
--- p_grace_seconds ago, with everything they own (ON DELETE CASCADE). Their uploaded objects
--- are the caller's to remove (prefix `<tenant id>/`). Returns {"purged": [tenant ids]}.
-CREATE OR REPLACE FUNCTION public.platform_purge(p_grace_seconds bigint)
+-- 13. Purging deleted tenants after their grace period, with everything they own (ON DELETE
+-- CASCADE). Their uploaded objects (prefix `<tenant id>/`) must go first, so the edge's job
+-- (`POST /v1/platform/purge`) works in three steps: list the candidates, delete each one's
+-- objects, then purge the tenants whose objects are gone (re-checked here, so a tenant restored
+-- meanwhile survives). A failed step leaves the tenant for the next run.
+CREATE OR REPLACE FUNCTION public.platform_purge_candidates(p_grace_seconds bigint, p_limit integer)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+    SELECT jsonb_build_object('tenants', coalesce(jsonb_agg(to_jsonb(c.id) ORDER BY c.deleted_at, c.id), '[]'::jsonb))
+    FROM (
+        SELECT t.id, t.deleted_at FROM public.tenants t
+        WHERE t.status = 'deleted' AND t.deleted_at IS NOT NULL
+          AND t.deleted_at < now() - make_interval(secs => p_grace_seconds)
+        ORDER BY t.deleted_at, t.id
+        LIMIT greatest(p_limit, 0)
+    ) c
+$$;
+
+REVOKE ALL ON FUNCTION public.platform_purge_candidates(bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.platform_purge_candidates(bigint, integer) TO edgefront_app;
+
+CREATE OR REPLACE FUNCTION public.platform_purge_tenants(p_ids uuid[], p_grace_seconds bigint)
 RETURNS jsonb
 LANGUAGE sql SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
     WITH gone AS (
         DELETE FROM public.tenants
-        WHERE status = 'deleted' AND deleted_at IS NOT NULL
+        WHERE id = ANY (p_ids) AND status = 'deleted' AND deleted_at IS NOT NULL
           AND deleted_at < now() - make_interval(secs => p_grace_seconds)
         RETURNING id
     )
     SELECT jsonb_build_object('purged', coalesce(jsonb_agg(to_jsonb(id) ORDER BY id), '[]'::jsonb))
     FROM gone
+$$;
+
+REVOKE ALL ON FUNCTION public.platform_purge_tenants(uuid[], bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.platform_purge_tenants(uuid[], bigint) TO edgefront_app;
+
+-- The same in one call, for an operator with database access and no objects to remove (not
+-- for the app role). Returns {"purged": [tenant ids]}.
+CREATE OR REPLACE FUNCTION public.platform_purge(p_grace_seconds bigint)
+RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+    SELECT public.platform_purge_tenants(
+        ARRAY(SELECT id FROM public.tenants WHERE status = 'deleted'), p_grace_seconds)
 $$;
 
 REVOKE ALL ON FUNCTION public.platform_purge(bigint) FROM PUBLIC;
