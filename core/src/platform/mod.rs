@@ -1,6 +1,10 @@
 //! The platform API on the platform host (`/v1/platform/tenants`, platform admins only) and
 //! self-service sign-up (`/v1/signup`).
 
+mod purge;
+
+pub use purge::purge_prefix;
+
 use crate::cx::{Account, PlatformAdmin};
 use crate::error::{ApiError, Code};
 use crate::ports::Platform;
