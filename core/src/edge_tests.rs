@@ -150,17 +150,32 @@ fn the_platform_api_exists_only_on_the_platform_host_and_tenant_routes_only_else
         (Method::POST, "/v1/signup"),
     ] {
         let (status, body) = on_host(&edge, method, "demo.localhost:8787", path);
-        assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{path}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("not_found")),
+            "{path}"
+        );
     }
     // On the platform host, tenant routes are no route either.
     let (status, body) = on_host(&edge, Method::GET, "admin.localhost:8787", "/v1/catalog");
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
     assert!(edge.platform().sent.borrow().is_empty());
     // The platform API wants credentials before anything else.
-    let (status, body) = on_host(&edge, Method::GET, "admin.localhost", "/v1/platform/tenants");
-    assert_eq!((status, body["code"].as_str()), (401, Some("missing_token")));
+    let (status, body) = on_host(
+        &edge,
+        Method::GET,
+        "admin.localhost",
+        "/v1/platform/tenants",
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("missing_token"))
+    );
     // Operational endpoints answer on every host.
-    assert_eq!(on_host(&edge, Method::GET, "admin.localhost", "/healthz").0, 200);
+    assert_eq!(
+        on_host(&edge, Method::GET, "admin.localhost", "/healthz").0,
+        200
+    );
 }
 
 /// The proxy's answer to a tenant lookup by slug: the demo tenant.

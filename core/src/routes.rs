@@ -139,6 +139,7 @@ routes! {
     GET    "/v1/platform/tenants/{id}"                         PLATFORM_ADMIN => platform::get,
     PATCH  "/v1/platform/tenants/{id}"                         PLATFORM_ADMIN => platform::update,
     DELETE "/v1/platform/tenants/{id}"                         PLATFORM_ADMIN => platform::delete,
+    POST   "/v1/platform/purge"                                PLATFORM_ADMIN => platform::purge,
     POST   "/v1/signup"                                        ACCOUNT  => platform::signup,
 }
 

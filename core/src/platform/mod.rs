@@ -12,13 +12,11 @@
 
 mod purge;
 
-pub use purge::purge_prefix;
+pub use purge::{purge, purge_prefix};
 
-use base64ct::{Base64UrlUnpadded, Encoding};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::cx::{
@@ -26,13 +24,14 @@ use crate::cx::{
 };
 use crate::error::{ApiError, Code};
 use crate::identity;
-use crate::ids::{hex, TenantId, Uuid};
-use crate::input::{BodyCx, FromJson, FromQuery, JsonObject, QueryString};
+use crate::ids::{TenantId, Uuid};
+use crate::input::{is_email, BodyCx, FromJson, FromQuery, JsonObject, QueryString, MAX_EMAIL};
 use crate::page::{PageRequest, Select, Sort};
-use crate::ports::{Entropy, Platform};
+use crate::ports::Platform;
 use crate::reply::{Cache, Reply};
 use crate::resource_id;
 use crate::sql::{Params, Statement};
+use crate::team::{Invitation, InvitationToken};
 use crate::tenancy::{self, Hosts, Slug, TenantStatus};
 
 /// Page size when none is asked for.
@@ -44,11 +43,8 @@ const STATUSES: &[&str] = &["active", "suspended", "deleted"];
 /// Longest tenant name, and longest `q` of a listing (characters).
 const MAX_NAME: usize = 200;
 /// Longest email address (RFC 5321's path limit).
-const MAX_EMAIL: usize = 254;
 /// Largest `settings` a tenant is created with (bytes of JSON).
 pub const MAX_SETTINGS: usize = 16 * 1024;
-/// Random bytes in an invitation token.
-const TOKEN_BYTES: usize = 32;
 
 resource_id!(
     /// A tenant's id, as a platform path names it.
@@ -136,27 +132,6 @@ pub struct Verification {
     pub value: String,
 }
 
-/// An invitation (`public.invitation_json`): never its token or the token's hash.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Invitation {
-    pub id: Uuid,
-    pub email: String,
-    pub role: String,
-    pub status: InvitationStatus,
-    pub created_at: String,
-    pub expires_at: String,
-    pub accepted_at: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InvitationStatus {
-    Pending,
-    Accepted,
-    Revoked,
-    Expired,
-}
-
 /// What `platform_tenant_create` decided.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -242,25 +217,6 @@ fn read_slug(o: &mut JsonObject, config: &Config) -> Option<Slug> {
         return None;
     }
     Some(slug)
-}
-
-/// A plausible mailbox: one `@`, a local part, a dotted domain, no spaces or controls (delivery
-/// is the proof; this only refuses what can never be delivered).
-fn is_email(s: &str) -> bool {
-    match s.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && local.len() <= 64
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains("..")
-                && !domain.contains('@')
-                && s.chars().all(|c| c.is_ascii_graphic() || !c.is_ascii())
-                && !s.chars().any(char::is_whitespace)
-        }
-        None => false,
-    }
 }
 
 /// Reads an email address member, lower-cased (as invitations store and match them).
@@ -454,30 +410,6 @@ impl<'a, P> Extract<'a, P> for SignupOpen {
     }
 }
 
-/// A fresh invitation token: 32 random bytes, base64url. Only its SHA-256 (hex) is stored, so
-/// the database cannot hand out a usable token; the caller sees the token once.
-struct InvitationToken {
-    token: String,
-    hash: String,
-}
-
-impl InvitationToken {
-    fn new<P: Entropy>(platform: &P) -> Result<Self, ApiError> {
-        let mut bytes = [0u8; TOKEN_BYTES];
-        platform
-            .fill(&mut bytes)
-            .map_err(|e| ApiError::upstream(format!("no randomness for a token: {e}")))?;
-        let token = Base64UrlUnpadded::encode_string(&bytes);
-        let hash = hex(&Sha256::digest(token.as_bytes()));
-        Ok(Self { token, hash })
-    }
-
-    /// Where the invitee accepts it (on the tenant's host).
-    fn accept_path(&self) -> String {
-        format!("/v1/invitations/{}/accept", self.token)
-    }
-}
-
 /// `POST /v1/platform/tenants`'s answer: the token is shown this once.
 #[derive(Serialize)]
 struct CreatedTenant<'a> {
@@ -518,7 +450,7 @@ pub async fn create<P: Platform>(
     let platform = cx.env.platform;
     let id = Uuid::random(platform)?;
     let invitation_id = Uuid::random(platform)?;
-    let token = InvitationToken::new(platform)?;
+    let token = InvitationToken::generate(platform)?;
     let ttl = cx.env.config.platform.invitation_ttl.as_secs();
     let outcome: CreateOutcome = cx
         .db
@@ -533,7 +465,7 @@ pub async fn create<P: Platform>(
                 Some(Value::Object(new.settings).to_string()),
                 Some(new.owner_email),
                 Some(invitation_id.to_string()),
-                Some(token.hash.clone()),
+                Some(token.hash()),
                 Some(ttl.to_string()),
             ],
         ))
@@ -546,7 +478,7 @@ pub async fn create<P: Platform>(
     let body = CreatedTenant {
         tenant: &tenant,
         invitation: &invitation,
-        token: &token.token,
+        token: token.as_str(),
         accept_path: token.accept_path(),
     };
     Ok(
@@ -933,7 +865,7 @@ mod tests {
                 r#"{"currency":"EUR"}"#,
                 "boss@acme.test",
                 RANDOM_ID,
-                hex(&Sha256::digest(token.as_bytes())),
+                InvitationToken::parse(token).unwrap().hash(),
                 "604800"
             ])
         );
@@ -1253,14 +1185,65 @@ mod tests {
     }
 
     #[test]
-    fn emails_are_plausible_mailboxes() {
-        for ok in ["a@b.test", "first.last+tag@sub.example.com", "ü@exämple.de"] {
-            assert!(is_email(ok), "{ok}");
-        }
-        for bad in [
-            "", "a", "@b.test", "a@b", "a@.b", "a@b.", "a@b..c", "a b@c.d", "a@b@c.d",
-        ] {
-            assert!(!is_email(bad), "{bad}");
-        }
+    fn purge_removes_objects_before_rows_and_keeps_a_tenant_whose_objects_remain() {
+        const A: &str = "00000000-0000-4000-8000-0000000000a1";
+        const B: &str = "00000000-0000-4000-8000-0000000000b2";
+        let i = instance(
+            &[],
+            Box::new(|req| {
+                let path = req.uri().path().to_owned();
+                let query = req.uri().query().unwrap_or_default().to_owned();
+                if path == "/sql" {
+                    let body = String::from_utf8_lossy(req.body()).into_owned();
+                    return Ok(if body.contains("platform_purge_candidates") {
+                        rows(&[json!({ "tenants": [A, B] })])
+                    } else {
+                        rows(&[json!({ "purged": [A] })])
+                    });
+                }
+                // S3: A's one object lists and deletes; listing B's fails.
+                if req.method() == Method::GET && query.contains(&format!("prefix={B}")) {
+                    return Ok(Response::builder().status(500).body(Bytes::new()).unwrap());
+                }
+                if req.method() == Method::GET {
+                    let xml = format!(
+                        "<ListBucketResult><Contents><Key>{A}/f/x.png</Key></Contents>\
+                         <IsTruncated>false</IsTruncated></ListBucketResult>"
+                    );
+                    return Ok(Response::new(Bytes::from(xml)));
+                }
+                Ok(Response::builder().status(204).body(Bytes::new()).unwrap())
+            }),
+        );
+        let (resp, body) = call(
+            &i,
+            purge::<TestPlatform>,
+            root(),
+            None,
+            request(Method::POST, "/v1/platform/purge?grace_days=0", None),
+        )
+        .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(body["purged"], json!([A]));
+        assert_eq!(body["objects_deleted"], 1);
+        assert_eq!(body["failed"][0]["tenant"], B);
+        let sent = i.platform.sent.borrow();
+        let sql: Vec<Value> = sent
+            .iter()
+            .filter(|r| r.uri().path() == "/sql")
+            .map(|r| serde_json::from_slice(r.body()).unwrap())
+            .collect();
+        assert_eq!(sql.len(), 2);
+        assert_eq!(sql[0]["queries"][0]["params"], json!(["0", "20"]));
+        // Only the tenant whose objects are gone reaches the database purge.
+        assert_eq!(
+            sql[1]["queries"][0]["params"],
+            json!([format!("{{{A}}}"), "0"])
+        );
+        let deletes = sent.iter().filter(|r| r.method() == Method::DELETE).count();
+        assert_eq!(deletes, 1);
+        // S3 calls come before the purge of rows.
+        let last = sent.last().unwrap();
+        assert_eq!(last.uri().path(), "/sql");
     }
 }

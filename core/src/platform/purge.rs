@@ -1,14 +1,122 @@
-//! Removing a purged tenant's uploaded objects: everything under `{tenant id}/` in the bucket,
-//! listed with ListObjectsV2 and deleted one key at a time. The operator's purge job calls
-//! [`purge_prefix`] for each tenant `platform_purge` removed from the database.
+//! Purging deleted tenants once their grace period is over: `POST /v1/platform/purge`, the job
+//! a scheduler (a Workers Cron Trigger, cron with a platform token) calls daily. Objects go
+//! before rows: the candidates are listed, each one's uploads (everything under `{tenant id}/`,
+//! listed with ListObjectsV2 and deleted one key at a time) are removed, and only the tenants
+//! whose objects are all gone are purged from the database (re-checked there, so a tenant
+//! restored meanwhile survives). A tenant whose objects could not all be removed waits for the
+//! next run.
 
 use bytes::Bytes;
 use http::{Method, Request};
+use serde::{Deserialize, Serialize};
 
 use crate::config::S3Config;
+use crate::cx::{PlatformAdmin, Query};
+use crate::error::ApiError;
 use crate::ids::TenantId;
-use crate::ports::{with_timeout, Clock, HttpClient};
+use crate::input::{BodyCx, FromQuery, QueryString};
+use crate::ports::{with_timeout, Clock, HttpClient, Platform};
+use crate::reply::{Cache, Reply};
 use crate::s3::{self, S3Error};
+use crate::sql::Statement;
+
+/// `POST /v1/platform/purge?grace_days=30&limit=20`.
+#[derive(Debug)]
+pub struct PurgeRequest {
+    grace_days: i64,
+    limit: i64,
+}
+
+impl FromQuery for PurgeRequest {
+    fn from_query(q: &mut QueryString, _: &BodyCx<'_>) -> Self {
+        Self {
+            grace_days: q.integer("grace_days", 0, 3650, 30),
+            limit: q.integer("limit", 1, 100, 20),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Candidates {
+    tenants: Vec<TenantId>,
+}
+
+#[derive(Deserialize)]
+struct Purged {
+    purged: Vec<TenantId>,
+}
+
+#[derive(Serialize)]
+struct Failure {
+    tenant: TenantId,
+    /// A summary; the storage service's own text stays out of responses.
+    error: &'static str,
+}
+
+#[derive(Serialize)]
+struct PurgeReport {
+    purged: Vec<TenantId>,
+    objects_deleted: u64,
+    /// Tenants left for the next run.
+    failed: Vec<Failure>,
+}
+
+/// Purges up to `limit` tenants deleted more than `grace_days` ago: their objects, then their
+/// rows. Three steps, two SQL calls: a job, not a request path.
+pub async fn purge<P: Platform>(
+    cx: PlatformAdmin<'_, P>,
+    Query(req): Query<PurgeRequest>,
+) -> Result<Reply, ApiError> {
+    let grace = (req.grace_days * 86_400).to_string();
+    let candidates: Candidates = cx
+        .db
+        .call(Statement::new(
+            "SELECT public.platform_purge_candidates($1::bigint, $2::int)::text",
+            vec![Some(grace.clone()), Some(req.limit.to_string())],
+        ))
+        .await?;
+    let mut cleared = Vec::new();
+    let mut failed = Vec::new();
+    let mut objects_deleted = 0;
+    for tenant in candidates.tenants {
+        match purge_prefix(cx.env.platform, &cx.env.config.s3, &tenant).await {
+            Ok(n) => {
+                objects_deleted += n;
+                cleared.push(tenant);
+            }
+            Err(_) => failed.push(Failure {
+                tenant,
+                error: "its objects could not all be deleted; the next run retries",
+            }),
+        }
+    }
+    let purged = if cleared.is_empty() {
+        Vec::new()
+    } else {
+        let ids = format!(
+            "{{{}}}",
+            cleared
+                .iter()
+                .map(TenantId::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let done: Purged = cx
+            .db
+            .call(Statement::new(
+                "SELECT public.platform_purge_tenants($1::uuid[], $2::bigint)::text",
+                vec![Some(ids), Some(grace)],
+            ))
+            .await?;
+        done.purged
+    };
+    let report = PurgeReport {
+        purged,
+        objects_deleted,
+        failed,
+    };
+    Ok(Reply::ok(&report).cache(Cache::NoStore))
+}
 
 /// One page of a ListObjectsV2 answer.
 #[derive(Debug, PartialEq, Eq)]

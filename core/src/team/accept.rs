@@ -6,10 +6,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::invitations::{members_limit, InvitationToken};
-use super::{normalize_email, TeamMember};
+use super::TeamMember;
 use crate::cx::{FromPath as _, Path, SignedIn};
 use crate::error::{ApiError, Code};
 use crate::identity;
+use crate::input::normalize_email;
 use crate::ports::Platform;
 use crate::reply::{Cache, Reply};
 use crate::sql::Statement;

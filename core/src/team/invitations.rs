@@ -15,13 +15,14 @@ use serde_json::{json, Map};
 use sha2::{Digest, Sha256};
 
 use super::members::above_own_role;
-use super::{is_email, normalize_email, read_role, role_name};
-use super::{MAX_BODY, MAX_EMAIL, ROLES};
+use super::{read_role, role_name, MAX_BODY, ROLES};
 use crate::authz::Role;
 use crate::cx::{FromPath, Json, Member, Path, Query};
 use crate::error::{ApiError, Code};
 use crate::ids::{hex, Uuid};
-use crate::input::{BodyCx, FromJson, FromQuery, JsonObject, QueryString};
+use crate::input::{
+    is_email, normalize_email, BodyCx, FromJson, FromQuery, JsonObject, QueryString, MAX_EMAIL,
+};
 use crate::page::{PageRequest, Select, Sort};
 use crate::ports::{Entropy, Platform};
 use crate::reply::{Cache, Reply};
