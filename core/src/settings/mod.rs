@@ -7,7 +7,7 @@
 //! `domain_*`, `tenant_usage`), which build the documents and decide what must hold under
 //! concurrency (versions, who holds a verified hostname). Every change to what the edge
 //! caches about the tenant (its record under each of its hosts) forgets those entries
-//! ([`tenancy::invalidate`]), so it applies from the next request on, on every instance.
+//! ([`tenancy::invalidate`]), so it applies from the next request on.
 //!
 //! - this module: the documents, `GET`/`PATCH /v1/tenant` (`ETag` `"v{version}"`,
 //!   `If-Match`), `GET /v1/usage`;
