@@ -9,7 +9,7 @@
 // Layers, lowest first; a module imports only from layers below it (a test in
 // tests/layering.rs proves the module graph has no cycle):
 // - leaves: `code` (the error-code table), `jwk`, `ports`, `ids`, `body`, `memo`, `expiring`
-// - services: `auth`, `config`, `sql`, `s3`
+// - services: `auth`, `config`, `sql`, `s3`, `doh` (DNS over HTTPS: custom-domain checks)
 // - the API's edges: `error` (problem+json), `input` (reading requests), `reply`, `page`
 // - request state: `tenancy`, `authz`, `identity` (user ids and roles, ours), `cors`, `cx`
 //   (typed handler contexts), `visitor`
@@ -27,6 +27,7 @@ pub mod commerce;
 pub mod config;
 pub mod cors;
 pub mod cx;
+pub mod doh;
 pub mod error;
 pub mod expiring;
 pub mod health;
