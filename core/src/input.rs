@@ -273,6 +273,17 @@ impl JsonObject {
         }
     }
 
+    /// `true` or `false` (nothing else reads as one: not `"true"`, not `1`).
+    pub fn boolean(&mut self, field: &str, required: bool) -> Option<bool> {
+        match self.take(field, required)? {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.error(field, "wrong_type", "must be true or false");
+                None
+            }
+        }
+    }
+
     /// A whole number in `min..=max`. `2.0` is not accepted as an integer.
     pub fn integer(&mut self, field: &str, required: bool, min: i64, max: i64) -> Option<i64> {
         match self.take(field, required)? {

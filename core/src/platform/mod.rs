@@ -30,6 +30,7 @@ use crate::page::{PageRequest, Select, Sort};
 use crate::ports::Platform;
 use crate::reply::{Cache, Reply};
 use crate::resource_id;
+use crate::settings::Domain;
 use crate::sql::{Params, Statement};
 use crate::team::{Invitation, InvitationToken};
 use crate::tenancy::{self, Hosts, Slug, TenantStatus};
@@ -103,33 +104,6 @@ impl PlatformTenant {
     pub fn etag(&self) -> String {
         format!("\"v{}\"", self.version)
     }
-}
-
-/// A custom domain of a tenant (`public.domain_json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Domain {
-    pub hostname: String,
-    pub status: DomainStatus,
-    pub verified_at: Option<String>,
-    pub created_at: String,
-    /// The DNS record that proves the tenant holds the name.
-    pub verification: Verification,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DomainStatus {
-    Pending,
-    Verified,
-}
-
-/// `{"type": "TXT", "name": "_edgefront-challenge.<hostname>", "value": "edgefront-verify=…"}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Verification {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub name: String,
-    pub value: String,
 }
 
 /// What `platform_tenant_create` decided.

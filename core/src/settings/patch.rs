@@ -311,19 +311,7 @@ fn read_ai(o: &mut JsonObject, field: &str) -> Option<Ai> {
 
 fn read_donations(o: &mut JsonObject, field: &str) -> Option<Donations> {
     let mut d = o.object_member(field, true)?;
-    // JsonObject has no boolean reader: `enabled` is looked at in place, and its leftover
-    // (an "unknown" member to `finish`) is not reported below.
-    let enabled = match d.peek("enabled") {
-        Some(Value::Bool(b)) => Some(*b),
-        None => {
-            d.error("enabled", "required", "is required");
-            None
-        }
-        Some(_) => {
-            d.error("enabled", "wrong_type", "must be true or false");
-            None
-        }
-    };
+    let enabled = d.boolean("enabled", true);
     let currency = optional_string(&mut d, "currency", 3).and_then(|c| {
         if is_currency(&c) {
             Some(c)
@@ -372,14 +360,7 @@ fn read_donations(o: &mut JsonObject, field: &str) -> Option<Donations> {
         }
         out
     });
-    let enabled_field = format!("{field}.enabled");
-    if let Err(e) = d.finish() {
-        for fe in e.field_errors() {
-            if !(fe.field == enabled_field && fe.code == "unknown_field") {
-                o.error(&fe.field, fe.code, fe.message.clone());
-            }
-        }
-    }
+    o.absorb(d);
     Some(Donations {
         enabled: enabled?,
         currency,
