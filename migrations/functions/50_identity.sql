@@ -244,6 +244,29 @@ $$;
 REVOKE ALL ON FUNCTION public.member_rows() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.member_rows() TO edgefront_app;
 
+-- The target member of a role change or removal, locked after the tenant's owner rows (in
+-- user_id order): every change that could take the last owner queues on the owners, in one
+-- order, so none deadlock and each counts owners after the previous one committed. A row of
+-- NULLs when the target is no member.
+CREATE OR REPLACE FUNCTION public.member_lock(p_tenant uuid, p_target uuid)
+RETURNS public.tenant_members
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_cur public.tenant_members;
+BEGIN
+    PERFORM 1 FROM public.tenant_members
+    WHERE tenant_id = p_tenant AND role = 'owner'
+    ORDER BY user_id
+    FOR UPDATE;
+    SELECT * INTO v_cur FROM public.tenant_members
+    WHERE tenant_id = p_tenant AND user_id = p_target
+    FOR UPDATE;
+    RETURN v_cur;
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION public.member_lock(uuid, uuid) TO edgefront_app;
+
 -- 3. Changes a member's role. p_actor_role is the actor's role here ('owner' for platform
 -- admins). The actor must be an admin or owner; neither the target's current role nor the new
 -- one may outrank the actor's; the only owner cannot stop being one. Outcomes:
@@ -266,15 +289,8 @@ BEGIN
     IF v_tenant IS NULL THEN
         RAISE EXCEPTION 'app.current_tenant is not set' USING ERRCODE = '42501';
     END IF;
-    -- Every role change and removal of this tenant that involves an owner queues here.
-    PERFORM 1 FROM public.tenant_members
-    WHERE tenant_id = v_tenant AND role = 'owner'
-    ORDER BY user_id
-    FOR UPDATE;
-    SELECT * INTO v_cur FROM public.tenant_members
-    WHERE tenant_id = v_tenant AND user_id = p_target
-    FOR UPDATE;
-    IF NOT FOUND THEN
+    v_cur := public.member_lock(v_tenant, p_target);
+    IF v_cur.user_id IS NULL THEN
         RETURN jsonb_build_object('outcome', 'not_found');
     END IF;
     IF public.role_rank(p_actor_role) < public.role_rank('admin') THEN
@@ -325,15 +341,8 @@ BEGIN
     IF v_tenant IS NULL THEN
         RAISE EXCEPTION 'app.current_tenant is not set' USING ERRCODE = '42501';
     END IF;
-    -- Same order as member_update_role: owners, then the target.
-    PERFORM 1 FROM public.tenant_members
-    WHERE tenant_id = v_tenant AND role = 'owner'
-    ORDER BY user_id
-    FOR UPDATE;
-    SELECT * INTO v_cur FROM public.tenant_members
-    WHERE tenant_id = v_tenant AND user_id = p_target
-    FOR UPDATE;
-    IF NOT FOUND THEN
+    v_cur := public.member_lock(v_tenant, p_target);
+    IF v_cur.user_id IS NULL THEN
         RETURN jsonb_build_object('outcome', 'not_found');
     END IF;
     IF p_actor IS DISTINCT FROM p_target THEN
