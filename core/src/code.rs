@@ -72,6 +72,16 @@ codes! {
     TenantSuspended = (FORBIDDEN, "tenant_suspended", "Tenant suspended");
     /// A tier limit would be exceeded; `resource`, `limit` and `count` say which.
     TierLimitReached = (FORBIDDEN, "tier_limit_reached", "Tier limit reached");
+    /// The caller is signed in but holds no membership of this tenant.
+    NotAMember = (FORBIDDEN, "not_a_member", "Forbidden");
+    /// A platform API route called without a platform-admin token.
+    PlatformAdminRequired = (FORBIDDEN, "platform_admin_required", "Forbidden");
+    /// An invitation for another address than the token's verified email.
+    EmailMismatch = (FORBIDDEN, "email_mismatch", "Forbidden");
+    /// The action needs a verified email address in the token (`email_verified`).
+    EmailUnverified = (FORBIDDEN, "email_unverified", "Forbidden");
+    /// Self-service sign-up is turned off on this instance.
+    SignupDisabled = (FORBIDDEN, "signup_disabled", "Forbidden");
     // 404
     /// No resource at this path, or no such id for this tenant (another tenant's ids look the same).
     NotFound = (NOT_FOUND, "not_found", "Not Found");
@@ -90,8 +100,18 @@ codes! {
     OutOfStock = (CONFLICT, "out_of_stock", "Conflict");
     /// An order status change the state machine forbids; `from` and `allowed` say what is.
     InvalidTransition = (CONFLICT, "invalid_transition", "Conflict");
+    /// The change would leave the tenant without an owner.
+    LastOwner = (CONFLICT, "last_owner", "Conflict");
+    SlugTaken = (CONFLICT, "slug_taken", "Conflict");
+    /// The hostname is verified by another tenant.
+    DomainTaken = (CONFLICT, "domain_taken", "Conflict");
+    /// The user already belongs to this tenant (or, for sign-up, to a tenant).
+    AlreadyMember = (CONFLICT, "already_member", "Conflict");
+    /// The invitation has been accepted already.
+    InvitationUsed = (CONFLICT, "invitation_used", "Conflict");
     // 410
     TenantDeleted = (GONE, "tenant_deleted", "Tenant deleted");
+    InvitationExpired = (GONE, "invitation_expired", "Invitation expired");
     // 412
     /// `If-Match` named a version that is no longer current; `current_etag` names the current one.
     PreconditionFailed = (PRECONDITION_FAILED, "precondition_failed", "Precondition failed");
@@ -108,6 +128,8 @@ codes! {
     /// Checkout: items unknown, or not for sale (draft, archived); `items` lists their ids.
     ItemUnavailable = (UNPROCESSABLE_ENTITY, "item_unavailable", "Unprocessable content");
     DonationsDisabled = (UNPROCESSABLE_ENTITY, "donations_disabled", "Unprocessable content");
+    /// The domain's DNS TXT record does not carry its verification token (yet).
+    DomainNotVerified = (UNPROCESSABLE_ENTITY, "domain_not_verified", "Unprocessable content");
     // 429 (with `Retry-After` when known)
     QuotaExhausted = (TOO_MANY_REQUESTS, "quota_exhausted", "Too many requests");
     VisitorLimit = (TOO_MANY_REQUESTS, "visitor_limit", "Too many requests");
@@ -180,6 +202,11 @@ mod tests {
                 "403 origin_not_allowed",
                 "403 tenant_suspended",
                 "403 tier_limit_reached",
+                "403 not_a_member",
+                "403 platform_admin_required",
+                "403 email_mismatch",
+                "403 email_unverified",
+                "403 signup_disabled",
                 "404 not_found",
                 "404 reserved_host",
                 "404 tenant_not_found",
@@ -189,7 +216,13 @@ mod tests {
                 "409 upload_missing",
                 "409 out_of_stock",
                 "409 invalid_transition",
+                "409 last_owner",
+                "409 slug_taken",
+                "409 domain_taken",
+                "409 already_member",
+                "409 invitation_used",
                 "410 tenant_deleted",
+                "410 invitation_expired",
                 "412 precondition_failed",
                 "413 payload_too_large",
                 "415 unsupported_media_type",
@@ -201,6 +234,7 @@ mod tests {
                 "422 content_type_mismatch",
                 "422 item_unavailable",
                 "422 donations_disabled",
+                "422 domain_not_verified",
                 "429 quota_exhausted",
                 "429 visitor_limit",
                 "429 rate_limited",

@@ -117,6 +117,23 @@ pub struct Config {
     pub tenancy: TenancyConfig,
     pub auth: AuthConfig,
     pub chat: ChatConfig,
+    pub platform: PlatformConfig,
+}
+
+/// Onboarding and the platform API.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// The host that serves `/v1/platform/*` and `/v1/signup` (`PLATFORM_HOST`, default
+    /// `admin.{BASE_DOMAIN}`); never a tenant's.
+    pub host: String,
+    /// Self-service `POST /v1/signup` (`SIGNUP_ENABLED`, default off).
+    pub signup_enabled: bool,
+    /// DNS-over-HTTPS JSON endpoint that verifies custom domains (`DOH_RESOLVER_URL`).
+    pub doh_url: Uri,
+    /// Deadline of one DNS-over-HTTPS query (`DOH_TIMEOUT_MS`).
+    pub doh_timeout: Duration,
+    /// How long an invitation can be accepted (`INVITATION_TTL_SECONDS`, default 7 days).
+    pub invitation_ttl: Duration,
 }
 
 /// AI chat: the OpenAI-compatible provider (none: the built-in local responder answers) and
@@ -204,6 +221,11 @@ impl Config {
         "AI_TIMEOUT_MS",
         "AI_IDLE_TIMEOUT_MS",
         "VISITOR_COOKIE_SECRET",
+        "PLATFORM_HOST",
+        "SIGNUP_ENABLED",
+        "DOH_RESOLVER_URL",
+        "DOH_TIMEOUT_MS",
+        "INVITATION_TTL_SECONDS",
     ];
 
     pub fn load(src: &dyn ConfigSource) -> Result<Self, ConfigError> {
@@ -342,6 +364,38 @@ impl Config {
             idle_timeout: r.millis("AI_IDLE_TIMEOUT_MS", 30_000)?,
             visitor_secret,
         };
+        let platform_host = match r.optional("PLATFORM_HOST") {
+            Some(h) => h.trim_end_matches('.').to_ascii_lowercase(),
+            None => format!("admin.{base_domain}"),
+        };
+        if !platform_host.split('.').all(is_dns_label) || platform_host.len() > 253 {
+            return Err(r.bad(
+                "PLATFORM_HOST",
+                "must be a DNS name such as admin.example.com",
+            ));
+        }
+        let platform = PlatformConfig {
+            host: platform_host,
+            signup_enabled: r.bool("SIGNUP_ENABLED", false)?,
+            doh_url: r.http_url(
+                "DOH_RESOLVER_URL",
+                r.optional("DOH_RESOLVER_URL")
+                    .unwrap_or_else(|| "https://cloudflare-dns.com/dns-query".into()),
+            )?,
+            doh_timeout: r.millis("DOH_TIMEOUT_MS", 3_000)?,
+            invitation_ttl: match r.optional("INVITATION_TTL_SECONDS") {
+                None => Duration::from_secs(7 * 24 * 3600),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(s) if (60..=30 * 24 * 3600).contains(&s) => Duration::from_secs(s),
+                    _ => {
+                        return Err(r.bad(
+                            "INVITATION_TTL_SECONDS",
+                            "must be a whole number of seconds from 60 to 2592000 (30 days)",
+                        ))
+                    }
+                },
+            },
+        };
         Ok(Self {
             base_domain,
             origin,
@@ -349,6 +403,7 @@ impl Config {
             tenancy,
             auth,
             chat,
+            platform,
         })
     }
 }

@@ -17,13 +17,16 @@ use bytes::Bytes;
 use http::{request, HeaderMap};
 
 use crate::auth::{Authenticator, Principal};
+use crate::authz::Role;
 use crate::body::Body;
 use crate::config::Config;
 use crate::error::{ApiError, Code};
+use crate::identity::Identity;
+use crate::ids::{UserId, Uuid};
 use crate::input::{BodyCx, FromJson, FromQuery, JsonObject, QueryString};
 use crate::ports::Platform;
 use crate::reply::IntoReply;
-use crate::sql::Db;
+use crate::sql::{Db, PlatformDb};
 use crate::tenancy::Tenant;
 
 /// The instance: configuration, ports and the verifier state. Only references, so it is
@@ -49,8 +52,10 @@ pub struct RequestParts<'a, P> {
     pub body: Bytes,
     /// Set on tenant routes (always, before the handler runs).
     pub tenant: Option<Rc<Tenant>>,
-    /// Set on routes that require a role (always, after authorization).
+    /// Set on routes that require a signed-in caller (always, after authorization).
     pub principal: Option<Rc<Principal>>,
+    /// Who the caller is to us; set with `principal`.
+    pub identity: Option<Rc<Identity>>,
     /// The `{id}` path segment, for routes that have one.
     pub id: Option<String>,
 }
@@ -104,7 +109,44 @@ pub struct Member<'a, P> {
     pub env: Env<'a, P>,
     pub tenant: Rc<Tenant>,
     pub principal: Rc<Principal>,
+    /// Our id for the caller.
+    pub user: UserId,
+    /// The role the caller acts with here (at least the route's).
+    pub role: Role,
+    pub platform_admin: bool,
     pub db: Db<'a, P>,
+    pub head: Rc<request::Parts>,
+}
+
+/// A tenant endpoint for any signed-in user, member of the tenant or not (accepting an
+/// invitation).
+pub struct SignedIn<'a, P> {
+    pub env: Env<'a, P>,
+    pub tenant: Rc<Tenant>,
+    pub principal: Rc<Principal>,
+    pub user: UserId,
+    /// The caller's role here, if they have one.
+    pub role: Option<Role>,
+    pub db: Db<'a, P>,
+    pub head: Rc<request::Parts>,
+}
+
+/// A platform-host endpoint for platform admins (the platform API): no tenant; SQL through
+/// the platform functions only.
+pub struct PlatformAdmin<'a, P> {
+    pub env: Env<'a, P>,
+    pub principal: Rc<Principal>,
+    pub user: UserId,
+    pub db: PlatformDb<'a, P>,
+    pub head: Rc<request::Parts>,
+}
+
+/// A platform-host endpoint for any signed-in user (self-service sign-up).
+pub struct Account<'a, P> {
+    pub env: Env<'a, P>,
+    pub principal: Rc<Principal>,
+    pub user: UserId,
+    pub db: PlatformDb<'a, P>,
     pub head: Rc<request::Parts>,
 }
 
@@ -132,18 +174,72 @@ impl<'a, P: Platform> Extract<'a, P> for Public<'a, P> {
     }
 }
 
+/// The signed-in caller, as the router authenticated them.
+fn caller<P>(parts: &RequestParts<'_, P>) -> Result<(Rc<Principal>, Rc<Identity>), ApiError> {
+    match (&parts.principal, &parts.identity) {
+        (Some(p), Some(i)) => Ok((p.clone(), i.clone())),
+        _ => Err(miswired("a signed-in caller")),
+    }
+}
+
 impl<'a, P: Platform> Extract<'a, P> for Member<'a, P> {
     fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
         let (tenant, db) = tenant_db(parts)?;
-        let principal = parts
-            .principal
-            .clone()
-            .ok_or_else(|| miswired("a principal"))?;
+        let (principal, identity) = caller(parts)?;
+        let role = identity.role.ok_or_else(|| miswired("a member"))?;
         Ok(Self {
             env: parts.env,
             tenant,
             principal,
+            user: identity.user.clone(),
+            role,
+            platform_admin: identity.platform_admin,
             db,
+            head: parts.head.clone(),
+        })
+    }
+}
+
+impl<'a, P: Platform> Extract<'a, P> for SignedIn<'a, P> {
+    fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
+        let (tenant, db) = tenant_db(parts)?;
+        let (principal, identity) = caller(parts)?;
+        Ok(Self {
+            env: parts.env,
+            tenant,
+            principal,
+            user: identity.user.clone(),
+            role: identity.role,
+            db,
+            head: parts.head.clone(),
+        })
+    }
+}
+
+impl<'a, P: Platform> Extract<'a, P> for PlatformAdmin<'a, P> {
+    fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
+        let (principal, identity) = caller(parts)?;
+        if !identity.platform_admin {
+            return Err(miswired("a platform admin"));
+        }
+        Ok(Self {
+            env: parts.env,
+            principal,
+            user: identity.user.clone(),
+            db: PlatformDb::new(parts.env.platform, &parts.env.config.origin),
+            head: parts.head.clone(),
+        })
+    }
+}
+
+impl<'a, P: Platform> Extract<'a, P> for Account<'a, P> {
+    fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
+        let (principal, identity) = caller(parts)?;
+        Ok(Self {
+            env: parts.env,
+            principal,
+            user: identity.user.clone(),
+            db: PlatformDb::new(parts.env.platform, &parts.env.config.origin),
             head: parts.head.clone(),
         })
     }
@@ -160,9 +256,9 @@ impl<P> Member<'_, P> {
         &self.head.headers
     }
 
-    /// The caller's user id (the token's subject).
+    /// The caller's user id (ours, not the token's subject), as SQL parameters take it.
     pub fn user(&self) -> &str {
-        &self.principal.user_id
+        self.user.as_str()
     }
 }
 
@@ -222,6 +318,13 @@ impl<'a, P, T: FromPath> Extract<'a, P> for Path<T> {
             .and_then(T::from_path)
             .map(Path)
             .ok_or_else(|| ApiError::not_found(T::KIND))
+    }
+}
+
+impl FromPath for UserId {
+    const KIND: &'static str = "member";
+    fn from_path(segment: &str) -> Option<Self> {
+        Uuid::parse(segment).map(UserId)
     }
 }
 

@@ -129,6 +129,55 @@ fn bad_configuration_answers_500_naming_the_setting() {
     assert_eq!(body["setting"], "ORIGIN_SQL_URL");
 }
 
+fn on_host(edge: &Edge<FakePlatform>, method: Method, host: &str, uri: &str) -> (u16, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", host)
+        .body(Bytes::new())
+        .unwrap();
+    let resp = block_on(edge.handle(req));
+    let body = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
+    (resp.status().as_u16(), body)
+}
+
+#[test]
+fn the_platform_api_exists_only_on_the_platform_host_and_tenant_routes_only_elsewhere() {
+    let edge = edge_with(dev_settings(), Box::new(healthy));
+    // On a tenant host the platform API is no route at all: nothing is looked up or verified.
+    for (method, path) in [
+        (Method::GET, "/v1/platform/tenants"),
+        (Method::POST, "/v1/signup"),
+    ] {
+        let (status, body) = on_host(&edge, method, "demo.localhost:8787", path);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("not_found")),
+            "{path}"
+        );
+    }
+    // On the platform host, tenant routes are no route either.
+    let (status, body) = on_host(&edge, Method::GET, "admin.localhost:8787", "/v1/catalog");
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    assert!(edge.platform().sent.borrow().is_empty());
+    // The platform API wants credentials before anything else.
+    let (status, body) = on_host(
+        &edge,
+        Method::GET,
+        "admin.localhost",
+        "/v1/platform/tenants",
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("missing_token"))
+    );
+    // Operational endpoints answer on every host.
+    assert_eq!(
+        on_host(&edge, Method::GET, "admin.localhost", "/healthz").0,
+        200
+    );
+}
+
 /// The proxy's answer to a tenant lookup by slug: the demo tenant.
 fn demo_tenant(req: &Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
     let body = String::from_utf8_lossy(req.body());
@@ -183,7 +232,7 @@ mod uploads {
     use crate::body::Body;
     use crate::cx::{Handler, RequestParts};
     use crate::error::{ApiError, Code};
-    use crate::testing::{member, sql_answer, Instance, TENANT};
+    use crate::testing::{member, sql_answer, user_of, Instance, TENANT};
     use serde_json::json;
 
     const FILE: &str = "11111111-1111-4111-8111-111111111111";
@@ -235,7 +284,7 @@ mod uploads {
         json!({
             "id": FILE, "key": format!("{TENANT}/{FILE}/photo.png"), "filename": "photo.png",
             "content_type": "image/png", "declared_size": 10, "max_size": 100,
-            "status": "pending", "size": null, "etag": null, "created_by": "alice",
+            "status": "pending", "size": null, "etag": null, "created_by": user_of("alice"),
             "created_at": "2023-11-14T22:00:00.000000Z", "updated_at": "2023-11-14T22:00:00.000000Z",
             "completed_at": null,
         })
@@ -317,7 +366,7 @@ mod uploads {
         let v: Value = serde_json::from_slice(sent[0].body()).unwrap();
         assert_eq!(v["queries"][0]["params"][0], TENANT);
         assert_eq!(v["queries"][1]["params"][2], "My Photo.PNG");
-        assert_eq!(v["queries"][1]["params"][5], "alice");
+        assert_eq!(v["queries"][1]["params"][5], user_of("alice").as_str());
     }
 
     #[test]

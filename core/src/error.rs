@@ -1,7 +1,7 @@
 //! The API's one error type, and the one place it becomes an RFC 7807 `application/problem+json`
 //! response. The code, status and title come from the table in [`crate::code`]; this module adds
 //! the human `detail` and the code's extension members, and converts every lower layer's error
-//! (SQL, S3, outbound, auth, configuration) into an [`ApiError`].
+//! (SQL, S3, DNS over HTTPS, outbound, auth, configuration) into an [`ApiError`].
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::AuthError;
 use crate::config::ConfigError;
+use crate::doh::DohError;
 use crate::ports::OutboundError;
 use crate::s3::S3Error;
 use crate::sql::SqlError;
@@ -401,6 +402,15 @@ impl From<S3Error> for ApiError {
     fn from(e: S3Error) -> Self {
         match &e {
             S3Error::Unavailable(OutboundError::Timeout(_)) => Self::timeout(e),
+            _ => Self::upstream(e),
+        }
+    }
+}
+
+impl From<DohError> for ApiError {
+    fn from(e: DohError) -> Self {
+        match &e {
+            DohError::Unavailable(OutboundError::Timeout(_)) => Self::timeout(e),
             _ => Self::upstream(e),
         }
     }

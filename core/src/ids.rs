@@ -102,6 +102,24 @@ impl fmt::Display for TenantId {
     }
 }
 
+/// Our id for a person (`users.id`): one per (issuer, subject), whatever tenants they belong to.
+/// Everything that records who did something keys them by this, never by a token's `sub`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub Uuid);
+
+impl UserId {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A UUID in canonical hyphenated form (either case).
 pub fn is_uuid(s: &str) -> bool {
     Uuid::parse(s).is_some()

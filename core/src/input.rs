@@ -273,6 +273,17 @@ impl JsonObject {
         }
     }
 
+    /// `true` or `false` (nothing else reads as one: not `"true"`, not `1`).
+    pub fn boolean(&mut self, field: &str, required: bool) -> Option<bool> {
+        match self.take(field, required)? {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.error(field, "wrong_type", "must be true or false");
+                None
+            }
+        }
+    }
+
     /// A whole number in `min..=max`. `2.0` is not accepted as an integer.
     pub fn integer(&mut self, field: &str, required: bool, min: i64, max: i64) -> Option<i64> {
         match self.take(field, required)? {
@@ -606,9 +617,89 @@ pub fn etag_matches(header_value: Option<&str>, etag: &str) -> bool {
     v.split(',').any(|t| t.trim() == "*" || bare(t) == want)
 }
 
+/// Longest email address accepted: the longest a mail path can carry (RFC 5321).
+pub const MAX_EMAIL: usize = 254;
+
+/// A deliverable-looking address, at most [`MAX_EMAIL`] long: one `@`; a local part of at most
+/// 64 characters without spaces, quotes or brackets, no leading, trailing or doubled dot; a
+/// domain of at least two dot-separated labels of letters, digits and inner hyphens (non-ASCII
+/// letters allowed: internationalised addresses), each at most 63 long. Sending mail is the
+/// real proof; this refuses what can never be one, and what would make a confusing invitation.
+pub fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let local_ok = (1..=64).contains(&local.chars().count())
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || "!#$%&'*+-/=?^_`{|}~.".contains(c)
+                || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+        });
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.chars().count())
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric())
+                })
+        });
+    s.len() <= MAX_EMAIL && local_ok && domain_ok
+}
+
+/// An email address as stored and compared (`tenant_invitations.email` is lower-case): the
+/// same lowering for the invitation's address and the accepting token's, so they meet.
+pub fn normalize_email(s: &str) -> String {
+    s.to_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emails_are_plausible_bounded_addresses() {
+        for ok in [
+            "a@b.co",
+            "first.last+tag@sub.example.org",
+            "o'brien@example.ie",
+            "ü@bücher.de",
+            &format!("{}@example.com", "x".repeat(64)),
+        ] {
+            assert!(is_email(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "@b.co",
+            "a@b",
+            "a@.b",
+            "a@b.",
+            "a b@c.de",
+            "a@b@c.de",
+            ".a@b.co",
+            "a.@b.co",
+            "a..b@c.de",
+            "\"a\"@b.co",
+            "a@-b.co",
+            "a@b-.co",
+            "a@b_c.co",
+            "<a@b.co>",
+            "a@b..co",
+            "a\u{0}@b.co",
+            &format!("{}@example.com", "x".repeat(65)),
+            &format!("a@{}.com", "x".repeat(64)),
+            &format!("a@{}.com", vec!["x".repeat(60); 5].join(".")),
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+        assert_eq!(normalize_email("Ann@Example.COM"), "ann@example.com");
+    }
+
     use http::HeaderValue;
 
     fn json_headers() -> HeaderMap {

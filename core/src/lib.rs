@@ -9,11 +9,13 @@
 // Layers, lowest first; a module imports only from layers below it (a test in
 // tests/layering.rs proves the module graph has no cycle):
 // - leaves: `code` (the error-code table), `jwk`, `ports`, `ids`, `body`, `memo`, `expiring`
-// - services: `auth`, `config`, `sql`, `s3`
+// - services: `auth`, `config`, `sql`, `s3`, `doh` (DNS over HTTPS: custom-domain checks)
 // - the API's edges: `error` (problem+json), `input` (reading requests), `reply`, `page`
-// - request state: `tenancy`, `authz`, `cors`, `cx` (typed handler contexts), `visitor`
+// - request state: `tenancy`, `authz`, `identity` (user ids and roles, ours), `cors`, `cx`
+//   (typed handler contexts), `visitor`
 // - capabilities (handlers): `health`, `me`, `catalog`, `storefront`, `uploads`, `chat/`,
-//   `commerce/`
+//   `commerce/`, `team` (members, invitations), `settings` (the tenant's settings, domains,
+//   usage), `platform` (the platform API, sign-up)
 // - `routes` (the table), and `Edge` here.
 pub mod auth;
 pub mod authz;
@@ -25,21 +27,26 @@ pub mod commerce;
 pub mod config;
 pub mod cors;
 pub mod cx;
+pub mod doh;
 pub mod error;
 pub mod expiring;
 pub mod health;
+pub mod identity;
 pub mod ids;
 pub mod input;
 pub mod jwk;
 pub mod me;
 pub mod memo;
 pub mod page;
+pub mod platform;
 pub mod ports;
 pub mod reply;
 pub mod routes;
 pub mod s3;
+pub mod settings;
 pub mod sql;
 pub mod storefront;
+pub mod team;
 pub mod tenancy;
 pub mod uploads;
 pub mod visitor;

@@ -9,29 +9,51 @@ use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use http::{header, HeaderValue, Method, Request, Response};
 
+use crate::auth::Principal;
 use crate::authz::{self, Role};
 use crate::body::Body;
+use crate::code::Code;
 use crate::commerce::{checkout, orders, visits};
 use crate::cx::{Env, Handler, RequestParts};
 use crate::error::ApiError;
+use crate::identity::{self, Identity};
 use crate::ports::Platform;
-use crate::{catalog, chat, cors, health, me, storefront, tenancy, uploads};
+use crate::{
+    catalog, chat, cors, health, me, platform, settings, storefront, team, tenancy, uploads,
+};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Platform endpoints: no tenant, no credentials.
-    Platform,
+    /// Operational endpoints on every host: no tenant, no credentials.
+    Open,
     /// A tenant's public endpoint (storefront): tenant from Host, no credentials.
     Public,
-    /// A tenant's endpoint for authenticated users with at least this role.
+    /// A tenant's endpoint for its members with at least this role.
     Role(Role),
+    /// A tenant's endpoint for any signed-in user, member or not (accepting an invitation).
+    SignedIn,
+    /// The platform API: the platform host only, platform-admin tokens only.
+    PlatformAdmin,
+    /// The platform host, any signed-in user (self-service sign-up).
+    Account,
 }
 
-const PLATFORM: Access = Access::Platform;
+impl Access {
+    /// Served on the platform host (and only there).
+    fn on_platform_host(self) -> bool {
+        matches!(self, Self::PlatformAdmin | Self::Account)
+    }
+}
+
+const OPEN: Access = Access::Open;
 const PUBLIC: Access = Access::Public;
 const MEMBER: Access = Access::Role(Role::Member);
 const ADMIN: Access = Access::Role(Role::Admin);
+const OWNER: Access = Access::Role(Role::Owner);
+const SIGNED_IN: Access = Access::SignedIn;
+const PLATFORM_ADMIN: Access = Access::PlatformAdmin;
+const ACCOUNT: Access = Access::Account;
 
 /// A handler with its arguments extracted, boxed so that one table holds them all.
 pub type BoxedHandler<P> =
@@ -70,7 +92,7 @@ macro_rules! routes {
 }
 
 routes! {
-    GET    "/healthz"                                          PLATFORM => health::get,
+    GET    "/healthz"                                          OPEN     => health::get,
     GET    "/v1/me"                                            MEMBER   => me::get,
     GET    "/v1/catalog"                                       MEMBER   => catalog::list,
     POST   "/v1/catalog"                                       ADMIN    => catalog::create,
@@ -98,6 +120,27 @@ routes! {
     GET    "/v1/orders/{id}"                                   MEMBER   => orders::get,
     PATCH  "/v1/orders/{id}"                                   ADMIN    => orders::update,
     GET    "/v1/analytics/visits"                              MEMBER   => orders::attribution,
+    GET    "/v1/members"                                       MEMBER   => team::list,
+    GET    "/v1/members/invitations"                           ADMIN    => team::invitations,
+    POST   "/v1/members/invitations"                           ADMIN    => team::invite,
+    DELETE "/v1/members/invitations/{id}"                      ADMIN    => team::revoke,
+    PATCH  "/v1/members/{id}"                                  ADMIN    => team::update,
+    DELETE "/v1/members/{id}"                                  MEMBER   => team::remove,
+    POST   "/v1/invitations/{id}/accept"                       SIGNED_IN => team::accept,
+    GET    "/v1/tenant"                                        MEMBER   => settings::get,
+    PATCH  "/v1/tenant"                                        OWNER    => settings::update,
+    GET    "/v1/tenant/domains"                                MEMBER   => settings::domains,
+    POST   "/v1/tenant/domains"                                OWNER    => settings::add_domain,
+    POST   "/v1/tenant/domains/{id}/verify"                    OWNER    => settings::verify_domain,
+    DELETE "/v1/tenant/domains/{id}"                           OWNER    => settings::remove_domain,
+    GET    "/v1/usage"                                         MEMBER   => settings::usage,
+    POST   "/v1/platform/tenants"                              PLATFORM_ADMIN => platform::create,
+    GET    "/v1/platform/tenants"                              PLATFORM_ADMIN => platform::list,
+    GET    "/v1/platform/tenants/{id}"                         PLATFORM_ADMIN => platform::get,
+    PATCH  "/v1/platform/tenants/{id}"                         PLATFORM_ADMIN => platform::update,
+    DELETE "/v1/platform/tenants/{id}"                         PLATFORM_ADMIN => platform::delete,
+    POST   "/v1/platform/purge"                                PLATFORM_ADMIN => platform::purge,
+    POST   "/v1/signup"                                        ACCOUNT  => platform::signup,
 }
 
 /// Path matcher and table, built once per instance.
@@ -152,42 +195,64 @@ impl<P: Platform> Router<P> {
         let route = candidates().find(|r| r.method == *wanted);
         let access = match (route, is_options) {
             (Some(r), _) => r.access,
-            // Preflights are answered for the path's routes, before any credentials.
+            // Preflights are answered for the path's tenant routes, before any credentials.
             (None, true) => candidates()
                 .map(|r| r.access)
-                .find(|a| *a != Access::Platform)
+                .find(|a| *a != Access::Open && !a.on_platform_host())
                 .ok_or_else(|| ApiError::method_not_allowed(allow.clone()))?,
             (None, false) => return Err(ApiError::method_not_allowed(allow)),
         };
         let (head, body) = req.into_parts();
         let head = Rc::new(head);
-        let parts = |tenant, principal| RequestParts {
+        let parts = |tenant, principal, identity| RequestParts {
             env,
             head: head.clone(),
             body: body.clone(),
             tenant,
             principal,
+            identity,
             id: id.clone(),
         };
-        if access == Access::Platform {
-            let Some(route) = route else {
-                return Err(ApiError::method_not_allowed(allow));
-            };
-            let mut resp = (route.handler)(parts(None, None)).await?;
-            if is_head {
-                *resp.body_mut() = Body::empty();
-            }
-            return Ok(resp);
-        }
-
-        // Tenant routes: tenant from Host, CORS, then credentials and the handler.
         let (config, platform) = (env.config, env.platform);
-        let tenant = tenancy::resolve(platform, config, &head.headers, &head.uri).await?;
         let host = tenancy::request_host(
             &head.headers,
             &head.uri,
             config.tenancy.trust_forwarded_host,
         );
+        let on_platform_host = host.as_deref() == Some(config.platform.host.as_str());
+        if access == Access::Open || access.on_platform_host() {
+            let Some(route) = route else {
+                return Err(ApiError::method_not_allowed(allow));
+            };
+            // Platform routes do not exist on tenant hosts, nor tenant routes on the platform's.
+            if access.on_platform_host() && !on_platform_host {
+                return Err(ApiError::no_route());
+            }
+            let (principal, identity) = match access {
+                Access::Open => (None, None),
+                _ => {
+                    let (p, i) = sign_in(env, &head.headers, None).await?;
+                    if access == Access::PlatformAdmin && !i.platform_admin {
+                        return Err(ApiError::new(
+                            Code::PlatformAdminRequired,
+                            "The platform API needs a platform administrator's token.",
+                        ));
+                    }
+                    (Some(p), Some(i))
+                }
+            };
+            let mut resp = (route.handler)(parts(None, principal, identity)).await?;
+            if is_head {
+                *resp.body_mut() = Body::empty();
+            }
+            return Ok(resp);
+        }
+        if on_platform_host {
+            return Err(ApiError::no_route());
+        }
+
+        // Tenant routes: tenant from Host, CORS, then credentials and the handler.
+        let tenant = tenancy::resolve(platform, config, &head.headers, &head.uri).await?;
         let origin =
             cors::allowed_origin(platform, config, &tenant, &head.headers, host.as_deref()).await;
         if is_options {
@@ -214,7 +279,9 @@ impl<P: Platform> Router<P> {
             Some(route) => {
                 let tenant = Rc::new(tenant);
                 match authenticate(env, route.access, &tenant, &head.headers).await {
-                    Ok(principal) => (route.handler)(parts(Some(tenant), principal)).await,
+                    Ok((principal, identity)) => {
+                        (route.handler)(parts(Some(tenant), principal, identity)).await
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -230,17 +297,14 @@ impl<P: Platform> Router<P> {
     }
 }
 
-/// The principal a role route needs, authenticated and authorized for `tenant`; none for
-/// public routes.
-async fn authenticate<P: Platform>(
+type Caller = (Option<Rc<Principal>>, Option<Rc<Identity>>);
+
+/// Verifies the bearer token and resolves who the caller is to us (on `tenant`, if any).
+async fn sign_in<P: Platform>(
     env: Env<'_, P>,
-    access: Access,
-    tenant: &tenancy::Tenant,
     headers: &http::HeaderMap,
-) -> Result<Option<Rc<crate::auth::Principal>>, ApiError> {
-    let Access::Role(required) = access else {
-        return Ok(None);
-    };
+    tenant: Option<&tenancy::Tenant>,
+) -> Result<(Rc<Principal>, Rc<Identity>), ApiError> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -248,8 +312,28 @@ async fn authenticate<P: Platform>(
         .auth
         .authenticate(env.platform, env.platform.verifier(), header)
         .await?;
-    authz::authorize(&principal, tenant, required)?;
-    Ok(Some(Rc::new(principal)))
+    let identity = identity::resolve(env.platform, env.config, &principal, tenant).await?;
+    Ok((Rc::new(principal), Rc::new(identity)))
+}
+
+/// The caller a tenant route needs, authenticated and authorized for `tenant`; nobody for
+/// public routes.
+async fn authenticate<P: Platform>(
+    env: Env<'_, P>,
+    access: Access,
+    tenant: &tenancy::Tenant,
+    headers: &http::HeaderMap,
+) -> Result<Caller, ApiError> {
+    let required = match access {
+        Access::Role(required) => Some(required),
+        Access::SignedIn => None,
+        _ => return Ok((None, None)),
+    };
+    let (principal, identity) = sign_in(env, headers, Some(tenant)).await?;
+    if let Some(required) = required {
+        authz::authorize(&principal, identity.role, tenant, required)?;
+    }
+    Ok((Some(principal), Some(identity)))
 }
 
 #[cfg(test)]
@@ -268,11 +352,17 @@ mod tests {
     }
 
     #[test]
-    fn every_v1_route_is_tenant_scoped() {
-        // Platform access is for operational endpoints only; a /v1 route without a tenant would
-        // bypass tenant resolution and authorization.
+    fn every_v1_route_is_tenant_scoped_or_on_the_platform_host() {
+        // Open access is for operational endpoints only; a /v1 route without a tenant would
+        // bypass tenant resolution and authorization unless the platform host guards it.
         for r in table::<P>().iter().filter(|r| r.path.starts_with("/v1/")) {
-            assert_ne!(r.access, Access::Platform, "{}", r.path);
+            assert_ne!(r.access, Access::Open, "{}", r.path);
+            assert_eq!(
+                r.access.on_platform_host(),
+                r.path.starts_with("/v1/platform/") || r.path == "/v1/signup",
+                "{}",
+                r.path
+            );
         }
     }
 }

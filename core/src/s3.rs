@@ -24,6 +24,8 @@ pub enum S3Error {
     Unavailable(OutboundError),
     /// S3 answered with an unexpected status.
     Status(u16),
+    /// S3 answered 2xx with a body we cannot read (a listing that is not one).
+    Protocol(String),
 }
 
 impl fmt::Display for S3Error {
@@ -32,6 +34,7 @@ impl fmt::Display for S3Error {
             Self::Signing(m) => write!(f, "cannot sign S3 request: {m}"),
             Self::Unavailable(e) => write!(f, "S3 unavailable: {e}"),
             Self::Status(s) => write!(f, "S3 answered HTTP {s}"),
+            Self::Protocol(m) => write!(f, "S3 answered something unreadable: {m}"),
         }
     }
 }

@@ -225,6 +225,38 @@ impl<'a, P: HttpClient + Clock> Db<'a, P> {
     }
 }
 
+/// A database handle for the platform API and sign-up, bound to no tenant: its statements
+/// reach tenant data only through the SECURITY DEFINER functions of `migrations/functions/`
+/// (row-level security confines everything else to nothing). One batch per call, as [`Db`].
+pub struct PlatformDb<'a, P> {
+    platform: &'a P,
+    origin: &'a OriginConfig,
+}
+
+impl<'a, P: HttpClient + Clock> PlatformDb<'a, P> {
+    pub fn new(platform: &'a P, origin: &'a OriginConfig) -> Self {
+        Self { platform, origin }
+    }
+
+    /// Runs `statements` as one transaction; one result per statement.
+    pub async fn batch(&self, statements: &[Statement]) -> Result<Vec<QueryResult>, SqlError> {
+        transaction(self.platform, self.origin, statements).await
+    }
+
+    /// One statement, alone in its transaction.
+    pub async fn one(&self, statement: Statement) -> Result<QueryResult, SqlError> {
+        self.batch(std::slice::from_ref(&statement))
+            .await?
+            .pop()
+            .ok_or_else(|| SqlError::Protocol("no result".into()))
+    }
+
+    /// The outcome of a SQL function that always returns one row (a serde-tagged enum).
+    pub async fn call<T: DeserializeOwned>(&self, statement: Statement) -> Result<T, SqlError> {
+        self.one(statement).await?.doc()
+    }
+}
+
 /// Positional parameters of a statement being built: `bind` returns the placeholder.
 #[derive(Debug, Default)]
 pub struct Params(Vec<Param>);

@@ -302,6 +302,32 @@ fn negative_slot(cache_key: &str) -> String {
     format!("tenant:v2:miss:{}", h % NEGATIVE_SLOTS)
 }
 
+/// Every host a tenant answers on, as the SQL functions that change a tenant report them
+/// (`{"slug": …, "domains": [verified hostnames]}`): the cache entries to forget.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Hosts {
+    pub slug: Slug,
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+/// Forgets the cached record (and any cached "no such tenant") of every host in `hosts`, so a
+/// change to the tenant (status, tier, settings, domains) applies from the next request on,
+/// and a new tenant's subdomain works at once.
+pub async fn invalidate<P: Platform>(platform: &P, hosts: &Hosts) {
+    let mut keys = vec![format!("tenant:v2:slug:{}", hosts.slug)];
+    keys.extend(
+        hosts
+            .domains
+            .iter()
+            .map(|d| format!("tenant:v2:domain:{d}")),
+    );
+    for key in keys {
+        let _ = platform.delete(&negative_slot(&key)).await;
+        let _ = platform.delete(&key).await;
+    }
+}
+
 async fn lookup<P: Platform>(
     platform: &P,
     config: &Config,

@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 use crate::auth::{Authenticator, Principal};
 use crate::config::{tests::dev_settings, Config};
 use crate::cx::{Env, RequestParts};
+use crate::identity::Identity;
+use crate::ids::UserId;
 use crate::ports::{Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform};
 use crate::tenancy::{Slug, Tenant, TenantId, TenantSettings, TenantStatus};
 
@@ -215,7 +217,10 @@ pub fn tenant(id: &str, tier: &str) -> Tenant {
 /// A user of [`TENANT`] whose token names `roles`.
 pub fn member(user: &str, roles: &[&str]) -> Principal {
     Principal {
-        user_id: user.into(),
+        subject: user.into(),
+        email: Some(format!("{user}@example.com")),
+        email_verified: true,
+        name: None,
         tenant_id: Some(TENANT.into()),
         roles: roles.iter().map(|r| r.to_string()).collect(),
         tier: None,
@@ -223,7 +228,24 @@ pub fn member(user: &str, roles: &[&str]) -> Principal {
         token_use: Some("id".into()),
         expires_at: 2_000_000_000,
         platform_admin_issuer: false,
+        membership: crate::auth::MembershipMode::Claims,
     }
+}
+
+/// The user id a fixture principal's subject stands for (a UUID derived from it).
+pub fn user_of(subject: &str) -> UserId {
+    use sha2::{Digest, Sha256};
+    let h = crate::ids::hex(&Sha256::digest(subject.as_bytes()));
+    let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or_default().to_owned();
+    let text = format!(
+        "{}-{}-4{}-8{}-{}",
+        part(0..8),
+        part(8..12),
+        part(13..16),
+        part(17..20),
+        part(20..32)
+    );
+    UserId(crate::ids::Uuid::parse(&text).unwrap())
 }
 
 /// One instance: the dev configuration (with `overrides`), its authenticator and a test
@@ -272,6 +294,13 @@ impl Instance {
             head: Rc::new(head),
             body,
             tenant: Some(Rc::new(tenant(TENANT, tier))),
+            identity: principal.as_ref().map(|p| {
+                Rc::new(Identity {
+                    user: user_of(&p.subject),
+                    role: crate::authz::claimed_role(p, &tenant(TENANT, tier)),
+                    platform_admin: crate::authz::is_platform_admin(p),
+                })
+            }),
             principal: principal.map(Rc::new),
             id: id.map(str::to_owned),
         }

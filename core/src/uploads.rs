@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::authz::{best_role, Role};
+use crate::authz::Role;
 use crate::config::S3Config;
 use crate::cx::{FromPath as _, Json, Member, Path, Query};
 use crate::error::{ApiError, Code};
@@ -593,7 +593,7 @@ pub async fn delete<P: Platform>(
     Path(id): Path<FileId>,
 ) -> Result<Reply, ApiError> {
     let file = load_file(&cx.db, &id).await?;
-    let is_admin = best_role(&cx.principal) >= Some(Role::Admin);
+    let is_admin = cx.role >= Role::Admin;
     if !is_admin && file.created_by != cx.user() {
         return Err(ApiError::new(
             Code::InsufficientRole,

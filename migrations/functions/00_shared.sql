@@ -40,7 +40,8 @@ CREATE TRIGGER tenants_set_updated_at BEFORE UPDATE ON public.tenants
 -- Host → tenant lookups. SECURITY DEFINER runs them as their owner (the migrating superuser,
 -- which bypasses RLS); the pinned search_path stops a caller from shadowing `tenants` with
 -- an object in another schema. They return every status: the edge decides what a suspended
--- or deleted tenant gets.
+-- or deleted tenant gets. A custom domain resolves only once verified (0007_identity: several
+-- tenants may claim a hostname, one at most holds it verified).
 CREATE OR REPLACE FUNCTION public.resolve_tenant_by_slug(p_slug text)
 RETURNS TABLE (id uuid, slug text, name text, tier text, status text, settings jsonb)
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -62,7 +63,7 @@ AS $$
     SELECT t.id, t.slug, t.name, t.tier, t.status, t.settings
     FROM public.tenant_domains d
     JOIN public.tenants t ON t.id = d.tenant_id
-    WHERE d.hostname = lower(p_hostname)
+    WHERE d.hostname = lower(p_hostname) AND d.verified_at IS NOT NULL
 $$;
 
 REVOKE ALL ON FUNCTION public.resolve_tenant_by_domain(text) FROM PUBLIC;

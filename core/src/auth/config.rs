@@ -18,6 +18,20 @@ pub enum TokenUse {
     Absent,
 }
 
+/// Where a tenant route takes the caller's tenant and role from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MembershipMode {
+    /// Our database (`tenant_members`) says which tenants a user belongs to and with what
+    /// role; tenant and role claims are ignored for authorization. The default: custom
+    /// attributes such as Cognito's `custom:*` are often writable by the user themselves.
+    #[default]
+    Membership,
+    /// The token's tenant and role claims decide, for identity providers whose claims only
+    /// administrators can set.
+    Claims,
+}
+
 /// One trusted issuer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuerConfig {
@@ -34,6 +48,8 @@ pub struct IssuerConfig {
     pub leeway: Duration,
     /// Tokens from this issuer may carry the platform-admin role (decided by the caller).
     pub platform_admin: bool,
+    /// Where tenant and role come from for this issuer's users.
+    pub membership: MembershipMode,
 }
 
 /// Where the claims the edge needs are found. Names are tried as top-level claims first; a name
@@ -119,6 +135,8 @@ struct IssuerJson {
     leeway_seconds: Option<u64>,
     #[serde(default)]
     platform_admin: bool,
+    #[serde(default)]
+    membership: MembershipMode,
 }
 
 fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -182,6 +200,7 @@ impl AuthConfig {
                 token_use: r.token_use,
                 leeway: Duration::from_secs(leeway),
                 platform_admin: r.platform_admin,
+                membership: r.membership,
             });
         }
         let claims = match claims_json {
@@ -231,6 +250,7 @@ mod tests {
         assert_eq!(i.token_use, vec![TokenUse::Id, TokenUse::Access]);
         assert_eq!(i.leeway, Duration::from_secs(60));
         assert!(!i.platform_admin);
+        assert_eq!(i.membership, MembershipMode::Membership);
         assert_eq!(c.claims, ClaimsMapping::default());
         assert_eq!(c.max_token_bytes, 8192);
     }
@@ -239,13 +259,15 @@ mod tests {
     fn claims_mapping_overrides_only_what_it_names() {
         let c = AuthConfig::from_json(
             r#"[{"issuer":"https://kc.example/realms/x","client_ids":null,"token_use":["absent"],
-                 "jwks_url":"https://kc.example/certs","leeway_seconds":5,"platform_admin":true}]"#,
+                 "jwks_url":"https://kc.example/certs","leeway_seconds":5,"platform_admin":true,
+                 "membership":"claims"}]"#,
             Some(r#"{"roles":["realm_access.roles"],"tenant":["tid"]}"#),
         )
         .unwrap();
         assert_eq!(c.issuers[0].client_ids, None);
         assert_eq!(c.issuers[0].jwks_url, "https://kc.example/certs");
         assert!(c.issuers[0].platform_admin);
+        assert_eq!(c.issuers[0].membership, MembershipMode::Claims);
         assert_eq!(c.claims.roles, vec!["realm_access.roles"]);
         assert_eq!(c.claims.user_id, "sub");
     }

@@ -22,14 +22,22 @@ use crate::ports::Platform;
 pub use crate::jwk::{Algorithm, Jwk, Jwks, KeyError};
 pub use crate::ports::SignatureVerifier;
 pub use cache::JwksCache;
-pub use config::{AuthConfig, ClaimsMapping, IssuerConfig, JwksPolicy, TokenUse};
+pub use config::{AuthConfig, ClaimsMapping, IssuerConfig, JwksPolicy, MembershipMode, TokenUse};
 #[cfg(feature = "rust-crypto")]
 pub use crypto::RustCrypto;
 
-/// Who made the request, as the verified token says.
+/// Who made the request, as the verified token says. Which tenants they belong to, and with
+/// what role, is decided by `identity` (our database), unless the issuer is in claims mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub user_id: String,
+    /// The issuer's id for the user (`sub` by default); unique only together with `issuer`.
+    pub subject: String,
+    /// `email`, when the token carries one.
+    pub email: Option<String>,
+    /// `email_verified` is `true` (a boolean or the string Cognito sometimes sends).
+    pub email_verified: bool,
+    /// `name`, else `cognito:username`/`preferred_username`, when present.
+    pub name: Option<String>,
     pub tenant_id: Option<String>,
     /// Merged from every configured role claim, in order, without duplicates.
     pub roles: Vec<String>,
@@ -41,6 +49,8 @@ pub struct Principal {
     pub expires_at: u64,
     /// The issuer is one whose tokens may carry the platform-admin role.
     pub platform_admin_issuer: bool,
+    /// The issuer's membership mode.
+    pub membership: MembershipMode,
 }
 
 /// Why a request is not authenticated. `code` is stable; `detail` never contains the token.
@@ -281,7 +291,7 @@ impl Authenticator {
         }
 
         let mapping = &self.config.claims;
-        let user_id = claim(c, &mapping.user_id)
+        let subject = claim(c, &mapping.user_id)
             .and_then(scalar)
             .filter(|s| !s.is_empty())
             .ok_or(AuthError::MissingClaim("user_id"))?;
@@ -300,8 +310,25 @@ impl Authenticator {
         let tier = claim(c, &mapping.tier)
             .and_then(scalar)
             .filter(|s| !s.is_empty());
+        let email = c
+            .get("email")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|e| !e.is_empty() && e.len() <= 254)
+            .map(str::to_ascii_lowercase);
+        let email_verified = matches!(c.get("email_verified"), Some(Value::Bool(true)))
+            || c.get("email_verified").and_then(Value::as_str) == Some("true");
+        let name = ["name", "cognito:username", "preferred_username"]
+            .iter()
+            .find_map(|n| c.get(*n).and_then(Value::as_str))
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| n.chars().take(200).collect());
         Ok(Principal {
-            user_id,
+            subject,
+            email,
+            email_verified,
+            name,
             tenant_id,
             roles,
             tier,
@@ -309,6 +336,7 @@ impl Authenticator {
             token_use: token_use.map(str::to_owned),
             expires_at: u64::try_from(exp.timestamp()).unwrap_or(0),
             platform_admin_issuer: issuer.platform_admin,
+            membership: issuer.membership,
         })
     }
 }

@@ -246,7 +246,10 @@ fn cognito_id_token_yields_a_principal() {
     assert_eq!(
         principal,
         Principal {
-            user_id: "user-1".into(),
+            subject: "user-1".into(),
+            email: Some("alice@example.com".into()),
+            email_verified: false,
+            name: Some("alice".into()),
             tenant_id: Some("acme".into()),
             roles: vec!["admin".into(), "tenant-acme".into(), "editor".into()],
             tier: Some("pro".into()),
@@ -254,6 +257,7 @@ fn cognito_id_token_yields_a_principal() {
             token_use: Some("id".into()),
             expires_at: T0 + 3600,
             platform_admin_issuer: true,
+            membership: MembershipMode::Membership,
         }
     );
     assert_eq!(p.fetches(), 1);
@@ -363,7 +367,7 @@ fn non_cognito_issuer_uses_aud_and_configured_claim_paths() {
         "https://acme.example/roles": "admin",
     });
     let principal = run(&p, &a, &token(&p256(), "ES256", "kc1", &claims)).unwrap();
-    assert_eq!(principal.user_id, "42");
+    assert_eq!(principal.subject, "42");
     assert_eq!(principal.tenant_id.as_deref(), Some("org-7"));
     assert_eq!(principal.roles, vec!["viewer", "admin"]);
     assert_eq!(principal.token_use, None);

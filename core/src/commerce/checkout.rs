@@ -14,7 +14,7 @@ use super::{Address, Order, OrderId};
 use crate::cx::{FromPath as _, Json, Path, Public, RequiredIdempotencyKey};
 use crate::error::{ApiError, Code, FieldError};
 use crate::ids::{hex, Uuid};
-use crate::input::{BodyCx, FromJson, JsonObject};
+use crate::input::{is_email, BodyCx, FromJson, JsonObject};
 use crate::ports::Platform;
 use crate::reply::{Cache, Reply};
 use crate::sql::Statement;
@@ -56,23 +56,6 @@ struct Donation {
 struct CustomerInput {
     email: String,
     name: String,
-}
-
-/// A plausible mailbox: one `@`, a local part, a dotted domain, no spaces (delivery is the
-/// proof; this only refuses what can never be delivered).
-fn is_email(s: &str) -> bool {
-    match s.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && local.len() <= 64
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains('@')
-                && s.chars().all(|c| c.is_ascii_graphic() || !c.is_ascii())
-        }
-        None => false,
-    }
 }
 
 fn read_line(o: &mut JsonObject) -> Option<CartLine> {
@@ -476,17 +459,5 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(gift.donation.unwrap().amount, "25.5");
-    }
-
-    #[test]
-    fn emails_are_plausible_mailboxes() {
-        for ok in ["a@b.co", "first.last+tag@sub.example.org", "ü@bücher.de"] {
-            assert!(is_email(ok), "{ok}");
-        }
-        for bad in [
-            "", "a", "@b.co", "a@b", "a@.b", "a@b.", "a b@c.de", "a@b@c.de",
-        ] {
-            assert!(!is_email(bad), "{bad}");
-        }
     }
 }
