@@ -439,7 +439,8 @@ test('GET/PATCH /v1/tenant: members read, only owners write, with ETag and If-Ma
   await assertProblem(await patchTenant(t, admin.auth, { name: 'Admin was here' }), 403, 'insufficient_role');
   const res = await patchTenant(t, owner.auth, {
     name: 'Renamed Shop',
-    settings: { currency: 'USD', branding: { primary_color: '#112233' } },
+    currency: 'USD',
+    branding: { primary_color: '#112233' },
   }, { 'if-match': '"v1"' });
   const updated = await json(res, 200);
   assert.equal(updated.version, 2);
@@ -459,7 +460,7 @@ test('GET/PATCH /v1/tenant: members read, only owners write, with ETag and If-Ma
   assert.equal((await getTenant(t, owner.auth)).doc.name, 'Renamed Shop');
   // Without If-Match the write just applies; settings members are replaced one by one and a
   // null member is removed.
-  const again = await json(await patchTenant(t, owner.auth, { settings: { branding: null, description: 'Mugs and more' } }), 200);
+  const again = await json(await patchTenant(t, owner.auth, { branding: null, description: 'Mugs and more' }), 200);
   assert.equal(again.version, 3);
   assert.equal(again.settings.currency, 'USD');
   assert.ok(!('branding' in again.settings), JSON.stringify(again.settings));
@@ -474,25 +475,28 @@ test('PATCH /v1/tenant: invalid fields are all named and nothing changes', async
   const before = (await getTenant(t, owner.auth)).doc;
   const bad = await patchTenant(t, owner.auth, {
     name: '   ',
-    settings: { currency: 'euro', branding: { primary_color: 'blue' } },
+    currency: 'euro',
+    branding: { primary_color: 'blue' },
     colour: 'red',
   });
   await assertFields(bad, [/name$/, /currency$/, /primary_color$/, /colour$/]);
   // Not JSON, not an object, a wrong type.
   await assertProblem(await patchTenant(t, owner.auth, '{"name":'), 400, 'validation_failed');
   await assertFields(await patchTenant(t, owner.auth, { name: 42 }), [/name$/]);
-  await assertFields(await patchTenant(t, owner.auth, { settings: 'dark' }), [/settings$/]);
-  await assertFields(await patchTenant(t, owner.auth, { settings: { branding: { logo_file_id: 'not-a-uuid' } } }), [/logo_file_id$/]);
+  await assertFields(await patchTenant(t, owner.auth, { branding: 'dark' }), [/branding$/]);
+  await assertFields(await patchTenant(t, owner.auth, { branding: { logo_file_id: 'not-a-uuid' } }), [/logo_file_id$/]);
+  // Nothing to change is an error too.
+  await assertProblem(await patchTenant(t, owner.auth, {}), 400, 'validation_failed');
   // Limits are the platform's to set, not the tenant owner's (contract silent: refused either
   // as an invalid member or as forbidden; never applied).
-  const limits = await patchTenant(t, owner.auth, { settings: { limits: { max_members: 1000, ai_monthly_tokens: 1e12 } } });
+  const limits = await patchTenant(t, owner.auth, { limits: { max_members: 1000, ai_monthly_tokens: 1e12 } });
   assert.ok([400, 403].includes(limits.status), `an owner raising their own limits: ${limits.status} ${await limits.text()}`);
   // A logo must be a ready image of this tenant: a pending upload and an unknown id are not.
   const up = await json(await api(t, '/v1/uploads', {
     method: 'POST', auth: owner.auth, body: { filename: 'logo.png', content_type: 'image/png', size: 100 },
   }), 201);
-  await assertProblem(await patchTenant(t, owner.auth, { settings: { branding: { logo_file_id: up.file.id } } }), 422, 'image_not_ready');
-  await assertProblem(await patchTenant(t, owner.auth, { settings: { branding: { logo_file_id: randomUUID() } } }), 422, 'image_not_ready');
+  await assertProblem(await patchTenant(t, owner.auth, { branding: { logo_file_id: up.file.id } }), 422, 'image_not_ready');
+  await assertProblem(await patchTenant(t, owner.auth, { branding: { logo_file_id: randomUUID() } }), 422, 'image_not_ready');
   const after = await getTenant(t, owner.auth);
   assert.equal(after.doc.version, before.version);
   assert.equal(after.etag, '"v1"');
@@ -509,11 +513,11 @@ test('a ready image becomes the logo', async () => {
   const put = await fetch(up.upload.put.url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: png });
   assert.equal(put.status, 200, await put.text());
   await json(await api(t, `/v1/uploads/${up.file.id}/complete`, { method: 'POST', auth: owner.auth }), 200);
-  const doc = await json(await patchTenant(t, owner.auth, { settings: { branding: { logo_file_id: up.file.id } } }), 200);
+  const doc = await json(await patchTenant(t, owner.auth, { branding: { logo_file_id: up.file.id } }), 200);
   assert.equal(doc.settings.branding.logo_file_id, up.file.id);
   // Another tenant cannot use it.
   const { t: u, owner: uOwner } = await tenantWithOwner();
-  await assertProblem(await patchTenant(u, uOwner.auth, { settings: { branding: { logo_file_id: up.file.id } } }), 422, 'image_not_ready');
+  await assertProblem(await patchTenant(u, uOwner.auth, { branding: { logo_file_id: up.file.id } }), 422, 'image_not_ready');
 });
 
 // --- custom domains --------------------------------------------------------------------

@@ -343,3 +343,60 @@ test('two signups by one user at once: exactly one tenant', async () => {
   assert.deepEqual(statuses, [201, 409, 409], `statuses ${statuses}`);
   for (const r of results.filter((x) => x.status === 409)) await assertProblem(r, 409, 'already_member');
 });
+
+// --- purge -----------------------------------------------------------------------------
+
+test('POST /v1/platform/purge: a deleted tenant past its grace loses its objects, then its rows', async () => {
+  const t = await createTenant();
+  const owner = await member(t, 'owner');
+  const pa = await platformAdmin();
+  // An uploaded file: an object under "<tenant id>/" in S3.
+  const png = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex');
+  const up = await json(await api(t, '/v1/uploads', {
+    method: 'POST', auth: owner.auth, body: { filename: 'doomed.png', content_type: 'image/png', size: png.length },
+  }), 201);
+  assert.ok(up.file.key.startsWith(`${t.id}/`), up.file.key);
+  const put = await fetch(up.upload.put.url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: png });
+  assert.equal(put.status, 200, await put.text());
+  const done = await json(await api(t, `/v1/uploads/${up.file.id}/complete`, { method: 'POST', auth: owner.auth }), 200);
+  assert.equal((await fetch(done.download.url)).status, 200);
+
+  // Only platform admins, only on the platform host; an active tenant is never a candidate.
+  await assertProblem(await platform('/v1/platform/purge?grace_days=0', { method: 'POST', auth: owner.auth }), 403, 'platform_admin_required');
+  await assertProblem(await api(t, '/v1/platform/purge?grace_days=0', { method: 'POST', auth: pa }), 404, 'not_found');
+  await assertFields(await platform('/v1/platform/purge?grace_days=-1', { method: 'POST', auth: pa }), ['grace_days']);
+  await assertFields(await platform('/v1/platform/purge?limit=0', { method: 'POST', auth: pa }), ['limit']);
+  const idle = await json(await platform('/v1/platform/purge?grace_days=0&limit=100', { method: 'POST', auth: pa }), 200);
+  assert.ok(!idle.purged.includes(t.id), 'an active tenant is not purged');
+  assert.equal((await fetch(done.download.url)).status, 200);
+
+  const del = await platform(`/v1/platform/tenants/${t.id}`, { method: 'DELETE', auth: pa });
+  assert.equal(del.status, 200, await del.text());
+  assert.equal((await del.json()).status, 'deleted');
+  // Still within a one-day grace: kept, objects and all.
+  const early = await json(await platform('/v1/platform/purge?grace_days=1&limit=100', { method: 'POST', auth: pa }), 200);
+  assert.ok(!early.purged.includes(t.id), 'purged within its grace period');
+  assert.equal((await getPlatformTenant(t.id, pa)).status, 'deleted');
+  assert.equal((await fetch(done.download.url)).status, 200);
+
+  const report = await json(await platform('/v1/platform/purge?grace_days=0&limit=100', { method: 'POST', auth: pa }), 200);
+  assert.ok(report.purged.includes(t.id), JSON.stringify(report));
+  assert.ok(report.objects_deleted >= 1, JSON.stringify(report));
+  assert.ok(!report.failed.some((f) => f.tenant === t.id), JSON.stringify(report.failed));
+  // The object is gone from S3, the rows from the database; the seeded deleted tenant (no
+  // deletion time) is untouched.
+  assert.equal((await fetch(done.download.url)).status, 404);
+  await assertProblem(await platform(`/v1/platform/tenants/${t.id}`, { auth: pa }), 404, 'not_found');
+  const [{ tenants, files }] = await db.query(
+    'SELECT (SELECT count(*)::int FROM tenants WHERE id = $1) AS tenants, (SELECT count(*)::int FROM files WHERE tenant_id = $1) AS files',
+    [t.id],
+  );
+  assert.deepEqual({ tenants, files }, { tenants: 0, files: 0 });
+  assert.equal((await db.query("SELECT count(*)::int AS n FROM tenants WHERE slug = 'gone'"))[0].n, 1);
+  // The host no longer resolves to a tenant (a cached record may still say deleted).
+  const host = await api(t, '/v1/storefront');
+  assert.ok([404, 410].includes(host.status), `after purge: ${host.status}`);
+  // Purging again finds nothing of it.
+  const again = await json(await platform('/v1/platform/purge?grace_days=0&limit=100', { method: 'POST', auth: pa }), 200);
+  assert.ok(!again.purged.includes(t.id));
+});

@@ -55,6 +55,7 @@ impl SpinHost {
         addr: &str,
         settings: &[(&str, String)],
         outbound: &[String],
+        one_connection: bool,
     ) -> Result<Command> {
         let artifact = self.build().artifact();
         // Serving a leftover of the other build would go unnoticed until caches misbehave.
@@ -89,17 +90,28 @@ impl SpinHost {
                     addr,
                     // wasip2 components default to one request per instance. One reused
                     // instance stands in for Spin's shared key-value store (which wasmtime
-                    // cannot link): its caches (tenants, JWKS) are warm for every request, as
-                    // they are under `spin up` with the `spin-kv` build. A pool of instances
-                    // would each warm separately. Concurrent client requests queue here;
-                    // their atomicity is proven in SQL.
+                    // cannot link): its caches (tenants, JWKS, users and roles) are warm for
+                    // every request, as they are under `spin up` with the `spin-kv` build, and
+                    // what one request forgets (a role changed, a tenant suspended) the next
+                    // one cannot read. A pool of instances would each keep its own memory, and
+                    // one instance's invalidation would not reach the others.
                     "--max-instance-reuse-count",
                     "1000000",
                     "--idle-instance-timeout",
                     "3600s",
+                    // Concurrent client requests queue here; their atomicity is proven in SQL.
                     "--max-concurrent-requests",
                     "1",
                 ]);
+                if one_connection {
+                    // One request at a time does not keep it to one instance: wasmtime hands
+                    // a queued request to a new instance when the busy one has not yet
+                    // reported itself free, which it does only after the response is written.
+                    // One connection at a time leaves it that moment. Its clients must close
+                    // their connection after each response (`Connection: close`), as the
+                    // black-box suite's do: an idle keep-alive connection holds up the rest.
+                    c.args(["--max-concurrent-connections", "1"]);
+                }
                 for (k, v) in settings {
                     // `--env NAME` inherits the value.
                     c.env(k, v).arg("--env").arg(k);

@@ -268,6 +268,10 @@ pub struct Options {
     /// Answer chat with the local mock OpenAI-compatible provider (tests); otherwise the edge's
     /// built-in local responder answers (dev, out of the box).
     pub mock_ai: bool,
+    /// `wasmtime serve` takes one connection at a time, so the Spin stand-in stays one instance
+    /// (see `SpinHost::command`); clients must not keep connections alive. For the test suites,
+    /// not for browsers.
+    pub one_connection: bool,
 }
 
 pub struct Stack {
@@ -589,8 +593,9 @@ async fn seed(pg: &PgCluster, app_pw: &str) -> Result<()> {
     }
     let (domain, slug) = CUSTOM_DOMAIN;
     c.execute(
-        "INSERT INTO tenant_domains (hostname, tenant_id)
-         SELECT $1, id FROM tenants WHERE slug = $2 ON CONFLICT DO NOTHING",
+        // Verified, as if its TXT proof had been checked: only verified domains route.
+        "INSERT INTO tenant_domains (hostname, tenant_id, verified_at)
+         SELECT $1, id, now() FROM tenants WHERE slug = $2 ON CONFLICT DO NOTHING",
         &[&domain, &slug],
     )
     .await
@@ -754,6 +759,7 @@ async fn start_spin(
         &format!("127.0.0.1:{port}"),
         settings,
         outbound,
+        opts.one_connection,
     )?;
     eprintln!(
         "xtask: serving the {} Spin build under {}",
