@@ -40,7 +40,7 @@ function streamChat(tenant, path, body, { auth, cookie, abortAfter } = {}) {
   if (cookie) headers.cookie = cookie;
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
-    const req = http.request({ hostname: url.hostname, port: url.port, path, method: 'POST', headers, timeout: 20_000, agent: false }, (res) => {
+    const req = http.request({ hostname: url.hostname, port: url.port, path, method: 'POST', headers, timeout: 20_000 }, (res) => {
       const events = [];
       let buf = '';
       let deltas = 0;

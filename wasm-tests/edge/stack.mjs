@@ -28,9 +28,7 @@ export function edge(path, { tenant, host, method = 'GET', headers = {}, body } 
   if (body !== undefined) h['content-length'] = Buffer.byteLength(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
-      // A connection per request (closed after it): `wasmtime serve` takes one connection at a
-      // time, so an idle keep-alive connection would hold up every other client.
-      { hostname: url.hostname, port: url.port, path: url.pathname + url.search, method, headers: h, timeout: 15_000, agent: false },
+      { hostname: url.hostname, port: url.port, path: url.pathname + url.search, method, headers: h, timeout: 15_000 },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));

@@ -291,7 +291,7 @@ describe('edgefront-origin with @neondatabase/serverless', { skip }, () => {
         [slugB],
       );
       await su.transaction([
-        su.query('INSERT INTO tenant_domains (hostname, tenant_id) VALUES ($1, $2)', [hostA, idA]),
+        su.query('INSERT INTO tenant_domains (hostname, tenant_id, verified_at) VALUES ($1, $2, now())', [hostA, idA]),
         su.query('INSERT INTO tenant_domains (hostname, tenant_id) VALUES ($1, $2)', [hostB, idB]),
         // A tenant table the app may write, set up by the migration's convention.
         su.query(`CREATE TABLE ${items} (id serial PRIMARY KEY, tenant_id uuid NOT NULL, note text)`),

@@ -55,7 +55,6 @@ impl SpinHost {
         addr: &str,
         settings: &[(&str, String)],
         outbound: &[String],
-        one_connection: bool,
     ) -> Result<Command> {
         let artifact = self.build().artifact();
         // Serving a leftover of the other build would go unnoticed until caches misbehave.
@@ -88,30 +87,21 @@ impl SpinHost {
                     "cli=y",
                     "--addr",
                     addr,
-                    // wasip2 components default to one request per instance. One reused
-                    // instance stands in for Spin's shared key-value store (which wasmtime
-                    // cannot link): its caches (tenants, JWKS, users and roles) are warm for
-                    // every request, as they are under `spin up` with the `spin-kv` build, and
-                    // what one request forgets (a role changed, a tenant suspended) the next
-                    // one cannot read. A pool of instances would each keep its own memory, and
-                    // one instance's invalidation would not reach the others.
+                    // A fresh instance per request, as `spin up` runs a wasip2 component, and
+                    // with no key-value store (wasmtime cannot link Spin's): nothing carries
+                    // over from one request to the next but the database. Reusing instances to
+                    // keep caches warm does not hold up: wasmtime starts another instance
+                    // whenever a request arrives before the busy one reports itself free (just
+                    // after the response is written), and an invalidation in one instance's
+                    // memory (a role changed, a tenant suspended) never reaches the others,
+                    // so the next request could read the old answer. Warm-cache behaviour is
+                    // tested on Workers. Concurrent client requests queue here; their
+                    // atomicity is proven in SQL.
                     "--max-instance-reuse-count",
-                    "1000000",
-                    "--idle-instance-timeout",
-                    "3600s",
-                    // Concurrent client requests queue here; their atomicity is proven in SQL.
+                    "1",
                     "--max-concurrent-requests",
                     "1",
                 ]);
-                if one_connection {
-                    // One request at a time does not keep it to one instance: wasmtime hands
-                    // a queued request to a new instance when the busy one has not yet
-                    // reported itself free, which it does only after the response is written.
-                    // One connection at a time leaves it that moment. Its clients must close
-                    // their connection after each response (`Connection: close`), as the
-                    // black-box suite's do: an idle keep-alive connection holds up the rest.
-                    c.args(["--max-concurrent-connections", "1"]);
-                }
                 for (k, v) in settings {
                     // `--env NAME` inherits the value.
                     c.env(k, v).arg("--env").arg(k);

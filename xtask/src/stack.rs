@@ -268,10 +268,6 @@ pub struct Options {
     /// Answer chat with the local mock OpenAI-compatible provider (tests); otherwise the edge's
     /// built-in local responder answers (dev, out of the box).
     pub mock_ai: bool,
-    /// `wasmtime serve` takes one connection at a time, so the Spin stand-in stays one instance
-    /// (see `SpinHost::command`); clients must not keep connections alive. For the test suites,
-    /// not for browsers.
-    pub one_connection: bool,
 }
 
 pub struct Stack {
@@ -759,7 +755,6 @@ async fn start_spin(
         &format!("127.0.0.1:{port}"),
         settings,
         outbound,
-        opts.one_connection,
     )?;
     eprintln!(
         "xtask: serving the {} Spin build under {}",

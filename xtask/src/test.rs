@@ -374,7 +374,6 @@ async fn start_stack(
         spin_host: SpinHost::detect(),
         origin_statement_timeout_ms: statement_timeout_ms,
         mock_ai: true,
-        one_connection: true,
     };
     let stack = Stack::start(&opts, tools).await?;
     let stack_json = dir.path().join("stack.json");
