@@ -62,6 +62,11 @@ struct CachedUser {
 #[derive(Serialize, Deserialize)]
 struct CachedMember {
     role: Option<String>,
+    /// The answer was given for a token with a verified email. A "no role" given without one
+    /// does not hold once the email is verified: an invitation for it may be waiting to be
+    /// accepted on the first verified request (a platform-created tenant's owner).
+    #[serde(default)]
+    verified: bool,
 }
 
 /// `identity_resolve`'s answer.
@@ -90,6 +95,7 @@ pub async fn resolve<P: Platform>(
     let cached_role = match (&cached_user, member_tenant) {
         (Some(user), Some(t)) => read::<CachedMember, _>(platform, &member_key(t, user))
             .await
+            .filter(|m| m.role.is_some() || m.verified || !principal.email_verified)
             .map(|m| m.role),
         // Nothing to look up: the user id alone is needed.
         (Some(_), None) => Some(None),
@@ -111,6 +117,7 @@ pub async fn resolve<P: Platform>(
             if let Some(t) = member_tenant {
                 let m = CachedMember {
                     role: r.role.clone(),
+                    verified: principal.email_verified,
                 };
                 write(
                     platform,
@@ -249,6 +256,26 @@ mod tests {
         block_on(invalidate_member(&i.platform, &t.id, &id.user));
         block_on(resolve(&i.platform, &i.config, &p, Some(&t))).unwrap();
         assert_eq!(i.platform.count(None), 2);
+    }
+
+    #[test]
+    fn a_no_role_answer_for_an_unverified_email_is_asked_again_once_it_is_verified() {
+        let i = instance(None);
+        let t = tenant(TENANT, "basic");
+        let mut p = membership("late");
+        p.email_verified = false;
+        block_on(resolve(&i.platform, &i.config, &p, Some(&t))).unwrap();
+        block_on(resolve(&i.platform, &i.config, &p, Some(&t))).unwrap();
+        assert_eq!(
+            i.platform.count(None),
+            1,
+            "unverified: the cached answer holds"
+        );
+        p.email_verified = true;
+        block_on(resolve(&i.platform, &i.config, &p, Some(&t))).unwrap();
+        assert_eq!(i.platform.count(None), 2, "verified: asked again");
+        block_on(resolve(&i.platform, &i.config, &p, Some(&t))).unwrap();
+        assert_eq!(i.platform.count(None), 2, "and cached again");
     }
 
     #[test]

@@ -107,9 +107,9 @@ test('the owner invitation is accepted only for the verified owner address', asy
   const unverified = await signedIn({ email: ownerEmail, emailVerified: false });
   await assertProblem(await api(t, '/v1/me', { auth: unverified.auth }), 403, 'not_a_member');
   assert.equal((await getPlatformTenant(t.id)).members, 0);
-  // The verified owner gets in on their first request. (A different sign-in: the refused one's
-  // "no role" answer may be cached for this tenant until a membership change.)
-  const verified = await signedIn({ email: ownerEmail });
+  // The same user, once their email is verified, gets in on their next request: a "no role"
+  // answer cached for the unverified token does not hold for a verified one.
+  const verified = await signedIn({ sub: unverified.sub, email: ownerEmail });
   assert.equal(roleOf(await json(await api(t, '/v1/me', { auth: verified.auth }), 200)), 'owner');
   // A second person with the same address is not let in: the invitation is used.
   await assertProblem(await api(t, '/v1/me', { auth: (await signedIn({ email: ownerEmail })).auth }), 403, 'not_a_member');
