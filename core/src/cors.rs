@@ -1,10 +1,14 @@
 //! CORS for browser clients of tenant endpoints, answered at the edge.
 //!
-//! An origin may call a tenant's API when it is (in order of cost):
+//! An origin may call a tenant's API when it is:
 //! 1. the request's own host (same site, different scheme or port in dev);
 //! 2. listed in `CORS_ALLOWED_ORIGINS` (every tenant) or in the tenant's `settings.cors_origins`;
-//! 3. one of the tenant's own hosts: its subdomain or a custom domain that resolves to the same
-//!    tenant (a cached lookup, as for requests).
+//! 3. one of the tenant's own hosts: `{slug}.{BASE_DOMAIN}` or one of its verified custom
+//!    domains (`Tenant::domains`).
+//!
+//! All of it is decided from configuration and the tenant record the request already resolved:
+//! an `Origin` header is attacker input, so it never costs a lookup or a cache entry (a browser
+//! script, or anyone, can send any number of distinct ones).
 //!
 //! `http://` origins are accepted only for `localhost` names (development); production
 //! storefronts are `https://`.
@@ -14,8 +18,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use crate::config::{parse_origin, Config};
 use crate::error::{ApiError, Code};
-use crate::ports::Platform;
-use crate::tenancy::{self, Tenant};
+use crate::tenancy::Tenant;
 
 /// Request headers a browser may send cross-origin.
 const ALLOW_HEADERS: &str = "authorization, content-type, idempotency-key, if-match, if-none-match";
@@ -29,9 +32,9 @@ fn is_local(host: &str) -> bool {
 }
 
 /// The `Origin` to echo in `Access-Control-Allow-Origin`, if this tenant allows it.
-/// `None` when the request has no Origin (not a CORS request) or it is not allowed.
-pub async fn allowed_origin<P: Platform>(
-    platform: &P,
+/// `None` when the request has no Origin (not a CORS request) or it is not allowed. Pure: no
+/// lookup, whatever the Origin.
+pub fn allowed_origin(
     config: &Config,
     tenant: &Tenant,
     headers: &HeaderMap,
@@ -47,10 +50,7 @@ pub async fn allowed_origin<P: Platform>(
     let allowed = request_host == Some(host)
         || config.tenancy.cors_origins.iter().any(|o| listed(o))
         || tenant.settings.cors_origins.iter().any(|o| listed(o))
-        || matches!(
-            tenancy::lookup_host(platform, config, host).await,
-            Ok(Some(t)) if t.id == tenant.id
-        );
+        || tenant.owns_host(host, &config.base_domain);
     if allowed {
         HeaderValue::from_str(&origin).ok()
     } else {
@@ -179,5 +179,46 @@ mod tests {
             .code(),
             Code::MethodNotAllowed
         );
+    }
+
+    #[test]
+    fn origins_are_decided_from_the_tenant_record_alone() {
+        use crate::config::tests::dev_settings;
+        use crate::testing::{tenant, TENANT};
+        let mut settings = dev_settings();
+        settings.insert("CORS_ALLOWED_ORIGINS", "https://console.example".into());
+        let config = Config::load(&|k: &str| settings.get(k).cloned()).unwrap();
+        let mut t = tenant(TENANT, "basic");
+        t.domains = vec!["shop.demo.test".into()];
+        t.settings.cors_origins = vec!["https://brand.example/".into()];
+        let allowed = |origin: &str, request_host: Option<&str>| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+            allowed_origin(&config, &t, &h, request_host).map(|v| v.to_str().unwrap().to_owned())
+        };
+        for ok in [
+            "https://shop.demo.test",
+            "https://SHOP.demo.test:8443",
+            "http://demo.localhost:8787",
+            "https://demo.localhost",
+            "https://console.example",
+            "https://brand.example",
+        ] {
+            assert_eq!(allowed(ok, None), Some(ok.to_ascii_lowercase()), "{ok}");
+        }
+        assert!(allowed("http://acme.localhost:8787", Some("acme.localhost")).is_some());
+        for refused in [
+            "https://other.demo.test",
+            "https://shop.demo.test.evil.example",
+            "https://evil-shop.demo.test",
+            "https://acme.localhost",
+            "https://a.demo.localhost",
+            "https://localhost",
+            "http://shop.demo.test",
+            "https://brand.example.evil",
+            "null",
+        ] {
+            assert_eq!(allowed(refused, None), None, "{refused}");
+        }
     }
 }

@@ -2,6 +2,11 @@
 //! response. The code, status and title come from the table in [`crate::code`]; this module adds
 //! the human `detail` and the code's extension members, and converts every lower layer's error
 //! (SQL, S3, DNS over HTTPS, outbound, auth, configuration) into an [`ApiError`].
+//!
+//! A backing service's own words (a Postgres message, an S3 or AI provider body, a network
+//! error naming an internal address) never reach a client: the problem says which service
+//! failed in fixed words, and the service's text travels in [`ApiError::log`], which no
+//! rendering includes, for the operators' log.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
@@ -22,6 +27,9 @@ pub struct ApiError {
     code: Code,
     detail: String,
     extra: Extra,
+    /// What went wrong behind a 5xx, in the backing service's words: for the log only, never
+    /// rendered ([`ApiError::to_problem`], [`ApiError::into_response`] leave it out).
+    log: Option<String>,
 }
 
 /// Members some codes add to the problem document (and headers some of them set).
@@ -55,6 +63,31 @@ pub enum Extra {
     /// Members particular to one refusal (`items` of out_of_stock, `from` and `allowed` of
     /// invalid_transition, …), as the refusing module documents them.
     Members(Map<String, Value>),
+}
+
+/// A backing service, as a problem's detail names it (fixed words, never its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Unnamed: an internal step (encoding, randomness) or a service of no interest to clients.
+    Backend,
+    Database,
+    FileStore,
+    DnsResolver,
+    AiProvider,
+    IdentityProvider,
+}
+
+impl Service {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Backend => "A backing service",
+            Self::Database => "The database",
+            Self::FileStore => "The file store",
+            Self::DnsResolver => "The DNS resolver",
+            Self::AiProvider => "The AI provider",
+            Self::IdentityProvider => "The identity provider",
+        }
+    }
 }
 
 /// One field's validation failure, as listed in a 400's `errors` member.
@@ -92,7 +125,19 @@ impl ApiError {
             code,
             detail: detail.into(),
             extra: Extra::None,
+            log: None,
         }
+    }
+
+    /// Keeps `why` for the log (never rendered).
+    pub fn logged(mut self, why: impl std::fmt::Display) -> Self {
+        self.log = Some(why.to_string());
+        self
+    }
+
+    /// The text kept for the log: a backing service's error, never sent to the client.
+    pub fn log(&self) -> Option<&str> {
+        self.log.as_deref()
     }
 
     fn with(mut self, extra: Extra) -> Self {
@@ -163,19 +208,34 @@ impl ApiError {
         )
     }
 
-    /// A backing service failed; `why` is for operators and names no secret.
+    /// A backing service failed (or answered outside its contract). `why` goes to the log
+    /// only; the client reads fixed words.
     pub fn upstream(why: impl std::fmt::Display) -> Self {
-        Self::new(
-            Code::UpstreamUnavailable,
-            format!("A backing service failed: {why}."),
-        )
+        Self::service_failed(Service::Backend, why)
     }
 
+    /// A backing service did not answer in time; `why` goes to the log only.
     pub fn timeout(why: impl std::fmt::Display) -> Self {
+        Self::service_timeout(Service::Backend, why)
+    }
+
+    /// `service` failed or answered outside its contract: a 502 naming the service in fixed
+    /// words, with `why` (its own text) kept for the log.
+    pub fn service_failed(service: Service, why: impl std::fmt::Display) -> Self {
+        Self::new(
+            Code::UpstreamUnavailable,
+            format!("{} did not answer as expected.", service.name()),
+        )
+        .logged(why)
+    }
+
+    /// `service` did not answer in time: a 504, `why` kept for the log.
+    pub fn service_timeout(service: Service, why: impl std::fmt::Display) -> Self {
         Self::new(
             Code::UpstreamTimeout,
-            format!("A backing service did not answer in time: {why}."),
+            format!("{} did not answer in time.", service.name()),
         )
+        .logged(why)
     }
 
     pub fn dependency_unavailable(failing: Vec<&'static str>, checks: Value) -> Self {
@@ -388,12 +448,16 @@ impl From<OutboundError> for ApiError {
 }
 
 impl From<SqlError> for ApiError {
+    /// Postgres' message (`invalid input syntax for type …`, a constraint's name, a value) is
+    /// the database's text: logged, never shown.
     fn from(e: SqlError) -> Self {
         match &e {
-            SqlError::Unavailable(OutboundError::Timeout(_)) => Self::timeout(e),
+            SqlError::Unavailable(OutboundError::Timeout(_)) => {
+                Self::service_timeout(Service::Database, e)
+            }
             // Statement timeout / cancelled by the proxy.
-            SqlError::Db(db) if db.code == "57014" => Self::timeout(e),
-            _ => Self::upstream(e),
+            SqlError::Db(db) if db.code == "57014" => Self::service_timeout(Service::Database, e),
+            _ => Self::service_failed(Service::Database, e),
         }
     }
 }
@@ -401,8 +465,10 @@ impl From<SqlError> for ApiError {
 impl From<S3Error> for ApiError {
     fn from(e: S3Error) -> Self {
         match &e {
-            S3Error::Unavailable(OutboundError::Timeout(_)) => Self::timeout(e),
-            _ => Self::upstream(e),
+            S3Error::Unavailable(OutboundError::Timeout(_)) => {
+                Self::service_timeout(Service::FileStore, e)
+            }
+            _ => Self::service_failed(Service::FileStore, e),
         }
     }
 }
@@ -410,8 +476,10 @@ impl From<S3Error> for ApiError {
 impl From<DohError> for ApiError {
     fn from(e: DohError) -> Self {
         match &e {
-            DohError::Unavailable(OutboundError::Timeout(_)) => Self::timeout(e),
-            _ => Self::upstream(e),
+            DohError::Unavailable(OutboundError::Timeout(_)) => {
+                Self::service_timeout(Service::DnsResolver, e)
+            }
+            _ => Self::service_failed(Service::DnsResolver, e),
         }
     }
 }
@@ -419,8 +487,13 @@ impl From<DohError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         if e.is_unavailable() {
-            // The caller's token may be fine: the keys to check it are not to be had.
-            Self::new(Code::JwksUnavailable, e.detail())
+            // The caller's token may be fine: the keys to check it are not to be had. Why
+            // (the fetch's error, the key set's shape) is the issuer's business: logged.
+            Self::new(
+                Code::JwksUnavailable,
+                "The issuer's keys are unavailable; try again later.",
+            )
+            .logged(e.detail())
         } else {
             Self::new(e.code(), e.detail())
         }
@@ -471,5 +544,92 @@ mod tests {
         let b = body(&resp);
         assert_eq!(b["setting"], "S3_BUCKET");
         assert!(b["detail"].as_str().unwrap().contains("S3_BUCKET"));
+    }
+
+    #[test]
+    fn backend_errors_render_fixed_words_and_keep_their_text_for_the_log() {
+        use crate::sql::DbError;
+        use std::time::Duration;
+        let pg = "invalid input syntax for type timestamp with time zone: \"0000-01-01\"";
+        let cases: Vec<(ApiError, u16, &str, &str)> = vec![
+            (
+                SqlError::Db(DbError {
+                    message: pg.into(),
+                    code: "22007".into(),
+                    constraint: None,
+                })
+                .into(),
+                502,
+                "The database did not answer as expected.",
+                "0000-01-01",
+            ),
+            (
+                SqlError::Db(DbError {
+                    message: "canceling statement due to statement timeout".into(),
+                    code: "57014".into(),
+                    constraint: None,
+                })
+                .into(),
+                504,
+                "The database did not answer in time.",
+                "canceling statement",
+            ),
+            (
+                SqlError::Protocol("unexpected row shape: secret_column".into()).into(),
+                502,
+                "The database did not answer as expected.",
+                "secret_column",
+            ),
+            (
+                SqlError::Unavailable(OutboundError::Network("10.0.0.7:5432 refused".into()))
+                    .into(),
+                502,
+                "The database did not answer as expected.",
+                "10.0.0.7",
+            ),
+            (
+                S3Error::Protocol("<Error><Code>NoSuchBucket</Code></Error>".into()).into(),
+                502,
+                "The file store did not answer as expected.",
+                "NoSuchBucket",
+            ),
+            (
+                OutboundError::Network("dns error: internal.svc".into()).into(),
+                502,
+                "A backing service did not answer as expected.",
+                "internal.svc",
+            ),
+            (
+                OutboundError::Timeout(Duration::from_millis(1500)).into(),
+                504,
+                "A backing service did not answer in time.",
+                "1500 ms",
+            ),
+            (
+                ApiError::upstream(format!("cannot encode: {pg}")),
+                502,
+                "A backing service did not answer as expected.",
+                "0000-01-01",
+            ),
+            (
+                AuthError::JwksUnavailable("JWKS fetch failed: idp.internal:8443".into()).into(),
+                503,
+                "The issuer's keys are unavailable; try again later.",
+                "idp.internal",
+            ),
+        ];
+        for (e, status, detail, secret) in cases {
+            assert_eq!(e.detail(), detail);
+            assert!(e.log().is_some_and(|l| l.contains(secret)), "{e:?}");
+            let resp = e.into_response("/v1/storefront/catalog");
+            assert_eq!(resp.status(), status);
+            let text = String::from_utf8_lossy(resp.body()).into_owned();
+            assert!(!text.contains(secret), "{text}");
+            let b = body(&resp);
+            assert_eq!(b["detail"], detail);
+            assert!(b.get("log").is_none(), "{text}");
+        }
+        // Client-facing refusals carry no log.
+        assert_eq!(ApiError::no_route().log(), None);
     }
 }

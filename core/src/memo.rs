@@ -4,9 +4,14 @@
 //! consistent: a value just written may not be visible to the next request for a while), so
 //! every instance keeps what it read or wrote in memory until the entry's TTL, bounded in size.
 //! [`Memo`] wraps a [`Platform`] and is itself one, so callers need not know.
+//!
+//! Past [`MAX_ENTRIES`], the least recently used entry goes: keys an attacker chooses (every
+//! unseen Host is a lookup whose answer is cached) push out other cold keys, never the tenants
+//! and keys that requests keep reading.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -14,21 +19,118 @@ use http::{Request, Response};
 
 use crate::ports::{ByteStream, Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform};
 
-/// Entries held at most; past that, expired entries go first, then everything.
+/// Entries held at most; past that, the least recently used one is evicted.
 const MAX_ENTRIES: usize = 10_000;
 /// How long a value read from the store (whose TTL we do not know) is trusted in memory.
 const READ_TTL: Duration = Duration::from_secs(30);
 
+/// One remembered value: its bytes, until when it holds, and when it was last used.
+struct Slot {
+    value: Bytes,
+    expires: SystemTime,
+    used: u64,
+}
+
+/// A bounded map that evicts the least recently used entry: a hash map for the entries and an
+/// ordered map from "last used" ticks to keys, so a hit, an insert and an eviction each cost
+/// O(log n), and no operation walks the whole map.
+struct Lru {
+    slots: HashMap<Rc<str>, Slot>,
+    /// Tick of last use → key; the first entry is the least recently used.
+    order: BTreeMap<u64, Rc<str>>,
+    tick: u64,
+    capacity: usize,
+}
+
+impl Lru {
+    fn new(capacity: usize) -> Self {
+        Self {
+            slots: HashMap::new(),
+            order: BTreeMap::new(),
+            tick: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn next_tick(&mut self) -> u64 {
+        self.tick = self.tick.wrapping_add(1);
+        self.tick
+    }
+
+    /// The value under `key` if it holds at `now` (and marks it used); forgets it if expired.
+    fn get(&mut self, key: &str, now: SystemTime) -> Option<Bytes> {
+        let tick = self.next_tick();
+        let (k, slot) = self.slots.get_key_value(key)?;
+        if slot.expires <= now {
+            self.remove(key);
+            return None;
+        }
+        let (k, old) = (k.clone(), slot.used);
+        self.order.remove(&old);
+        self.order.insert(tick, k);
+        let slot = self.slots.get_mut(key)?;
+        slot.used = tick;
+        Some(slot.value.clone())
+    }
+
+    fn insert(&mut self, key: &str, value: Bytes, expires: SystemTime) {
+        let tick = self.next_tick();
+        if let Some(slot) = self.slots.get_mut(key) {
+            let old = slot.used;
+            *slot = Slot {
+                value,
+                expires,
+                used: tick,
+            };
+            if let Some(k) = self.order.remove(&old) {
+                self.order.insert(tick, k);
+            }
+            return;
+        }
+        while self.slots.len() >= self.capacity {
+            let Some((_, lru)) = self.order.pop_first() else {
+                break;
+            };
+            self.slots.remove(&lru);
+        }
+        let k: Rc<str> = Rc::from(key);
+        self.order.insert(tick, k.clone());
+        self.slots.insert(
+            k,
+            Slot {
+                value,
+                expires,
+                used: tick,
+            },
+        );
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(slot) = self.slots.remove(key) {
+            self.order.remove(&slot.used);
+        }
+    }
+}
+
 pub struct Memo<P> {
     inner: P,
-    memory: RefCell<HashMap<String, (Bytes, SystemTime)>>,
+    memory: RefCell<Lru>,
 }
 
 impl<P> Memo<P> {
     pub fn new(inner: P) -> Self {
+        Self::with_capacity(inner, MAX_ENTRIES)
+    }
+
+    /// A memory tier holding at most `capacity` entries.
+    pub fn with_capacity(inner: P, capacity: usize) -> Self {
         Self {
             inner,
-            memory: RefCell::new(HashMap::new()),
+            memory: RefCell::new(Lru::new(capacity)),
         }
     }
 
@@ -36,15 +138,17 @@ impl<P> Memo<P> {
         &self.inner
     }
 
-    fn remember(&self, key: &str, value: Bytes, expires: SystemTime, now: SystemTime) {
-        let mut m = self.memory.borrow_mut();
-        if m.len() >= MAX_ENTRIES && !m.contains_key(key) {
-            m.retain(|_, (_, e)| *e > now);
-            if m.len() >= MAX_ENTRIES {
-                m.clear();
-            }
-        }
-        m.insert(key.to_owned(), (value, expires));
+    /// Entries held in memory now.
+    pub fn len(&self) -> usize {
+        self.memory.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn remember(&self, key: &str, value: Bytes, expires: SystemTime) {
+        self.memory.borrow_mut().insert(key, value, expires);
     }
 }
 
@@ -79,30 +183,20 @@ impl<P: Entropy> Entropy for Memo<P> {
 impl<P: KeyValue + Clock> KeyValue for Memo<P> {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, OutboundError> {
         let now = self.inner.now();
-        let hit = {
-            let mut m = self.memory.borrow_mut();
-            match m.get(key) {
-                Some((v, expires)) if *expires > now => Some(v.clone()),
-                Some(_) => {
-                    m.remove(key);
-                    None
-                }
-                None => None,
-            }
-        };
+        let hit = self.memory.borrow_mut().get(key, now);
         if hit.is_some() {
             return Ok(hit);
         }
         let v = self.inner.get(key).await?;
         if let Some(v) = &v {
-            self.remember(key, v.clone(), now + READ_TTL, now);
+            self.remember(key, v.clone(), now + READ_TTL);
         }
         Ok(v)
     }
 
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), OutboundError> {
         let now = self.inner.now();
-        self.remember(key, value.clone(), now + ttl, now);
+        self.remember(key, value.clone(), now + ttl);
         self.inner.put(key, value, ttl).await
     }
 
@@ -121,5 +215,70 @@ impl<P: Platform> Platform for Memo<P> {
 
     fn runtime(&self) -> &'static str {
         self.inner.runtime()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_executor::block_on;
+
+    use super::*;
+    use crate::testing::TestPlatform;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    #[test]
+    fn the_least_recently_used_entry_goes_first() {
+        let mut lru = Lru::new(3);
+        for k in ["a", "b", "c"] {
+            lru.insert(k, Bytes::from(k), at(60));
+        }
+        // Reading `a` makes `b` the least recently used.
+        assert!(lru.get("a", at(0)).is_some());
+        lru.insert("d", Bytes::from_static(b"d"), at(60));
+        assert_eq!(lru.len(), 3);
+        assert!(lru.get("b", at(0)).is_none());
+        for k in ["a", "c", "d"] {
+            assert!(lru.get(k, at(0)).is_some(), "{k}");
+        }
+        // Rewriting a key neither grows the map nor evicts anyone.
+        lru.insert("c", Bytes::from_static(b"c2"), at(60));
+        assert_eq!(lru.len(), 3);
+        assert_eq!(lru.get("c", at(0)).as_deref(), Some(&b"c2"[..]));
+        // Expired entries are forgotten when read; removal keeps both maps in step.
+        assert!(lru.get("a", at(60)).is_none());
+        lru.remove("d");
+        assert_eq!((lru.len(), lru.order.len()), (1, 1));
+    }
+
+    #[test]
+    fn hot_entries_survive_a_flood_of_unique_keys() {
+        // The store forgets everything (as a remote store right after a write): only the
+        // memory tier can answer.
+        let memo = Memo::with_capacity(TestPlatform::new(Box::new(|_| unreachable!())), 100);
+        let ttl = Duration::from_secs(600);
+        block_on(memo.put("tenant:v2:slug:hot", Bytes::from_static(b"hot"), ttl)).unwrap();
+        for i in 0..20_000 {
+            let junk = format!("tenant:v2:domain:h{i}.attacker.example");
+            block_on(memo.put(&junk, Bytes::from_static(b"{}"), ttl)).unwrap();
+            // Requests for the hot tenant keep arriving among the junk.
+            if i % 50 == 0 {
+                let hot = block_on(memo.get("tenant:v2:slug:hot")).unwrap();
+                assert_eq!(hot.as_deref(), Some(&b"hot"[..]), "evicted after {i} keys");
+            }
+            assert!(memo.len() <= 100);
+        }
+        assert_eq!(memo.len(), 100);
+        // Cold junk went, oldest first.
+        assert!(block_on(memo.get("tenant:v2:domain:h0.attacker.example"))
+            .unwrap()
+            .is_none());
+        assert!(
+            block_on(memo.get("tenant:v2:domain:h19999.attacker.example"))
+                .unwrap()
+                .is_some()
+        );
     }
 }

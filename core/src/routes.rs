@@ -253,8 +253,7 @@ impl<P: Platform> Router<P> {
 
         // Tenant routes: tenant from Host, CORS, then credentials and the handler.
         let tenant = tenancy::resolve(platform, config, &head.headers, &head.uri).await?;
-        let origin =
-            cors::allowed_origin(platform, config, &tenant, &head.headers, host.as_deref()).await;
+        let origin = cors::allowed_origin(config, &tenant, &head.headers, host.as_deref());
         if is_options {
             return match head.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD) {
                 Some(m) => cors::preflight(origin, &allow, m.to_str().unwrap_or_default())

@@ -75,6 +75,24 @@ pub struct Tenant {
     pub status: TenantStatus,
     #[serde(default)]
     pub settings: TenantSettings,
+    /// The tenant's verified custom domains (lower-case hostnames): with `{slug}.{BASE_DOMAIN}`
+    /// its own browser origins, decided from this record ([`crate::cors`]) rather than by a
+    /// lookup per `Origin`. Every change to them invalidates the cached record ([`invalidate`]).
+    /// A record cached before this member existed reads as none until it expires.
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+impl Tenant {
+    /// Whether `host` (a normalised host name) is one this tenant answers on: its subdomain of
+    /// `base_domain` or one of its verified custom domains. Decided from the record alone.
+    pub fn owns_host(&self, host: &str, base_domain: &str) -> bool {
+        let own_subdomain = host
+            .strip_suffix(base_domain)
+            .and_then(|p| p.strip_suffix('.'))
+            .is_some_and(|label| label == self.slug.as_str());
+        own_subdomain || self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
+    }
 }
 
 /// The members of `tenants.settings` the edge reads, typed. Settings are tenant-editable
@@ -354,7 +372,10 @@ async fn lookup<P: Platform>(
     let tenant = sql::query(platform, &config.origin, query, &[Some(key.to_owned())])
         .await
         .and_then(|r| r.docs::<Tenant>())
-        .map_err(|e| ApiError::upstream(format!("tenant lookup failed: {e}")))?
+        .map_err(|e| {
+            let why = format!("tenant lookup failed: {e}");
+            ApiError::from(e).logged(why)
+        })?
         .pop();
     let written = match &tenant {
         Some(t) => serde_json::to_vec(&Cached {
@@ -508,5 +529,52 @@ mod tests {
             negative_slot("tenant:v2:slug:acme"),
             negative_slot("tenant:v2:slug:acme")
         );
+    }
+
+    #[test]
+    fn a_failing_lookup_is_a_problem_without_the_database_text() {
+        use crate::testing::Instance;
+        use futures_executor::block_on;
+        let i = Instance::new(
+            &[],
+            Box::new(|_| {
+                Ok(http::Response::builder()
+                    .status(400)
+                    .body(Bytes::from_static(
+                        br#"{"message":"relation \"tenants\" does not exist","code":"42P01"}"#,
+                    ))
+                    .unwrap())
+            }),
+        );
+        let e = block_on(lookup_host(&i.platform, &i.config, "demo.localhost")).unwrap_err();
+        assert_eq!(e.status(), 502);
+        assert_eq!(e.detail(), "The database did not answer as expected.");
+        assert!(e.log().is_some_and(|l| l.contains("tenant lookup failed")
+            && l.contains("relation \"tenants\" does not exist")));
+        let body = String::from_utf8_lossy(e.into_response("/v1/storefront").body()).into_owned();
+        assert!(!body.contains("relation"), "{body}");
+    }
+
+    #[test]
+    fn a_tenant_owns_its_subdomain_and_its_verified_domains_only() {
+        let mut t = crate::testing::tenant(crate::testing::TENANT, "basic");
+        t.domains = vec!["shop.demo.test".into()];
+        assert!(t.owns_host("demo.example.com", "example.com"));
+        assert!(t.owns_host("shop.demo.test", "example.com"));
+        for not in [
+            "example.com",
+            "xdemo.example.com",
+            "a.demo.example.com",
+            "demo.example.com.evil",
+            "demoexample.com",
+            "other.demo.test",
+        ] {
+            assert!(!t.owns_host(not, "example.com"), "{not}");
+        }
+        // The record as resolve_tenant_by_* return it.
+        let row = r#"{"id":"00000000-0000-4000-8000-00000000d301","slug":"demo","name":"Demo",
+            "tier":"basic","status":"active","settings":{},"domains":["shop.demo.test"]}"#;
+        let parsed: Tenant = serde_json::from_str(row).unwrap();
+        assert_eq!(parsed.domains, ["shop.demo.test"]);
     }
 }

@@ -211,6 +211,7 @@ pub fn tenant(id: &str, tier: &str) -> Tenant {
         tier: tier.into(),
         status: TenantStatus::Active,
         settings: TenantSettings::default(),
+        domains: Vec::new(),
     }
 }
 

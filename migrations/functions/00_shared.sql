@@ -41,13 +41,20 @@ CREATE TRIGGER tenants_set_updated_at BEFORE UPDATE ON public.tenants
 -- which bypasses RLS); the pinned search_path stops a caller from shadowing `tenants` with
 -- an object in another schema. They return every status: the edge decides what a suspended
 -- or deleted tenant gets. A custom domain resolves only once verified (0007_identity: several
--- tenants may claim a hostname, one at most holds it verified).
+-- tenants may claim a hostname, one at most holds it verified). Each row also carries the
+-- tenant's verified custom domains (`domains`, sorted; the same list as tenant_hosts_json), so
+-- the edge tells the tenant's own browser origins from the record it caches, without a lookup
+-- per Origin header; a change to them invalidates that record. The return type gained
+-- `domains` in 0010_tenant_hosts, which drops the previous definitions.
 CREATE OR REPLACE FUNCTION public.resolve_tenant_by_slug(p_slug text)
-RETURNS TABLE (id uuid, slug text, name text, tier text, status text, settings jsonb)
+RETURNS TABLE (id uuid, slug text, name text, tier text, status text, settings jsonb,
+               domains text[])
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
-    SELECT t.id, t.slug, t.name, t.tier, t.status, t.settings
+    SELECT t.id, t.slug, t.name, t.tier, t.status, t.settings,
+           ARRAY(SELECT v.hostname FROM public.tenant_domains v
+                 WHERE v.tenant_id = t.id AND v.verified_at IS NOT NULL ORDER BY v.hostname)
     FROM public.tenants t
     WHERE t.slug = lower(p_slug)
 $$;
@@ -56,11 +63,14 @@ REVOKE ALL ON FUNCTION public.resolve_tenant_by_slug(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.resolve_tenant_by_slug(text) TO edgefront_app;
 
 CREATE OR REPLACE FUNCTION public.resolve_tenant_by_domain(p_hostname text)
-RETURNS TABLE (id uuid, slug text, name text, tier text, status text, settings jsonb)
+RETURNS TABLE (id uuid, slug text, name text, tier text, status text, settings jsonb,
+               domains text[])
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
-    SELECT t.id, t.slug, t.name, t.tier, t.status, t.settings
+    SELECT t.id, t.slug, t.name, t.tier, t.status, t.settings,
+           ARRAY(SELECT v.hostname FROM public.tenant_domains v
+                 WHERE v.tenant_id = t.id AND v.verified_at IS NOT NULL ORDER BY v.hostname)
     FROM public.tenant_domains d
     JOIN public.tenants t ON t.id = d.tenant_id
     WHERE d.hostname = lower(p_hostname) AND d.verified_at IS NOT NULL

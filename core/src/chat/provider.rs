@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::prompt::PromptMessage;
 use crate::config::ProviderConfig;
 use crate::cx::Env;
-use crate::error::ApiError;
+use crate::error::{ApiError, Service};
 use crate::ports::{with_timeout, ByteStream, OutboundError, Platform};
 
 /// How a completion ended.
@@ -47,9 +47,11 @@ impl Ending {
     /// The problem the client gets for an ending other than [`Ending::Done`].
     pub fn api_error(&self) -> ApiError {
         match self {
-            Self::Timeout(e) => ApiError::timeout(format!("AI provider: {e}")),
-            Self::ProviderError(e) => ApiError::upstream(format!("AI provider: {e}")),
-            _ => ApiError::upstream("the completion did not finish"),
+            // The provider's own words (its error body, a stream's `error.message`) are logged,
+            // never streamed to the visitor.
+            Self::Timeout(e) => ApiError::service_timeout(Service::AiProvider, e),
+            Self::ProviderError(e) => ApiError::service_failed(Service::AiProvider, e),
+            _ => ApiError::service_failed(Service::AiProvider, "the completion did not finish"),
         }
     }
 }

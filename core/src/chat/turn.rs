@@ -730,9 +730,10 @@ mod tests {
         assert_eq!(event, "error");
         assert_eq!(problem["code"], "upstream_unavailable");
         assert_eq!(problem["instance"], EVENT_INSTANCE);
+        // The provider's message is logged, never streamed to the client.
         assert_eq!(
             problem["detail"],
-            "A backing service failed: AI provider: overloaded."
+            "The AI provider did not answer as expected."
         );
         let finish = i.calls("chat_finish");
         assert_eq!(finish.len(), 1);

@@ -53,6 +53,10 @@ mod spin_kv {
         fn delete(&self, key: &str) {
             let _ = self.0.delete(key);
         }
+
+        fn keys(&self) -> Vec<String> {
+            self.0.get_keys().unwrap_or_default()
+        }
     }
 }
 
@@ -238,7 +242,7 @@ impl KeyValue for SpinPlatform {
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), OutboundError> {
         #[cfg(feature = "spin-kv")]
         if let Some(s) = spin_kv::open() {
-            edgefront_core::expiring::put(&s, key, &value, self.now() + ttl);
+            edgefront_core::expiring::put(&s, key, &value, self.now(), ttl);
         }
         let _ = (key, value, ttl);
         Ok(())
