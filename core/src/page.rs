@@ -38,9 +38,13 @@ impl Sort {
     }
 }
 
-/// `public.iso_utc`'s form: `2026-12-02T15:35:12.456789Z`.
+/// `public.iso_utc`'s form: `2026-12-02T15:35:12.456789Z`, a date Postgres has too (no year 0:
+/// chrono's proleptic calendar has one, Postgres' goes from 1 BC to 1 AD).
 fn is_iso_utc(s: &str) -> bool {
     let b = s.as_bytes();
+    if b.starts_with(b"0000") {
+        return false;
+    }
     let digits =
         |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     b.len() == 27
@@ -309,9 +313,12 @@ mod tests {
             "2026-12-02",
             "1e9",
             "",
+            // A date chrono has and Postgres has not.
+            "0000-01-01T00:00:00.000000Z",
         ] {
             assert!(forged("-created_at", key).is_err(), "{key:?}");
         }
+        assert!(forged("-created_at", "0001-01-01T00:00:00.000000Z").is_ok());
         assert!(forged("-created_at", "2026-12-02T15:35:12.456789Z").is_ok());
         assert!(forged("name", "any text at all").is_ok());
         assert!(forged("name", &"x".repeat(257)).is_err());
