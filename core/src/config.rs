@@ -134,6 +134,9 @@ pub struct PlatformConfig {
     pub doh_timeout: Duration,
     /// How long an invitation can be accepted (`INVITATION_TTL_SECONDS`, default 7 days).
     pub invitation_ttl: Duration,
+    /// Bearer token of operators (`OPERATOR_TOKEN`, at least 16 characters): required by
+    /// `/healthz?deep=1`, which costs backend round trips. Unset: the deep check is refused.
+    pub operator_token: Option<Secret>,
 }
 
 /// AI chat: the OpenAI-compatible provider (none: the built-in local responder answers) and
@@ -226,6 +229,7 @@ impl Config {
         "DOH_RESOLVER_URL",
         "DOH_TIMEOUT_MS",
         "INVITATION_TTL_SECONDS",
+        "OPERATOR_TOKEN",
     ];
 
     pub fn load(src: &dyn ConfigSource) -> Result<Self, ConfigError> {
@@ -394,6 +398,12 @@ impl Config {
                         ))
                     }
                 },
+            },
+            operator_token: match r.optional("OPERATOR_TOKEN") {
+                Some(t) if t.chars().count() < 16 => {
+                    return Err(r.bad("OPERATOR_TOKEN", "must be at least 16 characters"))
+                }
+                t => t.map(Secret),
             },
         };
         Ok(Self {
@@ -621,5 +631,21 @@ pub(crate) mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("wJalrXUtnFEMI"));
         assert!(!dbg.contains(":pw@"));
+    }
+
+    #[test]
+    fn operator_token_is_optional_and_long() {
+        let c = load(&dev_settings()).unwrap();
+        assert!(c.platform.operator_token.is_none());
+        let mut m = dev_settings();
+        m.insert("OPERATOR_TOKEN", "short".into());
+        assert_eq!(load(&m).unwrap_err().setting, "OPERATOR_TOKEN");
+        m.insert("OPERATOR_TOKEN", "0123456789abcdef".into());
+        let c = load(&m).unwrap();
+        assert_eq!(
+            c.platform.operator_token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef")
+        );
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
     }
 }

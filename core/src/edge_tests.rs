@@ -52,10 +52,32 @@ fn shallow_health_makes_no_outbound_call() {
     assert!(edge.platform().sent.borrow().is_empty());
 }
 
+const OPERATOR_TOKEN: &str = "operator-token-0123456789";
+
+fn operator_settings() -> HashMap<&'static str, String> {
+    let mut settings = dev_settings();
+    settings.insert("OPERATOR_TOKEN", OPERATOR_TOKEN.into());
+    settings
+}
+
+/// `GET /healthz?deep=1`, with `Authorization: Bearer <token>` when given.
+fn deep(edge: &Edge<FakePlatform>, token: Option<&str>) -> (u16, Value, Response<Bytes>) {
+    let mut req = Request::builder()
+        .method(Method::GET)
+        .uri("/healthz?deep=1")
+        .header("host", "demo.localhost:8787");
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let resp = block_on(edge.handle(req.body(Bytes::new()).unwrap()));
+    let body = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
+    (resp.status().as_u16(), body, resp)
+}
+
 #[test]
 fn deep_health_queries_the_proxy_and_signs_a_bucket_head() {
-    let edge = edge_with(dev_settings(), Box::new(healthy));
-    let (status, body, _) = get(&edge, Method::GET, "/healthz?deep=1");
+    let edge = edge_with(operator_settings(), Box::new(healthy));
+    let (status, body, _) = deep(&edge, Some(OPERATOR_TOKEN));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["checks"]["database"]["status"], "ok");
     assert_eq!(body["checks"]["storage"]["status"], "ok");
@@ -72,9 +94,31 @@ fn deep_health_queries_the_proxy_and_signs_a_bucket_head() {
 }
 
 #[test]
+fn deep_health_needs_the_operator_token_and_calls_nothing_without_it() {
+    for (settings, token) in [
+        (operator_settings(), None),
+        (operator_settings(), Some("operator-token-012345678X")),
+        (operator_settings(), Some("operator")),
+        // Without OPERATOR_TOKEN nobody passes, whatever they send.
+        (dev_settings(), Some(OPERATOR_TOKEN)),
+        (dev_settings(), None),
+    ] {
+        let edge = edge_with(settings, Box::new(healthy));
+        let (status, body, resp) = deep(&edge, token);
+        assert_eq!(status, 401, "{token:?}: {body}");
+        assert_eq!(body["code"], "missing_token");
+        assert!(resp.headers().contains_key("www-authenticate"));
+        assert!(body.get("checks").is_none());
+        assert!(edge.platform().sent.borrow().is_empty(), "{token:?}");
+        // The shallow check stays public.
+        assert_eq!(get(&edge, Method::GET, "/healthz").0, 200);
+    }
+}
+
+#[test]
 fn deep_health_names_each_failing_dependency() {
     let edge = edge_with(
-        dev_settings(),
+        operator_settings(),
         Box::new(|req| {
             if req.uri().path() == "/sql" {
                 Err(OutboundError::Timeout(Duration::ZERO))
@@ -83,19 +127,57 @@ fn deep_health_names_each_failing_dependency() {
             }
         }),
     );
-    let (status, body, resp) = get(&edge, Method::GET, "/healthz?deep=1");
+    let (status, body, resp) = deep(&edge, Some(OPERATOR_TOKEN));
     assert_eq!(status, 503);
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     assert_eq!(body["code"], "dependency_unavailable");
     assert_eq!(body["failing"], serde_json::json!(["database", "storage"]));
-    assert!(body["checks"]["database"]["error"]
-        .as_str()
-        .unwrap()
-        .contains("no response within 5000 ms"));
-    assert!(body["checks"]["storage"]["error"]
-        .as_str()
-        .unwrap()
-        .contains("403"));
+    assert_eq!(
+        body["checks"]["database"],
+        serde_json::json!({"status": "error", "latency_ms": 0, "error": "timeout"})
+    );
+    assert_eq!(body["checks"]["storage"]["error"], "refused");
+}
+
+#[test]
+fn deep_health_errors_carry_no_backend_text() {
+    const PG: &str = "password authentication failed for user \"edgefront_app\"";
+    const S3: &str = "<Error><Code>InternalError</Code><HostId>s3-node-7.internal</HostId></Error>";
+    let edge = edge_with(
+        operator_settings(),
+        Box::new(|req| {
+            if req.uri().path() == "/sql" {
+                let body = serde_json::json!({"message": PG, "code": "28P01"}).to_string();
+                Ok(Response::builder().status(400).body(Bytes::from(body)).unwrap())
+            } else {
+                Ok(Response::builder().status(500).body(Bytes::from(S3)).unwrap())
+            }
+        }),
+    );
+    let (status, body, _) = deep(&edge, Some(OPERATOR_TOKEN));
+    assert_eq!(status, 503);
+    assert_eq!(body["checks"]["database"]["status"], "error");
+    assert_eq!(body["checks"]["database"]["error"], "refused");
+    assert_eq!(body["checks"]["storage"]["error"], "unexpected answer");
+    let text = body.to_string();
+    for leak in ["password", "edgefront_app", "28P01", "InternalError", "s3-node", "500"] {
+        assert!(!text.contains(leak), "{leak} leaked: {text}");
+    }
+
+    // A proxy that cannot be reached, and one that answers garbage.
+    let edge = edge_with(
+        operator_settings(),
+        Box::new(|req| {
+            if req.uri().path() == "/sql" {
+                Err(OutboundError::Network("connect ECONNREFUSED 10.1.2.3:4444".into()))
+            } else {
+                Ok(Response::new(Bytes::new()))
+            }
+        }),
+    );
+    let (_, body, _) = deep(&edge, Some(OPERATOR_TOKEN));
+    assert_eq!(body["checks"]["database"]["error"], "unreachable");
+    assert!(!body.to_string().contains("10.1.2.3"));
 }
 
 #[test]

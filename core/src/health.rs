@@ -1,14 +1,22 @@
-//! `GET /healthz`: liveness, and with `?deep=1` a real round trip to each backing service
-//! (SQL proxy `SELECT 1`, signed S3 `HEAD` of the bucket), reported per dependency.
+//! `GET /healthz`: liveness, public and cheap (no backend call); with `?deep=1` a real round
+//! trip to each backing service (SQL proxy `SELECT 1`, signed S3 `HEAD` of the bucket), reported
+//! per dependency — only for operators (`Authorization: Bearer <OPERATOR_TOKEN>`), since it
+//! costs backend calls on every host, and with failures summarised in a word: the backends'
+//! own error text describes the infrastructure and never reaches a client.
 
+use http::header;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cx::{Env, Query};
+use crate::code::Code;
+use crate::config::Config;
+use crate::cx::{Env, Head, Query};
 use crate::error::ApiError;
 use crate::input::{BodyCx, FromQuery, QueryString};
-use crate::ports::{elapsed_ms, Platform};
+use crate::ports::{elapsed_ms, OutboundError, Platform};
 use crate::reply::{Cache, Reply};
+use crate::s3::S3Error;
+use crate::sql::SqlError;
 use crate::{s3, sql, VERSION};
 
 /// `?deep=1` (also `deep=true`, bare `deep`).
@@ -26,13 +34,56 @@ impl FromQuery for HealthQuery {
     }
 }
 
+/// Why a dependency failed, in a word (`error` of a failed check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Failure {
+    /// No answer within the deadline.
+    Timeout,
+    /// Could not connect (DNS, refused connection, reset).
+    Unreachable,
+    /// The service answered and said no (credentials, permissions).
+    Refused,
+    /// The service answered something else than success.
+    #[serde(rename = "unexpected answer")]
+    UnexpectedAnswer,
+}
+
+impl Failure {
+    fn of_outbound(e: &OutboundError) -> Self {
+        match e {
+            OutboundError::Timeout(_) => Self::Timeout,
+            OutboundError::Network(_) | OutboundError::Invalid(_) => Self::Unreachable,
+        }
+    }
+
+    fn of_sql(e: &SqlError) -> Self {
+        match e {
+            SqlError::Unavailable(e) => Self::of_outbound(e),
+            // Postgres (or the proxy on its behalf) refused the login or the statement.
+            SqlError::Db(_) => Self::Refused,
+            SqlError::Protocol(_) => Self::UnexpectedAnswer,
+        }
+    }
+
+    fn of_s3(e: &S3Error) -> Self {
+        match e {
+            S3Error::Unavailable(e) => Self::of_outbound(e),
+            S3Error::Status(401 | 403) => Self::Refused,
+            S3Error::Status(_) | S3Error::Protocol(_) | S3Error::Signing(_) => {
+                Self::UnexpectedAnswer
+            }
+        }
+    }
+}
+
 /// One dependency's result.
 #[derive(Serialize)]
 struct Check {
     status: &'static str,
     latency_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    error: Option<Failure>,
 }
 
 impl Check {
@@ -43,6 +94,7 @@ impl Check {
 
 pub async fn get<P: Platform>(
     env: Env<'_, P>,
+    Head(head): Head,
     Query(q): Query<HealthQuery>,
 ) -> Result<Reply, ApiError> {
     let mut body = json!({
@@ -51,6 +103,7 @@ pub async fn get<P: Platform>(
         "runtime": env.platform.runtime(),
     });
     if q.deep {
+        operator(env.config, head.headers.get(header::AUTHORIZATION))?;
         let (database, storage) =
             futures_util::future::join(check_database(env), check_storage(env)).await;
         let failing: Vec<&'static str> = [("database", &database), ("storage", &storage)]
@@ -67,7 +120,30 @@ pub async fn get<P: Platform>(
     Ok(Reply::ok(&body).cache(Cache::NoStore))
 }
 
-fn check(result: Result<(), String>, latency_ms: u64) -> Check {
+/// The deep check is for operators: `Authorization: Bearer <OPERATOR_TOKEN>`, compared in
+/// constant time. Without the setting nobody passes. Refusals are 401 `missing_token` (the
+/// operator token is missing from the request), before any backend call.
+fn operator(config: &Config, authorization: Option<&http::HeaderValue>) -> Result<(), ApiError> {
+    let presented = authorization.and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    match (&config.platform.operator_token, presented) {
+        (Some(expected), Some(presented))
+            if constant_time_eq(presented, expected.expose().as_bytes()) =>
+        {
+            Ok(())
+        }
+        _ => Err(ApiError::new(
+            Code::MissingToken,
+            "`?deep=1` needs `Authorization: Bearer <OPERATOR_TOKEN>`; `/healthz` alone is public.",
+        )),
+    }
+}
+
+/// Compares without an early exit, so the token cannot be found byte by byte from timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn check(result: Result<(), Failure>, latency_ms: u64) -> Check {
     match result {
         Ok(()) => Check {
             status: "ok",
@@ -75,7 +151,7 @@ fn check(result: Result<(), String>, latency_ms: u64) -> Check {
             error: None,
         },
         Err(error) => Check {
-            status: "fail",
+            status: "error",
             latency_ms,
             error: Some(error),
         },
@@ -86,10 +162,10 @@ async fn check_database<P: Platform>(env: Env<'_, P>) -> Check {
     let start = env.platform.now();
     let result = sql::query(env.platform, &env.config.origin, "SELECT 1", &[])
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| Failure::of_sql(&e))
         .and_then(|r| match r.rows.as_slice() {
             [row] if row.first() == Some(&Some("1".to_owned())) => Ok(()),
-            _ => Err("SELECT 1 returned an unexpected result".to_owned()),
+            _ => Err(Failure::UnexpectedAnswer),
         });
     check(result, elapsed_ms(start, env.platform.now()))
 }
@@ -98,6 +174,49 @@ async fn check_storage<P: Platform>(env: Env<'_, P>) -> Check {
     let start = env.platform.now();
     let result = s3::head_bucket(env.platform, &env.config.s3)
         .await
-        .map_err(|e| e.to_string());
+        .map_err(|e| Failure::of_s3(&e));
     check(result, elapsed_ms(start, env.platform.now()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_one_word_each() {
+        let words: Vec<String> = [
+            Failure::Timeout,
+            Failure::Unreachable,
+            Failure::Refused,
+            Failure::UnexpectedAnswer,
+        ]
+        .iter()
+        .map(|f| serde_json::to_value(f).unwrap().as_str().unwrap().to_owned())
+        .collect();
+        assert_eq!(
+            words,
+            ["timeout", "unreachable", "refused", "unexpected answer"]
+        );
+        let db = SqlError::Db(sql::DbError {
+            message: "password authentication failed for user \"edgefront_app\"".into(),
+            code: "28P01".into(),
+            constraint: None,
+        });
+        assert_eq!(Failure::of_sql(&db), Failure::Refused);
+        let net = SqlError::Unavailable(OutboundError::Network("connection refused".into()));
+        assert_eq!(Failure::of_sql(&net), Failure::Unreachable);
+        assert_eq!(
+            Failure::of_sql(&SqlError::Protocol("HTTP 502: <html>".into())),
+            Failure::UnexpectedAnswer
+        );
+        assert_eq!(Failure::of_s3(&S3Error::Status(403)), Failure::Refused);
+        assert_eq!(Failure::of_s3(&S3Error::Status(500)), Failure::UnexpectedAnswer);
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
 }

@@ -13,6 +13,12 @@ pub enum ApiError {
     BadRequest(String),
     /// Missing or wrong bearer token: 401.
     Unauthorized,
+    /// A role or database outside the listener's allow-lists: 403, before any login.
+    Forbidden(String),
+    /// Too many failed logins for this role from this client: 429 until the lockout ends.
+    TooManyLogins {
+        retry_after: std::time::Duration,
+    },
     NotFound,
     MethodNotAllowed,
     /// Request body over the limit: 413.
@@ -105,6 +111,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::Db(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -116,7 +124,12 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         match self {
             ApiError::Db(e) => ErrorBody::from_db(e),
-            ApiError::BadRequest(m) | ApiError::Internal(m) => ErrorBody::plain(m.clone()),
+            ApiError::BadRequest(m) | ApiError::Internal(m) | ApiError::Forbidden(m) => {
+                ErrorBody::plain(m.clone())
+            }
+            ApiError::TooManyLogins { .. } => {
+                ErrorBody::plain("too many failed logins; try again later".to_owned())
+            }
             ApiError::Unauthorized => {
                 ErrorBody::plain("missing or invalid bearer token".to_owned())
             }
@@ -169,6 +182,12 @@ impl IntoResponse for ApiError {
         if matches!(self, ApiError::Unauthorized) {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::TooManyLogins { retry_after } = self {
+            // Whole seconds, rounded up: retrying at the announced time must not be early.
+            let secs = retry_after.as_millis().div_ceil(1000).max(1) as u64;
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

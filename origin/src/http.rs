@@ -1,12 +1,16 @@
-//! The axum side: `POST /sql` checks the bearer token, reads the body within the limit, logs in
-//! to Postgres as the connection string's user (through the pool), hands the query or batch to
-//! `exec` (which owns the transaction semantics), and writes Neon's JSON.
+//! The axum side: `POST /sql` checks the bearer token, refuses roles and databases outside the
+//! allow-lists (403) and clients locked out after failed logins (429), reads the body within the
+//! limit, logs in to Postgres as the connection string's user (through the pool), hands the
+//! query or batch to `exec` (which owns the transaction semantics), and writes Neon's JSON.
+//! No CORS: the proxy serves servers (the edge), never browsers, so it sends no
+//! `Access-Control-*` header and answers `OPTIONS` like any other method but POST.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -17,6 +21,7 @@ use crate::error::ApiError;
 use crate::exec::{execute, Outcome};
 use crate::pg::{Budget, PgError, Pool, PoolKey, PooledConnection};
 use crate::sql::{parse_payload, BatchOptions, BatchResult, Payload};
+use crate::throttle::{LoginKey, LoginThrottle};
 use crate::Config;
 
 const HDR_CONNECTION_STRING: &str = "neon-connection-string";
@@ -25,6 +30,7 @@ const HDR_CONNECTION_STRING: &str = "neon-connection-string";
 pub(crate) struct AppState {
     config: Arc<Config>,
     pool: Pool,
+    logins: Arc<LoginThrottle>,
     /// `POST /sql` requests received, for `GET /_stats`.
     sql_requests: Arc<std::sync::atomic::AtomicU64>,
     /// Of those, batches (`{"queries": [...]}`, one transaction each).
@@ -34,6 +40,7 @@ pub(crate) struct AppState {
 pub(crate) fn router(config: Config, pool: Pool) -> Router {
     let expose_stats = config.expose_stats;
     let state = AppState {
+        logins: Arc::new(LoginThrottle::new(config.login_backoff)),
         config: Arc::new(config),
         pool,
         sql_requests: Arc::default(),
@@ -45,47 +52,15 @@ pub(crate) fn router(config: Config, pool: Pool) -> Router {
         Router::new()
     };
     router
-        .route(
-            "/sql",
-            post(sql_handler)
-                .options(preflight)
-                .fallback(method_not_allowed),
-        )
+        .route("/sql", post(sql_handler).fallback(method_not_allowed))
         .fallback(not_found)
-        .layer(axum::middleware::map_response(allow_any_origin))
         .with_state(state)
-}
-
-async fn allow_any_origin(mut resp: Response) -> Response {
-    resp.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    resp
-}
-
-/// CORS preflight, answered like Neon's proxy so browsers may send the Neon headers.
-async fn preflight() -> Response {
-    (
-        StatusCode::OK,
-        [
-            (header::ALLOW, "OPTIONS, POST"),
-            (
-                header::ACCESS_CONTROL_ALLOW_HEADERS,
-                "Authorization, Neon-Connection-String, Neon-Raw-Text-Output, Neon-Array-Mode, \
-                 Neon-Pool-Opt-In, Neon-Batch-Read-Only, Neon-Batch-Isolation-Level, \
-                 Neon-Batch-Deferrable",
-            ),
-            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
-        ],
-    )
-        .into_response()
 }
 
 async fn method_not_allowed() -> Response {
     let mut resp = ApiError::MethodNotAllowed.into_response();
     resp.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("OPTIONS, POST"));
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
     resp
 }
 
@@ -102,12 +77,18 @@ async fn stats(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-async fn sql_handler(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn sql_handler(State(state): State<AppState>, req: axum::extract::Request) -> Response {
     let started = Instant::now();
     state
         .sql_requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let resp = match handle(&state, &headers, body).await {
+    let (parts, body) = req.into_parts();
+    // The peer address, when served with connect info (main.rs); in-process tests have none.
+    let client = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let resp = match handle(&state, client, &parts.headers, body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     };
@@ -120,10 +101,14 @@ async fn sql_handler(State(state): State<AppState>, headers: HeaderMap, body: Bo
     resp
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn handle(
+    state: &AppState,
+    client: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let config = &state.config;
     check_bearer(config, headers)?;
-    let body = read_body(body, headers, config.max_request_bytes).await?;
 
     let conn_str = headers
         .get(HDR_CONNECTION_STRING)
@@ -131,6 +116,16 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
         .to_str()
         .map_err(|_| ApiError::BadRequest("invalid Neon-Connection-String header".into()))?;
     let info = conninfo::parse(conn_str).map_err(ApiError::BadRequest)?;
+    check_allowed(config, &info.user, &info.database)?;
+    let login = LoginKey {
+        role: info.user.clone(),
+        client,
+    };
+    state
+        .logins
+        .check(&login, Instant::now())
+        .map_err(|wait| ApiError::TooManyLogins { retry_after: wait })?;
+    let body = read_body(body, headers, config.max_request_bytes).await?;
     let payload = parse_payload(&body)?;
     let batch_options = match &payload {
         Payload::Batch(_) => {
@@ -147,11 +142,25 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
         password: info.password,
         database: info.database,
     };
-    let mut pooled = state
-        .pool
-        .get(&key)
-        .await
-        .map_err(|e| api_error(config, e))?;
+    let mut pooled = match state.pool.get(&key).await {
+        Ok(pooled) => {
+            state.logins.succeeded(&login);
+            pooled
+        }
+        Err(e) => {
+            if is_login_refused(&e) {
+                if let Some(lockout) = state.logins.failed(&login, Instant::now()) {
+                    tracing::warn!(
+                        role = %login.role,
+                        client = ?login.client,
+                        lockout_ms = lockout.as_millis() as u64,
+                        "failed logins: locked out"
+                    );
+                }
+            }
+            return Err(api_error(config, e));
+        }
+    };
     let outcome = run(&mut pooled, &payload, batch_options.as_ref(), config).await;
     finish(pooled, &outcome);
     let json = outcome.map_err(|e| api_error(config, e))?;
@@ -209,6 +218,28 @@ async fn run(
         Outcome::Batch(results) => serde_json::to_vec(&BatchResult { results }),
     };
     json.map_err(|e| PgError::Protocol(format!("cannot serialize result: {e}")))
+}
+
+/// Postgres refused the login itself (SQLSTATE class 28: wrong password, no such role, no
+/// `pg_hba` entry), as opposed to being unreachable.
+fn is_login_refused(e: &PgError) -> bool {
+    matches!(e, PgError::Db(db) if db.code.starts_with("28"))
+}
+
+/// Only the configured roles and databases: anything else is refused before any login, so the
+/// proxy cannot be used to guess other roles' passwords (the superuser's above all).
+fn check_allowed(config: &Config, role: &str, database: &str) -> Result<(), ApiError> {
+    if !config.allowed_roles.iter().any(|r| r == role) {
+        return Err(ApiError::Forbidden(
+            "this proxy does not log in as that role".into(),
+        ));
+    }
+    if !config.allowed_databases.iter().any(|d| d == database) {
+        return Err(ApiError::Forbidden(
+            "this proxy does not connect to that database".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_bearer(config: &Config, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -282,5 +313,18 @@ mod tests {
             HeaderValue::from_static("Basic s3cret"),
         );
         assert!(check_bearer(&config, &h).is_err());
+    }
+
+    #[test]
+    fn allow_lists() {
+        let config = Config {
+            allowed_roles: vec!["app".into()],
+            allowed_databases: vec!["db".into()],
+            ..Config::default()
+        };
+        assert!(check_allowed(&config, "app", "db").is_ok());
+        assert!(check_allowed(&config, "postgres", "db").is_err());
+        assert!(check_allowed(&config, "app", "postgres").is_err());
+        assert!(check_allowed(&Config::default(), "app", "db").is_err());
     }
 }

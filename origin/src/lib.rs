@@ -1,6 +1,8 @@
 //! edgefront's origin: Neon's SQL-over-HTTP protocol in front of Postgres, so the
 //! `@neondatabase/serverless` driver can talk to a plain Postgres. Postgres itself
-//! authenticates every request (the connection string's user and password).
+//! authenticates every request (the connection string's user and password), but only for the
+//! roles and databases the listener allows, behind its bearer token (required unless it listens
+//! on loopback only), with failed logins backed off: exposed, it must not be a login gateway.
 
 mod conninfo;
 mod error;
@@ -10,13 +12,16 @@ pub mod migrate;
 mod params;
 pub mod pg;
 mod sql;
+mod throttle;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use conninfo::{parse as parse_connection_string, ConnInfo};
 pub use error::{ApiError, ErrorBody};
 pub use params::json_to_pg_text;
 pub use sql::parse_command_tag;
+pub use throttle::LoginBackoff;
 
 /// Server settings. Postgres host and port are fixed here: the host in a client's connection
 /// string is ignored, so clients cannot point the origin at other servers.
@@ -24,8 +29,16 @@ pub use sql::parse_command_tag;
 pub struct Config {
     pub pg_host: String,
     pub pg_port: u16,
-    /// If set, every request must carry `Authorization: Bearer <token>`.
+    /// If set, every request must carry `Authorization: Bearer <token>`. Required unless the
+    /// proxy listens on loopback only ([`Config::check_listen`]).
     pub bearer_token: Option<String>,
+    /// The roles a connection string may log in as; any other is 403 before any login
+    /// attempt. Empty: none (fail closed).
+    pub allowed_roles: Vec<String>,
+    /// The databases a connection string may name; as `allowed_roles`.
+    pub allowed_databases: Vec<String>,
+    /// How failed logins are slowed down.
+    pub login_backoff: LoginBackoff,
     /// Postgres `statement_timeout` of every session (zero disables it).
     pub statement_timeout: Duration,
     /// Bound on TCP connect + startup + authentication, and on waiting for a pool slot.
@@ -47,6 +60,9 @@ impl Default for Config {
             pg_host: "127.0.0.1".into(),
             pg_port: 5432,
             bearer_token: None,
+            allowed_roles: Vec::new(),
+            allowed_databases: Vec::new(),
+            login_backoff: LoginBackoff::default(),
             statement_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             max_request_bytes: 1024 * 1024,
@@ -59,6 +75,31 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Refuses a configuration that would make the proxy an open login gateway: listening
+    /// beyond loopback without a bearer token, or allowing no role or database at all.
+    pub fn check_listen(&self, listen: SocketAddr) -> Result<(), String> {
+        if self.bearer_token.is_none() && !listen.ip().is_loopback() {
+            return Err(format!(
+                "refusing to listen on {listen} without a bearer token: beyond loopback the proxy \
+                 requires --bearer-token (EDGEFRONT_ORIGIN_BEARER_TOKEN); listen on 127.0.0.1 or \
+                 [::1] to run without one"
+            ));
+        }
+        if self.allowed_roles.is_empty() {
+            return Err(
+                "no role allowed: pass --allow-role (EDGEFRONT_ORIGIN_ALLOW_ROLES) for each \
+                        role the proxy may log in as"
+                    .into(),
+            );
+        }
+        if self.allowed_databases.is_empty() {
+            return Err("no database allowed: pass --allow-database \
+                        (EDGEFRONT_ORIGIN_ALLOW_DATABASES) for each database the proxy may connect to"
+                .into());
+        }
+        Ok(())
+    }
+
     fn pool_config(&self) -> pg::PoolConfig {
         let mut startup_options = vec![
             ("application_name".to_owned(), "edgefront-origin".to_owned()),

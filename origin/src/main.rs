@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use edgefront_origin::{migrate, router, Config};
+use edgefront_origin::{migrate, router, Config, LoginBackoff};
 
 #[derive(Parser)]
 #[command(name = "edgefront-origin", version, about)]
@@ -35,9 +35,39 @@ struct ServeArgs {
     pg_host: String,
     #[arg(long, env = "EDGEFRONT_PG_PORT", default_value_t = 5432)]
     pg_port: u16,
-    /// Require `Authorization: Bearer <token>` on every request.
+    /// Require `Authorization: Bearer <token>` on every request. Required unless --listen is
+    /// a loopback address: the proxy refuses to start without it otherwise.
     #[arg(long, env = "EDGEFRONT_ORIGIN_BEARER_TOKEN", hide_env_values = true)]
     bearer_token: Option<String>,
+    /// A role the proxy may log in as (repeat, or comma-separated in the environment); any
+    /// other is refused with 403 before a login is attempted. At least one.
+    #[arg(
+        long = "allow-role",
+        env = "EDGEFRONT_ORIGIN_ALLOW_ROLES",
+        value_delimiter = ','
+    )]
+    allow_roles: Vec<String>,
+    /// A database the proxy may connect to (as --allow-role). At least one.
+    #[arg(
+        long = "allow-database",
+        env = "EDGEFRONT_ORIGIN_ALLOW_DATABASES",
+        value_delimiter = ','
+    )]
+    allow_databases: Vec<String>,
+    /// Failed logins in a row (per role and client address) before they are locked out; each
+    /// further failure doubles the lockout, from 1 s up to --login-lockout-max-ms.
+    #[arg(
+        long,
+        env = "EDGEFRONT_ORIGIN_LOGIN_FREE_FAILURES",
+        default_value_t = 3
+    )]
+    login_free_failures: u32,
+    #[arg(
+        long,
+        env = "EDGEFRONT_ORIGIN_LOGIN_LOCKOUT_MAX_MS",
+        default_value_t = 300_000
+    )]
+    login_lockout_max_ms: u64,
     /// Postgres statement_timeout for every session (0 disables it).
     #[arg(long, env = "EDGEFRONT_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
     statement_timeout_ms: u64,
@@ -98,6 +128,13 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         pg_host: args.pg_host,
         pg_port: args.pg_port,
         bearer_token: args.bearer_token.filter(|t| !t.is_empty()),
+        allowed_roles: nonempty(args.allow_roles),
+        allowed_databases: nonempty(args.allow_databases),
+        login_backoff: LoginBackoff {
+            free_failures: args.login_free_failures,
+            max: Duration::from_millis(args.login_lockout_max_ms),
+            ..LoginBackoff::default()
+        },
         statement_timeout: Duration::from_millis(args.statement_timeout_ms),
         connect_timeout: Duration::from_millis(args.connect_timeout_ms),
         max_request_bytes: args.max_request_bytes,
@@ -106,9 +143,12 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         expose_stats: args.expose_stats,
         ..Config::default()
     };
+    config.check_listen(args.listen)?;
     tracing::info!(
         pg = %format!("{}:{}", config.pg_host, config.pg_port),
         bearer = config.bearer_token.is_some(),
+        roles = ?config.allowed_roles,
+        databases = ?config.allowed_databases,
         statement_timeout_ms = args.statement_timeout_ms,
         "starting"
     );
@@ -119,11 +159,21 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         writeln!(out, "listening http://{addr}")?;
         out.flush()?;
     }
-    axum::serve(listener, router(config))
+    // With the peer's address: failed logins are backed off per role and client.
+    let app = router(config).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn nonempty(values: Vec<String>) -> Vec<String> {
+    values
+        .into_iter()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 async fn shutdown_signal() {

@@ -1,5 +1,6 @@
-//! In-process tests of the HTTP surface that need no Postgres: routing, bearer auth, limits,
-//! payload validation and the JSON error shape.
+//! In-process tests of the HTTP surface that need no Postgres: routing, bearer auth, the role
+//! and database allow-lists, limits, payload validation, the JSON error shape, and the absence
+//! of CORS.
 
 // Test helpers outside #[test] fns are not covered by clippy.toml's allow-*-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,6 +18,8 @@ fn config() -> Config {
         // Nothing listens on port 1, so anything that reaches Postgres fails fast.
         pg_port: 1,
         max_request_bytes: 1024,
+        allowed_roles: vec!["app".into()],
+        allowed_databases: vec!["db".into()],
         ..Config::default()
     }
 }
@@ -36,12 +39,21 @@ fn post() -> axum::http::request::Builder {
         .header("Content-Type", "text/plain;charset=UTF-8")
 }
 
+fn assert_no_cors(headers: &axum::http::HeaderMap) {
+    for name in headers.keys() {
+        assert!(
+            !name.as_str().starts_with("access-control-"),
+            "unexpected CORS header {name}"
+        );
+    }
+}
+
 #[tokio::test]
-async fn unknown_path_is_404_with_cors() {
+async fn unknown_path_is_404_without_cors() {
     let req = Request::post("/other").body(Body::empty()).unwrap();
     let (status, json, headers) = send(config(), req).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(headers["access-control-allow-origin"], "*");
+    assert_no_cors(&headers);
     assert_eq!(json["code"], "");
 }
 
@@ -50,7 +62,63 @@ async fn other_methods_are_405() {
     let req = Request::get("/sql").body(Body::empty()).unwrap();
     let (status, _, headers) = send(config(), req).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(headers["access-control-allow-origin"], "*");
+    assert_eq!(headers["allow"], "POST");
+    assert_no_cors(&headers);
+}
+
+#[tokio::test]
+async fn no_cors_at_all_preflights_included() {
+    // A browser's preflight is just another method but POST: 405, and nothing that would let
+    // a web page read the proxy's answers.
+    let req = Request::options("/sql")
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "neon-connection-string")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, headers) = send(config(), req).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_no_cors(&headers);
+
+    let req = post()
+        .header("Origin", "https://evil.example")
+        .body(Body::from(r#"{"query":"SELECT 1","params":[]}"#))
+        .unwrap();
+    let (_, _, headers) = send(config(), req).await;
+    assert_no_cors(&headers);
+}
+
+#[tokio::test]
+async fn roles_and_databases_outside_the_allow_lists_are_403_before_any_login() {
+    let body = r#"{"query":"SELECT 1","params":[]}"#;
+    for conn in [
+        "postgresql://postgres:pw@localhost:5432/db",
+        "postgresql://someone:pw@localhost:5432/db",
+        "postgresql://app:pw@localhost:5432/postgres",
+        "postgresql://app:pw@localhost:5432/template1",
+    ] {
+        let req = Request::post("/sql")
+            .header("Neon-Connection-String", conn)
+            .body(Body::from(body))
+            .unwrap();
+        let (status, json, _) = send(config(), req).await;
+        // 403, not the 500 of a login attempt against the closed port.
+        assert_eq!(status, StatusCode::FORBIDDEN, "{conn}: {json}");
+        assert_eq!(json["code"], "");
+        assert_eq!(json.as_object().unwrap().len(), 17);
+    }
+    // The allowed pair gets past the check (and then fails to reach Postgres).
+    let req = post().body(Body::from(body)).unwrap();
+    let (status, _, _) = send(config(), req).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    // No allow-list at all allows nothing.
+    let cfg = Config {
+        allowed_roles: vec![],
+        allowed_databases: vec![],
+        ..config()
+    };
+    let req = post().body(Body::from(body)).unwrap();
+    assert_eq!(send(cfg, req).await.0, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

@@ -43,6 +43,8 @@ fn config_for(url: &str) -> Config {
     Config {
         pg_host: info.host,
         pg_port: info.port.unwrap_or(5432),
+        allowed_roles: vec![info.user],
+        allowed_databases: vec![info.database],
         ..Config::default()
     }
 }

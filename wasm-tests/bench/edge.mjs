@@ -9,8 +9,10 @@ import { neon, neonConfig } from '@neondatabase/serverless';
 import { sign, cognitoClaims } from '../tools/mint.mjs';
 
 const stack = JSON.parse(readFileSync(process.env.EDGEFRONT_STACK, 'utf8'));
-neonConfig.fetchEndpoint = stack.origin.url;
-const db = neon(stack.origin.superuser_connection_string);
+// Fixtures as the superuser, through the proxy's admin listener (the edge's allows only the
+// app role); the superuser's connection string names that listener.
+neonConfig.fetchEndpoint = stack.origin.admin_url;
+const db = neon(stack.origin.superuser_connection_string, { authToken: stack.origin.admin_token });
 const N = Number(process.env.BENCH_REQUESTS ?? 200);
 const ITEMS = Number(process.env.BENCH_ITEMS ?? 10000);
 

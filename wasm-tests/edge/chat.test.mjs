@@ -4,11 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { neon, neonConfig } from '@neondatabase/serverless';
-import { api, assertProblem, bearer, createTenant, stack, baseUrl } from './stack.mjs';
+import { adminDb, api, assertProblem, bearer, createTenant, stack, baseUrl } from './stack.mjs';
 
-neonConfig.fetchEndpoint = stack.origin.url;
-const db = neon(stack.origin.superuser_connection_string);
+const db = adminDb;
 
 async function providerRequests() {
   return (await fetch(stack.ai.requests_url)).json();

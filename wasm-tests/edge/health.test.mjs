@@ -16,8 +16,12 @@ test('GET /healthz reports ok, the version and which runtime answered', async ()
   assert.equal(body.checks, undefined, 'a shallow check must not touch dependencies');
 });
 
+// The deep check is for operators (OPERATOR_TOKEN); wasm-tests/edge/abuse-health.test.mjs proves
+// the refusals.
+const operator = { authorization: `Bearer ${stack.operator_token}` };
+
 test('GET /healthz?deep=1 runs SELECT 1 through the proxy and a signed HEAD on the bucket', async () => {
-  const res = await edge('/healthz?deep=1', { tenant: 'demo' });
+  const res = await edge('/healthz?deep=1', { tenant: 'demo', headers: operator });
   const body = await res.json();
   assert.equal(res.status, 200, JSON.stringify(body));
   assert.equal(body.runtime, runtime);
@@ -54,7 +58,7 @@ test('HEAD /healthz answers like GET without a body', async () => {
 
 test('concurrent deep checks all succeed (no shared state between requests)', async () => {
   const results = await Promise.all(
-    Array.from({ length: 10 }, () => edge('/healthz?deep=1', { tenant: 'acme' }).then((r) => r.status)),
+    Array.from({ length: 10 }, () => edge('/healthz?deep=1', { tenant: 'acme', headers: operator }).then((r) => r.status)),
   );
   assert.deepEqual(results, Array(10).fill(200));
 });

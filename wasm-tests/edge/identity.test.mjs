@@ -9,13 +9,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { neon, neonConfig } from '@neondatabase/serverless';
 import {
   api, assertProblem, createTenant, member, onHost, platformAdmin, runtime, setTxt, signedIn, stack,
+  adminDb,
 } from './stack.mjs';
 
-neonConfig.fetchEndpoint = stack.origin.url;
-const db = neon(stack.origin.superuser_connection_string);
+const db = adminDb;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/; // public.iso_utc

@@ -72,8 +72,17 @@ import { neon, neonConfig } from '@neondatabase/serverless';
 import { randomUUID } from 'node:crypto';
 import { sign, cognitoClaims } from '../tools/mint.mjs';
 
-neonConfig.fetchEndpoint = stack.origin.url;
-const superuser = neon(stack.origin.superuser_connection_string);
+// Two listeners of the proxy: the edge's (the app role only) and the admin one (the superuser
+// only, with its own bearer token), which fixtures use. The driver's endpoint is global, so it
+// routes by the connection string's address: the superuser's names the admin listener.
+const adminAddress = new URL(stack.origin.superuser_connection_string).host;
+neonConfig.fetchEndpoint = (host, port) =>
+  `${host}:${port}` === adminAddress ? stack.origin.admin_url : stack.origin.url;
+/** SQL as the superuser, through the proxy's admin listener (fixtures and inspection). */
+export const adminDb = neon(stack.origin.superuser_connection_string, {
+  authToken: stack.origin.admin_token,
+});
+const superuser = adminDb;
 
 /** Creates an active tenant `{slug, id, tier}` with the given tier and settings. */
 export async function createTenant({ tier = 'basic', settings = {}, prefix = 't' } = {}) {

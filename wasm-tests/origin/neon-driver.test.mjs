@@ -2,8 +2,10 @@
 // type round-trips, batch transactions, error fields, session hygiene of pooled connections,
 // the tenancy migration's row-level security, and the statement timeout.
 //
-// Needs EDGEFRONT_STACK=<stack.json> with stack.origin.{url, app_connection_string,
-// superuser_connection_string} (optional: bearer_token, max_request_bytes); skipped otherwise.
+// Needs EDGEFRONT_STACK=<stack.json> with stack.origin.{url, app_connection_string, admin_url,
+// admin_token, superuser_connection_string} (optional: bearer_token, max_request_bytes);
+// skipped otherwise. The app role goes through the edge's listener (it allows only that role),
+// the superuser through the admin listener, which its connection string names.
 // The origin must run with --statement-timeout-ms 2000 (or less).
 
 import { test, describe, before, after } from 'node:test';
@@ -16,11 +18,15 @@ const skip = stackPath ? false : 'EDGEFRONT_STACK is not set';
 const stack = stackPath ? JSON.parse(readFileSync(stackPath, 'utf8')) : { origin: {} };
 const origin = stack.origin ?? {};
 
-if (!skip) neonConfig.fetchEndpoint = origin.url;
+const adminAddress = skip ? null : new URL(origin.superuser_connection_string).host;
+if (!skip) {
+  neonConfig.fetchEndpoint = (host, port) =>
+    `${host}:${port}` === adminAddress ? origin.admin_url : origin.url;
+}
 
 const opts = origin.bearer_token ? { authToken: origin.bearer_token } : {};
 const app = skip ? null : neon(origin.app_connection_string, opts);
-const su = skip ? null : neon(origin.superuser_connection_string, opts);
+const su = skip ? null : neon(origin.superuser_connection_string, { authToken: origin.admin_token });
 const fullApp = skip ? null : neon(origin.app_connection_string, { ...opts, fullResults: true });
 
 // Unique names so parallel or repeated runs never collide.
@@ -111,7 +117,7 @@ describe('edgefront-origin with @neondatabase/serverless', { skip }, () => {
       }),
     });
     assert.equal(res.status, 200);
-    assert.equal(res.headers.get('access-control-allow-origin'), '*');
+    assert.equal(res.headers.get('access-control-allow-origin'), null, 'the proxy sends no CORS');
     const body = await res.json();
     assert.equal(body.rowAsArray, true);
     assert.deepEqual(body.rows, [
@@ -408,7 +414,7 @@ describe('edgefront-origin with @neondatabase/serverless', { skip }, () => {
     const base = new URL(origin.url);
     const other = await fetch(new URL('/nope', base), { method: 'POST', body: '{}' });
     assert.equal(other.status, 404);
-    assert.equal(other.headers.get('access-control-allow-origin'), '*');
+    assert.equal(other.headers.get('access-control-allow-origin'), null);
     const get = await fetch(origin.url);
     assert.equal(get.status, 405);
     const noConn = await fetch(origin.url, {

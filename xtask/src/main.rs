@@ -398,11 +398,16 @@ async fn dev(runtime: Runtime, port: u16) -> Result<i32> {
     );
     for t in d["tenants"].as_array().into_iter().flatten() {
         let slug = t["slug"].as_str().unwrap_or_default();
-        println!("  http://{slug}.localhost:{port}/healthz?deep=1");
+        println!("  http://{slug}.localhost:{port}/healthz");
     }
     println!(
-        "  SQL proxy   {}",
-        d["origin"]["url"].as_str().unwrap_or_default()
+        "  deep health curl -H 'Authorization: Bearer {}' http://demo.localhost:{port}/healthz?deep=1",
+        d["operator_token"].as_str().unwrap_or_default()
+    );
+    println!(
+        "  SQL proxy   {} (app role only; admin listener {})",
+        d["origin"]["url"].as_str().unwrap_or_default(),
+        d["origin"]["admin_url"].as_str().unwrap_or_default()
     );
     println!(
         "  S3          {} (bucket {})",

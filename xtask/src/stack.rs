@@ -343,29 +343,33 @@ impl Stack {
         );
 
         let mut procs = Vec::new();
-        let origin_log = logs.join("origin.log");
-        let mut origin = Proc::spawn(
-            "edgefront-origin",
-            Command::new(&origin_bin)
-                .args(["serve", "--listen", "127.0.0.1:0", "--pg-host", "127.0.0.1"])
-                .args(["--pg-port", &pg.port.to_string()])
-                .args([
-                    "--statement-timeout-ms",
-                    &opts.origin_statement_timeout_ms.to_string(),
-                ])
-                .arg("--expose-stats"),
-            &origin_log,
+        // Two listeners of the SQL proxy. The edge's allows only the app role on the app
+        // database (no token: it listens on loopback, as the proxy allows); the admin one, for
+        // test fixtures and tools that need the superuser, has its own token and allow-list.
+        let (origin, origin_url) = start_origin(
+            &origin_bin,
+            &logs.join("origin.log"),
+            &pg,
+            opts,
+            &["--allow-role", APP_ROLE, "--allow-database", DATABASE, "--expose-stats"],
             None,
-        )?;
-        let origin_url = wait_for_line(
-            &mut origin,
-            &origin_log,
-            "listening ",
-            Duration::from_secs(30),
         )
         .await?;
-        let origin_sql = format!("{}/sql", origin_url.trim_end_matches('/'));
         procs.push(origin);
+        let admin_token = random_secret(&mut rand);
+        let (origin_admin, admin_url) = start_origin(
+            &origin_bin,
+            &logs.join("origin-admin.log"),
+            &pg,
+            opts,
+            &["--allow-role", "postgres", "--allow-database", DATABASE],
+            Some(&admin_token),
+        )
+        .await?;
+        procs.push(origin_admin);
+        let origin_sql = format!("{}/sql", origin_url.trim_end_matches('/'));
+        let admin_sql = format!("{}/sql", admin_url.trim_end_matches('/'));
+        let admin_addr = admin_url.trim_start_matches("http://").trim_end_matches('/');
 
         let s3 = LocalS3::start(
             &opts.dir.join("s3"),
@@ -425,6 +429,7 @@ impl Stack {
         let doh = DohServer::start().await?;
 
         let app_conn = format!("postgresql://{APP_ROLE}:{app_pw}@localhost:5432/{DATABASE}");
+        let operator_token = random_secret(&mut rand);
         let mut settings: Vec<(&str, String)> = vec![
             ("BASE_DOMAIN", BASE_DOMAIN.into()),
             ("ORIGIN_SQL_URL", origin_sql.clone()),
@@ -443,6 +448,8 @@ impl Stack {
             ("SIGNUP_ENABLED", "true".into()),
             ("DOH_RESOLVER_URL", doh.url.clone()),
             ("DOH_TIMEOUT_MS", "2000".into()),
+            // `/healthz?deep=1` needs it (as `Authorization: Bearer …`); described below.
+            ("OPERATOR_TOKEN", operator_token.clone()),
         ];
         let llm = if opts.mock_ai {
             let m = MockProvider::start().await?;
@@ -493,8 +500,13 @@ impl Stack {
                 "stats_url": format!("{}/_stats", origin_url.trim_end_matches('/')),
                 "url": origin_sql,
                 "app_connection_string": app_conn,
+                // The admin listener (superuser only, bearer token): fixtures go through it.
+                // The proxy ignores a connection string's host; this one names the admin
+                // listener so clients can route by it.
+                "admin_url": admin_sql,
+                "admin_token": admin_token,
                 "superuser_connection_string":
-                    format!("postgresql://postgres:{superuser_pw}@localhost:5432/{DATABASE}"),
+                    format!("postgresql://postgres:{superuser_pw}@{admin_addr}/{DATABASE}"),
             },
             "postgres": { "port": pg.port, "superuser_url": pg.superuser_url(DATABASE) },
             "s3": {
@@ -513,6 +525,8 @@ impl Stack {
             })),
             "doh": { "url": doh.url, "records_url": doh.records_url, "stats_url": doh.stats_url },
             "custom_domains": { CUSTOM_DOMAIN.0: CUSTOM_DOMAIN.1 },
+            // `Authorization: Bearer <operator_token>` opens `/healthz?deep=1`.
+            "operator_token": operator_token,
             "tenants": TENANTS.iter().map(|(slug, id, name, tier, status)|
                 json!({"slug": slug, "id": id, "name": name, "tier": tier, "status": status})
             ).collect::<Vec<_>>(),
@@ -667,6 +681,32 @@ async fn seed_orders(c: &tokio_postgres::Client) -> Result<()> {
          COMMIT;",
     );
     c.batch_execute(&sql).await.context("seeding demo orders")
+}
+
+/// Starts one listener of the SQL proxy on a free loopback port; returns it and its base URL.
+async fn start_origin(
+    bin: &Path,
+    log: &Path,
+    pg: &PgCluster,
+    opts: &Options,
+    args: &[&str],
+    bearer_token: Option<&str>,
+) -> Result<(Proc, String)> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--pg-host", "127.0.0.1"])
+        .args(["--pg-port", &pg.port.to_string()])
+        .args([
+            "--statement-timeout-ms",
+            &opts.origin_statement_timeout_ms.to_string(),
+        ])
+        .args(args);
+    if let Some(token) = bearer_token {
+        // In the environment, not argv: `ps` shows arguments to everyone.
+        cmd.env("EDGEFRONT_ORIGIN_BEARER_TOKEN", token);
+    }
+    let mut proc = Proc::spawn("edgefront-origin", &mut cmd, log, None)?;
+    let url = wait_for_line(&mut proc, log, "listening ", Duration::from_secs(30)).await?;
+    Ok((proc, url))
 }
 
 async fn wait_for_line(
