@@ -152,6 +152,11 @@ pub struct ChatConfig {
     pub idle_timeout: Duration,
     /// Signs anonymous visitors' cookies (`VISITOR_COOKIE_SECRET`, at least 32 bytes).
     pub visitor_secret: Option<Secret>,
+    /// The request header that carries the client's IP (`CLIENT_IP_HEADER`, default
+    /// `cf-connecting-ip`, which Cloudflare sets and overwrites; `none`: no header is trusted).
+    /// Only a header the platform or a trusted proxy in front sets may be named: clients can
+    /// send any header. Visitor chat is limited per (hashed) client IP as well as per cookie.
+    pub client_ip_header: Option<http::HeaderName>,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +235,7 @@ impl Config {
         "DOH_TIMEOUT_MS",
         "INVITATION_TTL_SECONDS",
         "OPERATOR_TOKEN",
+        "CLIENT_IP_HEADER",
     ];
 
     pub fn load(src: &dyn ConfigSource) -> Result<Self, ConfigError> {
@@ -367,6 +373,18 @@ impl Config {
             timeout: r.millis("AI_TIMEOUT_MS", 30_000)?,
             idle_timeout: r.millis("AI_IDLE_TIMEOUT_MS", 30_000)?,
             visitor_secret,
+            client_ip_header: match r.optional("CLIENT_IP_HEADER") {
+                None => Some(http::HeaderName::from_static("cf-connecting-ip")),
+                Some(h) if h.eq_ignore_ascii_case("none") => None,
+                Some(h) => Some(http::HeaderName::from_bytes(h.trim().as_bytes()).map_err(
+                    |_| {
+                        r.bad(
+                            "CLIENT_IP_HEADER",
+                            "must be a header name such as cf-connecting-ip, or none",
+                        )
+                    },
+                )?),
+            },
         };
         let platform_host = match r.optional("PLATFORM_HOST") {
             Some(h) => h.trim_end_matches('.').to_ascii_lowercase(),

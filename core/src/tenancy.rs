@@ -177,6 +177,30 @@ pub struct Limits {
         skip_serializing_if = "Option::is_none"
     )]
     pub visits_per_visitor_per_hour: Option<i64>,
+    /// Chat turns anonymous visitors may start per hour from one client IP, whatever their
+    /// cookies (default 30).
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub visitor_messages_per_ip_per_hour: Option<i64>,
+    /// AI tokens the tenant's anonymous visitors together may spend per month, inside the
+    /// tenant's own quota (default a fifth of it), so visitors cannot starve the team.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub visitor_monthly_tokens: Option<i64>,
+    /// Chat turns the tenant's anonymous visitors together may start per month (default
+    /// unlimited: the token budget applies).
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub visitor_monthly_turns: Option<i64>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, Value>,
 }

@@ -4,10 +4,11 @@
 //! the cookie is checked before the body.
 
 use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
-use http::{header, HeaderMap, HeaderValue};
+use http::{header, HeaderMap, HeaderName, HeaderValue};
 use sha2::Sha256;
 
 use crate::config::ConfigError;
@@ -58,12 +59,52 @@ pub fn visitor_from_cookie(secret: &[u8], tenant: &Tenant, headers: &HeaderMap) 
     same.then(|| id.to_owned())
 }
 
+/// The client a request comes from, as a key that limits can count without storing the address:
+/// the IP in the configured trusted header (`CLIENT_IP_HEADER`), HMAC-SHA256'd with the cookie
+/// secret over the tenant, so the key means nothing outside this tenant and cannot be reversed
+/// by trying the 2^32 IPv4 addresses. IPv6 clients are keyed by their /64 (one subscriber's
+/// usual allocation, so rotating addresses inside it gains nothing). `None` without the header
+/// or with a value that is not an IP address (Spin: wasi:http has no peer address, so only the
+/// header applies).
+pub fn client_key(
+    secret: &[u8],
+    tenant: &Tenant,
+    headers: &HeaderMap,
+    header: Option<&HeaderName>,
+) -> Option<String> {
+    let raw = headers.get(header?)?.to_str().ok()?;
+    // A proxy that appends (`client, proxy1, …`): the first is the client.
+    let first = raw.split(',').next()?.trim();
+    let ip: IpAddr = first
+        .parse()
+        .or_else(|_| first.parse::<SocketAddr>().map(|a| a.ip()))
+        .ok()?;
+    let canonical = match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+    };
+    let mut mac = HmacSha256::new_from_slice(secret).ok()?;
+    mac.update(b"client-ip:");
+    mac.update(tenant.id.as_str().as_bytes());
+    mac.update(b":");
+    mac.update(canonical.as_bytes());
+    Some(Base64UrlUnpadded::encode_string(
+        mac.finalize().into_bytes().get(..16)?,
+    ))
+}
+
 /// The visitor of a storefront request: from their cookie, or a new one with the `Set-Cookie` to
 /// send. Without a cookie secret there are no visitors at all (500 naming the setting).
 pub struct Visitor {
     pub id: String,
     /// Set for a new visitor.
     pub set_cookie: Option<HeaderValue>,
+    /// The client's key ([`client_key`]), for limits per client IP as well as per cookie (a
+    /// visitor who drops their cookie is a new visitor, but not a new client).
+    pub client: Option<String>,
 }
 
 impl<'a, P: Platform> Extract<'a, P> for Visitor {
@@ -78,10 +119,17 @@ impl<'a, P: Platform> Extract<'a, P> for Visitor {
         })?;
         let secret = secret.expose().as_bytes();
         let headers = &parts.head.headers;
+        let client = client_key(
+            secret,
+            &tenant,
+            headers,
+            config.chat.client_ip_header.as_ref(),
+        );
         if let Some(id) = visitor_from_cookie(secret, &tenant, headers) {
             return Ok(Self {
                 id,
                 set_cookie: None,
+                client,
             });
         }
         let id = Uuid::random(parts.env.platform)?.to_string();
@@ -107,6 +155,7 @@ impl<'a, P: Platform> Extract<'a, P> for Visitor {
         Ok(Self {
             id,
             set_cookie: Some(value),
+            client,
         })
     }
 }
@@ -161,5 +210,50 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(visitor_from_cookie(secret, &a, &forged), None);
+    }
+
+    #[test]
+    fn client_keys_hash_the_trusted_headers_ip_per_tenant() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let a = tenant("00000000-0000-4000-8000-00000000000a");
+        let b = tenant("00000000-0000-4000-8000-00000000000b");
+        let name = HeaderName::from_static("cf-connecting-ip");
+        let key = |t: &Tenant, v: &str, name: Option<&HeaderName>| {
+            let mut h = HeaderMap::new();
+            h.insert("cf-connecting-ip", HeaderValue::from_str(v).unwrap());
+            client_key(secret, t, &h, name)
+        };
+        let one = key(&a, "203.0.113.7", Some(&name)).unwrap();
+        assert!(!one.contains("203"), "never the address itself");
+        assert_eq!(one.len(), 22);
+        // The first of a list, a port, the IPv4-mapped form: the same client.
+        assert_eq!(
+            key(&a, " 203.0.113.7, 10.0.0.1", Some(&name)).as_ref(),
+            Some(&one)
+        );
+        assert_eq!(
+            key(&a, "203.0.113.7:5555", Some(&name)).as_ref(),
+            Some(&one)
+        );
+        assert_eq!(
+            key(&a, "::ffff:203.0.113.7", Some(&name)).as_ref(),
+            Some(&one)
+        );
+        assert_ne!(key(&a, "203.0.113.8", Some(&name)).as_ref(), Some(&one));
+        // Another tenant cannot correlate it.
+        assert_ne!(key(&b, "203.0.113.7", Some(&name)).as_ref(), Some(&one));
+        // One IPv6 /64 is one client.
+        assert_eq!(
+            key(&a, "2001:db8:1:2::1", Some(&name)),
+            key(&a, "2001:db8:1:2:ffff::9", Some(&name))
+        );
+        assert_ne!(
+            key(&a, "2001:db8:1:2::1", Some(&name)),
+            key(&a, "2001:db8:1:3::1", Some(&name))
+        );
+        // No trusted header configured, or not an address: no key.
+        assert_eq!(key(&a, "203.0.113.7", None), None);
+        assert_eq!(key(&a, "unknown", Some(&name)), None);
+        assert_eq!(client_key(secret, &a, &HeaderMap::new(), Some(&name)), None);
     }
 }

@@ -79,12 +79,14 @@ pub async fn post_member<'a, P: Platform>(
 ) -> Result<Response<Body<'a>>, ApiError> {
     let owner = Owner::User(cx.user().to_owned());
     let events = wants_events(cx.headers());
-    let turn = Turn::begin(cx.env, cx.tenant, cx.db, owner, request).await?;
+    let turn = Turn::begin(cx.env, cx.tenant, cx.db, owner, None, request).await?;
     turn.answer(events).await
 }
 
 /// `POST /v1/storefront/chat`: a visitor's turn. The visitor is established (and the cookie
 /// secret checked) before the body is read; a new visitor's cookie comes with the answer.
+/// Visitors are limited per cookie, per client IP and all together per hour, and share a
+/// monthly budget inside the tenant's (see `chat_begin`), so the team can always chat.
 pub async fn post_visitor<'a, P: Platform>(
     cx: Public<'a, P>,
     visitor: Visitor,
@@ -92,7 +94,7 @@ pub async fn post_visitor<'a, P: Platform>(
 ) -> Result<Response<Body<'a>>, ApiError> {
     let events = wants_events(cx.headers());
     let owner = Owner::Visitor(visitor.id);
-    let turn = Turn::begin(cx.env, cx.tenant, cx.db, owner, request).await?;
+    let turn = Turn::begin(cx.env, cx.tenant, cx.db, owner, visitor.client, request).await?;
     let mut resp = turn.answer(events).await?;
     if let Some(cookie) = visitor.set_cookie {
         resp.headers_mut().insert(header::SET_COOKIE, cookie);

@@ -111,6 +111,8 @@ enum Begin {
     },
     NotFound,
     QuotaExhausted {
+        #[serde(default)]
+        scope: QuotaScope,
         used: i64,
         limit: i64,
         resets_at: String,
@@ -123,12 +125,27 @@ enum Begin {
     },
 }
 
+/// Which monthly budget was spent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum QuotaScope {
+    /// The anonymous visitors' share (`settings.limits.visitor_monthly_tokens`, `…_turns`):
+    /// the tenant's members can still chat.
+    Visitors,
+    /// The tenant's whole quota.
+    #[default]
+    #[serde(other)]
+    Tenant,
+}
+
 /// Which visitor limit was reached.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum LimitScope {
     /// The store's limit for all its visitors together.
     Tenant,
+    /// The limit per client IP, whatever the cookies.
+    Client,
     /// The visitor's own.
     #[default]
     #[serde(other)]
@@ -139,7 +156,21 @@ impl Begin {
     fn refusal(self) -> ApiError {
         match self {
             Self::NotFound => ApiError::not_found(ConversationId::KIND),
+            // Visitors are not told the tenant's numbers.
             Self::QuotaExhausted {
+                scope: QuotaScope::Visitors,
+                resets_at,
+                retry_after,
+                ..
+            } => ApiError::too_many(
+                Code::QuotaExhausted,
+                format!(
+                    "This store's assistant has answered all the visitor messages it can this month; it resets at {resets_at}."
+                ),
+                retry_after,
+            ),
+            Self::QuotaExhausted {
+                scope: QuotaScope::Tenant,
                 used,
                 limit,
                 resets_at,
@@ -155,6 +186,9 @@ impl Begin {
                 Code::VisitorLimit,
                 match scope {
                     LimitScope::Tenant => "This store's assistant is busy; try again later.",
+                    LimitScope::Client => {
+                        "Too many messages come from your network; try again later."
+                    }
                     LimitScope::Visitor => "You have sent too many messages; try again later.",
                 },
                 retry_after,
@@ -255,13 +289,15 @@ pub(super) struct Turn<'a, P> {
 }
 
 impl<'a, P: Platform> Turn<'a, P> {
-    /// `chat_begin`: ownership, visitor limits and the quota reservation, in one batch.
-    /// Refusals (404, 429) reserve nothing.
+    /// `chat_begin`: ownership, visitor limits and budget, and the quota reservation, in one
+    /// batch. `client` is a visitor's client key (their hashed IP). Refusals (404, 429) reserve
+    /// nothing.
     pub(super) async fn begin(
         env: Env<'a, P>,
         tenant: Rc<Tenant>,
         db: Db<'a, P>,
         owner: Owner,
+        client: Option<String>,
         request: TurnRequest,
     ) -> Result<Self, ApiError> {
         let TurnRequest {
@@ -277,15 +313,19 @@ impl<'a, P: Platform> Turn<'a, P> {
             "monthly_tokens": limits.ai_monthly_tokens,
             "visitor_messages_per_hour": limits.visitor_messages_per_hour,
             "visitor_tenant_messages_per_hour": limits.visitor_tenant_messages_per_hour,
+            "visitor_messages_per_ip_per_hour": limits.visitor_messages_per_ip_per_hour,
+            "visitor_monthly_tokens": limits.visitor_monthly_tokens,
+            "visitor_monthly_turns": limits.visitor_monthly_turns,
             "memory_messages": MEMORY_MESSAGES,
             "grounding_items": GROUNDING_ITEMS,
         });
         let outcome: Begin = db
             .call(Statement::new(
-                "SELECT public.chat_begin($1, $2, $3::uuid, $4, $5::bigint, ARRAY(SELECT jsonb_array_elements_text($6::jsonb)), $7::jsonb)::text AS outcome",
+                "SELECT public.chat_begin($1, $2, $3, $4::uuid, $5, $6::bigint, ARRAY(SELECT jsonb_array_elements_text($7::jsonb)), $8::jsonb)::text AS outcome",
                 vec![
                     Some(owner.kind().into()),
                     Some(owner.id().into()),
+                    client,
                     conversation.map(|c| c.to_string()),
                     Some(message.clone()),
                     Some(estimate.to_string()),
@@ -590,7 +630,7 @@ mod tests {
         i.post(false, false, r#"{"message":"hi"}"#).unwrap();
         let begins = i.calls("chat_begin");
         let estimate = |n: usize| {
-            begins[n]["params"][4]
+            begins[n]["params"][5]
                 .as_str()
                 .unwrap()
                 .parse::<usize>()
@@ -755,6 +795,17 @@ mod tests {
                 json!({ "outcome": "visitor_limit", "scope": "tenant", "retry_after": 3600 }),
                 Code::VisitorLimit,
                 Some("This store's assistant is busy; try again later."),
+            ),
+            (
+                json!({ "outcome": "visitor_limit", "scope": "client", "retry_after": 3600 }),
+                Code::VisitorLimit,
+                Some("Too many messages come from your network; try again later."),
+            ),
+            (
+                json!({ "outcome": "quota_exhausted", "scope": "visitors", "used": 9, "limit": 10,
+                    "reserved": 0, "resets_at": "2023-12-01T00:00:00Z", "retry_after": 99 }),
+                Code::QuotaExhausted,
+                Some("This store's assistant has answered all the visitor messages it can this month; it resets at 2023-12-01T00:00:00Z."),
             ),
         ];
         for (outcome, code, detail) in refusals {
