@@ -148,9 +148,15 @@ fn deep_health_errors_carry_no_backend_text() {
         Box::new(|req| {
             if req.uri().path() == "/sql" {
                 let body = serde_json::json!({"message": PG, "code": "28P01"}).to_string();
-                Ok(Response::builder().status(400).body(Bytes::from(body)).unwrap())
+                Ok(Response::builder()
+                    .status(400)
+                    .body(Bytes::from(body))
+                    .unwrap())
             } else {
-                Ok(Response::builder().status(500).body(Bytes::from(S3)).unwrap())
+                Ok(Response::builder()
+                    .status(500)
+                    .body(Bytes::from(S3))
+                    .unwrap())
             }
         }),
     );
@@ -160,7 +166,14 @@ fn deep_health_errors_carry_no_backend_text() {
     assert_eq!(body["checks"]["database"]["error"], "refused");
     assert_eq!(body["checks"]["storage"]["error"], "unexpected answer");
     let text = body.to_string();
-    for leak in ["password", "edgefront_app", "28P01", "InternalError", "s3-node", "500"] {
+    for leak in [
+        "password",
+        "edgefront_app",
+        "28P01",
+        "InternalError",
+        "s3-node",
+        "500",
+    ] {
         assert!(!text.contains(leak), "{leak} leaked: {text}");
     }
 
@@ -169,7 +182,9 @@ fn deep_health_errors_carry_no_backend_text() {
         operator_settings(),
         Box::new(|req| {
             if req.uri().path() == "/sql" {
-                Err(OutboundError::Network("connect ECONNREFUSED 10.1.2.3:4444".into()))
+                Err(OutboundError::Network(
+                    "connect ECONNREFUSED 10.1.2.3:4444".into(),
+                ))
             } else {
                 Ok(Response::new(Bytes::new()))
             }

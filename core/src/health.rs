@@ -191,7 +191,13 @@ mod tests {
             Failure::UnexpectedAnswer,
         ]
         .iter()
-        .map(|f| serde_json::to_value(f).unwrap().as_str().unwrap().to_owned())
+        .map(|f| {
+            serde_json::to_value(f)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
         assert_eq!(
             words,
@@ -210,7 +216,10 @@ mod tests {
             Failure::UnexpectedAnswer
         );
         assert_eq!(Failure::of_s3(&S3Error::Status(403)), Failure::Refused);
-        assert_eq!(Failure::of_s3(&S3Error::Status(500)), Failure::UnexpectedAnswer);
+        assert_eq!(
+            Failure::of_s3(&S3Error::Status(500)),
+            Failure::UnexpectedAnswer
+        );
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! real binary; nothing here needs Postgres (a refused start never connects, and an accepted one
 //! is stopped once it prints its `listening` line).
 
+// Test helpers outside #[test] fns are not covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -351,7 +351,13 @@ impl Stack {
             &logs.join("origin.log"),
             &pg,
             opts,
-            &["--allow-role", APP_ROLE, "--allow-database", DATABASE, "--expose-stats"],
+            &[
+                "--allow-role",
+                APP_ROLE,
+                "--allow-database",
+                DATABASE,
+                "--expose-stats",
+            ],
             None,
         )
         .await?;
@@ -369,7 +375,9 @@ impl Stack {
         procs.push(origin_admin);
         let origin_sql = format!("{}/sql", origin_url.trim_end_matches('/'));
         let admin_sql = format!("{}/sql", admin_url.trim_end_matches('/'));
-        let admin_addr = admin_url.trim_start_matches("http://").trim_end_matches('/');
+        let admin_addr = admin_url
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
 
         let s3 = LocalS3::start(
             &opts.dir.join("s3"),
