@@ -112,6 +112,8 @@ codes! {
     // 410
     TenantDeleted = (GONE, "tenant_deleted", "Tenant deleted");
     InvitationExpired = (GONE, "invitation_expired", "Invitation expired");
+    /// `complete` after the upload's URLs expired: the pending file is gone; start a new upload.
+    UploadExpired = (GONE, "upload_expired", "Upload expired");
     // 412
     /// `If-Match` named a version that is no longer current; `current_etag` names the current one.
     PreconditionFailed = (PRECONDITION_FAILED, "precondition_failed", "Precondition failed");
@@ -223,6 +225,7 @@ mod tests {
                 "409 invitation_used",
                 "410 tenant_deleted",
                 "410 invitation_expired",
+                "410 upload_expired",
                 "412 precondition_failed",
                 "413 payload_too_large",
                 "415 unsupported_media_type",

@@ -383,7 +383,7 @@ mod uploads {
             "content_type": "image/png", "declared_size": 10, "max_size": 100,
             "status": "pending", "size": null, "etag": null, "created_by": user_of("alice"),
             "created_at": "2023-11-14T22:00:00.000000Z", "updated_at": "2023-11-14T22:00:00.000000Z",
-            "completed_at": null,
+            "completed_at": null, "expires_at": "2023-11-14T22:28:20.000000Z",
         })
     }
 
@@ -446,12 +446,17 @@ mod uploads {
             resp.headers()["location"],
             format!("/v1/files/{id}").as_str()
         );
+        // The client writes the staging key only, with the declared length signed.
+        let staging = format!("{TENANT}/staging/{id}/My_Photo.png");
         let put = body["upload"]["put"]["url"].as_str().unwrap();
-        assert!(put.starts_with(&format!("http://127.0.0.1:9000/edgefront-dev/{key}?")));
+        assert!(put.starts_with(&format!("http://127.0.0.1:9000/edgefront-dev/{staging}?")));
         assert!(put.contains("X-Amz-Date=20231114T221320Z&X-Amz-Expires=900&"));
+        assert!(put.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost&"));
+        assert_eq!(body["upload"]["put"]["headers"]["content-length"], "10");
+        assert_eq!(body["upload"]["max_size"], 10);
         assert_eq!(body["upload"]["expires_at"], "2023-11-14T22:28:20Z");
         let fields = &body["upload"]["post"]["fields"];
-        assert_eq!(fields["key"], key);
+        assert_eq!(fields["key"], staging.as_str());
         assert_eq!(fields["Content-Type"], "image/png");
         assert_eq!(
             body["upload"]["post"]["url"],
@@ -464,6 +469,64 @@ mod uploads {
         assert_eq!(v["queries"][0]["params"][0], TENANT);
         assert_eq!(v["queries"][1]["params"][2], "My Photo.PNG");
         assert_eq!(v["queries"][1]["params"][5], user_of("alice").as_str());
+        // The row expires with its URLs.
+        assert_eq!(v["queries"][1]["params"][6], "900");
+    }
+
+    #[test]
+    fn create_deletes_the_staging_objects_of_swept_uploads_whatever_the_outcome() {
+        let (resp, sent) = run(
+            Box::new(|req| {
+                if req.uri().path() == "/sql" {
+                    return Ok(sql_answer(&json!({
+                        "outcome": "storage_limit", "limit": 100, "used": 95,
+                        "swept": [format!("{TENANT}/{FILE}/old.png")],
+                    })));
+                }
+                Ok(Response::builder().status(204).body(Bytes::new()).unwrap())
+            }),
+            |env| {
+                create(
+                    env,
+                    r#"{"filename":"a.png","content_type":"image/png","size":10}"#,
+                )
+            },
+        );
+        let err = resp.unwrap_err();
+        assert_eq!(
+            (err.status().as_u16(), err.code()),
+            (403, Code::TierLimitReached)
+        );
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[1].method(), Method::DELETE);
+        assert_eq!(
+            sent[1].uri().to_string(),
+            format!("http://127.0.0.1:9000/edgefront-dev/{TENANT}/staging/{FILE}/old.png")
+        );
+    }
+
+    #[test]
+    fn complete_after_expiry_is_410_without_touching_s3() {
+        for (status, expires_at) in [
+            ("expired", "2023-11-14T22:28:20.000000Z"),
+            ("pending", "2023-11-14T22:13:20.000000Z"),
+        ] {
+            let (resp, sent) = run(
+                Box::new(move |_| {
+                    let mut f = pending_file();
+                    f["status"] = json!(status);
+                    f["expires_at"] = json!(expires_at);
+                    Ok(sql_answer(&f))
+                }),
+                |env| complete(env, "bob"),
+            );
+            let err = resp.unwrap_err();
+            assert_eq!(
+                (err.status().as_u16(), err.code()),
+                (410, Code::UploadExpired)
+            );
+            assert_eq!(sent.len(), 1, "{status}: only the row was read");
+        }
     }
 
     #[test]
@@ -512,7 +575,8 @@ mod uploads {
         );
         let err = resp.unwrap_err();
         assert_eq!(err.code(), "content_type_mismatch");
-        let object = format!("http://127.0.0.1:9000/edgefront-dev/{TENANT}/{FILE}/photo.png");
+        let object =
+            format!("http://127.0.0.1:9000/edgefront-dev/{TENANT}/staging/{FILE}/photo.png");
         let methods: Vec<(Method, String)> = sent
             .iter()
             .map(|r| (r.method().clone(), r.uri().to_string()))
@@ -593,7 +657,34 @@ mod uploads {
             url.contains("response-content-disposition=attachment%3B%20filename%3D%22photo.png%22")
         );
         assert!(url.contains("X-Amz-Expires=300&"));
-        let v: Value = serde_json::from_slice(sent[2].body()).unwrap();
+        // HEAD of the staging object, a CopyObject of exactly that ETag to the file's key, the
+        // row, then the staging object deleted.
+        let bucket = "http://127.0.0.1:9000/edgefront-dev";
+        let staging = format!("{TENANT}/staging/{FILE}/photo.png");
+        let methods: Vec<(Method, String)> = sent
+            .iter()
+            .map(|r| (r.method().clone(), r.uri().to_string()))
+            .collect();
+        assert_eq!(
+            methods,
+            vec![
+                (Method::POST, "http://127.0.0.1:4444/sql".to_owned()),
+                (Method::HEAD, format!("{bucket}/{staging}")),
+                (Method::PUT, format!("{bucket}/{TENANT}/{FILE}/photo.png")),
+                (Method::POST, "http://127.0.0.1:4444/sql".to_owned()),
+                (Method::DELETE, format!("{bucket}/{staging}")),
+            ]
+        );
+        assert_eq!(
+            sent[2].headers()["x-amz-copy-source"],
+            format!("/edgefront-dev/{staging}").as_str()
+        );
+        assert_eq!(sent[2].headers()["x-amz-copy-source-if-match"], "\"abc\"");
+        assert!(sent[2].headers()["authorization"]
+            .to_str()
+            .unwrap()
+            .contains("x-amz-copy-source;x-amz-copy-source-if-match;"));
+        let v: Value = serde_json::from_slice(sent[3].body()).unwrap();
         assert_eq!(v["queries"][1]["params"], json!([FILE, "7", "\"abc\""]));
     }
 

@@ -216,21 +216,23 @@ fn presign(
     })
 }
 
-/// A presigned `PUT` of `key`. The content type is signed: the upload must send exactly this
-/// `Content-Type` header, or S3 rejects the signature. (A presigned PUT cannot cap the size;
-/// [`presign_post`] can.)
+/// A presigned `PUT` of `key`. The content type and the length are signed: the upload must send
+/// exactly this `Content-Type` and a `Content-Length` of `content_length` bytes, or S3 rejects
+/// the signature, so the URL cannot store an object of any other size.
 pub fn presign_put(
     cfg: &S3Config,
     key: &str,
     content_type: &str,
+    content_length: u64,
     now: SystemTime,
     expires: Duration,
 ) -> Result<String, S3Error> {
+    let length = content_length.to_string();
     presign(
         cfg,
         &Method::PUT,
         key,
-        &[("content-type", content_type)],
+        &[("content-length", &length), ("content-type", content_type)],
         &[],
         now,
         expires,
@@ -354,9 +356,9 @@ fn object_request(cfg: &S3Config, method: Method, key: &str) -> Result<Request<B
     let mut req = Request::builder()
         .method(method.clone())
         .uri(url(cfg, Some(&uri_encode(key, true)))?);
-    if method == Method::DELETE {
-        // An empty DELETE must say so: without it some clients (wasi:http) send a chunked
-        // body and S3 answers 411 Length Required.
+    if method == Method::DELETE || method == Method::PUT {
+        // An empty DELETE (or CopyObject PUT) must say so: without it some clients (wasi:http)
+        // send a chunked body and S3 answers 411 Length Required.
         req = req.header(header::CONTENT_LENGTH, "0");
     }
     req.body(Bytes::new())
@@ -416,6 +418,49 @@ pub async fn delete_object<P: HttpClient + Clock>(
     }
 }
 
+/// Signed server-side copy (`CopyObject`: a `PUT` of `to` with `x-amz-copy-source`) of `from`
+/// to `to` in the bucket, metadata (content type) copied. With `if_match`, S3 copies only if the
+/// source still has that ETag (`x-amz-copy-source-if-match`), so what is copied is what was
+/// checked. `Ok(false)`: the source is missing or changed (404 or 412).
+pub async fn copy_object<P: HttpClient + Clock>(
+    platform: &P,
+    cfg: &S3Config,
+    from: &str,
+    to: &str,
+    if_match: Option<&str>,
+) -> Result<bool, S3Error> {
+    let mut req = object_request(cfg, Method::PUT, to)?;
+    let source = format!("/{}/{}", cfg.bucket, uri_encode(from, true));
+    let value = |v: &str| {
+        http::HeaderValue::from_str(v).map_err(|e| S3Error::Signing(format!("header value: {e}")))
+    };
+    req.headers_mut()
+        .insert("x-amz-copy-source", value(&source)?);
+    if let Some(etag) = if_match {
+        req.headers_mut()
+            .insert("x-amz-copy-source-if-match", value(etag)?);
+    }
+    sign_request(cfg, &mut req, platform.now())?;
+    let resp = with_timeout(platform, cfg.timeout, platform.send(req))
+        .await
+        .map_err(S3Error::Unavailable)?;
+    let status = resp.status();
+    if status == http::StatusCode::NOT_FOUND || status == http::StatusCode::PRECONDITION_FAILED {
+        return Ok(false);
+    }
+    if !status.is_success() {
+        return Err(S3Error::Status(status.as_u16()));
+    }
+    // S3 may answer 200 and report a failure in the body (a copy that failed midway).
+    let body = std::str::from_utf8(resp.body()).unwrap_or_default();
+    if body.contains("<Error>") {
+        return Err(S3Error::Protocol(
+            "CopyObject answered 200 with an error".into(),
+        ));
+    }
+    Ok(true)
+}
+
 /// Signed `HEAD` of the bucket: proves the endpoint, the credentials and the bucket.
 pub async fn head_bucket<P: HttpClient + Clock>(
     platform: &P,
@@ -472,16 +517,19 @@ mod tests {
     fn presigned_urls_sign_what_they_pin_and_refuse_impossible_expiries() {
         let c = cfg(true);
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
-        let put = presign_put(&c, "t/f/a.png", "image/png", t, Duration::from_secs(900)).unwrap();
+        let ttl = Duration::from_secs(900);
+        let put = presign_put(&c, "t/f/a.png", "image/png", 10, t, ttl).unwrap();
         assert!(put.starts_with(
             "http://127.0.0.1:9000/edgefront-dev/t/f/a.png?X-Amz-Algorithm=AWS4-HMAC-SHA256&\
              X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fs3%2Faws4_request&\
-             X-Amz-Date=20150830T123600Z&X-Amz-Expires=900&X-Amz-SignedHeaders=content-type%3Bhost&\
-             X-Amz-Signature="
+             X-Amz-Date=20150830T123600Z&X-Amz-Expires=900&\
+             X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost&X-Amz-Signature="
         ));
-        // Another content type is another signature.
-        let other = presign_put(&c, "t/f/a.png", "text/html", t, Duration::from_secs(900)).unwrap();
+        // Another content type, or another length, is another signature.
+        let other = presign_put(&c, "t/f/a.png", "text/html", 10, t, ttl).unwrap();
         assert_ne!(put, other);
+        let longer = presign_put(&c, "t/f/a.png", "image/png", 11, t, ttl).unwrap();
+        assert_ne!(put, longer);
         let get = presign_get(&c, "t/f/a.png", t, Duration::from_secs(60), Some("inline")).unwrap();
         assert!(get.contains("/t/f/a.png?response-content-disposition=inline&X-Amz-Algorithm="));
         assert!(get.contains("X-Amz-SignedHeaders=host&"));

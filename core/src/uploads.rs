@@ -1,18 +1,24 @@
 //! Uploads and file records: clients upload straight to S3 with presigned URLs (a `PUT`, or a
 //! browser `POST` form whose policy caps the size), then tell the API to verify the object.
 //!
-//! - `POST /v1/uploads` `{filename, content_type, size[, expires_in]}`: checks the tenant's tier
-//!   (largest object, accepted media types) in SQL, records a `pending` file and answers with a
-//!   presigned `PUT` (content type signed) and a presigned `POST` form (policy pins bucket, key,
-//!   content type and `content-length-range` `[1, max]`).
-//! - `POST /v1/uploads/{id}/complete`: a signed `HEAD`; missing → 409; size or type outside
-//!   what was allowed → the object is deleted and 422; else the file becomes `ready`.
+//! - `POST /v1/uploads` `{filename, content_type, size[, expires_in]}`: sweeps a few of the
+//!   tenant's expired uploads, checks the tenant's tier (largest object, accepted media types)
+//!   and storage quota in SQL, records a `pending` file expiring with its URLs and answers with
+//!   a presigned `PUT` (content type and `Content-Length` = the declared size signed) and a
+//!   presigned `POST` form (policy pins bucket, key, content type and `content-length-range`
+//!   `[1, declared size]`), both for the file's *staging* key.
+//! - `POST /v1/uploads/{id}/complete`: expired → 410; a signed `HEAD` of the staging object;
+//!   missing → 409; size or type outside what was declared → the object is deleted and 422;
+//!   else a signed `CopyObject` (only of the ETag checked) to the file's key, the file becomes
+//!   `ready`, and the staging object is deleted.
 //! - `GET /v1/files` (cursor), `GET /v1/files/{id}` (with a short-lived presigned `GET`),
 //!   `DELETE /v1/files/{id}` (signed `DELETE`, row marked deleted).
 //!
 //! Keys are `{tenant_id}/{file_id}/{safe name}`, chosen here; the client never picks the prefix,
 //! and the database refuses a key outside the row's own prefix. Row-level security makes
-//! another tenant's file id indistinguishable from a missing one (404).
+//! another tenant's file id indistinguishable from a missing one (404). A file's key is only
+//! ever written by the server (the copy): no presigned URL can write it, so a completed file
+//! cannot be overwritten by the client, however long its upload URLs last.
 
 use std::time::{Duration, SystemTime};
 
@@ -144,6 +150,16 @@ pub fn object_key(tenant: &TenantId, file_id: &str, filename: &str) -> String {
     format!("{tenant}/{file_id}/{}", safe_filename(filename))
 }
 
+/// Where the client uploads a file whose key is `key` (`{tenant}/{file}/{name}`):
+/// `{tenant}/staging/{file}/{name}`, still under the tenant's prefix (the tenant purge removes
+/// it) but never a file's key (file ids are UUIDs). `complete` copies it to `key`.
+pub fn staging_key(key: &str) -> String {
+    match key.split_once('/') {
+        Some((tenant, rest)) => format!("{tenant}/staging/{rest}"),
+        None => format!("staging/{key}"),
+    }
+}
+
 /// `Content-Disposition` for a download: an ASCII fallback and the exact name (RFC 6266/8187).
 pub fn content_disposition(disposition: &str, filename: &str) -> String {
     format!(
@@ -210,6 +226,8 @@ pub struct FileRecord {
     pub created_at: String,
     pub updated_at: String,
     pub completed_at: Option<String>,
+    /// When the upload URLs stop working; a file still pending then is `expired`.
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +236,8 @@ pub enum FileStatus {
     Pending,
     Ready,
     Deleted,
+    /// Its upload URLs expired before it was completed: never completable.
+    Expired,
 }
 
 /// A file with its download link (`null` until it is ready).
@@ -236,12 +256,23 @@ struct Link {
     expires_at: String,
 }
 
+/// `public.upload_create`'s answer: its outcome, and the keys of the expired uploads it swept
+/// (whatever the outcome), whose staging objects the edge deletes.
+#[derive(Deserialize)]
+struct UploadCreateResult {
+    #[serde(default)]
+    swept: Vec<String>,
+    #[serde(flatten)]
+    outcome: UploadCreate,
+}
+
 #[derive(Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 enum UploadCreate {
     Created { file: Box<FileRecord> },
     TypeNotAllowed { allowed: Vec<String> },
     TooLarge { max_bytes: u64 },
+    StorageLimit { limit: i64, used: i64 },
 }
 
 #[derive(Deserialize)]
@@ -249,6 +280,7 @@ enum UploadCreate {
 enum UploadComplete {
     Completed { file: Box<FileRecord> },
     AlreadyReady { file: Box<FileRecord> },
+    Expired,
     NotFound,
 }
 
@@ -396,10 +428,11 @@ pub async fn create<P: Platform>(
         .map_or(s3cfg.upload_url_ttl, Duration::from_secs);
     let id = Uuid::random(cx.env.platform)?;
     let key = object_key(cx.db.tenant(), id.as_str(), &new.filename);
-    let outcome: UploadCreate = cx
+    let result: UploadCreateResult = cx
         .db
         .call(Statement::new(
-            "SELECT public.upload_create($1::uuid, $2, $3, $4, $5::bigint, $6)::text AS outcome",
+            "SELECT public.upload_create($1::uuid, $2, $3, $4, $5::bigint, $6, $7::integer)::text \
+             AS outcome",
             vec![
                 Some(id.to_string()),
                 Some(key.clone()),
@@ -407,10 +440,12 @@ pub async fn create<P: Platform>(
                 Some(new.content_type.clone()),
                 Some(new.size.to_string()),
                 Some(cx.user().to_owned()),
+                Some(expires.as_secs().to_string()),
             ],
         ))
         .await?;
-    let file = match outcome {
+    sweep_staging(&cx, &result.swept).await;
+    let file = match result.outcome {
         UploadCreate::Created { file } => *file,
         UploadCreate::TypeNotAllowed { allowed } => {
             return Err(ApiError::new(
@@ -431,11 +466,17 @@ pub async fn create<P: Platform>(
                 ),
             ));
         }
+        UploadCreate::StorageLimit { limit, used } => {
+            // `count`: bytes stored or being uploaded before this one.
+            return Err(ApiError::tier_limit("storage_bytes", limit, used));
+        }
     };
-    let max = file.max_size;
+    // The object may be at most what was declared: the quota counted that.
+    let max = file.declared_size;
     let now = cx.env.platform.now();
-    let put_url = s3::presign_put(s3cfg, &key, &new.content_type, now, expires)?;
-    let post = s3::presign_post(s3cfg, &key, &new.content_type, max, now, expires)?;
+    let staging = staging_key(&key);
+    let put_url = s3::presign_put(s3cfg, &staging, &new.content_type, max, now, expires)?;
+    let post = s3::presign_post(s3cfg, &staging, &new.content_type, max, now, expires)?;
     let fields: serde_json::Map<String, Value> = post
         .fields
         .into_iter()
@@ -449,7 +490,7 @@ pub async fn create<P: Platform>(
             "put": {
                 "method": "PUT",
                 "url": put_url,
-                "headers": { "content-type": new.content_type },
+                "headers": { "content-type": new.content_type, "content-length": max.to_string() },
             },
             "post": {
                 "method": "POST",
@@ -462,6 +503,34 @@ pub async fn create<P: Platform>(
     });
     // Presigned URLs are bearer credentials: never cache them in shared caches.
     Ok(Reply::created(&format!("/v1/files/{id}"), &body).cache(Cache::Private))
+}
+
+/// Deletes the staging objects of the uploads `upload_create` swept (at most 10, at once).
+/// Failures are not the caller's problem and are not retried: the rows are already marked, and
+/// a staging object left behind holds no file (a bucket lifecycle rule on `*/staging/` can
+/// catch such leftovers).
+async fn sweep_staging<P: Platform>(cx: &Member<'_, P>, keys: &[String]) {
+    let s3cfg = &cx.env.config.s3;
+    let deletes = keys.iter().map(|key| {
+        let staging = staging_key(key);
+        async move { s3::delete_object(cx.env.platform, s3cfg, &staging).await }
+    });
+    let _ = futures_util::future::join_all(deletes).await;
+}
+
+/// Whether an RFC 3339 instant is at or before `now` (`false` when it cannot be read: the
+/// database decides then).
+fn has_passed(instant: Option<&str>, now: SystemTime) -> bool {
+    instant
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| SystemTime::from(t) <= now)
+}
+
+fn upload_expired() -> ApiError {
+    ApiError::new(
+        Code::UploadExpired,
+        "This upload's URLs have expired and it can no longer be completed; start a new upload.",
+    )
 }
 
 /// Why an uploaded object is not what was allowed, if it is not.
@@ -514,21 +583,29 @@ pub async fn complete<P: Platform>(
         Ok(Reply::ok(&view).cache(Cache::Private))
     };
     let file = load_file(&cx.db, &id).await?;
-    if file.status == FileStatus::Ready {
+    match file.status {
         // Completing twice is harmless: the same answer, no second HEAD.
-        return ready(file);
+        FileStatus::Ready => return ready(file),
+        FileStatus::Expired => return Err(upload_expired()),
+        FileStatus::Deleted => return Err(ApiError::not_found(FileId::KIND)),
+        FileStatus::Pending => {}
     }
-    let Some(info) = s3::head_object(cx.env.platform, s3cfg, &file.key).await? else {
-        return Err(ApiError::new(
-            Code::UploadMissing,
-            "Nothing has been uploaded for this file yet: upload it with the presigned \
-             PUT or POST first.",
-        ));
+    if has_passed(file.expires_at.as_deref(), cx.env.platform.now()) {
+        return Err(upload_expired());
+    }
+    let platform = cx.env.platform;
+    let staging = staging_key(&file.key);
+    let Some(info) = s3::head_object(platform, s3cfg, &staging).await? else {
+        return Err(upload_missing());
     };
-    if let Err(rejection) = check_object(&info, &file.content_type, file.max_size) {
+    if let Err(rejection) = check_object(&info, &file.content_type, file.declared_size) {
         // The file stays pending: the client may upload a proper object while its URLs last.
-        s3::delete_object(cx.env.platform, s3cfg, &file.key).await?;
+        s3::delete_object(platform, s3cfg, &staging).await?;
         return Err(rejection);
+    }
+    // Only the object just checked is copied: one replaced meanwhile fails the ETag match.
+    if !s3::copy_object(platform, s3cfg, &staging, &file.key, info.etag.as_deref()).await? {
+        return Err(upload_missing());
     }
     let outcome: UploadComplete = cx
         .db
@@ -542,9 +619,31 @@ pub async fn complete<P: Platform>(
         ))
         .await?;
     match outcome {
-        UploadComplete::Completed { file } | UploadComplete::AlreadyReady { file } => ready(*file),
-        UploadComplete::NotFound => Err(ApiError::not_found(FileId::KIND)),
+        UploadComplete::Completed { file } => {
+            // Best effort: the URLs could write it again anyway until they expire, and the
+            // sweep deletes whatever is there then.
+            let _ = s3::delete_object(platform, s3cfg, &staging).await;
+            ready(*file)
+        }
+        UploadComplete::AlreadyReady { file } => ready(*file),
+        UploadComplete::Expired => {
+            // Expired between the check above and now: the copy holds no file.
+            s3::delete_object(platform, s3cfg, &file.key).await?;
+            Err(upload_expired())
+        }
+        UploadComplete::NotFound => {
+            s3::delete_object(platform, s3cfg, &file.key).await?;
+            Err(ApiError::not_found(FileId::KIND))
+        }
     }
+}
+
+fn upload_missing() -> ApiError {
+    ApiError::new(
+        Code::UploadMissing,
+        "Nothing has been uploaded for this file yet: upload it with the presigned \
+         PUT or POST first.",
+    )
 }
 
 /// `GET /v1/files`.
@@ -553,7 +652,10 @@ pub async fn list<P: Platform>(
     Query(listing): Query<FileListing>,
 ) -> Result<Reply, ApiError> {
     let mut params = Params::new();
-    let mut filters = vec!["f.status <> 'deleted'".to_owned()];
+    let mut filters = vec![
+        "f.status <> 'deleted'".to_owned(),
+        "f.status <> 'expired'".to_owned(),
+    ];
     if let Some(status) = &listing.status {
         filters.push(format!("f.status = {}", params.bind(status)));
     }
@@ -643,6 +745,13 @@ mod tests {
         ] {
             let key = object_key(&t, f, raw);
             assert!(key.starts_with(&prefix), "{raw:?} → {key}");
+            // The staging key stays under the tenant, and is never a file's key.
+            let staging = staging_key(&key);
+            assert_eq!(
+                staging,
+                format!("{t}/staging/{}", &key[t.to_string().len() + 1..])
+            );
+            assert!(!staging.starts_with(&prefix));
             let name = &key[prefix.len()..];
             assert_eq!(name, want, "{raw:?}");
             assert!(!name.contains('/') && !name.starts_with('.'));

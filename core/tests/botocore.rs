@@ -111,16 +111,21 @@ fn presigned_requests_are_byte_identical_to_botocores() {
         for &t in &times {
             let now = SystemTime::UNIX_EPOCH + Duration::from_secs(t);
             for key in &keys {
-                for (ct, expires) in [("image/png", 900u64), ("application/pdf", 604_800)] {
+                for (ct, len, expires) in [
+                    ("image/png", 70_000u64, 900u64),
+                    ("application/pdf", 1, 604_800),
+                ] {
                     let mut c = base.clone();
                     c["op"] = json!("put");
                     c["time"] = json!(t);
                     c["key"] = json!(key);
                     c["content_type"] = json!(ct);
+                    c["content_length"] = json!(len);
                     c["expires"] = json!(expires);
                     cases.push(c);
                     let url =
-                        s3::presign_put(&cfg, key, ct, now, Duration::from_secs(expires)).unwrap();
+                        s3::presign_put(&cfg, key, ct, len, now, Duration::from_secs(expires))
+                            .unwrap();
                     ours.push(json!({ "url": url }));
                 }
                 for disposition in [

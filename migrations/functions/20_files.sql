@@ -17,32 +17,68 @@ LANGUAGE sql STABLE AS $$
         'size', f.size, 'etag', f.etag, 'created_by', f.created_by,
         'created_at', public.iso_utc(f.created_at),
         'updated_at', public.iso_utc(f.updated_at),
-        'completed_at', public.iso_utc(f.completed_at))
+        'completed_at', public.iso_utc(f.completed_at),
+        'expires_at', public.iso_utc(f.expires_at))
 $$;
 
 GRANT EXECUTE ON FUNCTION public.file_json(public.files) TO edgefront_app;
 
--- Starts an upload: checks the tenant's tier (media type, size) and records a pending file.
+-- Starts an upload. One statement does, in order:
+--   1. the sweep: up to 10 of the tenant's rows whose URLs have expired and whose staging
+--      object is not yet deleted are marked swept (pending ones become `expired`); their keys
+--      are returned in `swept` (every outcome) and the edge deletes their staging objects.
+--   2. the tier: media type and largest object.
+--   3. the storage quota (settings.limits.max_storage_bytes, else the tier's; NULL: none),
+--      under a per-tenant advisory lock so concurrent presigns cannot overshoot: Σ size of
+--      ready files + Σ declared_size of pending files not yet expired + p_size ≤ limit.
+--   4. the pending row, expiring p_ttl_seconds from now (the URLs' lifetime).
 -- The edge chose p_id and p_key (`{tenant}/{id}/{safe name}`); the key CHECK verifies them.
--- Outcomes:
+-- Outcomes (each with "swept":[key, …]):
 --   {"outcome":"created","file":{…}}
 --   {"outcome":"type_not_allowed","allowed":[…],"max_bytes":n}
 --   {"outcome":"too_large","max_bytes":n}
--- Nothing is written unless the outcome is "created".
+--   {"outcome":"storage_limit","limit":n,"used":n}
+-- No file is written unless the outcome is "created".
 CREATE OR REPLACE FUNCTION public.upload_create(
-    p_id uuid, p_key text, p_filename text, p_content_type text, p_size bigint, p_created_by text)
+    p_id uuid, p_key text, p_filename text, p_content_type text, p_size bigint, p_created_by text,
+    p_ttl_seconds integer)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v_tenant uuid := public.current_tenant_id();
     v_max    bigint;
     v_types  text[];
+    v_quota  bigint;
+    v_used   bigint;
+    v_swept  jsonb;
     v_row    public.files;
 BEGIN
     IF v_tenant IS NULL THEN
         RAISE EXCEPTION 'app.current_tenant is not set' USING ERRCODE = '42501';
     END IF;
-    SELECT l.max_upload_bytes, l.allowed_content_types INTO v_max, v_types
+    IF p_ttl_seconds IS NULL OR p_ttl_seconds < 1 THEN
+        RAISE EXCEPTION 'p_ttl_seconds must be positive' USING ERRCODE = '22023';
+    END IF;
+    -- Rows another transaction holds are left for the next sweep.
+    WITH due AS (
+        SELECT f.tenant_id, f.id FROM public.files f
+        WHERE f.tenant_id = v_tenant AND f.staging_swept_at IS NULL
+          AND f.expires_at <= clock_timestamp()
+        ORDER BY f.expires_at
+        LIMIT 10
+        FOR UPDATE SKIP LOCKED
+    ), swept AS (
+        UPDATE public.files f
+        SET status = CASE WHEN f.status = 'pending' THEN 'expired' ELSE f.status END,
+            staging_swept_at = clock_timestamp()
+        FROM due WHERE f.tenant_id = due.tenant_id AND f.id = due.id
+        RETURNING f.key
+    )
+    SELECT coalesce(jsonb_agg(key ORDER BY key), '[]'::jsonb) INTO v_swept FROM swept;
+
+    SELECT l.max_upload_bytes, l.allowed_content_types,
+           coalesce((t.settings #>> '{limits,max_storage_bytes}')::bigint, l.max_storage_bytes)
+    INTO v_max, v_types, v_quota
     FROM public.tenants t JOIN public.tier_limits l ON l.tier = t.tier
     WHERE t.id = v_tenant;
     IF NOT FOUND THEN
@@ -50,25 +86,45 @@ BEGIN
     END IF;
     IF NOT (p_content_type = ANY (v_types)) THEN
         RETURN jsonb_build_object('outcome', 'type_not_allowed', 'allowed', to_jsonb(v_types),
-                                  'max_bytes', v_max);
+                                  'max_bytes', v_max, 'swept', v_swept);
     END IF;
     IF p_size > v_max THEN
-        RETURN jsonb_build_object('outcome', 'too_large', 'max_bytes', v_max);
+        RETURN jsonb_build_object('outcome', 'too_large', 'max_bytes', v_max, 'swept', v_swept);
+    END IF;
+    IF v_quota IS NOT NULL THEN
+        -- One presign per tenant at a time past this point, until the transaction ends: the
+        -- sum below then includes every pending row committed before.
+        PERFORM pg_advisory_xact_lock(hashtextextended('files_storage:' || v_tenant::text, 0));
+        SELECT coalesce(sum(CASE WHEN f.status = 'ready' THEN f.size ELSE f.declared_size END), 0)
+        INTO v_used
+        FROM public.files f
+        WHERE f.tenant_id = v_tenant
+          AND (f.status = 'ready'
+               OR (f.status = 'pending' AND f.expires_at > clock_timestamp()));
+        IF v_used + p_size > v_quota THEN
+            RETURN jsonb_build_object('outcome', 'storage_limit', 'limit', v_quota,
+                                      'used', v_used, 'swept', v_swept);
+        END IF;
     END IF;
     INSERT INTO public.files
-        (tenant_id, id, key, filename, content_type, declared_size, max_size, created_by)
-    VALUES (v_tenant, p_id, p_key, p_filename, p_content_type, p_size, v_max, p_created_by)
+        (tenant_id, id, key, filename, content_type, declared_size, max_size, created_by,
+         expires_at)
+    VALUES (v_tenant, p_id, p_key, p_filename, p_content_type, p_size, v_max, p_created_by,
+            clock_timestamp() + make_interval(secs => p_ttl_seconds))
     RETURNING * INTO v_row;
-    RETURN jsonb_build_object('outcome', 'created', 'file', public.file_json(v_row));
+    RETURN jsonb_build_object('outcome', 'created', 'file', public.file_json(v_row),
+                              'swept', v_swept);
 END
 $$;
 
-REVOKE ALL ON FUNCTION public.upload_create(uuid, text, text, text, bigint, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION public.upload_create(uuid, text, text, text, bigint, text) TO edgefront_app;
+REVOKE ALL ON FUNCTION public.upload_create(uuid, text, text, text, bigint, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.upload_create(uuid, text, text, text, bigint, text, integer) TO edgefront_app;
 
--- Marks a pending file ready with what S3 reported. Outcomes:
+-- Marks a pending file ready with what S3 reported (the edge has copied the staging object to
+-- the file's key). A pending file whose URLs have expired is never completed. Outcomes:
 --   {"outcome":"completed","file":{…}}      (pending → ready)
 --   {"outcome":"already_ready","file":{…}}  (a repeated complete: unchanged)
+--   {"outcome":"expired"}                   (expired, or pending past expires_at)
 --   {"outcome":"not_found"}                 (no such live file for this tenant)
 CREATE OR REPLACE FUNCTION public.upload_complete(p_id uuid, p_size bigint, p_etag text)
 RETURNS jsonb
@@ -78,16 +134,18 @@ DECLARE
 BEGIN
     UPDATE public.files
     SET status = 'ready', size = p_size, etag = p_etag, completed_at = clock_timestamp()
-    WHERE id = p_id AND status = 'pending'
+    WHERE id = p_id AND status = 'pending' AND expires_at > clock_timestamp()
     RETURNING * INTO v_row;
     IF FOUND THEN
         RETURN jsonb_build_object('outcome', 'completed', 'file', public.file_json(v_row));
     END IF;
-    SELECT * INTO v_row FROM public.files WHERE id = p_id AND status = 'ready';
-    IF FOUND THEN
+    SELECT * INTO v_row FROM public.files WHERE id = p_id AND status <> 'deleted';
+    IF NOT FOUND THEN
+        RETURN jsonb_build_object('outcome', 'not_found');
+    ELSIF v_row.status = 'ready' THEN
         RETURN jsonb_build_object('outcome', 'already_ready', 'file', public.file_json(v_row));
     END IF;
-    RETURN jsonb_build_object('outcome', 'not_found');
+    RETURN jsonb_build_object('outcome', 'expired');
 END
 $$;
 

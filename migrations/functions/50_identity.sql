@@ -973,7 +973,8 @@ GRANT EXECUTE ON FUNCTION public.domain_delete(text) TO edgefront_app;
 --                  else settings.limits.ai_monthly_tokens or the tier's (chat_begin's rule)
 --   catalog_items  items not archived (catalog_check_limit)
 --   orders         orders and donations created this month (checkout's max_orders_per_month)
---   storage_bytes  Σ size of ready files
+--   storage_bytes  Σ size of ready files; limit settings.limits.max_storage_bytes or the
+--                  tier's (upload_create also counts pending uploads' declared sizes)
 --   members        members (max_members); invitations_pending: pending invitations
 CREATE OR REPLACE FUNCTION public.tenant_usage()
 RETURNS jsonb
@@ -1015,7 +1016,7 @@ BEGIN
         'storage_bytes', jsonb_build_object(
             'used', (SELECT coalesce(sum(f.size), 0) FROM public.files f
                      WHERE f.tenant_id = v_tenant AND f.status = 'ready'),
-            'limit', NULL),
+            'limit', coalesce((v_settings #>> '{limits,max_storage_bytes}')::bigint, v_tier.max_storage_bytes)),
         'members', jsonb_build_object(
             'used', (SELECT count(*) FROM public.tenant_members m WHERE m.tenant_id = v_tenant),
             'limit', public.tenant_max_members(v_tenant)),

@@ -638,7 +638,7 @@ test('GET /v1/usage: numbers that move', async () => {
     assert.ok(u0[k] && typeof u0[k].used === 'number', `${k}: ${JSON.stringify(u0[k])}`);
     assert.ok(u0[k].limit === null || typeof u0[k].limit === 'number', `${k}.limit`);
   }
-  assert.equal(u0.storage_bytes.limit, null);
+  assert.equal(u0.storage_bytes.limit, 1024 * 1024 * 1024, 'basic tier: 1 GiB stored');
   assert.equal(u0.catalog_items.used, 0);
   assert.equal(u0.members.used, 3);
   assert.equal(u0.members.limit, 5, 'basic tier: 5 members');

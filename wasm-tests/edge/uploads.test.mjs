@@ -85,8 +85,9 @@ test('upload through the presigned PUT, complete, download the same bytes', asyn
   assert.equal(file.status, 'pending');
   assert.equal(file.filename, 'Été photo.PNG');
   assert.equal(file.key, `${tenantId('demo')}/${file.id}/t_photo.png`);
-  assert.equal(upload.max_size, 50 * MiB);
-  assert.ok(upload.put.url.includes('X-Amz-SignedHeaders=content-type%3Bhost'), upload.put.url);
+  // The object may be the declared size at most (the PUT signs exactly that length).
+  assert.equal(upload.max_size, bytes.length);
+  assert.ok(upload.put.url.includes('X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost'), upload.put.url);
   assert.ok(Date.parse(upload.expires_at) > Date.now() + 14 * 60_000, 'default expiry is 15 minutes');
 
   const put = await putBytes(up, bytes);
@@ -113,7 +114,7 @@ test('upload through the presigned POST form, complete, download the same bytes'
   const policy = JSON.parse(Buffer.from(up.upload.post.fields.policy, 'base64').toString('utf8'));
   assert.deepEqual(
     policy.conditions.slice(0, 4),
-    [{ 'Content-Type': 'image/webp' }, ['content-length-range', 1, 50 * MiB], { bucket: stack.s3.bucket }, { key: up.file.key }],
+    [{ 'Content-Type': 'image/webp' }, ['content-length-range', 1, bytes.length], { bucket: stack.s3.bucket }, { key: up.upload.post.fields.key }],
   );
   const res = await postForm(up, bytes);
   assert.ok([200, 201, 204].includes(res.status), `${res.status} ${await res.text()}`);
@@ -126,8 +127,8 @@ test('upload through the presigned POST form, complete, download the same bytes'
 test('S3 rejects a tampered URL: another key, or a changed disposition', async () => {
   const a = await createUpload({ filename: 'a.png', content_type: 'image/png', size: 10 });
   const b = await createUpload({ filename: 'b.png', content_type: 'image/png', size: 10 });
-  // A's signature on B's key.
-  const url = a.upload.put.url.replace(a.file.key, b.file.key);
+  // A's signature on B's (staging) key.
+  const url = a.upload.put.url.replace(a.upload.post.fields.key, b.upload.post.fields.key);
   assert.notEqual(url, a.upload.put.url);
   const res = await putBytes(a, randomBytes(10), 'image/png', url);
   assert.equal(res.status, 403, await res.text());
@@ -161,7 +162,8 @@ test('S3 rejects an expired presigned URL and POST form', async () => {
   assert.equal(put.status, 403, await put.text());
   const post = await refusal(postForm(up, randomBytes(10)));
   assert.ok(post === 'closed' || (post >= 400 && post < 500), `${post}`);
-  await assertProblem(await complete(up.file.id), 409, 'upload_missing');
+  // The pending file expired with its URLs.
+  await assertProblem(await complete(up.file.id), 410, 'upload_expired');
 });
 
 test('S3 rejects a POST over the size limit, a POST of another type and a POST to another key', async () => {
@@ -205,11 +207,11 @@ test('malformed upload requests list every field problem', async () => {
   await assertProblem(noAuth, 401, 'missing_token');
 });
 
-test('an object larger than allowed (via PUT) is deleted on complete: 422, then 409', async () => {
+test('an object larger than declared (via PUT) is refused by S3: nothing to complete, 409', async () => {
   const up = await createUpload({ filename: 'liar.png', content_type: 'image/png', size: 10 }, { tenant: 'acme' });
-  assert.equal((await putBytes(up, randomBytes(5 * MiB + 1))).status, 200);
-  await assertProblem(await complete(up.file.id, { tenant: 'acme' }), 422, 'object_too_large');
-  // The object was deleted; the file is still pending.
+  const big = await refusal(putBytes(up, randomBytes(5 * MiB + 1)));
+  assert.ok(big === 403 || big === 'closed', `${big}`);
+  // Nothing was stored; the file is still pending.
   await assertProblem(await complete(up.file.id, { tenant: 'acme' }), 409, 'upload_missing');
   assert.equal((await json(await api('GET', `/v1/files/${up.file.id}`, { tenant: 'acme' }), 200)).status, 'pending');
 });

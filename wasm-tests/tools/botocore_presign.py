@@ -5,7 +5,7 @@ object {"botocore": version, "results": [...]} on stdout. Used by core/tests/bot
 
 A case: {"op": "put"|"get"|"post", "time": unix seconds, "endpoint", "region", "bucket",
 "path_style", "access_key_id", "secret_access_key", "key", "expires",
-"content_type" (put, post), "disposition" (get, optional), "max_bytes" (post)}.
+"content_type" (put, post), "content_length" (put, optional), "disposition" (get, optional), "max_bytes" (post)}.
 """
 import datetime
 import json
@@ -51,6 +51,8 @@ def presign(case):
     op = case["op"]
     if op == "put":
         params = {"Bucket": case["bucket"], "Key": case["key"], "ContentType": case["content_type"]}
+        if case.get("content_length") is not None:
+            params["ContentLength"] = case["content_length"]
         return {"url": client.generate_presigned_url("put_object", Params=params, ExpiresIn=case["expires"])}
     if op == "get":
         params = {"Bucket": case["bucket"], "Key": case["key"]}
