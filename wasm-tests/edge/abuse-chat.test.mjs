@@ -7,11 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { neon, neonConfig } from '@neondatabase/serverless';
-import { api, assertProblem, bearer, createTenant, stack, baseUrl } from './stack.mjs';
-
-neonConfig.fetchEndpoint = stack.origin.url;
-const db = neon(stack.origin.superuser_connection_string);
+import { adminDb as db, api, assertProblem, bearer, createTenant, stack, baseUrl } from './stack.mjs';
 
 /** A visitor turn from `ip` (a fresh visitor unless `cookie`). */
 function visitorChat(t, message, { ip, cookie, headers = {} } = {}) {

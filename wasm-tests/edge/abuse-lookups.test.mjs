@@ -5,11 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { neon } from '@neondatabase/serverless';
-import { api, assertProblem, bearer, createTenant, edge, onHost, runtime, sqlStats, stack } from './stack.mjs';
+import { adminDb as superuser, api, assertProblem, bearer, createTenant, edge, onHost, runtime, sqlStats, stack } from './stack.mjs';
 
-// stack.mjs has pointed the driver at our proxy already.
-const superuser = neon(stack.origin.superuser_connection_string);
 const port = new URL(process.env.EDGEFRONT_BASE_URL).port;
 
 /** Adds `hostname` to `tenant`'s domains, verified or not (before the edge caches the tenant). */
