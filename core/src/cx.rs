@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::error::{ApiError, Code};
 use crate::identity::Identity;
 use crate::ids::{UserId, Uuid};
-use crate::input::{BodyCx, FromJson, FromQuery, JsonObject, QueryString};
+use crate::input::{BodyCx, FromJson, FromQuery, JsonObject, QueryString, NO_BODY_LIMIT};
 use crate::ports::Platform;
 use crate::reply::IntoReply;
 use crate::sql::{Db, PlatformDb};
@@ -69,6 +69,11 @@ impl<P> RequestParts<'_, P> {
 
 /// Something a handler argument can be made from.
 pub trait Extract<'a, P>: Sized {
+    /// The largest request body this argument reads, if it reads the body at all. The route
+    /// table takes each route's body limit from its handler's arguments, so adapters can refuse
+    /// an oversized body before reading it (see [`crate::Edge::body_limit`]).
+    const BODY_LIMIT: Option<usize> = None;
+
     fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError>;
 }
 
@@ -267,6 +272,8 @@ impl<P> Member<'_, P> {
 pub struct Json<T>(pub T);
 
 impl<'a, P, T: FromJson> Extract<'a, P> for Json<T> {
+    const BODY_LIMIT: Option<usize> = Some(T::MAX_BODY);
+
     fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
         let mut o = JsonObject::parse(&parts.head.headers, &parts.body, T::MAX_BODY)?;
         T::check(&o)?;
@@ -421,10 +428,33 @@ impl<'a, P> Extract<'a, P> for IfMatch {
 
 /// A handler: an async function of extractable arguments returning a reply.
 pub trait Handler<'a, P, Args> {
+    /// The largest request body the handler accepts: its body argument's limit, or
+    /// [`NO_BODY_LIMIT`] when no argument reads the body.
+    const BODY_LIMIT: usize;
+
     fn call(
         self,
         parts: RequestParts<'a, P>,
     ) -> impl Future<Output = Result<http::Response<Body<'a>>, ApiError>> + 'a;
+}
+
+/// The body limit of a handler whose arguments read the body with these limits: the largest,
+/// or [`NO_BODY_LIMIT`] when none reads it.
+const fn body_limit(mut args: &[Option<usize>]) -> usize {
+    // Evaluated at compile time, once per handler (const fn: no iterators).
+    let mut limit = None;
+    while let [arg, rest @ ..] = args {
+        limit = match (limit, *arg) {
+            (Some(m), Some(l)) if m >= l => Some(m),
+            (_, Some(l)) => Some(l),
+            (m, None) => m,
+        };
+        args = rest;
+    }
+    match limit {
+        Some(l) => l,
+        None => NO_BODY_LIMIT,
+    }
 }
 
 macro_rules! handler_arity {
@@ -436,6 +466,8 @@ macro_rules! handler_arity {
             R: IntoReply<'a>,
             $($arg: Extract<'a, P> + 'a,)+
         {
+            const BODY_LIMIT: usize = body_limit(&[$($arg::BODY_LIMIT),+]);
+
             #[allow(non_snake_case)]
             fn call(
                 self,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_executor::block_on;
+use futures_util::StreamExt;
 use http::{Method, Request, Response};
 use serde_json::Value;
 
@@ -711,4 +712,43 @@ mod uploads {
             assert!(sql_query(&sent[2]).contains("file_delete"));
         }
     }
+}
+
+#[test]
+fn an_oversized_body_is_413_before_the_tenant_or_the_caller_is_looked_up() {
+    let edge = edge_with(dev_settings(), Box::new(healthy));
+    // Through `serve_body`, as the adapters read: a declared length over POST /v1/catalog's
+    // 16 KiB is refused without taking a chunk, and a chunked one once it crosses the limit.
+    let head = |len: Option<&str>| {
+        let mut b = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/catalog")
+            .header("host", "demo.localhost:8787")
+            .header("content-type", "application/json");
+        if let Some(len) = len {
+            b = b.header("content-length", len);
+        }
+        b.body(()).unwrap().into_parts().0
+    };
+    let mut untouched = futures_util::stream::iter(vec![Ok::<_, String>(vec![0u8; 1])])
+        .map(|_| -> Result<Vec<u8>, String> { panic!("the body was read") });
+    let resp = block_on(edge.serve_body(head(Some("314572800")), &mut untouched));
+    assert_eq!(resp.status(), 413);
+    let mut endless = futures_util::stream::repeat_with(|| Ok::<_, String>(vec![b' '; 4096]));
+    let resp = block_on(edge.serve_body(head(None), &mut endless));
+    assert_eq!(resp.status(), 413);
+    let body = block_on(resp.into_body().collect());
+    let problem: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["code"], "payload_too_large");
+    assert_eq!(problem["limit_bytes"], 16 * 1024);
+    // A route without a body takes 1 KiB, however the body arrives.
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri("/v1/catalog")
+        .header("host", "demo.localhost:8787")
+        .body(Bytes::from(vec![b' '; 2048]))
+        .unwrap();
+    assert_eq!(block_on(edge.handle(req)).status(), 413);
+    // Nothing went out: no tenant lookup, no key fetch.
+    assert!(edge.platform().sent.borrow().is_empty());
 }

@@ -57,7 +57,8 @@ mod edge_tests;
 pub(crate) mod testing;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use futures_util::Stream;
+use http::{request, Method, Request, Response};
 
 pub use body::Body;
 pub use config::{Config, ConfigError, ConfigSource};
@@ -105,9 +106,44 @@ impl<P: Platform> Edge<P> {
         Response::from_parts(parts, body.collect().await)
     }
 
+    /// The largest body a request for `method` and `path` may send (its route's; see
+    /// [`routes::Router::body_limit`]). Adapters reading through [`Edge::serve_body`] need not
+    /// ask: it is for runtimes that cap the body themselves.
+    pub fn body_limit(&self, method: &Method, path: &str) -> usize {
+        self.routes.body_limit(method, path)
+    }
+
+    /// Handles one request whose body is still the runtime's stream: reads it within the route's
+    /// limit first ([`input::read_body`]: a declared or actual length over it is 413 before
+    /// routing, authentication or reading the rest), then serves it like [`Edge::serve`].
+    /// What is left of a refused body stays in `chunks`: once the answer is out, the adapter
+    /// discards a bounded amount of it ([`input::discard`], [`input::LINGER_BYTES`]).
+    pub async fn serve_body<'e, S, C, E>(
+        &'e self,
+        head: request::Parts,
+        chunks: &mut S,
+    ) -> Response<Body<'e>>
+    where
+        S: Stream<Item = Result<C, E>> + Unpin,
+        C: AsRef<[u8]>,
+    {
+        let limit = self.body_limit(&head.method, head.uri.path());
+        match input::read_body(&head.headers, chunks, limit).await {
+            Ok(body) => self.serve(Request::from_parts(head, body)).await,
+            Err(err) => err.into_response(head.uri.path()).map(Body::Full),
+        }
+    }
+
     /// Handles one request, leaving a streamed body (server-sent events) to the adapter.
     pub async fn serve(&self, req: Request<Bytes>) -> Response<Body<'_>> {
         let instance = req.uri().path().to_owned();
+        // The same limit whether or not the adapter read the body through `serve_body`.
+        let limit = self.body_limit(req.method(), &instance);
+        if req.body().len() > limit {
+            return ApiError::payload_too_large(limit)
+                .into_response(&instance)
+                .map(Body::Full);
+        }
         match self.dispatch(req).await {
             Ok(resp) => resp,
             Err(err) => err.into_response(&instance).map(Body::Full),

@@ -17,6 +17,7 @@ use crate::commerce::{checkout, orders, visits};
 use crate::cx::{Env, Handler, RequestParts};
 use crate::error::ApiError;
 use crate::identity::{self, Identity};
+use crate::input::NO_BODY_LIMIT;
 use crate::ports::Platform;
 use crate::{
     catalog, chat, cors, health, me, platform, settings, storefront, team, tenancy, uploads,
@@ -64,6 +65,9 @@ pub struct Route<P> {
     pub path: &'static str,
     pub access: Access,
     pub handler: BoxedHandler<P>,
+    /// The largest request body the route accepts, from its handler's body argument
+    /// (`Json<T>`: `T::MAX_BODY`; no body argument: [`NO_BODY_LIMIT`]).
+    pub body_limit: usize,
 }
 
 /// `routes! { METHOD "path" ACCESS => module::handler, … }` builds the table. Each handler is
@@ -84,6 +88,12 @@ macro_rules! routes {
                             Box::pin(Handler::call($($seg)::+::<P>, parts))
                         }
                         call::<P>
+                    },
+                    body_limit: {
+                        fn limit<'a, P: Platform + 'a, A, H: Handler<'a, P, A>>(_: &H) -> usize {
+                            H::BODY_LIMIT
+                        }
+                        limit(&$($seg)::+::<P>)
                     },
                 },
             )*]
@@ -171,6 +181,27 @@ impl<P: Platform> Router<P> {
             let _ = paths.insert(path, idx);
         }
         Self { routes, paths }
+    }
+
+    /// The largest body a request for `method` and `path` may send: its route's limit, and
+    /// [`NO_BODY_LIMIT`] (the smallest) when no route matches (HEAD is GET's; preflights and
+    /// unknown methods send no body).
+    pub fn body_limit(&self, method: &Method, path: &str) -> usize {
+        let wanted = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        self.paths
+            .at(path)
+            .ok()
+            .and_then(|m| {
+                m.value
+                    .iter()
+                    .filter_map(|i| self.routes.get(*i))
+                    .find(|r| r.method == *wanted)
+            })
+            .map_or(NO_BODY_LIMIT, |r| r.body_limit)
     }
 
     pub async fn dispatch<'a>(
@@ -362,6 +393,34 @@ mod tests {
                 "{}",
                 r.path
             );
+        }
+    }
+
+    #[test]
+    fn each_route_takes_its_body_limit_from_its_handler() {
+        use crate::input::FromJson;
+        let router = Router::<P>::new();
+        let limit = |m: Method, path: &str| router.body_limit(&m, path);
+        // Routes with a JSON body: that body type's limit.
+        assert_eq!(
+            limit(Method::POST, "/v1/catalog"),
+            crate::catalog::NewItem::MAX_BODY
+        );
+        assert_eq!(limit(Method::POST, "/v1/catalog"), 16 * 1024);
+        assert_eq!(limit(Method::PATCH, "/v1/tenant"), 64 * 1024);
+        assert_eq!(limit(Method::POST, "/v1/members/invitations"), 4 * 1024);
+        assert_eq!(limit(Method::POST, "/v1/storefront/visits"), 8 * 1024);
+        // Routes without one, and HEAD like GET: the small default.
+        assert_eq!(limit(Method::GET, "/v1/catalog"), NO_BODY_LIMIT);
+        assert_eq!(limit(Method::HEAD, "/v1/catalog/abc"), NO_BODY_LIMIT);
+        assert_eq!(limit(Method::DELETE, "/v1/catalog/abc"), NO_BODY_LIMIT);
+        assert_eq!(limit(Method::POST, "/v1/platform/purge"), NO_BODY_LIMIT);
+        // No route (unknown path, method or a preflight): the smallest of all.
+        assert_eq!(limit(Method::POST, "/nowhere"), NO_BODY_LIMIT);
+        assert_eq!(limit(Method::PUT, "/v1/catalog"), NO_BODY_LIMIT);
+        assert_eq!(limit(Method::OPTIONS, "/v1/catalog"), NO_BODY_LIMIT);
+        for r in &router.routes {
+            assert!(r.body_limit >= NO_BODY_LIMIT, "{} {}", r.method, r.path);
         }
     }
 }

@@ -60,6 +60,11 @@ impl Proc {
         &self.name
     }
 
+    /// The process id, which is also its process group's (the wrapper and what it spawned).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Err if the process has already exited.
     pub fn check_alive(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {

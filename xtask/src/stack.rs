@@ -493,10 +493,13 @@ impl Stack {
                 Runtime::Workers => start_workers(opts, tools, port, &settings).await?,
                 Runtime::Spin => start_spin(opts, tools, port, &settings, &outbound).await?,
             };
+            // The process group of the runtime (workerd, wasmtime), for memory measurements.
+            let pgid = proc.pid();
             procs.push(proc);
             runtimes.insert(
                 rt.name().into(),
-                json!({ "url": format!("http://127.0.0.1:{port}"), "port": port, "served_by": how }),
+                json!({ "url": format!("http://127.0.0.1:{port}"), "port": port, "served_by": how,
+                        "pgid": pgid }),
             );
         }
 

@@ -80,8 +80,12 @@ fn instance() -> Rc<Edge<SpinPlatform>> {
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let edge = instance();
     let path = req.path_with_query().unwrap_or_default();
-    let resp = match into_http(req).await {
-        Ok(r) => edge.serve(r).await,
+    let head = head_of(&req);
+    // The body stays wasi:http's stream: core reads it within the route's limit (and not at all
+    // when Content-Length is over it); what it does not read is never taken in.
+    let mut body = Box::pin(req.into_body_stream()).fuse();
+    let resp = match head {
+        Ok(head) => edge.serve_body(head, &mut body).await,
         Err(e) => {
             let instance = path.split('?').next().unwrap_or_default();
             ApiError::bad_request(e)
@@ -89,7 +93,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
                 .map(Body::Full)
         }
     };
-    let (parts, body) = resp.into_parts();
+    let (parts, resp_body) = resp.into_parts();
     let entries: Vec<(String, Vec<u8>)> = parts
         .headers
         .iter()
@@ -98,10 +102,14 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let headers = Fields::from_list(&entries).unwrap_or_else(|_| Fields::new());
     let outgoing = OutgoingResponse::new(headers);
     let _ = outgoing.set_status_code(parts.status.as_u16());
-    match body {
+    // After the answer, what is left of a refused body is read off (bounded) and dropped, so
+    // the client receives the 413 rather than a reset.
+    let linger = edgefront_core::input::discard(&mut body, edgefront_core::input::LINGER_BYTES);
+    match resp_body {
         Body::Full(bytes) => {
             // A client that hung up shows up as a write error; there is nobody left to tell.
             let _ = out.set_with_body(outgoing, bytes.to_vec()).await;
+            linger.await;
         }
         Body::Stream { mut chunks, driver } => {
             let sink = outgoing.take_body();
@@ -118,12 +126,12 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
                 let _ = sink.close().await;
             };
             // The driver runs to the end either way: it settles the request's accounting.
-            futures_util::future::join(driver, writer).await;
+            futures_util::future::join3(driver, writer, linger).await;
         }
     }
 }
 
-async fn into_http(req: IncomingRequest) -> Result<http::Request<Bytes>, String> {
+fn head_of(req: &IncomingRequest) -> Result<http::request::Parts, String> {
     let authority = req.authority().unwrap_or_default();
     let uri = format!(
         "http://{}{}",
@@ -146,8 +154,8 @@ async fn into_http(req: IncomingRequest) -> Result<http::Request<Bytes>, String>
     if !has_host && !authority.is_empty() {
         builder = builder.header(http::header::HOST, authority);
     }
-    let body = req.into_body().await.map_err(|e| e.to_string())?;
-    builder.body(Bytes::from(body)).map_err(|e| e.to_string())
+    let (head, ()) = builder.body(()).map_err(|e| e.to_string())?.into_parts();
+    Ok(head)
 }
 
 fn network(e: impl std::fmt::Display) -> OutboundError {

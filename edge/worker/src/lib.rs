@@ -57,24 +57,30 @@ async fn fetch(
     ctx: Context,
 ) -> worker::Result<worker::Response> {
     let edge = instance(&env);
-    let request = match into_http(&mut req).await {
-        Ok(r) => r,
+    let head = match head_of_request(&req) {
+        Ok(h) => h,
         Err(e) => {
             return from_http(edgefront_core::ApiError::bad_request(e).into_response(&req.path()))
         }
     };
+    // The body stays the runtime's stream: core reads it within the route's limit (and not at
+    // all when Content-Length is over it).
+    let mut body = body_chunks(&mut req);
     // The request runs as a waitUntil task, so a streamed body's driver keeps running (and
     // settles its accounting) even if the client disconnects; the head comes back here.
     let (head_tx, head_rx) = oneshot::channel();
     ctx.wait_until(async move {
-        let (parts, body) = edge.serve(request).await.into_parts();
-        match body {
+        let (parts, out) = edge.serve_body(head, &mut body).await.into_parts();
+        // After the answer, what is left of a refused body is read off (bounded) and dropped.
+        let linger = edgefront_core::input::discard(&mut body, edgefront_core::input::LINGER_BYTES);
+        match out {
             Body::Full(bytes) => {
                 let _ = head_tx.send((parts, Ok(bytes)));
+                linger.await;
             }
             Body::Stream { chunks, driver } => {
                 let _ = head_tx.send((parts, Err(chunks)));
-                driver.await;
+                futures_util::future::join(driver, linger).await;
             }
         }
     });
@@ -91,7 +97,17 @@ async fn fetch(
     }
 }
 
-async fn into_http(req: &mut worker::Request) -> Result<http::Request<Bytes>, String> {
+/// The request body's chunks, read from the runtime only as core asks for them (none for a
+/// request without a body). Dropping the stream cancels what is left unread.
+fn body_chunks(req: &mut worker::Request) -> futures_util::stream::Fuse<ByteStream> {
+    let chunks: ByteStream = match req.stream() {
+        Ok(s) => Box::pin(s.map(|c| c.map(Bytes::from).map_err(network))),
+        Err(_) => Box::pin(futures_util::stream::empty()),
+    };
+    chunks.fuse()
+}
+
+fn head_of_request(req: &worker::Request) -> Result<http::request::Parts, String> {
     let url = req.url().map_err(|e| e.to_string())?;
     let mut builder = http::Request::builder()
         .method(req.method().as_ref())
@@ -99,8 +115,8 @@ async fn into_http(req: &mut worker::Request) -> Result<http::Request<Bytes>, St
     for (name, value) in req.headers() {
         builder = builder.header(name, value);
     }
-    let body = req.bytes().await.map_err(|e| e.to_string())?;
-    builder.body(Bytes::from(body)).map_err(|e| e.to_string())
+    let (head, ()) = builder.body(()).map_err(|e| e.to_string())?.into_parts();
+    Ok(head)
 }
 
 fn headers_from(map: &http::HeaderMap) -> worker::Result<Headers> {
