@@ -118,6 +118,9 @@ pub struct Config {
     pub auth: AuthConfig,
     pub chat: ChatConfig,
     pub platform: PlatformConfig,
+    /// Requests per window by route class, per client IP and per tenant (`RATE_LIMITS`,
+    /// `RATE_LIMIT_URL`, `RATE_LIMIT_TIMEOUT_MS`; see [`crate::ratelimit`]).
+    pub rate_limits: crate::ratelimit::RateLimits,
 }
 
 /// Onboarding and the platform API.
@@ -236,6 +239,9 @@ impl Config {
         "INVITATION_TTL_SECONDS",
         "OPERATOR_TOKEN",
         "CLIENT_IP_HEADER",
+        "RATE_LIMITS",
+        "RATE_LIMIT_URL",
+        "RATE_LIMIT_TIMEOUT_MS",
     ];
 
     pub fn load(src: &dyn ConfigSource) -> Result<Self, ConfigError> {
@@ -424,6 +430,19 @@ impl Config {
                 t => t.map(Secret),
             },
         };
+        let mut rate_limits =
+            crate::ratelimit::RateLimits::parse(r.optional("RATE_LIMITS").as_deref())
+                .map_err(|e| r.bad("RATE_LIMITS", &e))?;
+        rate_limits.url = match r.optional("RATE_LIMIT_URL") {
+            Some(u) => Some(r.http_url("RATE_LIMIT_URL", u)?),
+            None => None,
+        };
+        rate_limits.timeout = r.millis("RATE_LIMIT_TIMEOUT_MS", 250)?;
+        rate_limits.key_secret = chat
+            .visitor_secret
+            .as_ref()
+            .map(|s| s.expose().as_bytes().to_vec())
+            .unwrap_or_default();
         Ok(Self {
             base_domain,
             origin,
@@ -432,6 +451,7 @@ impl Config {
             auth,
             chat,
             platform,
+            rate_limits,
         })
     }
 }

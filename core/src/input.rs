@@ -942,7 +942,11 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(err.code(), crate::error::Code::PayloadTooLarge);
-        assert_eq!(taken.get(), 5, "the chunk that crosses the limit is the last read");
+        assert_eq!(
+            taken.get(),
+            5,
+            "the chunk that crosses the limit is the last read"
+        );
         // A body that declares less than it sends is cut off the same way.
         let taken = std::cell::Cell::new(0);
         let err = futures_executor::block_on(read_body(
@@ -979,9 +983,8 @@ mod tests {
             Ok(vec![b'{']),
             Err("connection reset by peer (os error 104)".to_owned()),
         ]);
-        let err =
-            futures_executor::block_on(read_body(&HeaderMap::new(), &mut broken, 1024))
-                .unwrap_err();
+        let err = futures_executor::block_on(read_body(&HeaderMap::new(), &mut broken, 1024))
+            .unwrap_err();
         assert_eq!(err.status(), 400);
         assert!(!format!("{:?}", err).contains("os error"));
     }

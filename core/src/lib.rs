@@ -40,6 +40,7 @@ pub mod memo;
 pub mod page;
 pub mod platform;
 pub mod ports;
+pub mod ratelimit;
 pub mod reply;
 pub mod routes;
 pub mod s3;
@@ -50,6 +51,7 @@ pub mod team;
 pub mod tenancy;
 pub mod uploads;
 pub mod visitor;
+pub mod window;
 
 #[cfg(test)]
 mod edge_tests;

@@ -17,7 +17,10 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Request, Response};
 
-use crate::ports::{ByteStream, Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform};
+use crate::ports::{
+    ByteStream, Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform, RateLimiter,
+};
+use crate::window::{Counter, Decision, Rule};
 
 /// Entries held at most; past that, the least recently used one is evicted.
 const MAX_ENTRIES: usize = 10_000;
@@ -119,6 +122,9 @@ impl Lru {
 pub struct Memo<P> {
     inner: P,
     memory: RefCell<Lru>,
+    /// Rate-limit counters when the platform shares none: key → (counter, kept until, ms).
+    counters: RefCell<HashMap<String, (Counter, u64)>>,
+    capacity: usize,
 }
 
 impl<P> Memo<P> {
@@ -131,6 +137,8 @@ impl<P> Memo<P> {
         Self {
             inner,
             memory: RefCell::new(Lru::new(capacity)),
+            counters: RefCell::new(HashMap::new()),
+            capacity,
         }
     }
 
@@ -203,6 +211,33 @@ impl<P: KeyValue + Clock> KeyValue for Memo<P> {
     async fn delete(&self, key: &str) -> Result<(), OutboundError> {
         self.memory.borrow_mut().remove(key);
         self.inner.delete(key).await
+    }
+}
+
+/// The platform's shared counters; without them, this instance's own (bounded like the
+/// memory tier: past [`MAX_ENTRIES`] keys, those whose window has passed go, then all).
+impl<P: Platform> RateLimiter for Memo<P> {
+    async fn admit(
+        &self,
+        key: &str,
+        rule: Rule,
+        now: SystemTime,
+    ) -> Option<Result<Decision, OutboundError>> {
+        if let Some(shared) = self.inner.admit(key, rule, now).await {
+            return Some(shared);
+        }
+        let now_ms = crate::ratelimit::unix_ms(now);
+        let mut counters = self.counters.borrow_mut();
+        if counters.len() >= self.capacity && !counters.contains_key(key) {
+            counters.retain(|_, (_, until)| *until > now_ms);
+            if counters.len() >= self.capacity {
+                counters.clear();
+            }
+        }
+        let (counter, until) = counters.entry(key.to_owned()).or_default();
+        // Both windows a counter spans: past that it starts afresh anyway.
+        *until = now_ms.saturating_add(2_000 * u64::from(rule.window_seconds));
+        Some(Ok(counter.admit(now_ms, rule)))
     }
 }
 

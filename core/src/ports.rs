@@ -1,7 +1,8 @@
 //! The ports through which core reaches the world. Adapters implement them with their runtime's
 //! facilities (workers-rs `Fetch`/KV/`Date`, spin-sdk outbound HTTP and wasi clocks); tests
 //! implement them in-process. Futures are not `Send`: wasm runtimes are single-threaded.
-//! A leaf of the crate's module graph: it names only the key types of `jwk`, itself a leaf.
+//! A leaf of the crate's module graph: it names only the key types of `jwk` and the counter of
+//! `window`, themselves leaves.
 #![allow(async_fn_in_trait)]
 
 use std::fmt;
@@ -12,6 +13,7 @@ use futures_util::future::{self, Either};
 use http::{Request, Response};
 
 use crate::jwk::{Algorithm, Jwk, KeyError};
+use crate::window::{Decision, Rule};
 
 /// Why an outbound call produced no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +89,23 @@ pub trait SignatureVerifier {
 }
 
 /// Everything an instance needs from its runtime.
-pub trait Platform: HttpClient + Clock + KeyValue + Entropy {
+/// Rate-limit counters that every instance shares ([`crate::ratelimit`]): counts one request on
+/// `key` under `rule` at `now` with [`crate::window::Counter::admit`], atomically where the store
+/// allows. `None` (the default): the platform has no shared store, and core counts in the
+/// instance's memory.
+pub trait RateLimiter {
+    async fn admit(
+        &self,
+        key: &str,
+        rule: Rule,
+        now: SystemTime,
+    ) -> Option<Result<Decision, OutboundError>> {
+        let _ = (key, rule, now);
+        None
+    }
+}
+
+pub trait Platform: HttpClient + Clock + KeyValue + Entropy + RateLimiter {
     /// The crypto provider for JWS signatures (WebCrypto on Workers, pure Rust elsewhere),
     /// chosen by the adapter like rustls' `CryptoProvider`.
     type Verifier: SignatureVerifier;

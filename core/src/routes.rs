@@ -20,7 +20,8 @@ use crate::identity::{self, Identity};
 use crate::input::NO_BODY_LIMIT;
 use crate::ports::Platform;
 use crate::{
-    catalog, chat, cors, health, me, platform, settings, storefront, team, tenancy, uploads,
+    catalog, chat, cors, health, me, platform, ratelimit, settings, storefront, team, tenancy,
+    uploads,
 };
 
 /// Who may call a route.
@@ -259,6 +260,19 @@ impl<P: Platform> Router<P> {
             if access.on_platform_host() && !on_platform_host {
                 return Err(ApiError::no_route());
             }
+            // The platform API is limited per client IP (there is no tenant to count against).
+            let verdict = match access {
+                Access::Open => ratelimit::Verdict::default(),
+                _ => {
+                    let class = ratelimit::Class::of(&head.method, true);
+                    ratelimit::check(platform, config, class, None, &head.headers).await
+                }
+            };
+            if let Some(refusal) = verdict.refusal() {
+                let mut resp = refusal.into_response(head.uri.path()).map(Body::Full);
+                verdict.decorate(resp.headers_mut());
+                return Ok(resp);
+            }
             let (principal, identity) = match access {
                 Access::Open => (None, None),
                 _ => {
@@ -273,6 +287,7 @@ impl<P: Platform> Router<P> {
                 }
             };
             let mut resp = (route.handler)(parts(None, principal, identity)).await?;
+            verdict.decorate(resp.headers_mut());
             if is_head {
                 *resp.body_mut() = Body::empty();
             }
@@ -305,8 +320,17 @@ impl<P: Platform> Router<P> {
             };
         }
         let instance = head.uri.path().to_owned();
-        let result = match route {
+        // Limits before credentials: a flood of bad tokens costs a counter, not a verification.
+        let verdict = match route {
             Some(route) => {
+                let class = ratelimit::Class::of(&head.method, route.access != Access::Public);
+                ratelimit::check(platform, config, class, Some(&tenant), &head.headers).await
+            }
+            None => ratelimit::Verdict::default(),
+        };
+        let result = match (route, verdict.refusal()) {
+            (_, Some(refusal)) => Err(refusal),
+            (Some(route), None) => {
                 let tenant = Rc::new(tenant);
                 match authenticate(env, route.access, &tenant, &head.headers).await {
                     Ok((principal, identity)) => {
@@ -315,9 +339,10 @@ impl<P: Platform> Router<P> {
                     Err(e) => Err(e),
                 }
             }
-            None => Err(ApiError::method_not_allowed(allow)),
+            (None, None) => Err(ApiError::method_not_allowed(allow)),
         };
         let mut resp = result.unwrap_or_else(|e| e.into_response(&instance).map(Body::Full));
+        verdict.decorate(resp.headers_mut());
         // Errors carry CORS headers too, so browser code can read the problem document.
         cors::decorate(resp.headers_mut(), origin);
         if is_head {

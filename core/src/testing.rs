@@ -184,6 +184,8 @@ impl Entropy for TestPlatform {
     }
 }
 
+impl crate::ports::RateLimiter for TestPlatform {}
+
 impl Platform for TestPlatform {
     type Verifier = crate::auth::RustCrypto;
 

@@ -72,20 +72,7 @@ pub fn client_key(
     headers: &HeaderMap,
     header: Option<&HeaderName>,
 ) -> Option<String> {
-    let raw = headers.get(header?)?.to_str().ok()?;
-    // A proxy that appends (`client, proxy1, …`): the first is the client.
-    let first = raw.split(',').next()?.trim();
-    let ip: IpAddr = first
-        .parse()
-        .or_else(|_| first.parse::<SocketAddr>().map(|a| a.ip()))
-        .ok()?;
-    let canonical = match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let [a, b, c, d, ..] = v6.segments();
-            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
-        }
-    };
+    let canonical = client_address(headers, header)?;
     let mut mac = HmacSha256::new_from_slice(secret).ok()?;
     mac.update(b"client-ip:");
     mac.update(tenant.id.as_str().as_bytes());
@@ -94,6 +81,25 @@ pub fn client_key(
     Some(Base64UrlUnpadded::encode_string(
         mac.finalize().into_bytes().get(..16)?,
     ))
+}
+
+/// The client's address from the configured trusted header, canonical: an IPv4 address, or an
+/// IPv6 client's /64. `None` without the header or with a value that is not an IP address.
+pub fn client_address(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<String> {
+    let raw = headers.get(header?)?.to_str().ok()?;
+    // A proxy that appends (`client, proxy1, …`): the first is the client.
+    let first = raw.split(',').next()?.trim();
+    let ip: IpAddr = first
+        .parse()
+        .or_else(|_| first.parse::<SocketAddr>().map(|a| a.ip()))
+        .ok()?;
+    Some(match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+    })
 }
 
 /// The visitor of a storefront request: from their cookie, or a new one with the `Set-Cookie` to

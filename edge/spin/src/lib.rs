@@ -272,6 +272,8 @@ impl Entropy for SpinPlatform {
     }
 }
 
+impl edgefront_core::ports::RateLimiter for SpinPlatform {}
+
 impl Platform for SpinPlatform {
     type Verifier = RustCrypto;
 

@@ -242,6 +242,8 @@ impl Entropy for WorkersPlatform {
     }
 }
 
+impl edgefront_core::ports::RateLimiter for WorkersPlatform {}
+
 impl Platform for WorkersPlatform {
     type Verifier = webcrypto::WebCrypto;
 

@@ -1,0 +1,171 @@
+//! The sliding-window counter behind rate limiting ([`crate::ratelimit`]): pure arithmetic
+//! on two integers per key, so that every store (a Durable Object, a key-value entry, the
+//! origin's memory, an instance's memory) runs the same algorithm. A leaf module: the ports name
+//! its types.
+
+use serde::{Deserialize, Serialize};
+
+/// So many requests per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub limit: u32,
+    pub window_seconds: u32,
+}
+
+/// What a limiter answers for one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Requests left in the sliding window after this one.
+    pub remaining: u32,
+    /// Seconds until a request would be allowed again (0 while some remain), or, when some
+    /// remain, until the budget is whole again.
+    pub reset_seconds: u32,
+}
+
+/// One key's sliding-window state: two integers and the window they belong to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counter {
+    /// Index of the current fixed window (`unix time / window`).
+    pub window: u64,
+    pub current: u32,
+    pub previous: u32,
+}
+
+impl Counter {
+    /// Counts one request at `now_ms` (Unix milliseconds) under `rule`, unless that would exceed
+    /// the limit; the decision says which, and what is left.
+    pub fn admit(&mut self, now_ms: u64, rule: Rule) -> Decision {
+        let window_ms = u64::from(rule.window_seconds.max(1)) * 1000;
+        let index = now_ms / window_ms;
+        if index != self.window {
+            let (current, previous) = if index == self.window.saturating_add(1) {
+                (0, self.current)
+            } else {
+                (0, 0)
+            };
+            *self = Self {
+                window: index,
+                current,
+                previous,
+            };
+        }
+        let into = now_ms % window_ms;
+        // The previous window's share still inside the sliding window, in requests (rounded up:
+        // the limiter never lets more through than the limit).
+        let weighted = |previous: u32, into: u64| -> u64 {
+            (u64::from(previous) * (window_ms - into)).div_ceil(window_ms)
+        };
+        let used = weighted(self.previous, into) + u64::from(self.current);
+        let limit = u64::from(rule.limit);
+        if used < limit {
+            self.current = self.current.saturating_add(1);
+            let remaining = limit - used - 1;
+            // Until every counted request has slid out: the end of the next window at the latest.
+            let whole = if self.current > 0 {
+                2 * window_ms - into
+            } else {
+                window_ms - into
+            };
+            return Decision {
+                allowed: true,
+                remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+                reset_seconds: secs(whole),
+            };
+        }
+        Decision {
+            allowed: false,
+            remaining: 0,
+            reset_seconds: secs(self.wait_ms(into, window_ms, limit)).max(1),
+        }
+    }
+
+    /// Milliseconds from `into` the current window until one more request fits under `limit`.
+    fn wait_ms(&self, into: u64, window_ms: u64, limit: u64) -> u64 {
+        let current = u64::from(self.current);
+        let previous = u64::from(self.previous);
+        if limit == 0 {
+            // Nothing is ever allowed: say the window, clients should not hammer.
+            return window_ms;
+        }
+        if current < limit {
+            // Wait in this window until previous · (window − t) / window ≤ limit − 1 − current.
+            let room = limit - 1 - current;
+            // t ≥ window − room · window / previous
+            let t = window_ms - (room * window_ms) / previous.max(1);
+            return t.saturating_sub(into).max(1);
+        }
+        // Not this window: in the next one the current count becomes the previous one, and
+        // current · (window − t) / window ≤ limit − 1 at t ≥ window − (limit − 1) · window / current.
+        let t = window_ms - ((limit - 1) * window_ms) / current.max(1);
+        (window_ms - into) + t
+    }
+}
+
+fn secs(ms: u64) -> u32 {
+    u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: Rule = Rule {
+        limit: 5,
+        window_seconds: 10,
+    };
+
+    #[test]
+    fn the_limit_is_reached_then_refused_until_the_counted_requests_slide_out() {
+        let mut c = Counter::default();
+        let t0 = 1_000_000_000; // the start of a window
+        for i in 0..5 {
+            let d = c.admit(t0 + i, RULE);
+            assert!(d.allowed);
+            assert_eq!(d.remaining, 4 - i as u32);
+        }
+        let refused = c.admit(t0 + 5, RULE);
+        assert!(!refused.allowed);
+        assert_eq!(refused.remaining, 0);
+        // 5 requests at the start of this window: in the next one they weigh 5·(1 − t/10 s),
+        // ≤ 4 from t = 2 s; so 12 s from now.
+        assert_eq!(refused.reset_seconds, 12);
+        // Refusals are not counted: the wait does not grow.
+        assert_eq!(c.admit(t0 + 6_000, RULE).reset_seconds, 6);
+        assert!(!c.admit(t0 + 11_000, RULE).allowed);
+        assert!(c.admit(t0 + 12_000, RULE).allowed);
+    }
+
+    #[test]
+    fn a_burst_at_a_window_boundary_is_not_doubled() {
+        let mut c = Counter::default();
+        let end = 1_000_009_900; // 100 ms before a window ends
+        for _ in 0..5 {
+            assert!(c.admit(end, RULE).allowed);
+        }
+        // A fixed window would allow 5 more 100 ms later.
+        assert!(!c.admit(end + 100, RULE).allowed);
+        // Half a window on, half the previous burst has slid out.
+        let d = c.admit(end + 100 + 5_000, RULE);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 1);
+    }
+
+    #[test]
+    fn an_idle_key_starts_afresh() {
+        let mut c = Counter::default();
+        for _ in 0..5 {
+            c.admit(1_000_000_000, RULE);
+        }
+        let d = c.admit(1_000_000_000 + 25_000, RULE);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 4);
+        let zero = Rule {
+            limit: 0,
+            window_seconds: 10,
+        };
+        let d = Counter::default().admit(5, zero);
+        assert!(!d.allowed);
+        assert_eq!(d.reset_seconds, 10);
+    }
+}
