@@ -752,3 +752,120 @@ fn an_oversized_body_is_413_before_the_tenant_or_the_caller_is_looked_up() {
     // Nothing went out: no tenant lookup, no key fetch.
     assert!(edge.platform().sent.borrow().is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rate limits, counted in the instance's memory (the test platform shares no store).
+
+mod rate_limits {
+    use super::*;
+
+    fn limited() -> HashMap<&'static str, String> {
+        let mut settings = dev_settings();
+        settings.insert(
+            "RATE_LIMITS",
+            r#"{"window_seconds": 10, "ip": {"public_read": 3}, "tiers": {"basic": {"public_read": 5}}}"#
+                .into(),
+        );
+        settings
+    }
+
+    fn from(edge: &Edge<FakePlatform>, ip: Option<&str>) -> Response<Bytes> {
+        let mut req = Request::builder()
+            .uri("/v1/storefront")
+            .header("host", "demo.localhost:8787");
+        if let Some(ip) = ip {
+            req = req.header("cf-connecting-ip", ip);
+        }
+        block_on(edge.handle(req.body(Bytes::new()).unwrap()))
+    }
+
+    #[test]
+    fn an_ip_is_refused_past_its_limit_with_the_headers_and_recovers() {
+        let edge = edge_with(limited(), Box::new(demo_tenant));
+        for remaining in [2, 1, 0] {
+            let resp = from(&edge, Some("203.0.113.7"));
+            assert_eq!(resp.status(), 200);
+            assert_eq!(
+                resp.headers()["ratelimit-policy"],
+                "\"ip\";q=3;w=10, \"tenant\";q=5;w=10"
+            );
+            let state = resp.headers()["ratelimit"].to_str().unwrap().to_owned();
+            assert!(
+                state.starts_with(&format!("\"ip\";r={remaining};")),
+                "{state}"
+            );
+        }
+        let refused = from(&edge, Some("203.0.113.7"));
+        assert_eq!(refused.status(), 429);
+        let retry: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=20).contains(&retry), "{retry}");
+        assert!(refused.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"ip\";r=0;"));
+        let problem: Value = serde_json::from_slice(refused.body()).unwrap();
+        assert_eq!(problem["code"], "rate_limited");
+        assert_eq!(problem["retry_after"], retry);
+        // Another address still gets through, until the tenant's own 5 are spent.
+        assert_eq!(from(&edge, Some("198.51.100.1")).status(), 200);
+        assert_eq!(from(&edge, Some("198.51.100.2")).status(), 200);
+        let tenant_wide = from(&edge, Some("198.51.100.3"));
+        assert_eq!(tenant_wide.status(), 429);
+        assert!(tenant_wide.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"tenant\";r=0;"));
+        // After the wait it says, the first address is served again.
+        edge.platform().advance(retry);
+        assert_eq!(from(&edge, Some("203.0.113.7")).status(), 200);
+    }
+
+    #[test]
+    fn without_a_client_address_only_the_tenant_counts_and_health_is_never_limited() {
+        let edge = edge_with(limited(), Box::new(demo_tenant));
+        for _ in 0..5 {
+            let resp = from(&edge, None);
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.headers()["ratelimit-policy"], "\"tenant\";q=5;w=10");
+        }
+        assert_eq!(from(&edge, None).status(), 429);
+        for _ in 0..10 {
+            let (status, _, resp) = get(&edge, Method::GET, "/healthz");
+            assert_eq!(status, 200);
+            assert!(resp.headers().get("ratelimit").is_none());
+        }
+    }
+
+    #[test]
+    fn a_failing_limiter_lets_requests_through() {
+        let mut settings = limited();
+        settings.insert("RATE_LIMIT_URL", "http://127.0.0.1:9/ratelimit".into());
+        let edge = edge_with(
+            settings,
+            Box::new(|req: &Request<Bytes>| {
+                if req.uri().path() == "/ratelimit" {
+                    Err(OutboundError::Network("connection refused".into()))
+                } else {
+                    demo_tenant(req)
+                }
+            }),
+        );
+        for _ in 0..8 {
+            let resp = from(&edge, Some("203.0.113.7"));
+            assert_eq!(resp.status(), 200);
+            assert!(resp.headers().get("ratelimit").is_none());
+        }
+        let asked = edge
+            .platform()
+            .sent
+            .borrow()
+            .iter()
+            .filter(|r| r.uri().path() == "/ratelimit")
+            .count();
+        assert_eq!(asked, 16, "both limits asked on every request");
+    }
+}

@@ -27,7 +27,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::future::join_all;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -357,32 +356,32 @@ pub async fn check<P: Platform>(
         keys.push(("tenant", format!("rl:v1:{}:t:{scope}", class.name()), rule));
     }
     let now = platform.now();
-    let decisions = join_all(keys.iter().map(|(_, key, rule)| async move {
+    // One after the other, the client's first: a request its address may not make must not
+    // spend the tenant's budget too, or one abuser would lock the tenant's other clients out.
+    let mut checked = Vec::with_capacity(keys.len());
+    for (policy, key, rule) in keys {
         let fut = async {
             match &limits.url {
-                Some(url) => remote(platform, config, url, key, *rule, now).await,
+                Some(url) => remote(platform, config, url, &key, rule, now).await,
                 // `Memo` always answers (its own memory when the platform shares nothing).
                 None => platform
-                    .admit(key, *rule, now)
+                    .admit(&key, rule, now)
                     .await
                     .unwrap_or_else(|| Err(OutboundError::Invalid("no limiter".into()))),
             }
         };
-        with_timeout(platform, limits.timeout, fut).await
-    }))
-    .await;
-    let checked = keys
-        .into_iter()
-        .zip(decisions)
-        .filter_map(|((policy, _, rule), d)| {
-            // A failing limiter lets the request through (see the module docs).
-            d.ok().map(|decision| Checked {
+        // A failing limiter lets the request through (see the module docs).
+        if let Ok(decision) = with_timeout(platform, limits.timeout, fut).await {
+            checked.push(Checked {
                 policy,
                 rule,
                 decision,
-            })
-        })
-        .collect();
+            });
+            if !decision.allowed {
+                break;
+            }
+        }
+    }
     Verdict { checked }
 }
 

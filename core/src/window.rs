@@ -33,6 +33,35 @@ pub struct Counter {
 }
 
 impl Counter {
+    /// A compact encoding for byte stores (16 bytes, little-endian).
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        let (w, rest) = b.split_at_mut(8);
+        w.copy_from_slice(&self.window.to_le_bytes());
+        let (c, p) = rest.split_at_mut(4);
+        c.copy_from_slice(&self.current.to_le_bytes());
+        p.copy_from_slice(&self.previous.to_le_bytes());
+        b
+    }
+
+    /// Reads [`Counter::to_bytes`]; anything else is a fresh counter.
+    pub fn from_bytes(b: &[u8]) -> Self {
+        let (Some(w), Some(c), Some(p)) = (b.get(0..8), b.get(8..12), b.get(12..16)) else {
+            return Self::default();
+        };
+        let (Ok(w), Ok(c), Ok(p)) = (w.try_into(), c.try_into(), p.try_into()) else {
+            return Self::default();
+        };
+        if b.len() != 16 {
+            return Self::default();
+        }
+        Self {
+            window: u64::from_le_bytes(w),
+            current: u32::from_le_bytes(c),
+            previous: u32::from_le_bytes(p),
+        }
+    }
+
     /// Counts one request at `now_ms` (Unix milliseconds) under `rule`, unless that would exceed
     /// the limit; the decision says which, and what is left.
     pub fn admit(&mut self, now_ms: u64, rule: Rule) -> Decision {
@@ -149,6 +178,18 @@ mod tests {
         let d = c.admit(end + 100 + 5_000, RULE);
         assert!(d.allowed);
         assert_eq!(d.remaining, 1);
+    }
+
+    #[test]
+    fn the_byte_encoding_round_trips() {
+        let c = Counter {
+            window: 170_000_000_123,
+            current: 7,
+            previous: 4_000_000_000,
+        };
+        assert_eq!(Counter::from_bytes(&c.to_bytes()), c);
+        assert_eq!(Counter::from_bytes(b"short"), Counter::default());
+        assert_eq!(Counter::from_bytes(&[1u8; 17]), Counter::default());
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub(crate) struct AppState {
     sql_requests: Arc<std::sync::atomic::AtomicU64>,
     /// Of those, batches (`{"queries": [...]}`, one transaction each).
     sql_batches: Arc<std::sync::atomic::AtomicU64>,
+    limiter: Arc<crate::limiter::Limiter>,
 }
 
 pub(crate) fn router(config: Config, pool: Pool) -> Router {
@@ -45,6 +46,7 @@ pub(crate) fn router(config: Config, pool: Pool) -> Router {
         pool,
         sql_requests: Arc::default(),
         sql_batches: Arc::default(),
+        limiter: Arc::default(),
     };
     let router = if expose_stats {
         Router::new().route("/_stats", axum::routing::get(stats))
@@ -53,6 +55,10 @@ pub(crate) fn router(config: Config, pool: Pool) -> Router {
     };
     router
         .route("/sql", post(sql_handler).fallback(method_not_allowed))
+        .route(
+            "/ratelimit",
+            post(ratelimit_handler).fallback(method_not_allowed),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -75,6 +81,23 @@ async fn stats(State(state): State<AppState>) -> Response {
         "sql_batches": load(&state.sql_batches),
     }))
     .into_response()
+}
+
+/// `POST /ratelimit`: counts one hit for the edge ([`crate::limiter`]), behind the same token as
+/// `/sql`.
+async fn ratelimit_handler(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    if let Err(e) = check_bearer(&state.config, &parts.headers) {
+        return e.into_response();
+    }
+    let body = match read_body(body, &parts.headers, crate::limiter::MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    match state.limiter.hit(&body, Instant::now()) {
+        Ok(decision) => axum::Json(decision).into_response(),
+        Err(e) => ApiError::BadRequest(e).into_response(),
+    }
 }
 
 async fn sql_handler(State(state): State<AppState>, req: axum::extract::Request) -> Response {

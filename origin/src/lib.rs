@@ -8,6 +8,7 @@ mod conninfo;
 mod error;
 mod exec;
 mod http;
+pub mod limiter;
 pub mod migrate;
 mod params;
 pub mod pg;

@@ -381,6 +381,7 @@ async fn dev(runtime: Runtime, port: u16) -> Result<i32> {
         spin_host,
         origin_statement_timeout_ms: 5_000,
         mock_ai: false,
+        rate_limits: None,
     };
     let mut stack = tokio::select! {
         s = Stack::start(&opts, &tools) => s?,

@@ -268,6 +268,10 @@ pub struct Options {
     /// Answer chat with the local mock OpenAI-compatible provider (tests); otherwise the edge's
     /// built-in local responder answers (dev, out of the box).
     pub mock_ai: bool,
+    /// `RATE_LIMITS` for the edge (None: the product's defaults). The test stack raises them
+    /// so that parallel suites sharing the demo tenants never trip them; rate-limit tests give
+    /// their own tenants small limits (`settings.limits.rate`).
+    pub rate_limits: Option<String>,
 }
 
 pub struct Stack {
@@ -459,6 +463,9 @@ impl Stack {
             // `/healthz?deep=1` needs it (as `Authorization: Bearer …`); described below.
             ("OPERATOR_TOKEN", operator_token.clone()),
         ];
+        if let Some(limits) = &opts.rate_limits {
+            settings.push(("RATE_LIMITS", limits.clone()));
+        }
         let llm = if opts.mock_ai {
             let m = MockProvider::start().await?;
             settings.push(("AI_BASE_URL", m.base_url.clone()));
@@ -483,6 +490,10 @@ impl Stack {
             outbound.push(spin::origin(&m.base_url)?);
         }
 
+        let origin_ratelimit = origin_sql
+            .strip_suffix("/sql")
+            .map(|base| format!("{base}/ratelimit"))
+            .ok_or_else(|| anyhow::anyhow!("the origin URL {origin_sql} does not end in /sql"))?;
         let mut runtimes = serde_json::Map::new();
         for (i, rt) in opts.runtimes.iter().enumerate() {
             let port = match (i, opts.port) {
@@ -491,7 +502,13 @@ impl Stack {
             };
             let (proc, how) = match rt {
                 Runtime::Workers => start_workers(opts, tools, port, &settings).await?,
-                Runtime::Spin => start_spin(opts, tools, port, &settings, &outbound).await?,
+                Runtime::Spin => {
+                    // Spin's instances share no store under `wasmtime serve` (and the portable
+                    // build imports no Spin key-value): the origin counts for them.
+                    let mut spin_settings = settings.clone();
+                    spin_settings.push(("RATE_LIMIT_URL", origin_ratelimit.clone()));
+                    start_spin(opts, tools, port, &spin_settings, &outbound).await?
+                }
             };
             // The process group of the runtime (workerd, wasmtime), for memory measurements.
             let pgid = proc.pid();

@@ -358,6 +358,10 @@ fn build_artifacts(tools: &tools::Tools) -> Result<()> {
     Ok(())
 }
 
+/// Limits far above what the suites send, so only tests that set their tenant's own
+/// (`settings.limits.rate`) see 429s.
+const TEST_RATE_LIMITS: &str = r#"{"ip": {"public_read": 1000000, "visitor_write": 1000000, "auth_read": 1000000, "auth_write": 1000000}, "tiers": {"basic": {"public_read": 1000000, "visitor_write": 1000000, "auth_read": 1000000, "auth_write": 1000000}, "premium": {"public_read": 1000000, "visitor_write": 1000000, "auth_read": 1000000, "auth_write": 1000000}, "enterprise": {"public_read": 1000000, "visitor_write": 1000000, "auth_read": 1000000, "auth_write": 1000000}}}"#;
+
 /// Both runtimes on a fresh stack with the mock AI provider, described in `stack.json` for
 /// the node suites. The temporary directory holds the stack's state: keep it alive.
 async fn start_stack(
@@ -374,6 +378,7 @@ async fn start_stack(
         spin_host: SpinHost::detect(),
         origin_statement_timeout_ms: statement_timeout_ms,
         mock_ai: true,
+        rate_limits: Some(TEST_RATE_LIMITS.into()),
     };
     let stack = Stack::start(&opts, tools).await?;
     let stack_json = dir.path().join("stack.json");

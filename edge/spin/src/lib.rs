@@ -272,7 +272,34 @@ impl Entropy for SpinPlatform {
     }
 }
 
-impl edgefront_core::ports::RateLimiter for SpinPlatform {}
+/// With the `spin-kv` feature, rate-limit counters live in Spin's key-value store, shared by
+/// every instance: read, count with core's [`edgefront_core::window::Counter`], write back.
+/// Not atomic (two instances counting the same key at once may both pass), so the limit is
+/// approximate under concurrency. Without the feature core counts per instance, or at the
+/// origin when `RATE_LIMIT_URL` is set (what the dev stack does under `wasmtime serve`).
+impl edgefront_core::ports::RateLimiter for SpinPlatform {
+    #[cfg(feature = "spin-kv")]
+    async fn admit(
+        &self,
+        key: &str,
+        rule: edgefront_core::window::Rule,
+        now: SystemTime,
+    ) -> Option<Result<edgefront_core::window::Decision, OutboundError>> {
+        use edgefront_core::expiring;
+        use edgefront_core::window::Counter;
+        let store = spin_kv::open()?;
+        let mut counter = expiring::get(&store, key, now)
+            .map(|b| Counter::from_bytes(&b))
+            .unwrap_or_default();
+        let decision = counter.admit(edgefront_core::ratelimit::unix_ms(now), rule);
+        if decision.allowed {
+            // Kept for the two windows a counter spans; the store sweep drops it after.
+            let ttl = Duration::from_secs(2 * u64::from(rule.window_seconds));
+            expiring::put(&store, key, &counter.to_bytes(), now, ttl);
+        }
+        Some(Ok(decision))
+    }
+}
 
 impl Platform for SpinPlatform {
     type Verifier = RustCrypto;
