@@ -120,7 +120,7 @@ pub struct Config {
     pub platform: PlatformConfig,
     /// Requests per window by route class, per client IP and per tenant (`RATE_LIMITS`,
     /// `RATE_LIMIT_URL`, `RATE_LIMIT_TIMEOUT_MS`; see [`crate::ratelimit`]).
-    pub rate_limits: crate::ratelimit::RateLimits,
+    pub rate_limits: crate::rate_policy::RateLimits,
 }
 
 /// Onboarding and the platform API.
@@ -431,7 +431,7 @@ impl Config {
             },
         };
         let mut rate_limits =
-            crate::ratelimit::RateLimits::parse(r.optional("RATE_LIMITS").as_deref())
+            crate::rate_policy::RateLimits::parse(r.optional("RATE_LIMITS").as_deref())
                 .map_err(|e| r.bad("RATE_LIMITS", &e))?;
         rate_limits.url = match r.optional("RATE_LIMIT_URL") {
             Some(u) => Some(r.http_url("RATE_LIMIT_URL", u)?),

@@ -40,6 +40,7 @@ pub mod memo;
 pub mod page;
 pub mod platform;
 pub mod ports;
+pub mod rate_policy;
 pub mod ratelimit;
 pub mod reply;
 pub mod routes;

@@ -25,9 +25,9 @@
 //! Answers carry the IETF `RateLimit-Policy` and `RateLimit` headers
 //! (draft-ietf-httpapi-ratelimit-headers); a refusal is 429 `rate_limited` with `Retry-After`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -36,218 +36,37 @@ use crate::code::Code;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::ports::{with_timeout, OutboundError, Platform};
+use crate::rate_policy::window;
+pub use crate::rate_policy::{Class, ClassLimits, RateLimits};
 use crate::tenancy::Tenant;
 pub use crate::window::{Counter, Decision, Rule};
 
-/// The kinds of request that are limited separately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Class {
-    /// GET and HEAD on a tenant's public routes (storefront).
-    PublicRead,
-    /// Writes on a tenant's public routes: visits, checkout, chat.
-    VisitorWrite,
-    /// GET and HEAD on routes that need a token.
-    AuthRead,
-    /// Writes on routes that need a token.
-    AuthWrite,
-}
-
-impl Class {
-    pub const ALL: [Class; 4] = [
-        Class::PublicRead,
-        Class::VisitorWrite,
-        Class::AuthRead,
-        Class::AuthWrite,
-    ];
-
-    /// The class of a request to a route that needs (`authenticated`) or does not need a token.
-    pub fn of(method: &Method, authenticated: bool) -> Self {
-        let read = method == Method::GET || method == Method::HEAD;
-        match (authenticated, read) {
-            (false, true) => Self::PublicRead,
-            (false, false) => Self::VisitorWrite,
-            (true, true) => Self::AuthRead,
-            (true, false) => Self::AuthWrite,
+/// The rules for `class` on `tenant` (none: the platform host), with the tenant's override
+/// (`settings.limits.rate`, same shape as `RATE_LIMITS` without tiers: `{"window_seconds",
+/// "ip", "tenant"}`; a malformed one is ignored).
+fn rules(limits: &RateLimits, class: Class, tenant: Option<&Tenant>) -> (Rule, Option<Rule>) {
+    let mut window_seconds = limits.window_seconds;
+    let mut ip = limits.ip;
+    let mut whole = tenant.map(|t| limits.tier(&t.tier));
+    if let Some(o) = tenant
+        .and_then(|t| t.settings.limits.other.get("rate"))
+        .and_then(Value::as_object)
+    {
+        if let Some(w) = o.get("window_seconds").and_then(|v| window(v).ok()) {
+            window_seconds = w;
+        }
+        if let Some(m) = o.get("ip").and_then(Value::as_object) {
+            ip = ip.merged(m).unwrap_or(ip);
+        }
+        if let (Some(m), Some(l)) = (o.get("tenant").and_then(Value::as_object), whole) {
+            whole = Some(l.merged(m).unwrap_or(l));
         }
     }
-
-    /// The name in configuration, keys and headers.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::PublicRead => "public_read",
-            Self::VisitorWrite => "visitor_write",
-            Self::AuthRead => "auth_read",
-            Self::AuthWrite => "auth_write",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// Requests per window for each class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClassLimits([u32; 4]);
-
-impl ClassLimits {
-    pub const fn new(
-        public_read: u32,
-        visitor_write: u32,
-        auth_read: u32,
-        auth_write: u32,
-    ) -> Self {
-        Self([public_read, visitor_write, auth_read, auth_write])
-    }
-
-    pub fn get(&self, class: Class) -> u32 {
-        self.0.get(class.index()).copied().unwrap_or(0)
-    }
-
-    /// These limits with the classes `o` names replaced (an object of class → count).
-    fn merged(mut self, o: &serde_json::Map<String, Value>) -> Result<Self, String> {
-        for (name, value) in o {
-            let class = Class::ALL
-                .into_iter()
-                .find(|c| c.name() == name)
-                .ok_or_else(|| format!("unknown class {name:?}"))?;
-            let n = value
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| format!("{name} must be a whole number of requests"))?;
-            if let Some(slot) = self.0.get_mut(class.index()) {
-                *slot = n;
-            }
-        }
-        Ok(self)
-    }
-}
-
-/// The configured limits (`RATE_LIMITS`): a window, per-IP limits and per-tier tenant limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimits {
-    pub enabled: bool,
-    pub window_seconds: u32,
-    /// One client IP on one tenant (or on the platform host).
-    pub ip: ClassLimits,
-    /// A tenant as a whole, by tier.
-    pub tiers: Vec<(String, ClassLimits)>,
-    /// `RATE_LIMIT_URL`: the origin's limiter endpoint, used instead of the platform's store.
-    pub url: Option<http::Uri>,
-    /// `RATE_LIMIT_TIMEOUT_MS`: past it the request goes through unlimited.
-    pub timeout: Duration,
-    /// Hashes client IPs into keys (the visitor cookie secret, when set).
-    pub key_secret: Vec<u8>,
-}
-
-/// Defaults: a storefront page load is a handful of public reads, a busy shopper a few visitor
-/// writes a minute; teams read more than they write. Higher tiers get 5× and 20× the tenant-wide
-/// budget; one IP's budget does not depend on the tier.
-const DEFAULT_IP: ClassLimits = ClassLimits::new(600, 60, 1200, 300);
-const DEFAULT_BASIC: ClassLimits = ClassLimits::new(6_000, 600, 3_000, 600);
-const DEFAULT_PREMIUM: ClassLimits = ClassLimits::new(30_000, 3_000, 15_000, 3_000);
-const DEFAULT_ENTERPRISE: ClassLimits = ClassLimits::new(120_000, 12_000, 60_000, 12_000);
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            window_seconds: 60,
-            ip: DEFAULT_IP,
-            tiers: vec![
-                ("basic".into(), DEFAULT_BASIC),
-                ("premium".into(), DEFAULT_PREMIUM),
-                ("enterprise".into(), DEFAULT_ENTERPRISE),
-            ],
-            url: None,
-            timeout: Duration::from_millis(250),
-            key_secret: Vec::new(),
-        }
-    }
-}
-
-impl RateLimits {
-    /// Reads `RATE_LIMITS`: `off`, or a JSON object
-    /// `{"window_seconds": 60, "ip": {class: n, …}, "tiers": {"basic": {class: n, …}, …}}`
-    /// whose members replace the defaults they name.
-    pub fn parse(text: Option<&str>) -> Result<Self, String> {
-        let mut limits = Self::default();
-        let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
-            return Ok(limits);
-        };
-        if text.eq_ignore_ascii_case("off") {
-            limits.enabled = false;
-            return Ok(limits);
-        }
-        let v: Value = serde_json::from_str(text).map_err(|e| format!("is not JSON: {e}"))?;
-        let o = v.as_object().ok_or("must be a JSON object or off")?;
-        for (name, value) in o {
-            match name.as_str() {
-                "window_seconds" => limits.window_seconds = window(value)?,
-                "ip" => {
-                    let ip = value.as_object().ok_or("ip must be an object")?;
-                    limits.ip = limits.ip.merged(ip)?;
-                }
-                "tiers" => {
-                    let tiers = value.as_object().ok_or("tiers must be an object")?;
-                    for (tier, v) in tiers {
-                        let o = v.as_object().ok_or("each tier must be an object")?;
-                        match limits.tiers.iter_mut().find(|(t, _)| t == tier) {
-                            Some((_, l)) => *l = l.merged(o)?,
-                            None => {
-                                let l = DEFAULT_BASIC.merged(o)?;
-                                limits.tiers.push((tier.clone(), l));
-                            }
-                        }
-                    }
-                }
-                other => return Err(format!("unknown member {other:?}")),
-            }
-        }
-        Ok(limits)
-    }
-
-    fn tier(&self, tier: &str) -> ClassLimits {
-        self.tiers
-            .iter()
-            .find(|(t, _)| t == tier)
-            .map_or(DEFAULT_BASIC, |(_, l)| *l)
-    }
-
-    /// The rules for `class` on `tenant` (none: the platform host), with the tenant's override
-    /// (`settings.limits.rate`, same shape as `RATE_LIMITS` without tiers: `{"window_seconds",
-    /// "ip", "tenant"}`; a malformed one is ignored).
-    fn rules(&self, class: Class, tenant: Option<&Tenant>) -> (Rule, Option<Rule>) {
-        let mut window_seconds = self.window_seconds;
-        let mut ip = self.ip;
-        let mut whole = tenant.map(|t| self.tier(&t.tier));
-        if let Some(o) = tenant
-            .and_then(|t| t.settings.limits.other.get("rate"))
-            .and_then(Value::as_object)
-        {
-            if let Some(w) = o.get("window_seconds").and_then(|v| window(v).ok()) {
-                window_seconds = w;
-            }
-            if let Some(m) = o.get("ip").and_then(Value::as_object) {
-                ip = ip.merged(m).unwrap_or(ip);
-            }
-            if let (Some(m), Some(l)) = (o.get("tenant").and_then(Value::as_object), whole) {
-                whole = Some(l.merged(m).unwrap_or(l));
-            }
-        }
-        let rule = |l: ClassLimits| Rule {
-            limit: l.get(class),
-            window_seconds,
-        };
-        (rule(ip), whole.map(rule))
-    }
-}
-
-fn window(v: &Value) -> Result<u32, String> {
-    v.as_u64()
-        .and_then(|n| u32::try_from(n).ok())
-        .filter(|n| (1..=86_400).contains(n))
-        .ok_or_else(|| "window_seconds must be 1 to 86400".to_owned())
+    let rule = |l: ClassLimits| Rule {
+        limit: l.get(class),
+        window_seconds,
+    };
+    (rule(ip), whole.map(rule))
 }
 
 /// A limit that was checked: the policy's name in the headers, its rule and the decision.
@@ -333,7 +152,7 @@ pub async fn check<P: Platform>(
     if !limits.enabled {
         return Verdict::default();
     }
-    let (ip_rule, tenant_rule) = limits.rules(class, tenant);
+    let (ip_rule, tenant_rule) = rules(limits, class, tenant);
     let scope = tenant.map_or("platform", |t| t.id.as_str());
     let mut keys: Vec<(&'static str, String, Rule)> = Vec::with_capacity(2);
     if let Some(ip) = crate::visitor::client_address(headers, config.chat.client_ip_header.as_ref())
@@ -442,34 +261,6 @@ mod tests {
         limit: 5,
         window_seconds: 10,
     };
-    #[test]
-    fn configuration_replaces_what_it_names() {
-        let l = RateLimits::parse(Some(
-            r#"{"window_seconds": 10, "ip": {"public_read": 7}, "tiers": {"premium": {"auth_write": 9}, "trial": {"auth_read": 1}}}"#,
-        ))
-        .unwrap();
-        assert_eq!(l.window_seconds, 10);
-        assert_eq!(l.ip.get(Class::PublicRead), 7);
-        assert_eq!(
-            l.ip.get(Class::VisitorWrite),
-            DEFAULT_IP.get(Class::VisitorWrite)
-        );
-        assert_eq!(l.tier("premium").get(Class::AuthWrite), 9);
-        assert_eq!(l.tier("premium").get(Class::AuthRead), 15_000);
-        assert_eq!(l.tier("trial").get(Class::AuthRead), 1);
-        assert_eq!(l.tier("unknown"), DEFAULT_BASIC);
-        assert!(!RateLimits::parse(Some("off")).unwrap().enabled);
-        for bad in [
-            "[]",
-            r#"{"ip": {"public_reads": 1}}"#,
-            r#"{"ip": {"public_read": -1}}"#,
-            r#"{"window_seconds": 0}"#,
-            r#"{"burst": 1}"#,
-        ] {
-            assert!(RateLimits::parse(Some(bad)).is_err(), "{bad}");
-        }
-    }
-
     #[test]
     fn headers_name_every_policy_and_the_tightest_state() {
         let v = Verdict {
