@@ -1,5 +1,6 @@
 //! Cloudflare Workers adapter: translates workers-rs requests and responses to and from the
-//! `http` types core speaks, and implements core's ports with Fetch, KV, `Date` and `Delay`.
+//! `http` types core speaks, and implements core's ports with Fetch, KV, a Durable Object
+//! (rate-limit counters, [`ratelimit`]), `Date` and `Delay`.
 //! No behaviour lives here.
 
 use std::cell::RefCell;
@@ -12,16 +13,22 @@ use edgefront_core::{Body, Clock, Edge, Entropy, HttpClient, KeyValue, OutboundE
 use futures_channel::oneshot;
 use futures_util::StreamExt;
 use worker::{
-    event, js_sys, Context, Date, Delay, Env, Fetch, Headers, KvStore, Method, RequestInit,
+    event, js_sys, Context, Date, Delay, Env, Fetch, Headers, KvStore, Method, ObjectNamespace,
+    RequestInit,
 };
 
 /// Name of the KV namespace binding in wrangler.toml.
 const KV_BINDING: &str = "EDGEFRONT_KV";
 
+mod ratelimit;
 mod webcrypto;
+
+pub use ratelimit::RateLimiterObject;
 
 pub struct WorkersPlatform {
     kv: Option<KvStore>,
+    /// Rate-limit counters (Durable Objects); none when the binding is not configured.
+    limiter: Option<ObjectNamespace>,
     crypto: webcrypto::WebCrypto,
 }
 
@@ -42,6 +49,7 @@ fn instance(env: &Env) -> Rc<Edge<WorkersPlatform>> {
                 };
                 let platform = WorkersPlatform {
                     kv: env.kv(KV_BINDING).ok(),
+                    limiter: env.durable_object(ratelimit::BINDING).ok(),
                     crypto: webcrypto::WebCrypto::default(),
                 };
                 Rc::new(Edge::new(&source, platform))
@@ -242,7 +250,19 @@ impl Entropy for WorkersPlatform {
     }
 }
 
-impl edgefront_core::ports::RateLimiter for WorkersPlatform {}
+impl edgefront_core::ports::RateLimiter for WorkersPlatform {
+    /// The key's Durable Object when `RATE_LIMITER` is bound; otherwise `None`, and core counts
+    /// in this isolate's memory.
+    async fn admit(
+        &self,
+        key: &str,
+        rule: edgefront_core::ratelimit::Rule,
+        now: SystemTime,
+    ) -> Option<Result<edgefront_core::ratelimit::Decision, OutboundError>> {
+        let namespace = self.limiter.as_ref()?;
+        Some(ratelimit::admit(namespace, key, rule, now).await)
+    }
+}
 
 impl Platform for WorkersPlatform {
     type Verifier = webcrypto::WebCrypto;
