@@ -465,6 +465,10 @@ impl Stack {
         ];
         if let Some(limits) = &opts.rate_limits {
             settings.push(("RATE_LIMITS", limits.clone()));
+            // A limiter slower than its timeout lets requests through; on a loaded test machine
+            // a Durable Object's first call (a new SQLite file under wrangler) can take longer
+            // than production's 250 ms, and exact-count tests would then see extra passes.
+            settings.push(("RATE_LIMIT_TIMEOUT_MS", "5000".into()));
         }
         let llm = if opts.mock_ai {
             let m = MockProvider::start().await?;
