@@ -36,6 +36,23 @@ pub trait FromJson: Sized {
 /// chunk, so memory stays flat; past this the connection is dropped.
 pub const LINGER_BYTES: usize = 8 * 1024 * 1024;
 
+/// How much of a refused body an adapter whose runtime must not answer mid-upload (Workers:
+/// `wrangler dev`'s proxy and keep-alive connections break when the answer overtakes the body)
+/// reads off and drops *before* answering: a declared body up to [`LINGER_BYTES`] whole, a
+/// chunked one up to that bound, and nothing of a declared body over it (the client waits for
+/// no more than the head, as with `Expect: 100-continue`, and is answered at once).
+pub fn drain_budget(headers: &HeaderMap) -> usize {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n <= LINGER_BYTES as u64 => usize::try_from(n).unwrap_or(LINGER_BYTES),
+        Some(_) => 0,
+        None => LINGER_BYTES,
+    }
+}
+
 /// Reads and drops what is left of a body, at most `max` bytes (see [`LINGER_BYTES`]). A body
 /// already read to its end costs nothing (pass a fused stream).
 pub async fn discard<S, C, E>(chunks: &mut S, max: usize)
@@ -987,6 +1004,13 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.status(), 400);
         assert!(!format!("{:?}", err).contains("os error"));
+    }
+
+    #[test]
+    fn the_drain_budget_covers_small_declared_and_chunked_bodies_only() {
+        assert_eq!(drain_budget(&declaring("20000")), 20_000);
+        assert_eq!(drain_budget(&declaring("314572800")), 0);
+        assert_eq!(drain_budget(&HeaderMap::new()), LINGER_BYTES);
     }
 
     #[test]

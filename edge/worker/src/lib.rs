@@ -77,18 +77,23 @@ async fn fetch(
     // The request runs as a waitUntil task, so a streamed body's driver keeps running (and
     // settles its accounting) even if the client disconnects; the head comes back here.
     let (head_tx, head_rx) = oneshot::channel();
+    // What of a refused body to read off before answering (see `input::drain_budget`): the
+    // answer never goes out while this request still reads its body.
+    let drain = edgefront_core::input::drain_budget(&head.headers);
     ctx.wait_until(async move {
         let (parts, out) = edge.serve_body(head, &mut body).await.into_parts();
-        // After the answer, what is left of a refused body is read off (bounded) and dropped.
-        let linger = edgefront_core::input::discard(&mut body, edgefront_core::input::LINGER_BYTES);
+        if parts.status == http::StatusCode::PAYLOAD_TOO_LARGE {
+            edgefront_core::input::discard(&mut body, drain).await;
+        }
+        // Past this the body is never read again: dropping it cancels the rest.
+        drop(body);
         match out {
             Body::Full(bytes) => {
                 let _ = head_tx.send((parts, Ok(bytes)));
-                linger.await;
             }
             Body::Stream { chunks, driver } => {
                 let _ = head_tx.send((parts, Err(chunks)));
-                futures_util::future::join(driver, linger).await;
+                driver.await;
             }
         }
     });
