@@ -214,6 +214,18 @@ pub struct RemoteHit {
     pub now_ms: u64,
 }
 
+impl RemoteHit {
+    /// One hit on `key` under `rule` at the edge's `now`.
+    pub fn new(key: &str, rule: Rule, now: SystemTime) -> Self {
+        Self {
+            key: key.to_owned(),
+            limit: rule.limit,
+            window_seconds: rule.window_seconds,
+            now_ms: unix_ms(now),
+        }
+    }
+}
+
 async fn remote<P: Platform>(
     platform: &P,
     config: &Config,
@@ -222,12 +234,7 @@ async fn remote<P: Platform>(
     rule: Rule,
     now: SystemTime,
 ) -> Result<Decision, OutboundError> {
-    let hit = RemoteHit {
-        key: key.to_owned(),
-        limit: rule.limit,
-        window_seconds: rule.window_seconds,
-        now_ms: unix_ms(now),
-    };
+    let hit = RemoteHit::new(key, rule, now);
     let body = serde_json::to_vec(&hit).map_err(|e| OutboundError::Network(e.to_string()))?;
     let mut req = Request::post(url.clone()).header(header::CONTENT_TYPE, "application/json");
     if let Some(token) = &config.origin.token {

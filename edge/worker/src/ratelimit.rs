@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use edgefront_core::ratelimit::{unix_ms, Counter, Decision, RemoteHit, Rule};
+use edgefront_core::ratelimit::{Counter, Decision, RemoteHit, Rule};
 use edgefront_core::OutboundError;
 use worker::{
     durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response,
@@ -76,12 +76,7 @@ pub async fn admit(
     rule: Rule,
     now: SystemTime,
 ) -> Result<Decision, OutboundError> {
-    let hit = RemoteHit {
-        key: key.to_owned(),
-        limit: rule.limit,
-        window_seconds: rule.window_seconds,
-        now_ms: unix_ms(now),
-    };
+    let hit = RemoteHit::new(key, rule, now);
     let body = serde_json::to_string(&hit).map_err(|e| OutboundError::Invalid(e.to_string()))?;
     let stub = namespace
         .id_from_name(key)
