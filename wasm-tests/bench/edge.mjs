@@ -72,8 +72,9 @@ const token = `Bearer ${await sign(stack, 'tenants', claims)}`;
 console.log(`tenant ${tenant.slug}: ${ITEMS} items, ${N} sequential requests per case, keep-alive, loopback`);
 
 for (const [name, rt] of Object.entries(stack.runtimes)) {
-  const base = rt.url;
-  const host = `${tenant.slug}.${stack.base_domain}:${rt.port}`;
+  // The runtime's own port (workerd's, not wrangler dev's proxy, which adds about 1 ms).
+  const base = rt.direct_url ?? rt.url;
+  const host = `${tenant.slug}.${stack.base_domain}:${new URL(base).port}`;
   // A cursor five pages deep, for the keyset case.
   let cursor = null;
   for (let i = 0; i < 5; i++) {

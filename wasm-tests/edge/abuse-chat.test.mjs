@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { adminDb as db, api, assertProblem, bearer, createTenant, stack, baseUrl } from './stack.mjs';
+import { adminDb as db, agent, api, assertProblem, bearer, createTenant, stack, baseUrl } from './stack.mjs';
 
 /** A visitor turn from `ip` (a fresh visitor unless `cookie`). */
 function visitorChat(t, message, { ip, cookie, headers = {} } = {}) {
@@ -30,7 +30,7 @@ function abandonedChat(t, message, { ip, cookie }) {
   };
   if (cookie) headers.cookie = cookie;
   return new Promise((resolve, reject) => {
-    const req = http.request({ hostname: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers, timeout: 20_000 }, (res) => {
+    const req = http.request({ hostname: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers, timeout: 20_000, agent }, (res) => {
       let buf = '';
       res.setEncoding('utf8');
       res.on('data', (chunk) => {

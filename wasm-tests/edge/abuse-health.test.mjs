@@ -14,7 +14,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { adminDb, edge, assertProblem, runtime, sqlStats, stack } from './stack.mjs';
+import { adminDb, agent, edge, assertProblem, runtime, sqlStats, stack } from './stack.mjs';
 
 const operator = { authorization: `Bearer ${stack.operator_token}` };
 const appUrl = new URL(stack.origin.app_connection_string);
@@ -46,7 +46,7 @@ function proxy(url, { method = 'POST', connection, token, localAddress, headers 
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { hostname: u.hostname, port: u.port, path: u.pathname, method, headers: h, localAddress, timeout: 15_000 },
+      { hostname: u.hostname, port: u.port, path: u.pathname, method, headers: h, localAddress, timeout: 15_000, agent },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));

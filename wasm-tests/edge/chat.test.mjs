@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { adminDb, api, assertProblem, bearer, createTenant, stack, baseUrl } from './stack.mjs';
+import { adminDb, agent, api, assertProblem, bearer, createTenant, stack, baseUrl } from './stack.mjs';
 
 const db = adminDb;
 
@@ -38,7 +38,7 @@ function streamChat(tenant, path, body, { auth, cookie, abortAfter } = {}) {
   if (cookie) headers.cookie = cookie;
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
-    const req = http.request({ hostname: url.hostname, port: url.port, path, method: 'POST', headers, timeout: 20_000 }, (res) => {
+    const req = http.request({ hostname: url.hostname, port: url.port, path, method: 'POST', headers, timeout: 20_000, agent }, (res) => {
       const events = [];
       let buf = '';
       let deltas = 0;

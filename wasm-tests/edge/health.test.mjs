@@ -2,7 +2,8 @@
 // SigV4-verifying S3, and problem+json for everything the API does not serve.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { edge, assertProblem, runtime, stack } from './stack.mjs';
+import http from 'node:http';
+import { agent, edge, assertProblem, runtime, stack } from './stack.mjs';
 
 test('GET /healthz reports ok, the version and which runtime answered', async () => {
   const res = await edge('/healthz', { tenant: 'demo' });
@@ -14,6 +15,40 @@ test('GET /healthz reports ok, the version and which runtime answered', async ()
   assert.equal(body.runtime, runtime);
   assert.match(body.version, /^\d+\.\d+\.\d+/);
   assert.equal(body.checks, undefined, 'a shallow check must not touch dependencies');
+});
+
+// The suite talks to the runtime's own port (on Workers, workerd's: wrangler dev's proxy in front
+// of it reports any failed upstream fetch as its own 503). Developers use wrangler's port: it
+// must serve the same edge, tenant Host headers and bodies included.
+test("the port developers use (wrangler dev's on Workers) serves the same edge", async () => {
+  const { url } = stack.runtimes[runtime];
+  const port = new URL(url).port;
+  const call = (method, path, body) =>
+    new Promise((resolve, reject) => {
+      const headers = { host: `demo.${stack.base_domain}:${port}` };
+      if (body !== undefined) {
+        headers['content-type'] = 'application/json';
+        headers['content-length'] = Buffer.byteLength(body);
+      }
+      const u = new URL(path, url);
+      const req = http.request({ hostname: u.hostname, port, path, method, headers, agent, timeout: 15_000 }, (res) => {
+        const cs = [];
+        res.on('data', (c) => cs.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(cs).toString('utf8') }));
+      });
+      req.on('timeout', () => req.destroy(new Error(`timeout: ${method} ${path}`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+  const health = await call('GET', '/healthz');
+  assert.equal(health.status, 200, health.body);
+  assert.equal(JSON.parse(health.body).runtime, runtime);
+  const shop = await call('GET', '/v1/storefront');
+  assert.equal(shop.status, 200, shop.body);
+  const direct = await edge('/v1/storefront', { tenant: 'demo' });
+  assert.deepEqual(JSON.parse(shop.body), await direct.json());
+  const visit = await call('POST', '/v1/storefront/visits', JSON.stringify({ path: '/from-the-dev-port' }));
+  assert.equal(visit.status, 201, visit.body);
 });
 
 // The deep check is for operators (OPERATOR_TOKEN); wasm-tests/edge/abuse-health.test.mjs proves

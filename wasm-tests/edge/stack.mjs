@@ -16,6 +16,14 @@ export const runtime = required('EDGEFRONT_RUNTIME');
 export const baseUrl = required('EDGEFRONT_BASE_URL');
 
 /**
+ * One connection per request. Node's default agent keeps connections alive and reuses an idle
+ * one, which the server may be closing at that moment: the request then fails with "socket hang
+ * up" without having been answered (the keep-alive race node's documentation describes). The
+ * suite sends requests, not connection-reuse tests.
+ */
+export const agent = new http.Agent({ keepAlive: false });
+
+/**
  * A request to the edge with full control of the Host header (fetch forbids setting it).
  * `tenant` sends `Host: {tenant}.{base_domain}:{port}`; `host` sends it verbatim.
  * Resolves to a fetch-like response: status, headers (a Headers), text(), json(), arrayBuffer().
@@ -28,7 +36,7 @@ export function edge(path, { tenant, host, method = 'GET', headers = {}, body } 
   if (body !== undefined) h['content-length'] = Buffer.byteLength(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { hostname: url.hostname, port: url.port, path: url.pathname + url.search, method, headers: h, timeout: 15_000 },
+      { hostname: url.hostname, port: url.port, path: url.pathname + url.search, method, headers: h, timeout: 15_000, agent },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));

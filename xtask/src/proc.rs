@@ -194,3 +194,57 @@ pub fn write_private(path: &Path, contents: &str) -> Result<()> {
     f.write_all(contents.as_bytes())?;
     Ok(())
 }
+
+/// TCP ports listened on over IPv4 by the processes of process group `pgid`, with the pid
+/// holding each (from `/proc/net/tcp` and each process's socket descriptors; Linux only).
+pub fn listening_ports(pgid: i32) -> Result<Vec<(i32, u16)>> {
+    use std::collections::HashMap;
+    // inode -> port, for sockets in the LISTEN state (0A).
+    let table = std::fs::read_to_string("/proc/net/tcp").context("reading /proc/net/tcp")?;
+    let mut listeners: HashMap<u64, u16> = HashMap::new();
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9))
+        else {
+            continue;
+        };
+        if *state != "0A" {
+            continue;
+        }
+        let port = local
+            .rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+        if let (Some(port), Ok(inode)) = (port, inode.parse()) {
+            listeners.insert(inode, port);
+        }
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: getpgid has no memory effects.
+        if unsafe { libc::getpgid(pid) } != pgid {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy();
+            let inode = target
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+                .and_then(|s| s.parse::<u64>().ok());
+            if let Some(port) = inode.and_then(|i| listeners.get(&i)) {
+                found.push((pid, *port));
+            }
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    Ok(found)
+}

@@ -309,8 +309,12 @@ impl Stack {
         &self.description
     }
 
+    /// The runtime's own listener, which the black-box suite talks to: workerd's port on
+    /// Workers (see [`workerd_port`]: `wrangler dev`'s proxy in front of it turns failed
+    /// upstream fetches into its own 503s), wasmtime's on Spin. `url` in the description is the
+    /// port developers use (`wrangler dev`'s); a health test checks it serves the same edge.
     pub fn runtime_url(&self, rt: Runtime) -> Option<String> {
-        self.description["runtimes"][rt.name()]["url"]
+        self.description["runtimes"][rt.name()]["direct_url"]
             .as_str()
             .map(str::to_owned)
     }
@@ -517,10 +521,15 @@ impl Stack {
             // The process group of the runtime (workerd, wasmtime), for memory measurements.
             let pgid = proc.pid();
             procs.push(proc);
+            // The runtime's own port: workerd's behind wrangler's dev proxy; wasmtime's is `port`.
+            let own_port = match rt {
+                Runtime::Workers => workerd_port(pgid as i32, port).await?,
+                Runtime::Spin => port,
+            };
             runtimes.insert(
                 rt.name().into(),
                 json!({ "url": format!("http://127.0.0.1:{port}"), "port": port, "served_by": how,
-                        "pgid": pgid }),
+                        "pgid": pgid, "direct_url": format!("http://127.0.0.1:{own_port}") }),
             );
         }
 
@@ -810,6 +819,42 @@ async fn start_workers(
     )
     .await?;
     Ok((proc, "wrangler dev (workerd)"))
+}
+
+/// The port of the workerd that runs the worker itself, behind `wrangler dev`'s proxy (a second
+/// workerd running wrangler's ProxyWorker on `proxy_port`). Benchmarks and the body-flood tests
+/// talk to it directly: the dev proxy adds about 1 ms a request, and it turns any failed
+/// upstream fetch on a path other than `/` into "Your worker restarted mid-request" (a 503)
+/// — for a refused 300 MB upload, and for requests in flight beside it. The port changes when
+/// wrangler reloads the worker; the stack never edits sources while it runs.
+pub async fn workerd_port(pgid: i32, proxy_port: u16) -> Result<u16> {
+    let ports = crate::proc::listening_ports(pgid)?;
+    let proxy_pids: Vec<i32> = ports
+        .iter()
+        .filter(|(_, p)| *p == proxy_port)
+        .map(|(pid, _)| *pid)
+        .collect();
+    let mut answering = Vec::new();
+    for (pid, port) in &ports {
+        if proxy_pids.contains(pid) {
+            continue;
+        }
+        let url = format!("http://127.0.0.1:{port}/healthz");
+        if crate::proc::http_status(&url, Duration::from_secs(5))
+            .await
+            .ok()
+            == Some(200)
+        {
+            answering.push(*port);
+        }
+    }
+    match answering.as_slice() {
+        [port] => Ok(*port),
+        other => bail!(
+            "expected one workerd port besides wrangler's proxy on {proxy_port} answering /healthz, \
+             found {other:?} (listeners of process group {pgid}: {ports:?})"
+        ),
+    }
 }
 
 async fn start_spin(

@@ -200,10 +200,11 @@ async fn run_suites(filter: &Filter) -> Result<i32> {
                 }
             }
         }
-        let (_dir, stack, stack_json) =
+        let (dir, stack, stack_json) =
             start_stack(&tools, "edgefront-test-", 2_000, &runtimes).await?;
         run_edge_suites(filter, &edge_files, &stack, &stack_json, &mut report)?;
         drop(stack);
+        keep_logs_on_failure(&report, dir.path());
         report.print(started.elapsed().as_secs_f64());
         return Ok(if report.failed() { 1 } else { 0 });
     }
@@ -273,8 +274,7 @@ async fn run_suites(filter: &Filter) -> Result<i32> {
         );
     }
 
-    let (_dir, stack, stack_json) =
-        start_stack(&tools, "edgefront-test-", 2_000, &runtimes).await?;
+    let (dir, stack, stack_json) = start_stack(&tools, "edgefront-test-", 2_000, &runtimes).await?;
 
     let scratch = stack.scratch_database().await?;
     let mut host = cargo(&[
@@ -302,9 +302,33 @@ async fn run_suites(filter: &Filter) -> Result<i32> {
     }
     run_edge_suites(filter, &edge_files, &stack, &stack_json, &mut report)?;
     drop(stack);
+    keep_logs_on_failure(&report, dir.path());
 
     report.print(started.elapsed().as_secs_f64());
     Ok(if report.failed() { 1 } else { 0 })
+}
+
+/// After a failed run, the stopped stack's service logs (wrangler, workerd, wasmtime, the SQL
+/// proxy, Postgres) are copied to `target/edgefront-test-logs/` before its directory goes.
+fn keep_logs_on_failure(report: &Report, stack_dir: &std::path::Path) {
+    if !report.failed() {
+        return;
+    }
+    let to = crate::target_dir().join("edgefront-test-logs");
+    let _ = std::fs::remove_dir_all(&to);
+    let copied = std::fs::create_dir_all(&to).and_then(|()| {
+        for entry in std::fs::read_dir(stack_dir.join("logs"))? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+            }
+        }
+        Ok(())
+    });
+    match copied {
+        Ok(()) => eprintln!("xtask: the stack's logs are in {}", to.display()),
+        Err(e) => eprintln!("xtask: could not keep the stack's logs: {e}"),
+    }
 }
 
 fn node(name: Option<&str>, files: &[String], stack_json: &std::path::Path) -> Command {
