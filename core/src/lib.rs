@@ -8,7 +8,8 @@
 
 // Layers, lowest first; a module imports only from layers below it (a test in
 // tests/layering.rs proves the module graph has no cycle):
-// - leaves: `code` (the error-code table), `jwk`, `ports`, `ids`, `body`, `memo`, `expiring`
+// - leaves: `code` (the error-code table), `jwk`, `obs` (the request record), `ports`, `ids`,
+//   `body`, `memo`, `expiring`
 // - services: `auth`, `config`, `sql`, `s3`, `doh` (DNS over HTTPS: custom-domain checks)
 // - the API's edges: `error` (problem+json), `input` (reading requests), `reply`, `page`
 // - request state: `tenancy`, `authz`, `identity` (user ids and roles, ours), `cors`, `cx`
@@ -37,6 +38,7 @@ pub mod input;
 pub mod jwk;
 pub mod me;
 pub mod memo;
+pub mod obs;
 pub mod page;
 pub mod platform;
 pub mod ports;

@@ -19,6 +19,7 @@ use http::{Request, Response};
 
 use crate::ports::{
     ByteStream, Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform, RateLimiter,
+    Telemetry,
 };
 use crate::window::{Counter, Decision, Rule};
 
@@ -238,6 +239,12 @@ impl<P: Platform> RateLimiter for Memo<P> {
         // Both windows a counter spans: past that it starts afresh anyway.
         *until = now_ms.saturating_add(2_000 * u64::from(rule.window_seconds));
         Some(Ok(counter.admit(now_ms, rule)))
+    }
+}
+
+impl<P: Telemetry> Telemetry for Memo<P> {
+    fn log(&self, line: &str) {
+        self.inner.log(line);
     }
 }
 

@@ -1,8 +1,8 @@
 //! The ports through which core reaches the world. Adapters implement them with their runtime's
 //! facilities (workers-rs `Fetch`/KV/`Date`, spin-sdk outbound HTTP and wasi clocks); tests
 //! implement them in-process. Futures are not `Send`: wasm runtimes are single-threaded.
-//! A leaf of the crate's module graph: it names only the key types of `jwk` and the counter of
-//! `window`, themselves leaves.
+//! A leaf of the crate's module graph: it names only the key types of `jwk`, the counter of
+//! `window` and the request record of `obs`, themselves leaves.
 #![allow(async_fn_in_trait)]
 
 use std::fmt;
@@ -13,6 +13,7 @@ use futures_util::future::{self, Either};
 use http::{Request, Response};
 
 use crate::jwk::{Algorithm, Jwk, KeyError};
+use crate::obs::Trace;
 use crate::window::{Decision, Rule};
 
 /// Why an outbound call produced no response.
@@ -105,7 +106,27 @@ pub trait RateLimiter {
     }
 }
 
-pub trait Platform: HttpClient + Clock + KeyValue + Entropy + RateLimiter {
+/// The operator's view: the log sink, and the trace of the request being served.
+pub trait Telemetry {
+    /// Writes one log line, a JSON document (Workers: `console.log`, which Workers Logs and
+    /// Logpush index as JSON; Spin: standard output).
+    fn log(&self, line: &str);
+
+    /// The record of the request being served, when this platform reference is the request's
+    /// own ([`crate::telemetry::Traced`]); none for the instance's shared one.
+    fn trace(&self) -> Option<&Trace> {
+        None
+    }
+}
+
+/// Notes something on the request's trace, if there is one.
+pub fn note<T: Telemetry + ?Sized>(platform: &T, f: impl FnOnce(&Trace)) {
+    if let Some(t) = platform.trace() {
+        f(t);
+    }
+}
+
+pub trait Platform: HttpClient + Clock + KeyValue + Entropy + RateLimiter + Telemetry {
     /// The crypto provider for JWS signatures (WebCrypto on Workers, pure Rust elsewhere),
     /// chosen by the adapter like rustls' `CryptoProvider`.
     type Verifier: SignatureVerifier;

@@ -36,6 +36,8 @@ pub struct TestPlatform {
     respond: RefCell<Responder>,
     /// Every outbound request, in order.
     pub sent: RefCell<Vec<Request<Bytes>>>,
+    /// Every log line, in order.
+    pub logs: RefCell<Vec<String>>,
     now: Cell<SystemTime>,
     /// `None`: a store that never remembers (every lookup goes to the origin).
     kv: RefCell<Option<HashMap<String, Bytes>>>,
@@ -52,6 +54,7 @@ impl TestPlatform {
         Self {
             respond: RefCell::new(respond),
             sent: RefCell::new(Vec::new()),
+            logs: RefCell::new(Vec::new()),
             now: Cell::new(UNIX_EPOCH + Duration::from_secs(T0)),
             kv: RefCell::new(None),
             delay_polls: Cell::new(0),
@@ -185,6 +188,12 @@ impl Entropy for TestPlatform {
 }
 
 impl crate::ports::RateLimiter for TestPlatform {}
+
+impl crate::ports::Telemetry for TestPlatform {
+    fn log(&self, line: &str) {
+        self.logs.borrow_mut().push(line.to_owned());
+    }
+}
 
 impl Platform for TestPlatform {
     type Verifier = crate::auth::RustCrypto;

@@ -138,7 +138,8 @@ fn core_modules_form_no_import_cycle() {
         ("code", &[][..]),
         ("jwk", &[][..]),
         ("window", &[][..]),
-        ("ports", &["jwk", "window"][..]),
+        ("obs", &[][..]),
+        ("ports", &["jwk", "window", "obs"][..]),
         ("ids", &["ports"][..]),
     ] {
         let deps: Vec<&String> = graph[leaf]

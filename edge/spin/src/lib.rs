@@ -301,6 +301,13 @@ impl edgefront_core::ports::RateLimiter for SpinPlatform {
     }
 }
 
+impl edgefront_core::ports::Telemetry for SpinPlatform {
+    /// Standard output: Spin keeps it per component (`spin up` logs, or a log shipper).
+    fn log(&self, line: &str) {
+        println!("{line}");
+    }
+}
+
 impl Platform for SpinPlatform {
     type Verifier = RustCrypto;
 

@@ -269,6 +269,13 @@ impl edgefront_core::ports::RateLimiter for WorkersPlatform {
     }
 }
 
+impl edgefront_core::ports::Telemetry for WorkersPlatform {
+    /// `console.log`: Workers Logs and Logpush index a JSON line's fields.
+    fn log(&self, line: &str) {
+        worker::console_log!("{line}");
+    }
+}
+
 impl Platform for WorkersPlatform {
     type Verifier = webcrypto::WebCrypto;
 
