@@ -121,6 +121,37 @@ pub struct Config {
     /// Requests per window by route class, per client IP and per tenant (`RATE_LIMITS`,
     /// `RATE_LIMIT_URL`, `RATE_LIMIT_TIMEOUT_MS`; see [`crate::ratelimit`]).
     pub rate_limits: crate::rate_policy::RateLimits,
+    /// Request ids, logs and traces (`REQUEST_ID_HEADER`, `LOG_LEVEL`,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, …).
+    pub telemetry: TelemetryConfig,
+}
+
+/// What goes to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Nothing.
+    Off,
+    /// Only `error` lines: an upstream's or backend's failure, in its own words.
+    Error,
+    /// Also one `request` line per request (the default).
+    Info,
+}
+
+/// Request ids, logs and traces.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// `REQUEST_ID_HEADER`: a header the platform or a trusted proxy sets (`cf-ray` on
+    /// Cloudflare, `x-request-id` behind a proxy that sets it); its value becomes the request id
+    /// when well formed. Unset: ids are generated. Never a header only clients set.
+    pub request_id_header: Option<http::HeaderName>,
+    pub log_level: LogLevel,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (base URL): spans go to `{endpoint}/v1/traces` as OTLP/HTTP
+    /// JSON after the response. Unset: no tracing.
+    pub otlp_endpoint: Option<Uri>,
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT` (ms, default 2000): an export that takes longer is dropped.
+    pub otlp_timeout: Duration,
+    /// `OTEL_SERVICE_NAME` (default `edgefront`).
+    pub service_name: String,
 }
 
 /// Onboarding and the platform API.
@@ -438,6 +469,28 @@ impl Config {
             None => None,
         };
         rate_limits.timeout = r.millis("RATE_LIMIT_TIMEOUT_MS", 250)?;
+        let telemetry = TelemetryConfig {
+            request_id_header: match r.optional("REQUEST_ID_HEADER") {
+                None => None,
+                Some(h) => Some(http::HeaderName::from_bytes(h.trim().as_bytes()).map_err(
+                    |_| r.bad("REQUEST_ID_HEADER", "must be a header name such as cf-ray"),
+                )?),
+            },
+            log_level: match r.optional("LOG_LEVEL").as_deref().map(str::trim) {
+                None | Some("info") => LogLevel::Info,
+                Some("error") => LogLevel::Error,
+                Some("off") => LogLevel::Off,
+                Some(_) => return Err(r.bad("LOG_LEVEL", "must be info, error or off")),
+            },
+            otlp_endpoint: match r.optional("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                Some(u) => Some(r.http_url("OTEL_EXPORTER_OTLP_ENDPOINT", u)?),
+                None => None,
+            },
+            otlp_timeout: r.millis("OTEL_EXPORTER_OTLP_TIMEOUT", 2_000)?,
+            service_name: r
+                .optional("OTEL_SERVICE_NAME")
+                .unwrap_or_else(|| "edgefront".into()),
+        };
         rate_limits.key_secret = chat
             .visitor_secret
             .as_ref()
@@ -452,6 +505,7 @@ impl Config {
             chat,
             platform,
             rate_limits,
+            telemetry,
         })
     }
 }

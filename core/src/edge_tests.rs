@@ -732,10 +732,14 @@ fn an_oversized_body_is_413_before_the_tenant_or_the_caller_is_looked_up() {
     };
     let mut untouched = futures_util::stream::iter(vec![Ok::<_, String>(vec![0u8; 1])])
         .map(|_| -> Result<Vec<u8>, String> { panic!("the body was read") });
-    let resp = block_on(edge.serve_body(head(Some("314572800")), &mut untouched));
+    let declared = head(Some("314572800"));
+    let rp = edge.begin(&declared);
+    let resp = block_on(edge.serve_body(&rp, declared, &mut untouched));
     assert_eq!(resp.status(), 413);
     let mut endless = futures_util::stream::repeat_with(|| Ok::<_, String>(vec![b' '; 4096]));
-    let resp = block_on(edge.serve_body(head(None), &mut endless));
+    let chunked = head(None);
+    let rp = edge.begin(&chunked);
+    let resp = block_on(edge.serve_body(&rp, chunked, &mut endless));
     assert_eq!(resp.status(), 413);
     let body = block_on(resp.into_body().collect());
     let problem: Value = serde_json::from_slice(&body).unwrap();

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::AuthError;
 use crate::config::ConfigError;
 use crate::doh::DohError;
+use crate::obs::Trace;
 use crate::ports::OutboundError;
 use crate::s3::S3Error;
 use crate::sql::SqlError;
@@ -395,7 +396,20 @@ impl ApiError {
     /// Renders the problem document. `instance` is the request path (never the query: it may
     /// carry secrets such as presigned signatures).
     pub fn into_response(self, instance: &str) -> Response<Bytes> {
-        let mut resp = Response::new(Bytes::from(self.to_problem(instance).to_string()));
+        self.into_traced_response(instance, None)
+    }
+
+    /// Renders the problem document for a traced request: notes the code (and the text kept for
+    /// the log) on the request's record, and names the request id in the document.
+    pub fn into_traced_response(self, instance: &str, trace: Option<&Trace>) -> Response<Bytes> {
+        let mut problem = self.to_problem(instance);
+        if let Some(t) = trace {
+            t.note_error(&self.code.to_string(), self.log());
+            if let Value::Object(m) = &mut problem {
+                m.insert("request_id".into(), json!(t.request_id().as_str()));
+            }
+        }
+        let mut resp = Response::new(Bytes::from(problem.to_string()));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
         h.insert(

@@ -20,6 +20,7 @@ use crate::authz::{self, Role};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::ids::{hex, TenantId, UserId};
+use crate::obs::Cache;
 use crate::ports::Platform;
 use crate::sql;
 use crate::tenancy::Tenant;
@@ -101,6 +102,8 @@ pub async fn resolve<P: Platform>(
         (Some(_), None) => Some(None),
         (None, _) => None,
     };
+    let hit = cached_user.is_some() && cached_role.is_some();
+    crate::ports::note(platform, |t| t.note_cache(Cache::Membership, hit));
     let (user, db_role) = match (cached_user, cached_role) {
         (Some(user), Some(role)) => (user, role),
         _ => {

@@ -10,7 +10,8 @@
 // tests/layering.rs proves the module graph has no cycle):
 // - leaves: `code` (the error-code table), `jwk`, `obs` (the request record), `ports`, `ids`,
 //   `body`, `memo`, `expiring`
-// - services: `auth`, `config`, `sql`, `s3`, `doh` (DNS over HTTPS: custom-domain checks)
+// - services: `auth`, `config`, `sql`, `s3`, `doh` (DNS over HTTPS: custom-domain checks),
+//   `telemetry` (the request's own platform, its log lines and spans)
 // - the API's edges: `error` (problem+json), `input` (reading requests), `reply`, `page`
 // - request state: `tenancy`, `authz`, `identity` (user ids and roles, ours), `cors`, `cx`
 //   (typed handler contexts), `visitor`
@@ -51,6 +52,7 @@ pub mod settings;
 pub mod sql;
 pub mod storefront;
 pub mod team;
+pub mod telemetry;
 pub mod tenancy;
 pub mod uploads;
 pub mod visitor;
@@ -73,16 +75,25 @@ pub use ports::{Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform};
 /// The crate version reported by `/healthz`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The platform a request runs on: the instance's (with its memory tier), plus the request's
+/// trace ([`telemetry::Traced`]).
+pub type RequestPlatform<P> = telemetry::Traced<memo::Memo<P>>;
+
 /// One edge instance: validated configuration plus the platform's ports.
 ///
 /// Configuration is read once, when the instance starts. A bad configuration does not panic:
 /// the instance answers every request with a 500 problem+json that names the setting.
+///
+/// A request goes: [`Edge::begin`] (its id and trace), [`Edge::serve_body`] (the response),
+/// and once the response is sent, [`Edge::finish`] (its log line, its spans). [`Edge::handle`]
+/// does all three for runtimes and tests that gather the body.
 pub struct Edge<P> {
     config: Result<Config, ConfigError>,
     /// JWKS cache and verification state, per instance.
     auth: Option<auth::Authenticator>,
-    platform: memo::Memo<P>,
-    routes: routes::Router<memo::Memo<P>>,
+    platform: std::rc::Rc<memo::Memo<P>>,
+    targets: std::rc::Rc<telemetry::Targets>,
+    routes: routes::Router<RequestPlatform<P>>,
 }
 
 impl<P: Platform> Edge<P> {
@@ -92,10 +103,15 @@ impl<P: Platform> Edge<P> {
             .as_ref()
             .ok()
             .map(|c| auth::Authenticator::new(c.auth.clone()));
+        let targets = config
+            .as_ref()
+            .map(telemetry::Targets::from_config)
+            .unwrap_or_default();
         Self {
             config,
             auth,
-            platform: memo::Memo::new(platform),
+            platform: std::rc::Rc::new(memo::Memo::new(platform)),
+            targets: std::rc::Rc::new(targets),
             routes: routes::Router::new(),
         }
     }
@@ -104,11 +120,40 @@ impl<P: Platform> Edge<P> {
         self.platform.inner()
     }
 
-    /// Handles one request. Never panics; every failure becomes a problem+json response.
-    /// Streamed bodies are gathered: adapters that can stream use [`Edge::serve`].
+    fn telemetry(&self) -> Option<&config::TelemetryConfig> {
+        self.config.as_ref().ok().map(|c| &c.telemetry)
+    }
+
+    /// Starts a request: its id (from the trusted header, or fresh) and its trace.
+    pub fn begin(&self, head: &request::Parts) -> RequestPlatform<P> {
+        telemetry::Traced::begin(
+            self.platform.clone(),
+            self.targets.clone(),
+            self.telemetry(),
+            head,
+        )
+    }
+
+    /// Ends a request once its response is sent: the log line(s), then the spans (bounded by
+    /// their timeout; never the request's failure). `bytes_out`: the body's size, if known.
+    pub async fn finish(&self, rp: &RequestPlatform<P>, status: u16, bytes_out: Option<u64>) {
+        telemetry::finish(rp, self.telemetry(), status, bytes_out).await;
+    }
+
+    /// Handles one request, start to finish. Never panics; every failure becomes a
+    /// problem+json response. Streamed bodies are gathered: adapters that can stream use
+    /// [`Edge::serve_body`].
     pub async fn handle(&self, req: Request<Bytes>) -> Response<Bytes> {
-        let (parts, body) = self.serve(req).await.into_parts();
-        Response::from_parts(parts, body.collect().await)
+        let (head, body) = req.into_parts();
+        let rp = self.begin(&head);
+        let (parts, body) = self
+            .serve(&rp, Request::from_parts(head, body))
+            .await
+            .into_parts();
+        let body = body.collect().await;
+        let size = u64::try_from(body.len()).ok();
+        self.finish(&rp, parts.status.as_u16(), size).await;
+        Response::from_parts(parts, body)
     }
 
     /// The largest body a request for `method` and `path` may send (its route's; see
@@ -125,6 +170,7 @@ impl<P: Platform> Edge<P> {
     /// discards a bounded amount of it ([`input::discard`], [`input::LINGER_BYTES`]).
     pub async fn serve_body<'e, S, C, E>(
         &'e self,
+        rp: &'e RequestPlatform<P>,
         head: request::Parts,
         chunks: &mut S,
     ) -> Response<Body<'e>>
@@ -134,28 +180,46 @@ impl<P: Platform> Edge<P> {
     {
         let limit = self.body_limit(&head.method, head.uri.path());
         match input::read_body(&head.headers, chunks, limit).await {
-            Ok(body) => self.serve(Request::from_parts(head, body)).await,
-            Err(err) => err.into_response(head.uri.path()).map(Body::Full),
+            Ok(body) => self.serve(rp, Request::from_parts(head, body)).await,
+            Err(err) => stamped(rp, self.problem(rp, err, head.uri.path())),
         }
     }
 
     /// Handles one request, leaving a streamed body (server-sent events) to the adapter.
-    pub async fn serve(&self, req: Request<Bytes>) -> Response<Body<'_>> {
+    pub async fn serve<'e>(
+        &'e self,
+        rp: &'e RequestPlatform<P>,
+        req: Request<Bytes>,
+    ) -> Response<Body<'e>> {
         let instance = req.uri().path().to_owned();
         // The same limit whether or not the adapter read the body through `serve_body`.
         let limit = self.body_limit(req.method(), &instance);
-        if req.body().len() > limit {
-            return ApiError::payload_too_large(limit)
-                .into_response(&instance)
-                .map(Body::Full);
-        }
-        match self.dispatch(req).await {
-            Ok(resp) => resp,
-            Err(err) => err.into_response(&instance).map(Body::Full),
-        }
+        let resp = if req.body().len() > limit {
+            self.problem(rp, ApiError::payload_too_large(limit), &instance)
+        } else {
+            match self.dispatch(rp, req).await {
+                Ok(resp) => resp,
+                Err(err) => self.problem(rp, err, &instance),
+            }
+        };
+        stamped(rp, resp)
     }
 
-    async fn dispatch(&self, req: Request<Bytes>) -> Result<Response<Body<'_>>, ApiError> {
+    fn problem<'e>(
+        &self,
+        rp: &RequestPlatform<P>,
+        err: ApiError,
+        instance: &str,
+    ) -> Response<Body<'e>> {
+        err.into_traced_response(instance, Some(rp.request_trace()))
+            .map(Body::Full)
+    }
+
+    async fn dispatch<'e>(
+        &'e self,
+        rp: &'e RequestPlatform<P>,
+        req: Request<Bytes>,
+    ) -> Result<Response<Body<'e>>, ApiError> {
         let config = self
             .config
             .as_ref()
@@ -168,9 +232,20 @@ impl<P: Platform> Edge<P> {
         })?;
         let env = cx::Env {
             config,
-            platform: &self.platform,
+            platform: rp,
             auth,
         };
         self.routes.dispatch(env, req).await
     }
+}
+
+/// Every response names its request: `X-Request-Id`.
+fn stamped<'e, P: Platform>(
+    rp: &RequestPlatform<P>,
+    mut resp: Response<Body<'e>>,
+) -> Response<Body<'e>> {
+    if let Ok(v) = http::HeaderValue::from_str(rp.request_trace().request_id().as_str()) {
+        resp.headers_mut().insert(telemetry::REQUEST_ID, v);
+    }
+    resp
 }

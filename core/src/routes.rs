@@ -225,6 +225,9 @@ impl<P: Platform> Router<P> {
         let is_options = req.method() == Method::OPTIONS;
         let wanted = if is_head { &Method::GET } else { req.method() };
         let route = candidates().find(|r| r.method == *wanted);
+        if let Some(r) = route {
+            crate::ports::note(env.platform, |t| t.note_route(r.path));
+        }
         let access = match (route, is_options) {
             (Some(r), _) => r.access,
             // Preflights are answered for the path's tenant routes, before any credentials.
@@ -269,7 +272,9 @@ impl<P: Platform> Router<P> {
                 }
             };
             if let Some(refusal) = verdict.refusal() {
-                let mut resp = refusal.into_response(head.uri.path()).map(Body::Full);
+                let mut resp = refusal
+                    .into_traced_response(head.uri.path(), platform.trace())
+                    .map(Body::Full);
                 verdict.decorate(resp.headers_mut());
                 return Ok(resp);
             }
@@ -299,6 +304,9 @@ impl<P: Platform> Router<P> {
 
         // Tenant routes: tenant from Host, CORS, then credentials and the handler.
         let tenant = tenancy::resolve(platform, config, &head.headers, &head.uri).await?;
+        crate::ports::note(platform, |t| {
+            t.note_tenant(&tenant.id.to_string(), &tenant.tier)
+        });
         let origin = cors::allowed_origin(config, &tenant, &head.headers, host.as_deref());
         if is_options {
             return match head.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD) {
@@ -341,7 +349,10 @@ impl<P: Platform> Router<P> {
             }
             (None, None) => Err(ApiError::method_not_allowed(allow)),
         };
-        let mut resp = result.unwrap_or_else(|e| e.into_response(&instance).map(Body::Full));
+        let mut resp = result.unwrap_or_else(|e| {
+            e.into_traced_response(&instance, platform.trace())
+                .map(Body::Full)
+        });
         verdict.decorate(resp.headers_mut());
         // Errors carry CORS headers too, so browser code can read the problem document.
         cors::decorate(resp.headers_mut(), origin);
@@ -368,6 +379,7 @@ async fn sign_in<P: Platform>(
         .authenticate(env.platform, env.platform.verifier(), header)
         .await?;
     let identity = identity::resolve(env.platform, env.config, &principal, tenant).await?;
+    crate::ports::note(env.platform, |t| t.note_user(&identity.user.to_string()));
     Ok((Rc::new(principal), Rc::new(identity)))
 }
 

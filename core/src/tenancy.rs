@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::obs::Cache;
 use crate::ports::Platform;
 use crate::sql;
 
@@ -381,14 +382,17 @@ async fn lookup<P: Platform>(
     // A cache that fails is a miss, never an outage.
     if let Ok(Some(bytes)) = platform.get(&cache_key).await {
         if let Ok(c) = serde_json::from_slice::<Cached>(&bytes) {
+            crate::ports::note(platform, |t| t.note_cache(Cache::Tenant, true));
             return Ok(c.tenant);
         }
     }
     if let Ok(Some(bytes)) = platform.get(&slot).await {
         if serde_json::from_slice::<Miss>(&bytes).is_ok_and(|m| m.key == cache_key) {
+            crate::ports::note(platform, |t| t.note_cache(Cache::Tenant, true));
             return Ok(None);
         }
     }
+    crate::ports::note(platform, |t| t.note_cache(Cache::Tenant, false));
     let query = match by {
         "slug" => "SELECT row_to_json(t)::text FROM resolve_tenant_by_slug($1) t",
         _ => "SELECT row_to_json(t)::text FROM resolve_tenant_by_domain($1) t",

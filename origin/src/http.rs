@@ -111,16 +111,30 @@ async fn sql_handler(State(state): State<AppState>, req: axum::extract::Request)
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
-    let resp = match handle(&state, client, &parts.headers, body).await {
+    // The edge's request id (`X-Request-Id`), so one id follows a request through every hop:
+    // logged with the batch and echoed on the answer. Only a short printable one is taken.
+    let request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic() && b != b'"')
+        })
+        .map(str::to_owned);
+    let mut resp = match handle(&state, client, &parts.headers, body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     };
-    tracing::debug!(
+    tracing::info!(
+        request_id = request_id.as_deref().unwrap_or("-"),
         status = resp.status().as_u16(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "{} /sql",
         Method::POST
     );
+    if let Some(v) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
     resp
 }
 

@@ -12,6 +12,7 @@ mod artifacts;
 mod doh;
 mod jwks;
 mod llm;
+mod otlp;
 mod pg;
 mod proc;
 mod s3;
@@ -382,6 +383,7 @@ async fn dev(runtime: Runtime, port: u16) -> Result<i32> {
         origin_statement_timeout_ms: 5_000,
         mock_ai: false,
         rate_limits: None,
+        tracing: false,
     };
     let mut stack = tokio::select! {
         s = Stack::start(&opts, &tools) => s?,

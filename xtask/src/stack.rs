@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::doh::DohServer;
 use crate::jwks::JwksServer;
 use crate::llm::MockProvider;
+use crate::otlp::OtlpReceiver;
 use crate::pg::PgCluster;
 use crate::proc::{free_port, wait_http, Proc};
 use crate::s3::LocalS3;
@@ -272,6 +273,9 @@ pub struct Options {
     /// so that parallel suites sharing the demo tenants never trip them; rate-limit tests give
     /// their own tenants small limits (`settings.limits.rate`).
     pub rate_limits: Option<String>,
+    /// Run an OTLP receiver and send the edge's traces to it (`OTEL_EXPORTER_OTLP_ENDPOINT`);
+    /// request ids from `X-Request-Id` (`REQUEST_ID_HEADER`), as behind a trusted proxy.
+    pub tracing: bool,
 }
 
 pub struct Stack {
@@ -280,6 +284,7 @@ pub struct Stack {
     _s3: LocalS3,
     _jwks: JwksServer,
     _doh: DohServer,
+    _otlp: Option<OtlpReceiver>,
     _llm: Option<MockProvider>,
     pg: PgCluster,
     description: Value,
@@ -474,6 +479,14 @@ impl Stack {
             // than production's 250 ms, and exact-count tests would then see extra passes.
             settings.push(("RATE_LIMIT_TIMEOUT_MS", "5000".into()));
         }
+        let otlp = if opts.tracing {
+            let r = OtlpReceiver::start().await?;
+            settings.push(("OTEL_EXPORTER_OTLP_ENDPOINT", r.endpoint.clone()));
+            settings.push(("REQUEST_ID_HEADER", "x-request-id".into()));
+            Some(r)
+        } else {
+            None
+        };
         let llm = if opts.mock_ai {
             let m = MockProvider::start().await?;
             settings.push(("AI_BASE_URL", m.base_url.clone()));
@@ -496,6 +509,9 @@ impl Stack {
         ];
         if let Some(m) = &llm {
             outbound.push(spin::origin(&m.base_url)?);
+        }
+        if let Some(r) = &otlp {
+            outbound.push(spin::origin(&r.endpoint)?);
         }
 
         let origin_ratelimit = origin_sql
@@ -565,6 +581,8 @@ impl Stack {
                 "requests_url": format!("{}/_requests", m.base_url.trim_end_matches("/v1")),
             })),
             "doh": { "url": doh.url, "records_url": doh.records_url, "stats_url": doh.stats_url },
+            // The trace receiver, when tracing is on: every span the edge exported.
+            "otlp": otlp.as_ref().map(|r| json!({ "endpoint": r.endpoint, "spans_url": r.spans_url })),
             "custom_domains": { CUSTOM_DOMAIN.0: CUSTOM_DOMAIN.1 },
             // `Authorization: Bearer <operator_token>` opens `/healthz?deep=1`.
             "operator_token": operator_token,
@@ -583,6 +601,7 @@ impl Stack {
             _s3: s3,
             _jwks: jwks,
             _doh: doh,
+            _otlp: otlp,
             _llm: llm,
             pg,
             description,

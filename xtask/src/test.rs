@@ -201,7 +201,7 @@ async fn run_suites(filter: &Filter) -> Result<i32> {
             }
         }
         let (dir, stack, stack_json) =
-            start_stack(&tools, "edgefront-test-", 2_000, &runtimes).await?;
+            start_stack(&tools, "edgefront-test-", 2_000, &runtimes, true).await?;
         run_edge_suites(filter, &edge_files, &stack, &stack_json, &mut report)?;
         drop(stack);
         keep_logs_on_failure(&report, dir.path());
@@ -274,7 +274,8 @@ async fn run_suites(filter: &Filter) -> Result<i32> {
         );
     }
 
-    let (dir, stack, stack_json) = start_stack(&tools, "edgefront-test-", 2_000, &runtimes).await?;
+    let (dir, stack, stack_json) =
+        start_stack(&tools, "edgefront-test-", 2_000, &runtimes, true).await?;
 
     let scratch = stack.scratch_database().await?;
     let mut host = cargo(&[
@@ -393,6 +394,7 @@ async fn start_stack(
     prefix: &str,
     statement_timeout_ms: u64,
     runtimes: &[Runtime],
+    tracing: bool,
 ) -> Result<(tempfile::TempDir, Stack, std::path::PathBuf)> {
     let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
     let opts = Options {
@@ -403,6 +405,7 @@ async fn start_stack(
         origin_statement_timeout_ms: statement_timeout_ms,
         mock_ai: true,
         rate_limits: Some(TEST_RATE_LIMITS.into()),
+        tracing,
     };
     let stack = Stack::start(&opts, tools).await?;
     let stack_json = dir.path().join("stack.json");
@@ -424,6 +427,7 @@ pub async fn bench_edge() -> Result<i32> {
         "edgefront-bench-",
         5_000,
         &[Runtime::Workers, Runtime::Spin],
+        false,
     )
     .await?;
     println!("\n== edge benchmarks: end to end ==");

@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use super::config::JwksPolicy;
 use super::AuthError;
 use crate::jwk::{Jwk, Jwks};
-use crate::ports::{with_timeout, Clock, HttpClient, KeyValue};
+use crate::obs::Cache;
+use crate::ports::{with_timeout, Clock, HttpClient, KeyValue, Telemetry};
 
 /// Key sets by JWKS URL. Lives as long as the instance; single-threaded, hence `RefCell`.
 #[derive(Default)]
@@ -62,7 +63,7 @@ impl JwksCache {
     }
 
     /// The key `kid` from the set at `url`, fetching the set if needed and allowed.
-    pub async fn key<P: HttpClient + Clock + KeyValue>(
+    pub async fn key<P: HttpClient + Clock + KeyValue + Telemetry>(
         &self,
         platform: &P,
         policy: &JwksPolicy,
@@ -78,6 +79,9 @@ impl JwksCache {
             let set_age = cached.as_ref().map(|c| age(c.fetched_at, now));
             if let (Some(key), Some(set_age)) = (&found, set_age) {
                 if set_age < policy.ttl {
+                    if !fetched {
+                        crate::ports::note(platform, |t| t.note_cache(Cache::Jwks, true));
+                    }
                     return Ok(key.clone());
                 }
             }
@@ -114,6 +118,7 @@ impl JwksCache {
             }
             let _flight = state.flight.start();
             fetched = true;
+            crate::ports::note(platform, |t| t.note_cache(Cache::Jwks, false));
             state.last_fetch.set(Some(now));
             match fetch(platform, policy, url).await {
                 Ok(jwks) => {

@@ -84,16 +84,22 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     // The body stays wasi:http's stream: core reads it within the route's limit (and not at all
     // when Content-Length is over it); what it does not read is never taken in.
     let mut body = Box::pin(req.into_body_stream()).fuse();
-    let resp = match head {
-        Ok(head) => edge.serve_body(head, &mut body).await,
-        Err(e) => {
+    // The request's id and trace; its log line and spans go out once the answer has.
+    let rp = head.as_ref().ok().map(|h| edge.begin(h));
+    let resp = match (head, &rp) {
+        (Ok(head), Some(rp)) => edge.serve_body(rp, head, &mut body).await,
+        (head, _) => {
+            let why = head
+                .err()
+                .unwrap_or_else(|| "the request head is not valid HTTP".into());
             let instance = path.split('?').next().unwrap_or_default();
-            ApiError::bad_request(e)
+            ApiError::bad_request(why)
                 .into_response(instance)
                 .map(Body::Full)
         }
     };
     let (parts, resp_body) = resp.into_parts();
+    let status = parts.status.as_u16();
     let entries: Vec<(String, Vec<u8>)> = parts
         .headers
         .iter()
@@ -107,8 +113,12 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let linger = edgefront_core::input::discard(&mut body, edgefront_core::input::LINGER_BYTES);
     match resp_body {
         Body::Full(bytes) => {
+            let size = u64::try_from(bytes.len()).ok();
             // A client that hung up shows up as a write error; there is nobody left to tell.
             let _ = out.set_with_body(outgoing, bytes.to_vec()).await;
+            if let Some(rp) = &rp {
+                edge.finish(rp, status, size).await;
+            }
             linger.await;
         }
         Body::Stream { mut chunks, driver } => {
@@ -127,6 +137,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             };
             // The driver runs to the end either way: it settles the request's accounting.
             futures_util::future::join3(driver, writer, linger).await;
+            if let Some(rp) = &rp {
+                edge.finish(rp, status, None).await;
+            }
         }
     }
 }

@@ -81,21 +81,28 @@ async fn fetch(
     // answer never goes out while this request still reads its body.
     let drain = edgefront_core::input::drain_budget(&head.headers);
     ctx.wait_until(async move {
-        let (parts, out) = edge.serve_body(head, &mut body).await.into_parts();
+        // The request's id and trace; its log line and spans go out once the answer has.
+        let rp = edge.begin(&head);
+        let (parts, out) = edge.serve_body(&rp, head, &mut body).await.into_parts();
+        let status = parts.status.as_u16();
         if parts.status == http::StatusCode::PAYLOAD_TOO_LARGE {
             edgefront_core::input::discard(&mut body, drain).await;
         }
         // Past this the body is never read again: dropping it cancels the rest.
         drop(body);
-        match out {
+        let bytes_out = match out {
             Body::Full(bytes) => {
+                let size = u64::try_from(bytes.len()).ok();
                 let _ = head_tx.send((parts, Ok(bytes)));
+                size
             }
             Body::Stream { chunks, driver } => {
                 let _ = head_tx.send((parts, Err(chunks)));
                 driver.await;
+                None
             }
-        }
+        };
+        edge.finish(&rp, status, bytes_out).await;
     });
     let (parts, body) = head_rx.await.map_err(|_| {
         worker::Error::RustError("the request task ended without a response".into())

@@ -1,0 +1,556 @@
+//! Observability at work (issue 14): each request runs on its own [`Traced`] platform, which
+//! stamps the request id (and, with tracing on, a `traceparent`) on every outbound call and
+//! notes how each call went; [`finish`] then writes the request's one JSON log line (and an
+//! `error` line with an upstream's own words when there was one) through the log port, and
+//! exports the request's spans as OTLP/HTTP JSON when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//!
+//! Never logged: tokens, cookies, secrets, query strings (presigned URLs carry signatures
+//! there), bodies. The log names routes by template and outbound calls by host.
+
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Uri};
+use serde_json::{json, Map, Value};
+
+use crate::config::{Config, LogLevel, TelemetryConfig};
+use crate::obs::{hex, Cache, Call, CallKind, Outcome, Record, RequestId, Trace};
+use crate::ports::{
+    with_timeout, ByteStream, Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform,
+    RateLimiter, Telemetry,
+};
+use crate::window::{Decision, Rule};
+
+/// The header that carries the request id on responses and outbound calls.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Which outbound calls are which, by authority and path prefix (the SQL proxy and the origin's
+/// rate limiter may share a host), from the configuration.
+#[derive(Debug, Default)]
+pub struct Targets(Vec<(String, String, CallKind)>);
+
+impl Targets {
+    pub fn from_config(c: &Config) -> Self {
+        let mut t = Vec::new();
+        let mut add = |uri: &Uri, kind: CallKind| {
+            if let Some(a) = uri.authority() {
+                t.push((a.as_str().to_ascii_lowercase(), uri.path().to_owned(), kind));
+            }
+        };
+        add(&c.origin.url, CallKind::Sql);
+        if let Some(u) = &c.rate_limits.url {
+            add(u, CallKind::RateLimit);
+        }
+        add(&c.s3.endpoint, CallKind::S3);
+        add(&c.platform.doh_url, CallKind::Dns);
+        for uri in c
+            .chat
+            .provider
+            .iter()
+            .map(|p| p.base_url.as_str())
+            .chain(c.auth.issuers.iter().map(|i| i.jwks_url.as_str()))
+            .filter_map(|u| u.parse::<Uri>().ok())
+        {
+            let kind = if c.auth.issuers.iter().any(|i| i.jwks_url == uri.to_string()) {
+                CallKind::Jwks
+            } else {
+                CallKind::Provider
+            };
+            add(&uri, kind);
+        }
+        // The longest path prefix wins.
+        t.sort_by_key(|b| std::cmp::Reverse(b.1.len()));
+        Self(t)
+    }
+
+    pub fn kind(&self, uri: &Uri) -> CallKind {
+        let Some(authority) = uri.authority() else {
+            return CallKind::Other;
+        };
+        let authority = authority.as_str().to_ascii_lowercase();
+        self.0
+            .iter()
+            .find(|(a, p, _)| *a == authority && uri.path().starts_with(p.as_str()))
+            .map_or(CallKind::Other, |(_, _, k)| *k)
+    }
+}
+
+/// A request's own platform: the instance's, plus the request's [`Trace`]. Everything core does
+/// for the request goes through it, so every outbound call is stamped and noted.
+pub struct Traced<P> {
+    inner: Rc<P>,
+    trace: Trace,
+    targets: Rc<Targets>,
+    /// Send `traceparent` (tracing is on).
+    propagate: bool,
+}
+
+impl<P: Platform> Traced<P> {
+    /// Starts a request's trace: its id from `trusted` (a header the platform or a trusted proxy
+    /// sets) when well formed, else a fresh one; trace and span ids from the entropy port.
+    pub fn begin(
+        inner: Rc<P>,
+        targets: Rc<Targets>,
+        cfg: Option<&TelemetryConfig>,
+        head: &http::request::Parts,
+    ) -> Self {
+        let mut random = [0u8; 24];
+        // Entropy failure leaves zeros: an id that is not unique, never a failed request.
+        let _ = inner.fill(&mut random);
+        let mut trace_id = [0u8; 16];
+        let mut span_id = [0u8; 8];
+        trace_id.copy_from_slice(random.get(..16).unwrap_or(&[0; 16]));
+        span_id.copy_from_slice(random.get(16..).unwrap_or(&[0; 8]));
+        let trusted = cfg
+            .and_then(|c| c.request_id_header.as_ref())
+            .and_then(|h| head.headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .and_then(RequestId::parse);
+        let id = trusted.unwrap_or_else(|| RequestId::from_random(trace_id));
+        let trace = Trace::new(
+            id,
+            trace_id,
+            span_id,
+            inner.now(),
+            head.method.as_str(),
+            head.uri.path(),
+        );
+        Self {
+            inner,
+            trace,
+            targets,
+            propagate: cfg.is_some_and(|c| c.otlp_endpoint.is_some()),
+        }
+    }
+
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+
+    pub fn request_trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// Stamps the request id and trace context on an outbound request; returns the span id
+    /// the call carries.
+    fn stamp<B>(&self, req: &mut Request<B>) -> Option<[u8; 8]> {
+        let h = req.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(self.trace.request_id().as_str()) {
+            h.insert(REQUEST_ID, v);
+        }
+        if !self.propagate {
+            return None;
+        }
+        let mut span = [0u8; 8];
+        let _ = self.inner.fill(&mut span);
+        let parent = format!("00-{}-{}-01", hex(&self.trace.trace_id), hex(&span));
+        if let Ok(v) = HeaderValue::from_str(&parent) {
+            h.insert("traceparent", v);
+        }
+        Some(span)
+    }
+
+    fn watch<B>(&self, req: &Request<B>, span_id: Option<[u8; 8]>) -> Watch<'_, P> {
+        Watch {
+            platform: self,
+            kind: self.targets.kind(req.uri()),
+            method: req.method().as_str().to_owned(),
+            host: req
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default(),
+            start: self.inner.now(),
+            span_id,
+            done: false,
+        }
+    }
+}
+
+/// An outbound call in flight; noted when it ends, or as a timeout when it is dropped unfinished
+/// (core's deadline gave up on it).
+struct Watch<'a, P: Platform> {
+    platform: &'a Traced<P>,
+    kind: CallKind,
+    method: String,
+    host: String,
+    start: SystemTime,
+    span_id: Option<[u8; 8]>,
+    done: bool,
+}
+
+impl<P: Platform> Watch<'_, P> {
+    fn end(mut self, outcome: Outcome) {
+        self.note(outcome);
+        self.done = true;
+    }
+
+    fn note(&self, outcome: Outcome) {
+        let now = self.platform.inner.now();
+        self.platform.trace.note_call(Call {
+            kind: self.kind,
+            method: self.method.clone(),
+            host: self.host.clone(),
+            start: self.start,
+            duration_ms: crate::ports::elapsed_ms(self.start, now),
+            outcome,
+            span_id: self.span_id,
+        });
+    }
+}
+
+impl<P: Platform> Drop for Watch<'_, P> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.note(Outcome::Timeout);
+        }
+    }
+}
+
+fn outcome_of<B>(r: &Result<Response<B>, OutboundError>) -> Outcome {
+    match r {
+        Ok(resp) => Outcome::Status(resp.status().as_u16()),
+        Err(OutboundError::Timeout(_)) => Outcome::Timeout,
+        Err(_) => Outcome::Failed,
+    }
+}
+
+impl<P: Platform> HttpClient for Traced<P> {
+    async fn send(&self, mut req: Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
+        let span = self.stamp(&mut req);
+        let watch = self.watch(&req, span);
+        let r = self.inner.send(req).await;
+        watch.end(outcome_of(&r));
+        r
+    }
+
+    async fn send_streaming(
+        &self,
+        mut req: Request<Bytes>,
+    ) -> Result<Response<ByteStream>, OutboundError> {
+        let span = self.stamp(&mut req);
+        let watch = self.watch(&req, span);
+        let r = self.inner.send_streaming(req).await;
+        // Until the response head: the stream's own time is the request's.
+        watch.end(outcome_of(&r));
+        r
+    }
+}
+
+impl<P: Platform> Clock for Traced<P> {
+    fn now(&self) -> SystemTime {
+        self.inner.now()
+    }
+    async fn sleep(&self, duration: Duration) {
+        self.inner.sleep(duration).await
+    }
+}
+
+impl<P: Platform> KeyValue for Traced<P> {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, OutboundError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), OutboundError> {
+        self.inner.put(key, value, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), OutboundError> {
+        self.inner.delete(key).await
+    }
+}
+
+impl<P: Platform> Entropy for Traced<P> {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), OutboundError> {
+        self.inner.fill(buf)
+    }
+}
+
+impl<P: Platform> RateLimiter for Traced<P> {
+    async fn admit(
+        &self,
+        key: &str,
+        rule: Rule,
+        now: SystemTime,
+    ) -> Option<Result<Decision, OutboundError>> {
+        let start = self.inner.now();
+        let r = self.inner.admit(key, rule, now).await;
+        if let Some(r) = &r {
+            // The platform's own shared store (a Durable Object, Spin KV); not an HTTP call.
+            self.trace.note_call(Call {
+                kind: CallKind::RateLimit,
+                method: "admit".into(),
+                host: "platform".into(),
+                start,
+                duration_ms: crate::ports::elapsed_ms(start, self.inner.now()),
+                outcome: match r {
+                    Ok(_) => Outcome::Status(200),
+                    Err(OutboundError::Timeout(_)) => Outcome::Timeout,
+                    Err(_) => Outcome::Failed,
+                },
+                span_id: None,
+            });
+        }
+        r
+    }
+}
+
+impl<P: Platform> Telemetry for Traced<P> {
+    fn log(&self, line: &str) {
+        self.inner.log(line);
+    }
+
+    fn trace(&self) -> Option<&Trace> {
+        Some(&self.trace)
+    }
+}
+
+impl<P: Platform> Platform for Traced<P> {
+    type Verifier = P::Verifier;
+
+    fn verifier(&self) -> &Self::Verifier {
+        self.inner.verifier()
+    }
+
+    fn runtime(&self) -> &'static str {
+        self.inner.runtime()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log lines
+
+/// `2026-12-03T05:00:00.123Z`.
+pub fn timestamp(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t)
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+fn outcome_json(o: &Outcome) -> (Value, &'static str) {
+    match o {
+        Outcome::Status(s) => (json!(s), if *s < 500 { "ok" } else { "error" }),
+        Outcome::Timeout => (Value::Null, "timeout"),
+        Outcome::Failed => (Value::Null, "failed"),
+    }
+}
+
+/// The request's log line: one JSON object, every field always present (null when unknown).
+pub fn request_line(
+    trace: &Trace,
+    record: &Record,
+    runtime: &str,
+    status: u16,
+    bytes_out: Option<u64>,
+    now: SystemTime,
+) -> Value {
+    let mut cache = Map::new();
+    for c in Cache::ALL {
+        let n = record.cache(c);
+        cache.insert(
+            c.as_str().into(),
+            json!({ "hits": n.hits, "misses": n.misses }),
+        );
+    }
+    let calls: Vec<Value> = record
+        .calls
+        .iter()
+        .map(|c| {
+            let (status, outcome) = outcome_json(&c.outcome);
+            json!({
+                "kind": c.kind.as_str(),
+                "method": c.method,
+                "host": c.host,
+                "status": status,
+                "outcome": outcome,
+                "duration_ms": c.duration_ms,
+            })
+        })
+        .collect();
+    json!({
+        "ts": timestamp(now),
+        "level": "info",
+        "msg": "request",
+        "request_id": trace.request_id().as_str(),
+        "runtime": runtime,
+        "method": trace.method,
+        "route": record.route,
+        "status": status,
+        "code": record.code,
+        "duration_ms": crate::ports::elapsed_ms(trace.start, now),
+        "tenant_id": record.tenant_id,
+        "tier": record.tier,
+        "user_id": record.user_id,
+        "sql_batches": record.sql_batches,
+        "cache": cache,
+        "calls": calls,
+        "bytes_out": bytes_out,
+    })
+}
+
+/// The line for a failure behind the answer, in the upstream's or backend's own words.
+pub fn error_line(trace: &Trace, record: &Record, why: &str, now: SystemTime) -> Value {
+    json!({
+        "ts": timestamp(now),
+        "level": "error",
+        "msg": "upstream error",
+        "request_id": trace.request_id().as_str(),
+        "method": trace.method,
+        "route": record.route,
+        "code": record.code,
+        "tenant_id": record.tenant_id,
+        "error": why,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// OTLP
+
+fn nanos(t: SystemTime) -> String {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos().to_string())
+        .unwrap_or_else(|_| "0".into())
+}
+
+fn attr(key: &str, value: Value) -> Option<Value> {
+    let v = match value {
+        Value::String(s) => json!({ "stringValue": s }),
+        Value::Number(n) => json!({ "intValue": n.to_string() }),
+        Value::Bool(b) => json!({ "boolValue": b }),
+        _ => return None,
+    };
+    Some(json!({ "key": key, "value": v }))
+}
+
+fn attrs(pairs: Vec<(&str, Value)>) -> Vec<Value> {
+    pairs.into_iter().filter_map(|(k, v)| attr(k, v)).collect()
+}
+
+/// The request's spans as an OTLP/HTTP JSON `ExportTraceServiceRequest`: a SERVER span for the
+/// request, a CLIENT span under it per outbound call.
+pub fn otlp_spans(
+    trace: &Trace,
+    record: &Record,
+    cfg: &TelemetryConfig,
+    runtime: &str,
+    status: u16,
+    now: SystemTime,
+) -> Value {
+    let trace_id = hex(&trace.trace_id);
+    let root = hex(&trace.span_id);
+    let name = match record.route {
+        Some(r) => format!("{} {r}", trace.method),
+        None => trace.method.clone(),
+    };
+    let opt = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+    let mut spans = vec![json!({
+        "traceId": trace_id,
+        "spanId": root,
+        "name": name,
+        "kind": 2,
+        "startTimeUnixNano": nanos(trace.start),
+        "endTimeUnixNano": nanos(now),
+        "attributes": attrs(vec![
+            ("http.request.method", json!(trace.method)),
+            ("http.route", record.route.map_or(Value::Null, |r| json!(r))),
+            ("http.response.status_code", json!(status)),
+            ("edgefront.request_id", json!(trace.request_id().as_str())),
+            ("edgefront.tenant_id", opt(&record.tenant_id)),
+            ("edgefront.tier", opt(&record.tier)),
+            ("edgefront.code", opt(&record.code)),
+            ("edgefront.sql_batches", json!(record.sql_batches)),
+        ]),
+        "status": { "code": if status >= 500 { 2 } else { 1 } },
+    })];
+    for c in &record.calls {
+        let (code, outcome) = outcome_json(&c.outcome);
+        let end = c
+            .start
+            .checked_add(Duration::from_millis(c.duration_ms))
+            .unwrap_or(c.start);
+        let span_id = c.span_id.map(|s| hex(&s)).unwrap_or_default();
+        spans.push(json!({
+            "traceId": trace_id,
+            "spanId": span_id,
+            "parentSpanId": root,
+            "name": format!("{} {}", c.kind.as_str(), c.method),
+            "kind": 3,
+            "startTimeUnixNano": nanos(c.start),
+            "endTimeUnixNano": nanos(end),
+            "attributes": attrs(vec![
+                ("edgefront.call.kind", json!(c.kind.as_str())),
+                ("http.request.method", json!(c.method)),
+                ("server.address", json!(c.host)),
+                ("http.response.status_code", code),
+                ("edgefront.call.outcome", json!(outcome)),
+                ("edgefront.tenant_id", opt(&record.tenant_id)),
+                ("http.route", record.route.map_or(Value::Null, |r| json!(r))),
+            ]),
+            "status": { "code": if outcome == "ok" { 1 } else { 2 } },
+        }));
+    }
+    json!({
+        "resourceSpans": [{
+            "resource": { "attributes": attrs(vec![
+                ("service.name", json!(cfg.service_name)),
+                ("service.version", json!(crate::VERSION)),
+                ("edgefront.runtime", json!(runtime)),
+            ]) },
+            "scopeSpans": [{
+                "scope": { "name": "edgefront", "version": crate::VERSION },
+                "spans": spans,
+            }],
+        }],
+    })
+}
+
+/// After the response: the request's log lines, then its spans to the OTLP endpoint (bounded by
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`; a failed export is one `error` line, never the request's).
+pub async fn finish<P: Platform>(
+    traced: &Traced<P>,
+    cfg: Option<&TelemetryConfig>,
+    status: u16,
+    bytes_out: Option<u64>,
+) {
+    let platform = traced.inner();
+    let trace = traced.request_trace();
+    let record = trace.record();
+    let now = platform.now();
+    let level = cfg.map_or(LogLevel::Info, |c| c.log_level);
+    let runtime = platform.runtime();
+    if level >= LogLevel::Error {
+        if let Some(why) = &record.error {
+            platform.log(&error_line(trace, &record, why, now).to_string());
+        }
+    }
+    if level >= LogLevel::Info {
+        platform.log(&request_line(trace, &record, runtime, status, bytes_out, now).to_string());
+    }
+    let Some((cfg, endpoint)) = cfg.and_then(|c| c.otlp_endpoint.as_ref().map(|e| (c, e))) else {
+        return;
+    };
+    let body = otlp_spans(trace, &record, cfg, runtime, status, now).to_string();
+    let url = format!("{}/v1/traces", endpoint.to_string().trim_end_matches('/'));
+    let req = Request::post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Bytes::from(body));
+    let failed = match req {
+        Ok(req) => match with_timeout(platform, cfg.otlp_timeout, platform.send(req)).await {
+            Ok(resp) if resp.status().is_success() => None,
+            Ok(resp) => Some(format!("OTLP endpoint answered {}", resp.status().as_u16())),
+            Err(e) => Some(format!("OTLP export: {e}")),
+        },
+        Err(e) => Some(format!("OTLP export: {e}")),
+    };
+    if let (Some(why), true) = (failed, level >= LogLevel::Error) {
+        platform.log(
+            &json!({
+                "ts": timestamp(platform.now()),
+                "level": "error",
+                "msg": "trace export failed",
+                "request_id": trace.request_id().as_str(),
+                "error": why,
+            })
+            .to_string(),
+        );
+    }
+}
