@@ -139,15 +139,21 @@ impl<P: Platform> Traced<P> {
         if let Ok(v) = HeaderValue::from_str(self.trace.request_id().as_str()) {
             h.insert(REQUEST_ID, v);
         }
+        let span = self.new_span()?;
+        let parent = format!("00-{}-{}-01", hex(&self.trace.trace_id), hex(&span));
+        if let Ok(v) = HeaderValue::from_str(&parent) {
+            h.insert("traceparent", v);
+        }
+        Some(span)
+    }
+
+    /// A fresh span id for an outbound call, when tracing is on.
+    fn new_span(&self) -> Option<[u8; 8]> {
         if !self.propagate {
             return None;
         }
         let mut span = [0u8; 8];
         let _ = self.inner.fill(&mut span);
-        let parent = format!("00-{}-{}-01", hex(&self.trace.trace_id), hex(&span));
-        if let Ok(v) = HeaderValue::from_str(&parent) {
-            h.insert("traceparent", v);
-        }
         Some(span)
     }
 
@@ -287,7 +293,7 @@ impl<P: Platform> RateLimiter for Traced<P> {
                     Err(OutboundError::Timeout(_)) => Outcome::Timeout,
                     Err(_) => Outcome::Failed,
                 },
-                span_id: None,
+                span_id: self.new_span(),
             });
         }
         r
@@ -461,7 +467,8 @@ pub fn otlp_spans(
         ]),
         "status": { "code": if status >= 500 { 2 } else { 1 } },
     })];
-    for c in &record.calls {
+    // Calls without a span id were made while tracing was off (none, in practice).
+    for c in record.calls.iter().filter(|c| c.span_id.is_some()) {
         let (code, outcome) = outcome_json(&c.outcome);
         let end = c
             .start

@@ -22,6 +22,8 @@ use serde_json::{json, Value};
 #[derive(Clone, Default)]
 struct Shared {
     requests: Arc<Mutex<Vec<Value>>>,
+    /// Each request's `X-Request-Id` (the edge's request id), in order; null when absent.
+    request_ids: Arc<Mutex<Vec<Value>>>,
 }
 
 pub struct MockProvider {
@@ -40,9 +42,21 @@ fn delta(text: &str) -> Bytes {
     }))
 }
 
-async fn completions(State(s): State<Shared>, Json(body): Json<Value>) -> Response {
+async fn completions(
+    State(s): State<Shared>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     if let Ok(mut r) = s.requests.lock() {
         r.push(body.clone());
+    }
+    if let Ok(mut r) = s.request_ids.lock() {
+        r.push(
+            headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map_or(Value::Null, |v| json!(v)),
+        );
     }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let last = messages
@@ -124,6 +138,11 @@ fn tokio_stream_from(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+async fn request_ids(State(s): State<Shared>) -> Result<Json<Value>, Infallible> {
+    let all = s.request_ids.lock().map(|r| r.clone()).unwrap_or_default();
+    Ok(Json(Value::Array(all)))
+}
+
 async fn requests(State(s): State<Shared>) -> Result<Json<Value>, Infallible> {
     let all = s.requests.lock().map(|r| r.clone()).unwrap_or_default();
     Ok(Json(Value::Array(all)))
@@ -134,6 +153,7 @@ impl MockProvider {
         let app = axum::Router::new()
             .route("/v1/chat/completions", post(completions))
             .route("/_requests", get(requests))
+            .route("/_request_ids", get(request_ids))
             .with_state(Shared::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base_url = format!("http://{}/v1", listener.local_addr()?);

@@ -188,6 +188,7 @@ fn main() {
     // every service; otherwise an orphaned xtask would keep them running.
     // SAFETY: prctl with these arguments has no memory effects.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+    raise_open_file_limit();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -243,6 +244,37 @@ fn main() {
     // Drop the runtime (and with it every service task) before exiting.
     drop(rt);
     std::process::exit(code);
+}
+
+/// Raises this process's open-file limit (the services it starts inherit it): to 2^20 where
+/// allowed (root), else to the hard limit. `wrangler dev`'s inspector proxy posts every DevTools
+/// event (each `console.log`, four per outbound fetch) to wrangler over a new connection, and its
+/// workerd keeps each one open (CLOSE-WAIT) after wrangler's side closes it: a full black-box run
+/// leaves about 20,000 behind, the default limit here, after which workerd fails every request
+/// with "Too many open files". A local-development artefact; deployed Workers have no inspector.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write or read only the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let want: libc::rlim_t = 1 << 20;
+        let raised = libc::rlimit {
+            rlim_cur: want.max(lim.rlim_cur),
+            rlim_max: want.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            let soft = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &soft);
+        }
+    }
 }
 
 struct TokenArgs<'a> {

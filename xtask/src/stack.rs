@@ -579,6 +579,7 @@ impl Stack {
             "ai": llm.as_ref().map(|m| json!({
                 "base_url": m.base_url,
                 "requests_url": format!("{}/_requests", m.base_url.trim_end_matches("/v1")),
+                "request_ids_url": format!("{}/_request_ids", m.base_url.trim_end_matches("/v1")),
             })),
             "doh": { "url": doh.url, "records_url": doh.records_url, "stats_url": doh.stats_url },
             // The trace receiver, when tracing is on: every span the edge exported.
