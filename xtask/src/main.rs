@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's only entry points.
 //!
-//! - `dev [--runtime workers|spin]`: install what is missing, start the local stack with demo
-//!   tenants, serve the edge on 127.0.0.1:8787, and stop everything on Ctrl-C / SIGTERM.
+//! - `dev [--runtime workers|spin] [--json]`: install what is missing, start the local stack with
+//!   demo tenants, serve the edge on 127.0.0.1:8787, print a line per request, and stop
+//!   everything on Ctrl-C / SIGTERM.
 //! - `test`: fmt, clippy, unit tests (host and wasm32), both artifacts, then one black-box suite
 //!   against both runtimes on a fresh stack (`test --quick --runtime spin identity` runs only
 //!   `wasm-tests/edge/identity.test.mjs` on Spin, skipping the checks and unit tests).
@@ -9,9 +10,11 @@
 //!   spin.toml's build commands are `cargo xtask build worker` and `cargo xtask build spin`).
 
 mod artifacts;
+mod devlog;
 mod doh;
 mod jwks;
 mod llm;
+mod logscan;
 mod otlp;
 mod pg;
 mod proc;
@@ -21,6 +24,7 @@ mod stack;
 mod test;
 mod tools;
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -47,6 +51,9 @@ enum Cmd {
         runtime: Runtime,
         #[arg(long, default_value_t = 8787)]
         port: u16,
+        /// Print the edge's JSON log lines as they are instead of one readable line per request.
+        #[arg(long)]
+        json: bool,
     },
     /// Lint, unit-test, build both runtimes and run the black-box suite against each.
     /// `--quick`, `--runtime`, `--name` and FILES narrow it down while iterating.
@@ -199,7 +206,11 @@ fn main() {
     };
     let code = rt.block_on(async {
         let result = match cli.cmd {
-            Cmd::Dev { runtime, port } => dev(runtime, port).await,
+            Cmd::Dev {
+                runtime,
+                port,
+                json,
+            } => dev(runtime, port, json).await,
             Cmd::Test(filter) => test::run_all(filter).await,
             Cmd::Build { target } => build(target),
             Cmd::Bench { filter, edge, core } => {
@@ -389,7 +400,7 @@ pub fn build_origin() -> Result<()> {
         .current_dir(repo_root()))
 }
 
-async fn dev(runtime: Runtime, port: u16) -> Result<i32> {
+async fn dev(runtime: Runtime, port: u16, json: bool) -> Result<i32> {
     let tools = tools::ensure(Needs {
         worker: runtime == Runtime::Workers,
         node: true,
@@ -452,10 +463,32 @@ async fn dev(runtime: Runtime, port: u16) -> Result<i32> {
     println!("  stack       {}", dev_json.display());
     println!("  logs        {}", d["logs"].as_str().unwrap_or_default());
     println!("Ctrl-C stops everything.");
+    // One line per request from the runtime's log output (`--json`: its JSON lines).
+    let mode = if json {
+        devlog::Mode::Json
+    } else {
+        devlog::Mode::Pretty {
+            color: std::io::stdout().is_terminal(),
+        }
+    };
+    let logs = PathBuf::from(d["logs"].as_str().unwrap_or_default());
+    let mut follower = devlog::Follower::new(&logs, &d["tenants"], mode);
+    let mut follow = tokio::time::interval(std::time::Duration::from_millis(200));
+    let mut alive = tokio::time::interval(std::time::Duration::from_secs(2));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
     let code = loop {
         tokio::select! {
-            _ = shutdown_signal() => break 0,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {
+            _ = &mut shutdown => break 0,
+            _ = follow.tick() => {
+                let mut out = std::io::stdout().lock();
+                for line in follower.poll() {
+                    // A closed stdout must not stop the stack.
+                    let _ = writeln!(out, "{line}");
+                }
+                let _ = out.flush();
+            }
+            _ = alive.tick() => {
                 if let Err(e) = stack.check_alive() {
                     eprintln!("xtask: {e:#}; stopping");
                     break 1;

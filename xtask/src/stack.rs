@@ -288,7 +288,16 @@ pub struct Stack {
     _llm: Option<MockProvider>,
     pg: PgCluster,
     description: Value,
+    secrets: Vec<(&'static str, String)>,
 }
+
+/// Settings whose values are secrets: no log line may hold them.
+const SECRET_SETTINGS: &[&str] = &[
+    "S3_SECRET_ACCESS_KEY",
+    "VISITOR_COOKIE_SECRET",
+    "OPERATOR_TOKEN",
+    "ORIGIN_SQL_TOKEN",
+];
 
 fn random_secret(rand: &mut impl FnMut() -> u64) -> String {
     format!("{:016x}{:016x}", rand(), rand())
@@ -312,6 +321,13 @@ fn rng() -> impl FnMut() -> u64 {
 impl Stack {
     pub fn describe(&self) -> &Value {
         &self.description
+    }
+
+    /// Every secret this stack generated or configured, named: the Postgres passwords, the
+    /// SQL proxy's admin token and the edge's secret settings. The log scan of `cargo xtask
+    /// test` fails on any of them in a log.
+    pub fn secrets(&self) -> &[(&'static str, String)] {
+        &self.secrets
     }
 
     /// The runtime's own listener, which the black-box suite talks to: workerd's port on
@@ -500,6 +516,18 @@ impl Stack {
             None
         };
 
+        let mut secrets = vec![
+            ("postgres superuser password", superuser_pw.clone()),
+            ("DATABASE_URL password", app_pw.clone()),
+            ("SQL proxy admin token", admin_token.clone()),
+        ];
+        secrets.extend(settings.iter().filter_map(|(k, v)| {
+            SECRET_SETTINGS
+                .iter()
+                .find(|s| *s == k)
+                .map(|s| (*s, v.clone()))
+        }));
+
         // The services the edge calls: all that the Spin dev manifest lets it reach.
         let mut outbound = vec![
             spin::origin(&origin_sql)?,
@@ -606,6 +634,7 @@ impl Stack {
             _llm: llm,
             pg,
             description,
+            secrets,
         })
     }
 

@@ -13,7 +13,7 @@ use crate::artifacts::SpinBuild;
 use crate::spin::SpinHost;
 use crate::stack::{Options, Runtime, Stack};
 use crate::tools::{self, Needs};
-use crate::{artifacts, build_origin, repo_root, run, shutdown_signal};
+use crate::{artifacts, build_origin, logscan, repo_root, run, shutdown_signal};
 
 /// What `cargo xtask test` runs: everything by default.
 #[derive(Debug, Default, clap::Args)]
@@ -203,7 +203,9 @@ async fn run_suites(filter: &Filter) -> Result<i32> {
         let (dir, stack, stack_json) =
             start_stack(&tools, "edgefront-test-", 2_000, &runtimes, true).await?;
         run_edge_suites(filter, &edge_files, &stack, &stack_json, &mut report)?;
+        let secrets = stack.secrets().to_vec();
         drop(stack);
+        scan_logs(dir.path(), &secrets, &mut report);
         keep_logs_on_failure(&report, dir.path());
         report.print(started.elapsed().as_secs_f64());
         return Ok(if report.failed() { 1 } else { 0 });
@@ -302,11 +304,34 @@ async fn run_suites(filter: &Filter) -> Result<i32> {
         )?;
     }
     run_edge_suites(filter, &edge_files, &stack, &stack_json, &mut report)?;
+    let secrets = stack.secrets().to_vec();
     drop(stack);
+    scan_logs(dir.path(), &secrets, &mut report);
     keep_logs_on_failure(&report, dir.path());
 
     report.print(started.elapsed().as_secs_f64());
     Ok(if report.failed() { 1 } else { 0 })
+}
+
+/// "Never tokens, cookies, secrets, presigned URLs' signatures or message bodies": every log
+/// line of the run (the stack stopped, so its logs are complete) is searched for the stack's
+/// secrets and for credential shapes; any hit fails the run. Nothing logs headers, so the dev
+/// tokens the suites mint never show up unless something starts to.
+fn scan_logs(stack_dir: &std::path::Path, secrets: &[(&str, String)], report: &mut Report) {
+    eprintln!("\n== log secret scan ==");
+    let start = Instant::now();
+    let scan = logscan::scan_files(&logscan::log_files(stack_dir), secrets);
+    let name = scan.print_hits();
+    eprintln!("xtask: {name}: {} hits", scan.hits.len());
+    let clean = scan.hits.is_empty();
+    let tally = Tally {
+        passed: u64::from(clean),
+        failed: u64::from(!clean),
+        skipped: 0,
+    };
+    report
+        .rows
+        .push((name, tally, start.elapsed().as_secs_f64()));
 }
 
 /// After a failed run, the stopped stack's service logs (wrangler, workerd, wasmtime, the SQL
