@@ -85,7 +85,13 @@ fn is_action(s: &str) -> bool {
     s.len() <= 64 && matches!(s.split_once('.'), Some((a, b)) if is_word(a, 32) && is_word(b, 32))
 }
 
-fn read_filter(q: &mut QueryString, name: &str, max: usize, valid: fn(&str) -> bool, what: &str) -> Option<String> {
+fn read_filter(
+    q: &mut QueryString,
+    name: &str,
+    max: usize,
+    valid: fn(&str) -> bool,
+    what: &str,
+) -> Option<String> {
     let raw = q.string(name, max)?;
     if valid(&raw) {
         Some(raw)
@@ -121,7 +127,13 @@ impl FromQuery for AuditListing {
             is_actor,
             "a user id, visitor:<id> or platform:<user id>",
         );
-        let action = read_filter(q, "action", 64, is_action, "an action such as catalog.update");
+        let action = read_filter(
+            q,
+            "action",
+            64,
+            is_action,
+            "an action such as catalog.update",
+        );
         let target_type = read_filter(
             q,
             "target_type",
@@ -240,7 +252,10 @@ mod tests {
         assert!(s.query.contains("a.at < $6::timestamptz"));
         assert!(s.query.contains("ORDER BY a.at DESC, a.id DESC"));
         assert!(!s.query.contains("x'y"));
-        assert_eq!(s.params[0].as_deref(), Some(format!("visitor:{USER}").as_str()));
+        assert_eq!(
+            s.params[0].as_deref(),
+            Some(format!("visitor:{USER}").as_str())
+        );
         assert_eq!(s.params[5].as_deref(), Some("2026-01-31T23:00:00.000000Z"));
         // The pager's limit (default 50, one more to tell whether more follow).
         assert_eq!(s.params.last().unwrap().as_deref(), Some("51"));
@@ -248,7 +263,11 @@ mod tests {
 
     #[test]
     fn every_actor_form_is_accepted() {
-        for a in [USER.to_owned(), format!("visitor:{USER}"), format!("platform:{USER}")] {
+        for a in [
+            USER.to_owned(),
+            format!("visitor:{USER}"),
+            format!("platform:{USER}"),
+        ] {
             assert!(listing(&format!("/v1/audit?actor={a}")).is_ok(), "{a}");
         }
     }
@@ -264,10 +283,18 @@ mod tests {
         f.sort();
         assert_eq!(
             f,
-            ["action", "actor", "cursor", "limit", "since", "target_type", "until"]
+            [
+                "action",
+                "actor",
+                "cursor",
+                "limit",
+                "since",
+                "target_type",
+                "until"
+            ]
         );
-        let e = listing("/v1/audit?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z")
-            .unwrap_err();
+        let e =
+            listing("/v1/audit?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z").unwrap_err();
         assert_eq!(fields(e), ["since"]);
         let e = listing("/v1/audit?action=catalog").unwrap_err();
         assert_eq!(fields(e), ["action"]);
@@ -285,6 +312,9 @@ mod tests {
         .unwrap();
         assert_eq!(e.target.kind, "catalog_item");
         assert_eq!(e.changes["email"].after, "***");
-        assert_eq!(serde_json::to_value(&e).unwrap()["target"]["type"], "catalog_item");
+        assert_eq!(
+            serde_json::to_value(&e).unwrap()["target"]["type"],
+            "catalog_item"
+        );
     }
 }

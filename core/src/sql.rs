@@ -211,7 +211,12 @@ pub struct Db<'a, P> {
 }
 
 impl<'a, P: HttpClient + Clock> Db<'a, P> {
-    pub fn new(platform: &'a P, origin: &'a OriginConfig, tenant: TenantId, audit: AuditCx) -> Self {
+    pub fn new(
+        platform: &'a P,
+        origin: &'a OriginConfig,
+        tenant: TenantId,
+        audit: AuditCx,
+    ) -> Self {
         Self {
             platform,
             origin,
@@ -237,7 +242,14 @@ impl<'a, P: HttpClient + Clock> Db<'a, P> {
 
     /// Runs `statements` as one tenant-scoped transaction; one result per statement.
     pub async fn batch(&self, statements: &[Statement]) -> Result<Vec<QueryResult>, SqlError> {
-        tenant_transaction(self.platform, self.origin, &self.tenant, &self.audit, statements).await
+        tenant_transaction(
+            self.platform,
+            self.origin,
+            &self.tenant,
+            &self.audit,
+            statements,
+        )
+        .await
     }
 
     /// One statement, alone in its batch.
@@ -455,7 +467,11 @@ mod tests {
         );
         assert_eq!(
             b[0].params,
-            vec![Some(t.to_string()), Some("visitor:v1".into()), Some("r1".into())]
+            vec![
+                Some(t.to_string()),
+                Some("visitor:v1".into()),
+                Some("r1".into())
+            ]
         );
         assert_eq!(b[1].query, "SELECT 1");
         // Unknown actor and request: empty settings, which SQL reads as NULL.
@@ -463,7 +479,11 @@ mod tests {
         assert_eq!(b.len(), 1);
         assert_eq!(
             b[0].params,
-            vec![Some(t.to_string()), Some(String::new()), Some(String::new())]
+            vec![
+                Some(t.to_string()),
+                Some(String::new()),
+                Some(String::new())
+            ]
         );
     }
 
@@ -479,7 +499,10 @@ mod tests {
             b[0].query,
             "SELECT set_config('app.actor', $1, true), set_config('app.request_id', $2, true)"
         );
-        assert_eq!(b[0].params, vec![Some("platform:u1".into()), Some(String::new())]);
+        assert_eq!(
+            b[0].params,
+            vec![Some("platform:u1".into()), Some(String::new())]
+        );
         assert_eq!(b[1].query, "SELECT 1");
         assert_eq!(AuditCx::visitor("v"), "visitor:v");
     }

@@ -640,7 +640,9 @@ mod tests {
                        { "name": "set_config", "dataTypeID": 25 }], "rows": [["", ""]] });
         let one = json!({ "command": "SELECT", "rowCount": rows.len(),
             "fields": [{ "name": "doc", "dataTypeID": 25 }], "rows": rows });
-        Response::new(Bytes::from(json!({ "results": [prelude, one] }).to_string()))
+        Response::new(Bytes::from(
+            json!({ "results": [prelude, one] }).to_string(),
+        ))
     }
 
     fn answer(doc: Value) -> Responder {
