@@ -319,9 +319,10 @@ BEGIN
         UPDATE public.tenant_members SET role = p_role, updated_at = clock_timestamp()
         WHERE tenant_id = v_tenant AND user_id = p_target
         RETURNING * INTO v_row;
+        -- The same role again writes nothing, and records nothing.
+        PERFORM public.audit_record_for(v_tenant, 'member.update', 'member', p_target::text,
+            jsonb_build_object('role', v_cur.role), jsonb_build_object('role', v_row.role));
     END IF;
-    PERFORM public.audit_record_for(v_tenant, 'member.update', 'member', p_target::text,
-        jsonb_build_object('role', v_cur.role), jsonb_build_object('role', v_row.role));
     SELECT * INTO v_user FROM public.users WHERE id = p_target;
     RETURN jsonb_build_object('outcome', 'updated', 'member', public.member_json(v_row, v_user));
 END

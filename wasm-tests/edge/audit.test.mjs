@@ -264,6 +264,9 @@ test('members and invitations: invite, revoke, accept, role change and removal e
   });
   await noRow(t.id, async () => assertProblem(
     await api(t, `/v1/members/${owner.userId}`, { method: 'PATCH', auth: owner.auth, body: { role: 'member' } }), 409, 'last_owner'));
+  // The same role again changes nothing, and records nothing.
+  await noRow(t.id, async () =>
+    json(await api(t, `/v1/members/${plain.userId}`, { method: 'PATCH', auth: owner.auth, body: { role: 'admin' } }), 200));
 
   const removed = await oneRow(t.id, async () => api(t, `/v1/members/${plain.userId}`, { method: 'DELETE', auth: owner.auth }));
   assert.ok([200, 204].includes(removed.result.status));
@@ -335,6 +338,14 @@ test('platform: create, suspend, update and delete are the platform admin\'s row
     },
   });
   assert.ok(!JSON.stringify(first.changes).includes(ownerEmail));
+  // The owner's first signed-in request joins through the platform's invitation: one row, theirs.
+  const owner = await signedIn({ email: ownerEmail });
+  const joined = await oneRow(id, async () => json(await api(slug, '/v1/me', { auth: owner.auth }), 200));
+  const [{ uid: ownerId }] = await db.query('SELECT user_id::text AS uid FROM tenant_members WHERE tenant_id = $1', [id]);
+  expectRow(joined.row, {
+    actor: ownerId, action: 'invitation.accept', targetType: 'invitation', targetId: created.invitation.id,
+    changes: { status: { before: 'pending', after: 'accepted' }, role: { before: null, after: 'owner' } },
+  });
   // A taken slug writes nothing anywhere.
   await assertProblem(await platform('/v1/platform/tenants', {
     method: 'POST', auth: pa, body: { slug, name: 'Again', tier: 'basic', owner_email: ownerEmail },
@@ -359,6 +370,23 @@ test('platform: create, suspend, update and delete are the platform admin\'s row
   expectRow(deleted.row, {
     actor: first.actor, action: 'tenant.delete', targetType: 'tenant', targetId: id,
     changes: { status: { before: 'active', after: 'deleted' } },
+  });
+
+  // The purge (its SQL step, for this tenant only: other suites purge their own) keeps the
+  // tenant's history and records itself.
+  const app = neon(stack.origin.app_connection_string, stack.origin.bearer_token ? { authToken: stack.origin.bearer_token } : {});
+  const [, [{ purged }]] = await app.transaction([
+    app`SELECT set_config('app.actor', ${first.actor}, true)`,
+    app`SELECT platform_purge_tenants(ARRAY[${id}]::uuid[], 0) AS purged`,
+  ]);
+  assert.deepEqual(purged.purged, [id]);
+  assert.equal((await db.query('SELECT count(*)::int AS n FROM tenants WHERE id = $1', [id]))[0].n, 0);
+  const history = await rows(id);
+  assert.deepEqual(history.map((r) => r.action),
+    ['tenant.create', 'invitation.accept', 'tenant.suspend', 'tenant.update', 'tenant.delete', 'tenant.purge']);
+  expectRow(history[history.length - 1], {
+    actor: first.actor, action: 'tenant.purge', targetType: 'tenant', targetId: id,
+    changes: { slug: { before: slug, after: null } },
   });
 
   // Self-service sign-up: the signed-in user is the actor.
