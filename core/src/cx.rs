@@ -26,7 +26,7 @@ use crate::ids::{UserId, Uuid};
 use crate::input::{BodyCx, FromJson, FromQuery, JsonObject, QueryString, NO_BODY_LIMIT};
 use crate::ports::Platform;
 use crate::reply::IntoReply;
-use crate::sql::{Db, PlatformDb};
+use crate::sql::{AuditCx, Db, PlatformDb};
 use crate::tenancy::Tenant;
 
 /// The instance: configuration, ports and the verifier state. Only references, so it is
@@ -155,6 +155,34 @@ pub struct Account<'a, P> {
     pub head: Rc<request::Parts>,
 }
 
+/// The request's id, as the audit log records it (none until the platform traces requests).
+fn request_id<P: Platform>(parts: &RequestParts<'_, P>) -> Option<String> {
+    parts
+        .env
+        .platform
+        .trace()
+        .map(|t| t.request_id().as_str().to_owned())
+}
+
+/// Who the audit log records a signed-in caller's writes as: `platform:<user id>` for a
+/// platform admin (on the platform API, and acting as an owner on a tenant), else our user id.
+fn actor(identity: &Identity) -> String {
+    if identity.platform_admin {
+        AuditCx::platform(identity.user.as_str())
+    } else {
+        identity.user.as_str().to_owned()
+    }
+}
+
+/// The audit context of a request: its caller, if signed in (storefront handlers name their
+/// visitor with [`Db::set_actor`]), and its id.
+fn audit_cx<P: Platform>(parts: &RequestParts<'_, P>) -> AuditCx {
+    AuditCx {
+        actor: parts.identity.as_deref().map(actor),
+        request_id: request_id(parts),
+    }
+}
+
 fn tenant_db<'a, P: Platform>(
     parts: &RequestParts<'a, P>,
 ) -> Result<(Rc<Tenant>, Db<'a, P>), ApiError> {
@@ -163,6 +191,7 @@ fn tenant_db<'a, P: Platform>(
         parts.env.platform,
         &parts.env.config.origin,
         tenant.id.clone(),
+        audit_cx(parts),
     );
     Ok((tenant, db))
 }
@@ -231,7 +260,14 @@ impl<'a, P: Platform> Extract<'a, P> for PlatformAdmin<'a, P> {
             env: parts.env,
             principal,
             user: identity.user.clone(),
-            db: PlatformDb::new(parts.env.platform, &parts.env.config.origin),
+            db: PlatformDb::new(
+                parts.env.platform,
+                &parts.env.config.origin,
+                AuditCx {
+                    actor: Some(AuditCx::platform(identity.user.as_str())),
+                    request_id: request_id(parts),
+                },
+            ),
             head: parts.head.clone(),
         })
     }
@@ -244,7 +280,14 @@ impl<'a, P: Platform> Extract<'a, P> for Account<'a, P> {
             env: parts.env,
             principal,
             user: identity.user.clone(),
-            db: PlatformDb::new(parts.env.platform, &parts.env.config.origin),
+            db: PlatformDb::new(
+                parts.env.platform,
+                &parts.env.config.origin,
+                AuditCx {
+                    actor: Some(actor(&identity)),
+                    request_id: request_id(parts),
+                },
+            ),
             head: parts.head.clone(),
         })
     }

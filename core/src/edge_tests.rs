@@ -467,7 +467,12 @@ mod uploads {
         assert_eq!(sent.len(), 1);
         assert!(sql_query(&sent[0]).contains("public.upload_create"));
         let v: Value = serde_json::from_slice(sent[0].body()).unwrap();
+        assert_eq!(v["queries"][0]["query"], crate::sql::TENANT_PRELUDE);
         assert_eq!(v["queries"][0]["params"][0], TENANT);
+        // The audit log's actor (our user id) and request id (none: the test platform traces
+        // nothing), in the same prelude statement.
+        assert_eq!(v["queries"][0]["params"][1], user_of("alice").as_str());
+        assert_eq!(v["queries"][0]["params"][2], "");
         assert_eq!(v["queries"][1]["params"][2], "My Photo.PNG");
         assert_eq!(v["queries"][1]["params"][5], user_of("alice").as_str());
         // The row expires with its URLs.

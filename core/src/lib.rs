@@ -17,8 +17,9 @@
 //   (typed handler contexts), `visitor`
 // - capabilities (handlers): `health`, `me`, `catalog`, `storefront`, `uploads`, `chat/`,
 //   `commerce/`, `team` (members, invitations), `settings` (the tenant's settings, domains,
-//   usage), `platform` (the platform API, sign-up)
+//   usage), `platform` (the platform API, sign-up), `audit` (the audit log's listing)
 // - `routes` (the table), and `Edge` here.
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod body;

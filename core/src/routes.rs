@@ -145,6 +145,7 @@ routes! {
     POST   "/v1/tenant/domains/{id}/verify"                    OWNER    => settings::verify_domain,
     DELETE "/v1/tenant/domains/{id}"                           OWNER    => settings::remove_domain,
     GET    "/v1/usage"                                         MEMBER   => settings::usage,
+    GET    "/v1/audit"                                         ADMIN    => crate::audit::list,
     POST   "/v1/platform/tenants"                              PLATFORM_ADMIN => platform::create,
     GET    "/v1/platform/tenants"                              PLATFORM_ADMIN => platform::list,
     GET    "/v1/platform/tenants/{id}"                         PLATFORM_ADMIN => platform::get,

@@ -156,16 +156,48 @@ pub async fn transaction<P: HttpClient + Clock>(
 
 /// Runs `statements` as one transaction scoped to `tenant`: the batch always begins with
 /// `set_config('app.current_tenant', …, true)`, so row-level security in Postgres — not only
-/// the edge — confines every statement to the tenant. The prefix's own result is dropped.
+/// the edge — confines every statement to the tenant. The same prelude statement sets who acts
+/// and for which request (`app.actor`, `app.request_id`: the audit log's). Its result is
+/// dropped.
 pub async fn tenant_transaction<P: HttpClient + Clock>(
     platform: &P,
     cfg: &OriginConfig,
     tenant: &TenantId,
+    audit: &AuditCx,
     statements: &[Statement],
 ) -> Result<Vec<QueryResult>, SqlError> {
-    let batch = tenant_batch(tenant, statements);
+    let batch = tenant_batch(tenant, audit, statements);
     let results = transaction(platform, cfg, &batch).await?;
     Ok(results.into_iter().skip(1).collect())
+}
+
+/// Who a batch's writes are recorded as in the audit log, and for which request: set in the
+/// batch's prelude as `app.actor` and `app.request_id` (an empty text when unknown, which the
+/// SQL side reads as NULL). Actors: our user id, `visitor:<id>`, `platform:<user id>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditCx {
+    pub actor: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl AuditCx {
+    /// The actor for an anonymous storefront visitor.
+    pub fn visitor(id: &str) -> String {
+        format!("visitor:{id}")
+    }
+
+    /// The actor for a platform administrator.
+    pub fn platform(user: &str) -> String {
+        format!("platform:{user}")
+    }
+
+    fn actor_param(&self) -> Param {
+        Some(self.actor.clone().unwrap_or_default())
+    }
+
+    fn request_id_param(&self) -> Param {
+        Some(self.request_id.clone().unwrap_or_default())
+    }
 }
 
 /// A database handle bound to one tenant: the only way a tenant handler reaches SQL. Every
@@ -175,14 +207,21 @@ pub struct Db<'a, P> {
     platform: &'a P,
     origin: &'a OriginConfig,
     tenant: TenantId,
+    audit: AuditCx,
 }
 
 impl<'a, P: HttpClient + Clock> Db<'a, P> {
-    pub fn new(platform: &'a P, origin: &'a OriginConfig, tenant: TenantId) -> Self {
+    pub fn new(
+        platform: &'a P,
+        origin: &'a OriginConfig,
+        tenant: TenantId,
+        audit: AuditCx,
+    ) -> Self {
         Self {
             platform,
             origin,
             tenant,
+            audit,
         }
     }
 
@@ -190,9 +229,27 @@ impl<'a, P: HttpClient + Clock> Db<'a, P> {
         &self.tenant
     }
 
+    /// Who this handle's writes are recorded as, and for which request.
+    pub fn audit(&self) -> &AuditCx {
+        &self.audit
+    }
+
+    /// Records this handle's writes as `actor`'s: for callers known only inside the handler
+    /// (a storefront visitor, from the cookie).
+    pub fn set_actor(&mut self, actor: impl Into<String>) {
+        self.audit.actor = Some(actor.into());
+    }
+
     /// Runs `statements` as one tenant-scoped transaction; one result per statement.
     pub async fn batch(&self, statements: &[Statement]) -> Result<Vec<QueryResult>, SqlError> {
-        tenant_transaction(self.platform, self.origin, &self.tenant, statements).await
+        tenant_transaction(
+            self.platform,
+            self.origin,
+            &self.tenant,
+            &self.audit,
+            statements,
+        )
+        .await
     }
 
     /// One statement, alone in its batch.
@@ -227,20 +284,33 @@ impl<'a, P: HttpClient + Clock> Db<'a, P> {
 
 /// A database handle for the platform API and sign-up, bound to no tenant: its statements
 /// reach tenant data only through the SECURITY DEFINER functions of `migrations/functions/`
-/// (row-level security confines everything else to nothing). One batch per call, as [`Db`].
+/// (row-level security confines everything else to nothing). One batch per call, as [`Db`];
+/// each opens with a prelude setting the audit log's actor and request id, its result dropped.
 pub struct PlatformDb<'a, P> {
     platform: &'a P,
     origin: &'a OriginConfig,
+    audit: AuditCx,
 }
 
 impl<'a, P: HttpClient + Clock> PlatformDb<'a, P> {
-    pub fn new(platform: &'a P, origin: &'a OriginConfig) -> Self {
-        Self { platform, origin }
+    pub fn new(platform: &'a P, origin: &'a OriginConfig, audit: AuditCx) -> Self {
+        Self {
+            platform,
+            origin,
+            audit,
+        }
+    }
+
+    /// Who this handle's writes are recorded as, and for which request.
+    pub fn audit(&self) -> &AuditCx {
+        &self.audit
     }
 
     /// Runs `statements` as one transaction; one result per statement.
     pub async fn batch(&self, statements: &[Statement]) -> Result<Vec<QueryResult>, SqlError> {
-        transaction(self.platform, self.origin, statements).await
+        let batch = platform_batch(&self.audit, statements);
+        let results = transaction(self.platform, self.origin, &batch).await?;
+        Ok(results.into_iter().skip(1).collect())
     }
 
     /// One statement, alone in its transaction.
@@ -283,11 +353,33 @@ impl Params {
     }
 }
 
-fn tenant_batch(tenant: &TenantId, statements: &[Statement]) -> Vec<Statement> {
+/// The prelude of every tenant batch: one statement, transaction-local settings.
+pub const TENANT_PRELUDE: &str = "SELECT set_config('app.current_tenant', $1, true), \
+     set_config('app.actor', $2, true), set_config('app.request_id', $3, true)";
+
+/// The prelude of every platform batch (no tenant: the platform's functions name theirs).
+pub const PLATFORM_PRELUDE: &str =
+    "SELECT set_config('app.actor', $1, true), set_config('app.request_id', $2, true)";
+
+fn tenant_batch(tenant: &TenantId, audit: &AuditCx, statements: &[Statement]) -> Vec<Statement> {
     let mut batch = Vec::with_capacity(statements.len() + 1);
     batch.push(Statement::new(
-        "SELECT set_config('app.current_tenant', $1, true)",
-        vec![Some(tenant.to_string())],
+        TENANT_PRELUDE,
+        vec![
+            Some(tenant.to_string()),
+            audit.actor_param(),
+            audit.request_id_param(),
+        ],
+    ));
+    batch.extend_from_slice(statements);
+    batch
+}
+
+fn platform_batch(audit: &AuditCx, statements: &[Statement]) -> Vec<Statement> {
+    let mut batch = Vec::with_capacity(statements.len() + 1);
+    batch.push(Statement::new(
+        PLATFORM_PRELUDE,
+        vec![audit.actor_param(), audit.request_id_param()],
     ));
     batch.extend_from_slice(statements);
     batch
@@ -362,14 +454,57 @@ mod tests {
     #[test]
     fn tenant_batches_open_with_the_tenant_setting() {
         let t = TenantId::parse("00000000-0000-4000-8000-00000000ac3e").unwrap();
-        let b = tenant_batch(&t, &[Statement::new("SELECT 1", vec![])]);
+        let audit = AuditCx {
+            actor: Some("visitor:v1".into()),
+            request_id: Some("r1".into()),
+        };
+        let b = tenant_batch(&t, &audit, &[Statement::new("SELECT 1", vec![])]);
         assert_eq!(b.len(), 2);
         assert_eq!(
             b[0].query,
-            "SELECT set_config('app.current_tenant', $1, true)"
+            "SELECT set_config('app.current_tenant', $1, true), \
+             set_config('app.actor', $2, true), set_config('app.request_id', $3, true)"
         );
-        assert_eq!(b[0].params, vec![Some(t.to_string())]);
+        assert_eq!(
+            b[0].params,
+            vec![
+                Some(t.to_string()),
+                Some("visitor:v1".into()),
+                Some("r1".into())
+            ]
+        );
         assert_eq!(b[1].query, "SELECT 1");
+        // Unknown actor and request: empty settings, which SQL reads as NULL.
+        let b = tenant_batch(&t, &AuditCx::default(), &[]);
+        assert_eq!(b.len(), 1);
+        assert_eq!(
+            b[0].params,
+            vec![
+                Some(t.to_string()),
+                Some(String::new()),
+                Some(String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn platform_batches_open_with_the_audit_settings() {
+        let audit = AuditCx {
+            actor: Some(AuditCx::platform("u1")),
+            request_id: None,
+        };
+        let b = platform_batch(&audit, &[Statement::new("SELECT 1", vec![])]);
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            b[0].query,
+            "SELECT set_config('app.actor', $1, true), set_config('app.request_id', $2, true)"
+        );
+        assert_eq!(
+            b[0].params,
+            vec![Some("platform:u1".into()), Some(String::new())]
+        );
+        assert_eq!(b[1].query, "SELECT 1");
+        assert_eq!(AuditCx::visitor("v"), "visitor:v");
     }
 
     #[test]

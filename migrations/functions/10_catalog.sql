@@ -132,6 +132,7 @@ BEGIN
         RETURN jsonb_build_object('outcome', 'sku_taken');
     END IF;
     v_doc := public.catalog_item_json(v_row);
+    PERFORM public.audit_record('catalog.create', 'catalog_item', v_row.id::text, NULL, v_doc);
     IF p_key IS NOT NULL THEN
         INSERT INTO public.idempotency_keys (tenant_id, scope, key, request_hash, status, response)
         VALUES (v_tenant, 'catalog.create', p_key, p_hash, 201, v_doc);
@@ -188,6 +189,12 @@ BEGIN
         updated_at     = clock_timestamp()
     WHERE id = p_id
     RETURNING * INTO v_row;
+    -- Archiving (DELETE, or a PATCH to archived) is its own action.
+    PERFORM public.audit_record(
+        CASE WHEN v_row.status = 'archived' AND v_cur.status <> 'archived'
+             THEN 'catalog.archive' ELSE 'catalog.update' END,
+        'catalog_item', v_row.id::text,
+        public.catalog_item_json(v_cur), public.catalog_item_json(v_row));
     RETURN jsonb_build_object('outcome', 'updated', 'item', public.catalog_item_json(v_row));
 END
 $$;

@@ -112,6 +112,7 @@ BEGIN
     VALUES (v_tenant, p_id, p_key, p_filename, p_content_type, p_size, v_max, p_created_by,
             clock_timestamp() + make_interval(secs => p_ttl_seconds))
     RETURNING * INTO v_row;
+    PERFORM public.audit_record('file.create', 'file', v_row.id::text, NULL, public.file_json(v_row));
     RETURN jsonb_build_object('outcome', 'created', 'file', public.file_json(v_row),
                               'swept', v_swept);
 END
@@ -131,12 +132,18 @@ RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v_row public.files;
+    v_cur public.files;
 BEGIN
+    SELECT * INTO v_cur FROM public.files
+    WHERE id = p_id AND status = 'pending' AND expires_at > clock_timestamp()
+    FOR UPDATE;
     UPDATE public.files
     SET status = 'ready', size = p_size, etag = p_etag, completed_at = clock_timestamp()
     WHERE id = p_id AND status = 'pending' AND expires_at > clock_timestamp()
     RETURNING * INTO v_row;
     IF FOUND THEN
+        PERFORM public.audit_record('file.complete', 'file', v_row.id::text,
+                                    public.file_json(v_cur), public.file_json(v_row));
         RETURN jsonb_build_object('outcome', 'completed', 'file', public.file_json(v_row));
     END IF;
     SELECT * INTO v_row FROM public.files WHERE id = p_id AND status <> 'deleted';
@@ -156,10 +163,17 @@ GRANT EXECUTE ON FUNCTION public.upload_complete(uuid, bigint, text) TO edgefron
 CREATE OR REPLACE FUNCTION public.file_delete(p_id uuid)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_cur public.files;
+    v_row public.files;
 BEGIN
+    SELECT * INTO v_cur FROM public.files WHERE id = p_id AND status <> 'deleted' FOR UPDATE;
     UPDATE public.files SET status = 'deleted', deleted_at = clock_timestamp()
-    WHERE id = p_id AND status <> 'deleted';
+    WHERE id = p_id AND status <> 'deleted'
+    RETURNING * INTO v_row;
     IF FOUND THEN
+        PERFORM public.audit_record('file.delete', 'file', v_row.id::text,
+                                    public.file_json(v_cur), public.file_json(v_row));
         RETURN jsonb_build_object('outcome', 'deleted');
     END IF;
     RETURN jsonb_build_object('outcome', 'not_found');

@@ -276,6 +276,8 @@ BEGIN
     v_doc := public.order_json(v_row);
     INSERT INTO public.outbox (tenant_id, order_id, event, payload)
     VALUES (v_tenant, p_id, 'order.created', v_doc);
+    -- The actor is the visitor (the edge sets app.actor to `visitor:<id>`).
+    PERFORM public.audit_record('order.create', 'order', p_id::text, NULL, v_doc);
     RETURN jsonb_build_object('outcome', 'created', 'order', v_doc);
 END
 $$;
@@ -336,6 +338,9 @@ BEGIN
     WHERE id = p_id
     RETURNING * INTO v_row;
     v_doc := public.order_json(v_row);
+    PERFORM public.audit_record('order.status_change', 'order', p_id::text,
+                                jsonb_build_object('status', v_cur.status, 'version', v_cur.version),
+                                jsonb_build_object('status', v_row.status, 'version', v_row.version));
     INSERT INTO public.outbox (tenant_id, order_id, event, payload)
     VALUES (v_row.tenant_id, p_id,
             CASE WHEN p_status = 'cancelled' THEN 'order.cancelled' ELSE 'order.status_changed' END,

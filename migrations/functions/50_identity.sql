@@ -218,6 +218,11 @@ BEGIN
                 UPDATE public.tenant_invitations SET accepted_at = clock_timestamp(), accepted_by = v_user
                 WHERE tenant_id = p_tenant AND id = v_inv.id;
                 v_role := v_inv.role;
+                -- No tenant batch here (the identity lookup): the actor is the user who joined.
+                PERFORM public.audit_record_for(p_tenant, 'invitation.accept', 'invitation', v_inv.id::text,
+                    jsonb_build_object('status', 'pending'),
+                    jsonb_build_object('status', 'accepted', 'accepted_by', v_user, 'role', v_inv.role),
+                    '{}', v_user::text);
             END IF;
         END IF;
     END IF;
@@ -314,6 +319,9 @@ BEGIN
         UPDATE public.tenant_members SET role = p_role, updated_at = clock_timestamp()
         WHERE tenant_id = v_tenant AND user_id = p_target
         RETURNING * INTO v_row;
+        -- The same role again writes nothing, and records nothing.
+        PERFORM public.audit_record_for(v_tenant, 'member.update', 'member', p_target::text,
+            jsonb_build_object('role', v_cur.role), jsonb_build_object('role', v_row.role));
     END IF;
     SELECT * INTO v_user FROM public.users WHERE id = p_target;
     RETURN jsonb_build_object('outcome', 'updated', 'member', public.member_json(v_row, v_user));
@@ -361,6 +369,8 @@ BEGIN
         END IF;
     END IF;
     DELETE FROM public.tenant_members WHERE tenant_id = v_tenant AND user_id = p_target;
+    PERFORM public.audit_record('member.remove', 'member', p_target::text,
+                                jsonb_build_object('role', v_cur.role), NULL);
     RETURN jsonb_build_object('outcome', 'removed', 'user_id', p_target);
 END
 $$;
@@ -423,6 +433,8 @@ BEGIN
     VALUES (v_tenant, p_id, v_email, p_role, p_token_hash, p_actor,
             clock_timestamp() + make_interval(secs => p_ttl_seconds))
     RETURNING * INTO v_row;
+    PERFORM public.audit_record_for(v_tenant, 'invitation.create', 'invitation', p_id::text,
+                                    NULL, public.invitation_json(v_row));
     RETURN jsonb_build_object('outcome', 'created', 'invitation', public.invitation_json(v_row));
 END
 $$;
@@ -452,6 +464,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_tenant uuid := public.current_tenant_id();
     v_row    public.tenant_invitations;
+    v_old    public.tenant_invitations;
 BEGIN
     IF v_tenant IS NULL THEN
         RAISE EXCEPTION 'app.current_tenant is not set' USING ERRCODE = '42501';
@@ -462,6 +475,10 @@ BEGIN
     IF NOT FOUND THEN
         RETURN jsonb_build_object('outcome', 'not_found');
     END IF;
+    v_old := v_row;
+    v_old.revoked_at := NULL;
+    PERFORM public.audit_record('invitation.revoke', 'invitation', p_id::text,
+                                public.invitation_json(v_old), public.invitation_json(v_row));
     RETURN jsonb_build_object('outcome', 'revoked', 'invitation', public.invitation_json(v_row));
 END
 $$;
@@ -537,6 +554,9 @@ BEGIN
     RETURNING * INTO v_member;
     UPDATE public.tenant_invitations SET accepted_at = clock_timestamp(), accepted_by = p_user
     WHERE tenant_id = v_tenant AND id = v_inv.id;
+    PERFORM public.audit_record_for(v_tenant, 'invitation.accept', 'invitation', v_inv.id::text,
+        jsonb_build_object('status', 'pending'),
+        jsonb_build_object('status', 'accepted', 'accepted_by', p_user, 'role', v_inv.role));
     RETURN jsonb_build_object('outcome', 'accepted', 'member', public.member_json(v_member, v_user));
 END
 $$;
@@ -572,6 +592,9 @@ BEGIN
     VALUES (p_id, p_invitation_id, lower(p_owner_email), 'owner', p_token_hash, NULL, true,
             clock_timestamp() + make_interval(secs => p_ttl_seconds))
     RETURNING * INTO v_inv;
+    PERFORM public.audit_record_for(p_id, 'tenant.create', 'tenant', p_id::text, NULL,
+        public.tenant_audit_doc(v_tenant)
+            || jsonb_build_object('owner_email', v_inv.email, 'owner_invitation', v_inv.id));
     RETURN jsonb_build_object('outcome', 'created', 'tenant', public.platform_tenant_json(v_tenant),
                               'invitation', public.invitation_json(v_inv));
 END
@@ -579,6 +602,19 @@ $$;
 
 REVOKE ALL ON FUNCTION public.platform_tenant_create(uuid, text, text, text, jsonb, text, uuid, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.platform_tenant_create(uuid, text, text, text, jsonb, text, uuid, text, integer) TO edgefront_app;
+
+-- A tenant as the audit log compares it: its own fields, and each top-level setting as
+-- `settings.<name>`, so a diff names the setting that changed.
+CREATE OR REPLACE FUNCTION public.tenant_audit_doc(t public.tenants) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('slug', t.slug, 'name', t.name, 'tier', t.tier, 'status', t.status,
+                              'deleted_at', public.iso_utc(t.deleted_at), 'version', t.version)
+        || coalesce((SELECT jsonb_object_agg('settings.' || e.key, e.value)
+                     FROM jsonb_each(t.settings) e), '{}'::jsonb)
+$$;
+
+REVOKE ALL ON FUNCTION public.tenant_audit_doc(public.tenants) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.tenant_audit_doc(public.tenants) TO edgefront_app;
 
 -- 9. Every tenant, for the platform's keyset pager (`FROM public.platform_tenant_rows() t`).
 CREATE OR REPLACE FUNCTION public.platform_tenant_rows()
@@ -638,6 +674,10 @@ BEGIN
         version    = version + 1
     WHERE id = p_id
     RETURNING * INTO v_row;
+    PERFORM public.audit_record_for(p_id,
+        CASE WHEN v_row.status = 'suspended' AND v_cur.status <> 'suspended' THEN 'tenant.suspend'
+             ELSE 'tenant.update' END,
+        'tenant', p_id::text, public.tenant_audit_doc(v_cur), public.tenant_audit_doc(v_row));
     RETURN jsonb_build_object('outcome', 'updated', 'tenant', public.platform_tenant_json(v_row),
                               'hosts', public.tenant_hosts_json(p_id));
 END
@@ -656,8 +696,10 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
 DECLARE
+    v_cur public.tenants;
     v_row public.tenants;
 BEGIN
+    SELECT * INTO v_cur FROM public.tenants WHERE id = p_id FOR UPDATE;
     UPDATE public.tenants SET
         status     = 'deleted',
         deleted_at = coalesce(deleted_at, now()),
@@ -667,6 +709,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN jsonb_build_object('outcome', 'not_found');
     END IF;
+    PERFORM public.audit_record_for(p_id, 'tenant.delete', 'tenant', p_id::text,
+                                    public.tenant_audit_doc(v_cur), public.tenant_audit_doc(v_row));
     RETURN jsonb_build_object('outcome', 'deleted', 'tenant', public.platform_tenant_json(v_row),
                               'hosts', public.tenant_hosts_json(p_id));
 END
@@ -707,10 +751,15 @@ AS $$
         DELETE FROM public.tenants
         WHERE id = ANY (p_ids) AND status = 'deleted' AND deleted_at IS NOT NULL
           AND deleted_at < now() - make_interval(secs => p_grace_seconds)
-        RETURNING id
+        RETURNING *
+    ), audited AS (
+        -- The audit log keeps a purged tenant's history (no foreign key) and records the purge.
+        SELECT g.id, public.audit_record_for(g.id, 'tenant.purge', 'tenant', g.id::text,
+                                             public.tenant_audit_doc(g), NULL) AS audit_id
+        FROM gone g
     )
     SELECT jsonb_build_object('purged', coalesce(jsonb_agg(to_jsonb(id) ORDER BY id), '[]'::jsonb))
-    FROM gone
+    FROM audited
 $$;
 
 REVOKE ALL ON FUNCTION public.platform_purge_tenants(uuid[], bigint) FROM PUBLIC;
@@ -757,6 +806,8 @@ BEGIN
         RETURN jsonb_build_object('outcome', 'slug_taken');
     END IF;
     INSERT INTO public.tenant_members (tenant_id, user_id, role) VALUES (p_id, p_user, 'owner');
+    PERFORM public.audit_record_for(p_id, 'tenant.signup', 'tenant', p_id::text, NULL,
+        public.tenant_audit_doc(v_tenant) || jsonb_build_object('owner', p_user));
     RETURN jsonb_build_object('outcome', 'created', 'tenant', public.platform_tenant_json(v_tenant));
 END
 $$;
@@ -837,6 +888,8 @@ BEGIN
         version  = version + 1
     WHERE id = v_tenant
     RETURNING * INTO v_row;
+    PERFORM public.audit_record_for(v_tenant, 'tenant.update', 'tenant', v_tenant::text,
+                                    public.tenant_audit_doc(v_cur), public.tenant_audit_doc(v_row));
     RETURN jsonb_build_object('outcome', 'updated', 'tenant', public.tenant_row_json(v_row),
                               'hosts', public.tenant_hosts_json(v_tenant));
 END
@@ -880,6 +933,8 @@ BEGIN
         SELECT * INTO v_row FROM public.tenant_domains WHERE tenant_id = v_tenant AND hostname = v_host;
         RETURN jsonb_build_object('outcome', 'exists', 'domain', public.domain_json(v_row));
     END IF;
+    PERFORM public.audit_record_for(v_tenant, 'domain.add', 'domain', v_host, NULL,
+                                    public.domain_json(v_row), '{verification}');
     RETURN jsonb_build_object('outcome', 'created', 'domain', public.domain_json(v_row));
 END
 $$;
@@ -904,6 +959,7 @@ DECLARE
     v_tenant uuid := public.current_tenant_id();
     v_host   text := lower(p_hostname);
     v_row    public.tenant_domains;
+    v_old    public.tenant_domains;
 BEGIN
     IF v_tenant IS NULL THEN
         RAISE EXCEPTION 'app.current_tenant is not set' USING ERRCODE = '42501';
@@ -911,6 +967,7 @@ BEGIN
     SELECT * INTO v_row FROM public.tenant_domains
     WHERE tenant_id = v_tenant AND hostname = v_host
     FOR UPDATE;
+    v_old := v_row;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('outcome', 'not_found');
     END IF;
@@ -933,6 +990,8 @@ BEGIN
         -- Another tenant's verification of the same hostname committed first.
         RETURN jsonb_build_object('outcome', 'taken');
     END;
+    PERFORM public.audit_record_for(v_tenant, 'domain.verify', 'domain', v_host,
+        public.domain_json(v_old), public.domain_json(v_row), '{verification}');
     RETURN jsonb_build_object('outcome', 'verified', 'domain', public.domain_json(v_row),
                               'hosts', public.tenant_hosts_json(v_tenant));
 END
@@ -951,15 +1010,19 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_tenant uuid := public.current_tenant_id();
     v_hosts  jsonb;
+    v_row    public.tenant_domains;
 BEGIN
     IF v_tenant IS NULL THEN
         RAISE EXCEPTION 'app.current_tenant is not set' USING ERRCODE = '42501';
     END IF;
     v_hosts := public.tenant_hosts_json(v_tenant);
-    DELETE FROM public.tenant_domains WHERE tenant_id = v_tenant AND hostname = lower(p_hostname);
+    DELETE FROM public.tenant_domains WHERE tenant_id = v_tenant AND hostname = lower(p_hostname)
+    RETURNING * INTO v_row;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('outcome', 'not_found');
     END IF;
+    PERFORM public.audit_record('domain.delete', 'domain', v_row.hostname,
+                                public.domain_json(v_row), NULL, '{verification}');
     RETURN jsonb_build_object('outcome', 'deleted', 'hosts_before', v_hosts);
 END
 $$;

@@ -17,7 +17,7 @@ use crate::ids::{hex, Uuid};
 use crate::input::{is_email, BodyCx, FromJson, JsonObject};
 use crate::ports::Platform;
 use crate::reply::{Cache, Reply};
-use crate::sql::Statement;
+use crate::sql::{AuditCx, Statement};
 use crate::visitor::{KnownVisitor, Visitor};
 
 /// Lines per order, and units per line.
@@ -303,7 +303,7 @@ impl Checkout {
 
 /// `POST /v1/storefront/checkout` → 201 with the order.
 pub async fn checkout<P: Platform>(
-    cx: Public<'_, P>,
+    mut cx: Public<'_, P>,
     visitor: Visitor,
     RequiredIdempotencyKey(key): RequiredIdempotencyKey,
     Json(request): Json<CheckoutRequest>,
@@ -317,6 +317,8 @@ pub async fn checkout<P: Platform>(
         .to_string();
     let hash = hex(&Sha256::digest(doc.as_bytes()));
     let id = Uuid::random(cx.env.platform)?;
+    // The audit log records the order as the visitor's.
+    cx.db.set_actor(AuditCx::visitor(&visitor.id));
     let outcome: Checkout = cx
         .db
         .call(Statement::new(

@@ -631,13 +631,18 @@ mod tests {
         i
     }
 
-    /// The proxy's answer to a one-statement platform batch (no tenant `set_config`): `docs`
-    /// as its rows.
+    /// The proxy's answer to a one-statement platform batch (no tenant `set_config`, the
+    /// audit prelude's row first): `docs` as its rows.
     fn rows(docs: &[Value]) -> Response<Bytes> {
         let rows: Vec<Vec<String>> = docs.iter().map(|d| vec![d.to_string()]).collect();
+        let prelude = json!({ "command": "SELECT", "rowCount": 1,
+            "fields": [{ "name": "set_config", "dataTypeID": 25 },
+                       { "name": "set_config", "dataTypeID": 25 }], "rows": [["", ""]] });
         let one = json!({ "command": "SELECT", "rowCount": rows.len(),
             "fields": [{ "name": "doc", "dataTypeID": 25 }], "rows": rows });
-        Response::new(Bytes::from(json!({ "results": [one] }).to_string()))
+        Response::new(Bytes::from(
+            json!({ "results": [prelude, one] }).to_string(),
+        ))
     }
 
     fn answer(doc: Value) -> Responder {
@@ -648,13 +653,14 @@ mod tests {
         Box::new(|req| panic!("no SQL expected, got {:?}", req.body()))
     }
 
-    /// The only statement of the only batch sent (`{query, params}`).
+    /// The only statement of the only batch sent, after the audit prelude (`{query, params}`).
     fn sent(i: &Instance) -> Value {
         let sent = i.platform.sent.borrow();
         assert_eq!(sent.len(), 1, "one batch per request");
         let v: Value = serde_json::from_slice(sent[0].body()).unwrap();
-        assert_eq!(v["queries"].as_array().unwrap().len(), 1);
-        v["queries"][0].clone()
+        assert_eq!(v["queries"].as_array().unwrap().len(), 2);
+        assert_eq!(v["queries"][0]["query"], crate::sql::PLATFORM_PRELUDE);
+        v["queries"][1].clone()
     }
 
     fn tenant_doc(slug: &str, status: &str, version: i64) -> Value {
@@ -1208,10 +1214,15 @@ mod tests {
             .map(|r| serde_json::from_slice(r.body()).unwrap())
             .collect();
         assert_eq!(sql.len(), 2);
-        assert_eq!(sql[0]["queries"][0]["params"], json!(["0", "20"]));
+        assert_eq!(sql[0]["queries"][1]["params"], json!(["0", "20"]));
+        // Every platform batch records the platform admin as the actor.
+        assert_eq!(
+            sql[0]["queries"][0]["params"][0],
+            format!("platform:{}", user_of("root").as_str())
+        );
         // Only the tenant whose objects are gone reaches the database purge.
         assert_eq!(
-            sql[1]["queries"][0]["params"],
+            sql[1]["queries"][1]["params"],
             json!([format!("{{{A}}}"), "0"])
         );
         let deletes = sent.iter().filter(|r| r.method() == Method::DELETE).count();
