@@ -399,9 +399,9 @@ impl ApiError {
         self.into_traced_response(instance, None)
     }
 
-    /// Renders the problem document for a traced request: notes the code (and the text kept for
-    /// the log) on the request's record, and names the request id in the document.
-    pub fn into_traced_response(self, instance: &str, trace: Option<&Trace>) -> Response<Bytes> {
+    /// The problem document of a traced request: notes the code (and the text kept for the log)
+    /// on the request's record, and names the request id in the document.
+    pub fn to_traced_problem(&self, instance: &str, trace: Option<&Trace>) -> Value {
         let mut problem = self.to_problem(instance);
         if let Some(t) = trace {
             t.note_error(&self.code.to_string(), self.log());
@@ -409,6 +409,12 @@ impl ApiError {
                 m.insert("request_id".into(), json!(t.request_id().as_str()));
             }
         }
+        problem
+    }
+
+    /// Renders the problem document for a traced request ([`ApiError::to_traced_problem`]).
+    pub fn into_traced_response(self, instance: &str, trace: Option<&Trace>) -> Response<Bytes> {
+        let problem = self.to_traced_problem(instance, trace);
         let mut resp = Response::new(Bytes::from(problem.to_string()));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();

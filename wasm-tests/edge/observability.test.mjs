@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { api, assertProblem, bearer, createTenant, edge, runtime, stack } from './stack.mjs';
+import http from 'node:http';
+import { agent, api, assertProblem, baseUrl, bearer, createTenant, edge, runtime, stack } from './stack.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const GENERATED = /^[0-9a-f]{32}$/;
@@ -216,4 +217,53 @@ test('with tracing on, each request is one trace: a server span and a client spa
   // Exactly one trace for this request id.
   const all = (await (await fetch(stack.otlp.spans_url)).json()).spans;
   assert.equal(all.filter((s) => s.attributes['edgefront.request_id'] === id).length, 1);
+});
+
+/** POSTs a chat turn asking for server-sent events; resolves to {status, id, events}. */
+function streamChat(tenant, auth, message) {
+  const url = new URL('/v1/chat', baseUrl);
+  const payload = JSON.stringify({ message });
+  const headers = {
+    host: `${tenant.slug}.${stack.base_domain}:${url.port}`,
+    'content-type': 'application/json',
+    accept: 'text/event-stream',
+    'content-length': Buffer.byteLength(payload),
+    authorization: auth,
+  };
+  return new Promise((resolve, reject) => {
+    const req = http.request({ hostname: url.hostname, port: url.port, path: '/v1/chat', method: 'POST', headers, timeout: 20_000, agent }, (res) => {
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (buf += c));
+      res.on('end', () => {
+        const events = buf.split('\n\n').filter(Boolean).map((block) => ({
+          event: /^event: (.*)$/m.exec(block)?.[1],
+          data: JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? 'null'),
+        }));
+        resolve({ status: res.statusCode, id: res.headers['x-request-id'], events });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+test('a streamed answer that fails mid-way: the error event names the request id, the log its code', async () => {
+  const t = await createTenant({ tier: 'premium' });
+  const auth = await bearer(t, 'member');
+  const res = await streamChat(t, auth, 'tell me more please [error]');
+  assert.equal(res.status, 200);
+  assert.match(res.id, GENERATED);
+  const last = res.events.at(-1);
+  assert.equal(last.event, 'error');
+  assert.equal(last.data.code, 'upstream_unavailable');
+  assert.equal(last.data.request_id, res.id);
+  const line = await requestLine(res.id);
+  assertShape(line);
+  assert.equal(line.status, 200);
+  assert.equal(line.code, 'upstream_unavailable');
+  assert.equal(line.bytes_out, null, 'a streamed answer has no known size');
+  const [error] = await logLines(res.id, { msg: 'upstream error' });
+  assert.equal(error.code, 'upstream_unavailable');
 });

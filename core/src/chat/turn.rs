@@ -442,13 +442,20 @@ impl<'a, P: Platform> Turn<'a, P> {
     /// when the client goes away mid-stream (the next `delta` fails to send: `ClientGone`).
     fn stream(self) -> Response<Body<'a>> {
         let (tx, chunks) = mpsc::unbounded::<Bytes>();
+        let env = self.env;
         let driver = Box::pin(async move {
             let mut emit = |text: &str| tx.unbounded_send(sse("delta", &Delta { text })).is_ok();
             let (c, settled) = self.complete(&mut emit).await;
+            // A stream that ends in an error: the event names the request id, and the request's
+            // log line (written once the driver is done) its code and the upstream's words.
+            let trace = env.platform.trace();
             let last = match (&c.ending, settled) {
                 (Ending::Done, Ok(done)) => sse("done", &done),
-                (_, Err(e)) => sse("error", &e.to_problem(EVENT_INSTANCE)),
-                (ending, Ok(_)) => sse("error", &ending.api_error().to_problem(EVENT_INSTANCE)),
+                (_, Err(e)) => sse("error", &e.to_traced_problem(EVENT_INSTANCE, trace)),
+                (ending, Ok(_)) => sse(
+                    "error",
+                    &ending.api_error().to_traced_problem(EVENT_INSTANCE, trace),
+                ),
             };
             let _ = tx.unbounded_send(last);
         });
