@@ -152,6 +152,9 @@ pub struct TelemetryConfig {
     pub otlp_timeout: Duration,
     /// `OTEL_SERVICE_NAME` (default `edgefront`).
     pub service_name: String,
+    /// `OTEL_BSP_SCHEDULE_DELAY` (ms, default 0): how long the first finished request waits to
+    /// gather other requests' spans into one export. 0: each request exports its own at once.
+    pub otlp_delay: Duration,
 }
 
 /// Onboarding and the platform API.
@@ -490,6 +493,7 @@ impl Config {
             service_name: r
                 .optional("OTEL_SERVICE_NAME")
                 .unwrap_or_else(|| "edgefront".into()),
+            otlp_delay: r.millis("OTEL_BSP_SCHEDULE_DELAY", 0)?,
         };
         rate_limits.key_secret = chat
             .visitor_secret

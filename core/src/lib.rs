@@ -94,6 +94,7 @@ pub struct Edge<P> {
     auth: Option<auth::Authenticator>,
     platform: std::rc::Rc<memo::Memo<P>>,
     targets: std::rc::Rc<telemetry::Targets>,
+    spans: telemetry::SpanBatch,
     routes: routes::Router<RequestPlatform<P>>,
 }
 
@@ -113,6 +114,7 @@ impl<P: Platform> Edge<P> {
             auth,
             platform: std::rc::Rc::new(memo::Memo::new(platform)),
             targets: std::rc::Rc::new(targets),
+            spans: telemetry::SpanBatch::default(),
             routes: routes::Router::new(),
         }
     }
@@ -138,7 +140,7 @@ impl<P: Platform> Edge<P> {
     /// Ends a request once its response is sent: the log line(s), then the spans (bounded by
     /// their timeout; never the request's failure). `bytes_out`: the body's size, if known.
     pub async fn finish(&self, rp: &RequestPlatform<P>, status: u16, bytes_out: Option<u64>) {
-        telemetry::finish(rp, self.telemetry(), status, bytes_out).await;
+        telemetry::finish(rp, self.telemetry(), &self.spans, status, bytes_out).await;
     }
 
     /// Handles one request, start to finish. Never panics; every failure becomes a

@@ -411,6 +411,14 @@ pub fn error_line(trace: &Trace, record: &Record, why: &str, now: SystemTime) ->
 // ---------------------------------------------------------------------------------------------
 // OTLP
 
+/// Spans waiting to be exported together (per instance), when `OTEL_BSP_SCHEDULE_DELAY` > 0:
+/// under load one export carries many requests' spans instead of one subrequest each.
+#[derive(Debug, Default)]
+pub struct SpanBatch {
+    pending: std::cell::RefCell<Vec<Value>>,
+    flushing: std::cell::Cell<bool>,
+}
+
 fn nanos(t: SystemTime) -> String {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos().to_string())
@@ -441,6 +449,11 @@ pub fn otlp_spans(
     status: u16,
     now: SystemTime,
 ) -> Value {
+    export_document(cfg, runtime, request_spans(trace, record, status, now))
+}
+
+/// The request's spans: its SERVER span and a CLIENT span per outbound call.
+pub fn request_spans(trace: &Trace, record: &Record, status: u16, now: SystemTime) -> Vec<Value> {
     let trace_id = hex(&trace.trace_id);
     let root = hex(&trace.span_id);
     let name = match record.route {
@@ -495,6 +508,11 @@ pub fn otlp_spans(
             "status": { "code": if outcome == "ok" { 1 } else { 2 } },
         }));
     }
+    spans
+}
+
+/// An `ExportTraceServiceRequest` holding `spans` (of one or more requests of this instance).
+pub fn export_document(cfg: &TelemetryConfig, runtime: &str, spans: Vec<Value>) -> Value {
     json!({
         "resourceSpans": [{
             "resource": { "attributes": attrs(vec![
@@ -515,6 +533,7 @@ pub fn otlp_spans(
 pub async fn finish<P: Platform>(
     traced: &Traced<P>,
     cfg: Option<&TelemetryConfig>,
+    batch: &SpanBatch,
     status: u16,
     bytes_out: Option<u64>,
 ) {
@@ -535,7 +554,19 @@ pub async fn finish<P: Platform>(
     let Some((cfg, endpoint)) = cfg.and_then(|c| c.otlp_endpoint.as_ref().map(|e| (c, e))) else {
         return;
     };
-    let body = otlp_spans(trace, &record, cfg, runtime, status, now).to_string();
+    let mut spans = request_spans(trace, &record, status, now);
+    if !cfg.otlp_delay.is_zero() {
+        // Batched: the first request to find the batch idle waits out the delay (after its own
+        // response, inside its waitUntil) and sends what every request added meanwhile.
+        batch.pending.borrow_mut().append(&mut spans);
+        if batch.flushing.replace(true) {
+            return;
+        }
+        platform.sleep(cfg.otlp_delay).await;
+        spans = batch.pending.take();
+        batch.flushing.set(false);
+    }
+    let body = export_document(cfg, runtime, spans).to_string();
     let url = format!("{}/v1/traces", endpoint.to_string().trim_end_matches('/'));
     let req = Request::post(url)
         .header(http::header::CONTENT_TYPE, "application/json")

@@ -553,7 +553,16 @@ impl Stack {
                 _ => free_port()?,
             };
             let (proc, how) = match rt {
-                Runtime::Workers => start_workers(opts, tools, port, &settings).await?,
+                Runtime::Workers => {
+                    // One isolate serves every request: spans are gathered for half a second and
+                    // exported together (under `wrangler dev` each subrequest also costs DevTools
+                    // events that its inspector proxy turns into connections it never closes).
+                    let mut workers_settings = settings.clone();
+                    if opts.tracing {
+                        workers_settings.push(("OTEL_BSP_SCHEDULE_DELAY", "500".into()));
+                    }
+                    start_workers(opts, tools, port, &workers_settings).await?
+                }
                 Runtime::Spin => {
                     // Spin's instances share no store under `wasmtime serve` (and the portable
                     // build imports no Spin key-value): the origin counts for them.
