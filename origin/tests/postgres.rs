@@ -244,6 +244,8 @@ async fn real_migrations_on_an_empty_database() {
         )
         .await,
         [
+            ["audit_log", "audit_log_append_only"],
+            ["audit_log", "audit_log_no_truncate"],
             ["catalog_items", "catalog_items_check_images"],
             ["files", "files_set_updated_at"],
             ["tenants", "tenants_set_updated_at"],
