@@ -767,6 +767,7 @@ fn an_oversized_body_is_413_before_the_tenant_or_the_caller_is_looked_up() {
 
 mod rate_limits {
     use super::*;
+    use crate::ratelimit::RemoteHit;
 
     fn limited() -> HashMap<&'static str, String> {
         let mut settings = dev_settings();
@@ -868,13 +869,19 @@ mod rate_limits {
             assert_eq!(resp.status(), 200);
             assert!(resp.headers().get("ratelimit").is_none());
         }
-        let asked = edge
-            .platform()
-            .sent
-            .borrow()
+        let sent = edge.platform().sent.borrow();
+        let asked: Vec<_> = sent
             .iter()
             .filter(|r| r.uri().path() == "/ratelimit")
-            .count();
-        assert_eq!(asked, 16, "both limits asked on every request");
+            .collect();
+        assert_eq!(asked.len(), 8, "one call per request");
+        for r in asked {
+            let hits: Vec<RemoteHit> = serde_json::from_slice(r.body()).unwrap();
+            let keys: Vec<&str> = hits.iter().map(|h| h.key.as_str()).collect();
+            assert!(
+                matches!(keys.as_slice(), [ip, tenant] if ip.contains(":ip:") && tenant.contains(":t:")),
+                "both budgets, the address's first: {keys:?}"
+            );
+        }
     }
 }

@@ -21,7 +21,7 @@ use crate::ports::{
     ByteStream, Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform, RateLimiter,
     Telemetry,
 };
-use crate::window::{Counter, Decision, Rule};
+use crate::window::{admit_chain, Counter, Decision, Hit};
 
 /// Entries held at most; past that, the least recently used one is evicted.
 const MAX_ENTRIES: usize = 10_000;
@@ -220,25 +220,26 @@ impl<P: KeyValue + Clock> KeyValue for Memo<P> {
 impl<P: Platform> RateLimiter for Memo<P> {
     async fn admit(
         &self,
-        key: &str,
-        rule: Rule,
+        hits: &[Hit<'_>],
         now: SystemTime,
-    ) -> Option<Result<Decision, OutboundError>> {
-        if let Some(shared) = self.inner.admit(key, rule, now).await {
+    ) -> Option<Result<Vec<Decision>, OutboundError>> {
+        if let Some(shared) = self.inner.admit(hits, now).await {
             return Some(shared);
         }
         let now_ms = crate::ratelimit::unix_ms(now);
         let mut counters = self.counters.borrow_mut();
-        if counters.len() >= self.capacity && !counters.contains_key(key) {
-            counters.retain(|_, (_, until)| *until > now_ms);
-            if counters.len() >= self.capacity {
-                counters.clear();
+        Some(Ok(admit_chain(hits, |hit| {
+            if counters.len() >= self.capacity && !counters.contains_key(hit.key) {
+                counters.retain(|_, (_, until)| *until > now_ms);
+                if counters.len() >= self.capacity {
+                    counters.clear();
+                }
             }
-        }
-        let (counter, until) = counters.entry(key.to_owned()).or_default();
-        // Both windows a counter spans: past that it starts afresh anyway.
-        *until = now_ms.saturating_add(2_000 * u64::from(rule.window_seconds));
-        Some(Ok(counter.admit(now_ms, rule)))
+            let (counter, until) = counters.entry(hit.key.to_owned()).or_default();
+            // Both windows a counter spans: past that it starts afresh anyway.
+            *until = now_ms.saturating_add(2_000 * u64::from(hit.rule.window_seconds));
+            counter.admit(now_ms, hit.rule)
+        })))
     }
 }
 

@@ -14,7 +14,7 @@ use http::{Request, Response};
 
 use crate::jwk::{Algorithm, Jwk, KeyError};
 use crate::obs::Trace;
-use crate::window::{Decision, Rule};
+use crate::window::{Decision, Hit};
 
 /// Why an outbound call produced no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,18 +90,19 @@ pub trait SignatureVerifier {
 }
 
 /// Everything an instance needs from its runtime.
-/// Rate-limit counters that every instance shares ([`crate::ratelimit`]): counts one request on
-/// `key` under `rule` at `now` with [`crate::window::Counter::admit`], atomically where the store
-/// allows. `None` (the default): the platform has no shared store, and core counts in the
-/// instance's memory.
+/// Rate-limit counters that every instance shares ([`crate::ratelimit`]): counts one request
+/// against each of `hits` in order with [`crate::window::Counter::admit`], stopping at the
+/// first refusal ([`crate::window::admit_chain`]), atomically where the store allows, and in
+/// one round trip where it has any (a request's budgets are its client's and its tenant's).
+/// `None` (the default): the platform has no shared store, and core counts in the instance's
+/// memory.
 pub trait RateLimiter {
     async fn admit(
         &self,
-        key: &str,
-        rule: Rule,
+        hits: &[Hit<'_>],
         now: SystemTime,
-    ) -> Option<Result<Decision, OutboundError>> {
-        let _ = (key, rule, now);
+    ) -> Option<Result<Vec<Decision>, OutboundError>> {
+        let _ = (hits, now);
         None
     }
 }

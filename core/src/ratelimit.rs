@@ -15,7 +15,7 @@
 //! Refused requests are not counted, so a client that backs off as told gets through.
 //!
 //! Where the counters live is the platform's ([`crate::ports::RateLimiter`]): a Durable Object
-//! per key on Workers (global and exact), Spin's key-value store (global, approximate under
+//! per tenant and class on Workers (global and exact; both budgets in one call), Spin's key-value store (global, approximate under
 //! concurrency: read-modify-write), or, with `RATE_LIMIT_URL`, the origin's limiter endpoint
 //! (global and exact, one HTTP round trip; any runtime). A platform without a shared store
 //! counts in the instance's memory (per instance, approximate). A limiter that fails or is slow
@@ -39,7 +39,7 @@ use crate::ports::{with_timeout, OutboundError, Platform};
 use crate::rate_policy::window;
 pub use crate::rate_policy::{Class, ClassLimits, RateLimits};
 use crate::tenancy::Tenant;
-pub use crate::window::{Counter, Decision, Rule};
+pub use crate::window::{admit_chain, Counter, Decision, Hit, Rule};
 
 /// The rules for `class` on `tenant` (none: the platform host), with the tenant's override
 /// (`settings.limits.rate`, same shape as `RATE_LIMITS` without tiers: `{"window_seconds",
@@ -175,36 +175,41 @@ pub async fn check<P: Platform>(
         keys.push(("tenant", format!("rl:v1:{}:t:{scope}", class.name()), rule));
     }
     let now = platform.now();
-    // One after the other, the client's first: a request its address may not make must not
-    // spend the tenant's budget too, or one abuser would lock the tenant's other clients out.
-    let mut checked = Vec::with_capacity(keys.len());
-    for (policy, key, rule) in keys {
-        let fut = async {
-            match &limits.url {
-                Some(url) => remote(platform, config, url, &key, rule, now).await,
-                // `Memo` always answers (its own memory when the platform shares nothing).
-                None => platform
-                    .admit(&key, rule, now)
-                    .await
-                    .unwrap_or_else(|| Err(OutboundError::Invalid("no limiter".into()))),
-            }
-        };
-        // A failing limiter lets the request through (see the module docs).
-        if let Ok(decision) = with_timeout(platform, limits.timeout, fut).await {
-            checked.push(Checked {
-                policy,
-                rule,
-                decision,
-            });
-            if !decision.allowed {
-                break;
-            }
+    // The client's budget first: a request its address may not make must not spend the
+    // tenant's budget too, or one abuser would lock the tenant's other clients out. Both in
+    // one call to the store (`admit_chain`'s order and stopping rule).
+    let hits: Vec<Hit<'_>> = keys
+        .iter()
+        .map(|(_, key, rule)| Hit { key, rule: *rule })
+        .collect();
+    let fut = async {
+        match &limits.url {
+            Some(url) => remote(platform, config, url, &hits, now).await,
+            // `Memo` always answers (its own memory when the platform shares nothing).
+            None => platform
+                .admit(&hits, now)
+                .await
+                .unwrap_or_else(|| Err(OutboundError::Invalid("no limiter".into()))),
         }
-    }
+    };
+    // A failing limiter lets the request through (see the module docs).
+    let decisions = with_timeout(platform, limits.timeout, fut)
+        .await
+        .unwrap_or_default();
+    let checked = keys
+        .iter()
+        .zip(decisions)
+        .map(|((policy, _, rule), decision)| Checked {
+            policy,
+            rule: *rule,
+            decision,
+        })
+        .collect();
     Verdict { checked }
 }
 
-/// What the origin's limiter endpoint (`RATE_LIMIT_URL`) receives.
+/// What the origin's limiter endpoint (`RATE_LIMIT_URL`) and the Workers rate-limit object
+/// receive, one per budget of the request (a JSON array, counted as [`admit_chain`] does).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RemoteHit {
     pub key: String,
@@ -216,13 +221,25 @@ pub struct RemoteHit {
 
 impl RemoteHit {
     /// One hit on `key` under `rule` at the edge's `now`.
-    pub fn new(key: &str, rule: Rule, now: SystemTime) -> Self {
+    pub fn new(hit: &Hit<'_>, now: SystemTime) -> Self {
         Self {
-            key: key.to_owned(),
-            limit: rule.limit,
-            window_seconds: rule.window_seconds,
+            key: hit.key.to_owned(),
+            limit: hit.rule.limit,
+            window_seconds: hit.rule.window_seconds,
             now_ms: unix_ms(now),
         }
+    }
+
+    pub fn rule(&self) -> Rule {
+        Rule {
+            limit: self.limit,
+            window_seconds: self.window_seconds,
+        }
+    }
+
+    /// The request's hits, as sent.
+    pub fn all(hits: &[Hit<'_>], now: SystemTime) -> Vec<Self> {
+        hits.iter().map(|h| Self::new(h, now)).collect()
     }
 }
 
@@ -230,12 +247,11 @@ async fn remote<P: Platform>(
     platform: &P,
     config: &Config,
     url: &http::Uri,
-    key: &str,
-    rule: Rule,
+    hits: &[Hit<'_>],
     now: SystemTime,
-) -> Result<Decision, OutboundError> {
-    let hit = RemoteHit::new(key, rule, now);
-    let body = serde_json::to_vec(&hit).map_err(|e| OutboundError::Network(e.to_string()))?;
+) -> Result<Vec<Decision>, OutboundError> {
+    let body = serde_json::to_vec(&RemoteHit::all(hits, now))
+        .map_err(|e| OutboundError::Network(e.to_string()))?;
     let mut req = Request::post(url.clone()).header(header::CONTENT_TYPE, "application/json");
     if let Some(token) = &config.origin.token {
         req = req.header(header::AUTHORIZATION, format!("Bearer {}", token.expose()));

@@ -20,7 +20,7 @@ use crate::ports::{
     with_timeout, ByteStream, Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform,
     RateLimiter, Telemetry,
 };
-use crate::window::{Decision, Rule};
+use crate::window::{Decision, Hit};
 
 /// The header that carries the request id on responses and outbound calls.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -274,12 +274,11 @@ impl<P: Platform> Entropy for Traced<P> {
 impl<P: Platform> RateLimiter for Traced<P> {
     async fn admit(
         &self,
-        key: &str,
-        rule: Rule,
+        hits: &[Hit<'_>],
         now: SystemTime,
-    ) -> Option<Result<Decision, OutboundError>> {
+    ) -> Option<Result<Vec<Decision>, OutboundError>> {
         let start = self.inner.now();
-        let r = self.inner.admit(key, rule, now).await;
+        let r = self.inner.admit(hits, now).await;
         if let Some(r) = &r {
             // The platform's own shared store (a Durable Object, Spin KV); not an HTTP call.
             self.trace.note_call(Call {

@@ -131,6 +131,31 @@ impl Counter {
     }
 }
 
+/// One request to count against `key` under `rule`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit<'a> {
+    pub key: &'a str,
+    pub rule: Rule,
+}
+
+/// Counts one request against each of `hits` in order with `admit`, stopping at the first that
+/// refuses: a refused hit, and those after it, are not counted (a request its client's budget
+/// refuses must not spend its tenant's too). The decisions made, in order.
+pub fn admit_chain<'h, 'k: 'h>(
+    hits: impl IntoIterator<Item = &'h Hit<'k>>,
+    mut admit: impl FnMut(&Hit<'k>) -> Decision,
+) -> Vec<Decision> {
+    let mut decisions = Vec::with_capacity(2);
+    for hit in hits {
+        let decision = admit(hit);
+        decisions.push(decision);
+        if !decision.allowed {
+            break;
+        }
+    }
+    decisions
+}
+
 fn secs(ms: u64) -> u32 {
     u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
 }
@@ -138,6 +163,45 @@ fn secs(ms: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_stops_at_its_first_refusal_and_counts_nothing_after() {
+        let tight = Rule {
+            limit: 1,
+            window_seconds: 10,
+        };
+        let hits = [
+            Hit {
+                key: "ip",
+                rule: tight,
+            },
+            Hit {
+                key: "tenant",
+                rule: RULE,
+            },
+        ];
+        let mut counters = std::collections::HashMap::<&str, Counter>::new();
+        let mut run = |now| {
+            admit_chain(&hits, |h| {
+                counters.entry(h.key).or_default().admit(now, h.rule)
+            })
+        };
+        let first = run(1_000_000);
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().all(|d| d.allowed));
+        let second = run(1_000_001);
+        assert_eq!(
+            second.len(),
+            1,
+            "the tenant is not asked once the address is refused"
+        );
+        assert!(!second[0].allowed);
+        assert_eq!(
+            counters["tenant"].current, 1,
+            "the refused request spent nothing"
+        );
+        assert_eq!(counters["ip"].current, 1);
+    }
 
     const RULE: Rule = Rule {
         limit: 5,

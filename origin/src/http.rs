@@ -83,7 +83,7 @@ async fn stats(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-/// `POST /ratelimit`: counts one hit for the edge ([`crate::limiter`]), behind the same token as
+/// `POST /ratelimit`: counts a request's hits for the edge ([`crate::limiter`]), behind the same token as
 /// `/sql`.
 async fn ratelimit_handler(State(state): State<AppState>, req: axum::extract::Request) -> Response {
     let (parts, body) = req.into_parts();

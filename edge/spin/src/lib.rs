@@ -294,23 +294,25 @@ impl edgefront_core::ports::RateLimiter for SpinPlatform {
     #[cfg(feature = "spin-kv")]
     async fn admit(
         &self,
-        key: &str,
-        rule: edgefront_core::window::Rule,
+        hits: &[edgefront_core::window::Hit<'_>],
         now: SystemTime,
-    ) -> Option<Result<edgefront_core::window::Decision, OutboundError>> {
+    ) -> Option<Result<Vec<edgefront_core::window::Decision>, OutboundError>> {
         use edgefront_core::expiring;
-        use edgefront_core::window::Counter;
+        use edgefront_core::window::{admit_chain, Counter};
         let store = spin_kv::open()?;
-        let mut counter = expiring::get(&store, key, now)
-            .map(|b| Counter::from_bytes(&b))
-            .unwrap_or_default();
-        let decision = counter.admit(edgefront_core::ratelimit::unix_ms(now), rule);
-        if decision.allowed {
-            // Kept for the two windows a counter spans; the store sweep drops it after.
-            let ttl = Duration::from_secs(2 * u64::from(rule.window_seconds));
-            expiring::put(&store, key, &counter.to_bytes(), now, ttl);
-        }
-        Some(Ok(decision))
+        let now_ms = edgefront_core::ratelimit::unix_ms(now);
+        Some(Ok(admit_chain(hits, |hit| {
+            let mut counter = expiring::get(&store, hit.key, now)
+                .map(|b| Counter::from_bytes(&b))
+                .unwrap_or_default();
+            let decision = counter.admit(now_ms, hit.rule);
+            if decision.allowed {
+                // Kept for the two windows a counter spans; the store sweep drops it after.
+                let ttl = Duration::from_secs(2 * u64::from(hit.rule.window_seconds));
+                expiring::put(&store, hit.key, &counter.to_bytes(), now, ttl);
+            }
+            decision
+        })))
     }
 }
 

@@ -263,16 +263,15 @@ impl Entropy for WorkersPlatform {
 }
 
 impl edgefront_core::ports::RateLimiter for WorkersPlatform {
-    /// The key's Durable Object when `RATE_LIMITER` is bound; otherwise `None`, and core counts
+    /// One Durable Object call when `RATE_LIMITER` is bound; otherwise `None`, and core counts
     /// in this isolate's memory.
     async fn admit(
         &self,
-        key: &str,
-        rule: edgefront_core::ratelimit::Rule,
+        hits: &[edgefront_core::ratelimit::Hit<'_>],
         now: SystemTime,
-    ) -> Option<Result<edgefront_core::ratelimit::Decision, OutboundError>> {
+    ) -> Option<Result<Vec<edgefront_core::ratelimit::Decision>, OutboundError>> {
         let namespace = self.limiter.as_ref()?;
-        Some(ratelimit::admit(namespace, key, rule, now).await)
+        Some(ratelimit::admit(namespace, hits, now).await)
     }
 }
 

@@ -1,15 +1,17 @@
-//! Rate-limit counters shared by every isolate: one Durable Object per key (binding
-//! [`BINDING`], class [`RateLimiterObject`]). The worker POSTs a
-//! [`RemoteHit`](edgefront_core::ratelimit::RemoteHit) to the key's object, which runs core's
-//! [`Counter::admit`] and answers the [`Decision`] as JSON. A Durable Object handles one event
-//! at a time and nothing here awaits between reading and writing a counter, so counting is exact.
+//! Rate-limit counters shared by every isolate, in Durable Objects (binding [`BINDING`], class
+//! [`RateLimiterObject`]). A request's hits (its client's budget, then its tenant's) go in one
+//! POST of [`RemoteHit`](edgefront_core::ratelimit::RemoteHit)s to the object named by the
+//! last key (the tenant's: so a tenant's counters, per address included, live together in one
+//! object), which runs core's [`admit_chain`] and answers the [`Decision`]s as JSON. A Durable
+//! Object handles one event at a time and nothing here awaits between reading and writing a
+//! counter, so counting is exact.
 //! Glue only: the algorithm is core's.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use edgefront_core::ratelimit::{Counter, Decision, RemoteHit, Rule};
+use edgefront_core::ratelimit::{admit_chain, Counter, Decision, Hit, RemoteHit};
 use edgefront_core::OutboundError;
 use worker::{
     durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response,
@@ -23,15 +25,14 @@ pub const BINDING: &str = "RATE_LIMITER";
 /// The URL of the object's only endpoint (a Durable Object's fetch sees any URL; no network).
 const ADMIT_URL: &str = "https://rate-limiter.internal/admit";
 
-/// One rate-limit key's sliding-window counter (the worker addresses one object per key, by
-/// name), held in memory only: a counter matters for two windows at most, so it is not worth a
+/// Sliding-window counters of the keys routed here (the worker names objects by a request's
+/// last key), held in memory only: a counter matters for two windows at most, so it is not worth a
 /// storage write per request. When the runtime evicts an idle object (or restarts it elsewhere),
 /// its successor starts afresh, which at worst lets one window's worth of requests through
 /// again; that is acceptable for a limiter that already fails open.
 #[durable_object(fetch)]
 pub struct RateLimiterObject {
-    /// Key → counter. One key per object in practice (objects are named by key); a map keeps
-    /// a misrouted key from sharing another's counter.
+    /// Key → counter: the tenant's own key and its addresses' keys.
     counters: RefCell<HashMap<String, Counter>>,
 }
 
@@ -42,44 +43,52 @@ impl DurableObject for RateLimiterObject {
         }
     }
 
-    /// `POST` a [`RemoteHit`]: 200 with the [`Decision`], 400 for anything else. Never panics (a
-    /// panic would take the isolate down with every object and request in it).
+    /// `POST` an array of [`RemoteHit`]s: 200 with the [`Decision`]s, 400 for anything else.
+    /// Never panics (a panic would take the isolate down with every object and request in it).
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         if req.method() != Method::Post {
-            return Response::error("POST a rate-limit hit", 405);
+            return Response::error("POST rate-limit hits", 405);
         }
-        let hit: RemoteHit = match req.bytes().await {
+        let hits: Vec<RemoteHit> = match req.bytes().await {
             Ok(body) => match serde_json::from_slice(&body) {
-                Ok(hit) => hit,
-                Err(e) => return Response::error(format!("not a rate-limit hit: {e}"), 400),
+                Ok(hits) => hits,
+                Err(e) => return Response::error(format!("not rate-limit hits: {e}"), 400),
             },
             Err(e) => return Response::error(format!("unreadable body: {e}"), 400),
         };
-        let rule = Rule {
-            limit: hit.limit,
-            window_seconds: hit.window_seconds,
-        };
-        let decision = self
-            .counters
-            .borrow_mut()
-            .entry(hit.key)
-            .or_default()
-            .admit(hit.now_ms, rule);
-        Response::from_json(&decision)
+        let chain: Vec<Hit<'_>> = hits
+            .iter()
+            .map(|h| Hit {
+                key: &h.key,
+                rule: h.rule(),
+            })
+            .collect();
+        let now_ms = hits.first().map_or(0, |h| h.now_ms);
+        let mut counters = self.counters.borrow_mut();
+        let decisions = admit_chain(&chain, |hit| {
+            counters
+                .entry(hit.key.to_owned())
+                .or_default()
+                .admit(now_ms, hit.rule)
+        });
+        Response::from_json(&decisions)
     }
 }
 
-/// Counts one request on `key` under `rule` at `now` in the key's object.
+/// Counts one request against each of `hits` at `now`, in one call to the object of the last
+/// key.
 pub async fn admit(
     namespace: &ObjectNamespace,
-    key: &str,
-    rule: Rule,
+    hits: &[Hit<'_>],
     now: SystemTime,
-) -> Result<Decision, OutboundError> {
-    let hit = RemoteHit::new(key, rule, now);
-    let body = serde_json::to_string(&hit).map_err(|e| OutboundError::Invalid(e.to_string()))?;
+) -> Result<Vec<Decision>, OutboundError> {
+    let Some(anchor) = hits.last() else {
+        return Ok(Vec::new());
+    };
+    let body = serde_json::to_string(&RemoteHit::all(hits, now))
+        .map_err(|e| OutboundError::Invalid(e.to_string()))?;
     let stub = namespace
-        .id_from_name(key)
+        .id_from_name(anchor.key)
         .and_then(|id| id.get_stub())
         .map_err(crate::network)?;
     let mut init = RequestInit::new();
