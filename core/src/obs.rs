@@ -119,16 +119,19 @@ pub enum Cache {
     Tenant,
     Jwks,
     Membership,
+    /// Bearer tokens whose signature this instance already verified.
+    Token,
 }
 
 impl Cache {
-    pub const ALL: [Self; 3] = [Self::Tenant, Self::Jwks, Self::Membership];
+    pub const ALL: [Self; 4] = [Self::Tenant, Self::Jwks, Self::Membership, Self::Token];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Tenant => "tenant",
             Self::Jwks => "jwks",
             Self::Membership => "membership",
+            Self::Token => "token",
         }
     }
 
@@ -137,6 +140,7 @@ impl Cache {
             Self::Tenant => 0,
             Self::Jwks => 1,
             Self::Membership => 2,
+            Self::Token => 3,
         }
     }
 }
@@ -155,7 +159,7 @@ pub struct Record {
     /// An upstream's or backend's own words behind a failure (never sent to the client).
     pub error: Option<String>,
     pub sql_batches: u32,
-    pub cache: [CacheCount; 3],
+    pub cache: [CacheCount; 4],
     pub calls: Vec<Call>,
 }
 

@@ -60,7 +60,7 @@ function assertShape(line) {
   assert.equal(line.runtime, runtime);
   assert.match(line.ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   assert.ok(Number.isInteger(line.duration_ms) && line.duration_ms >= 0);
-  for (const c of ['tenant', 'jwks', 'membership']) {
+  for (const c of ['tenant', 'jwks', 'membership', 'token']) {
     assert.ok(Number.isInteger(line.cache[c].hits) && Number.isInteger(line.cache[c].misses), c);
   }
   for (const call of line.calls) {

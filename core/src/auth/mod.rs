@@ -5,6 +5,7 @@
 mod cache;
 mod config;
 mod crypto;
+mod verified;
 
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::code::Code;
+use crate::obs::Cache;
 use crate::ports::Platform;
 
 pub use crate::jwk::{Algorithm, Jwk, Jwks, KeyError};
@@ -160,6 +162,7 @@ struct ExtraHeader {
 pub struct Authenticator {
     config: AuthConfig,
     cache: JwksCache,
+    verified: verified::VerifiedTokens,
 }
 
 impl Authenticator {
@@ -167,6 +170,7 @@ impl Authenticator {
         Self {
             config,
             cache: JwksCache::new(),
+            verified: verified::VerifiedTokens::default(),
         }
     }
 
@@ -187,6 +191,16 @@ impl Authenticator {
     ) -> Result<Principal, AuthError> {
         let token = bearer(authorization, self.config.max_token_bytes)?;
         check_compact_shape(token)?;
+        let digest = verified::TokenDigest::of(token);
+        if let Some(claims) = self.verified.get(&digest, platform.now()) {
+            crate::ports::note(platform, |t| t.note_cache(Cache::Token, true));
+            let iss = claims.custom.get("iss").and_then(Value::as_str);
+            let issuer = iss
+                .and_then(|iss| self.config.issuer(iss))
+                .ok_or(AuthError::WrongIssuer)?;
+            return self.validated(platform, issuer, &claims);
+        }
+        crate::ports::note(platform, |t| t.note_cache(Cache::Token, false));
         let untrusted =
             UntrustedToken::<ExtraHeader>::try_from(token).map_err(|_| AuthError::Malformed)?;
         let alg =
@@ -233,7 +247,12 @@ impl Authenticator {
             return Err(AuthError::BadSignature);
         }
 
-        self.validated(platform, issuer, &claims)
+        let principal = self.validated(platform, issuer, &claims)?;
+        // Only a token that passed every check is remembered (an expired one would be
+        // refused on every request anyway).
+        self.verified
+            .insert(digest, std::rc::Rc::new(claims), platform.now());
+        Ok(principal)
     }
 
     fn validated<P: Platform>(

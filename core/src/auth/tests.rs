@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use bytes::Bytes;
@@ -930,4 +930,58 @@ fn errors_have_stable_codes_and_never_echo_the_token() {
     for e in client {
         assert_eq!(crate::error::ApiError::from(e.clone()).status(), 401);
     }
+}
+
+// ---------------------------------------------------------------- verified-token cache
+
+/// Counts signature verifications.
+#[derive(Default)]
+struct Counting(Cell<u32>);
+
+impl SignatureVerifier for Counting {
+    async fn verify(
+        &self,
+        alg: crate::jwk::Algorithm,
+        jwk: &crate::jwk::Jwk,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, crate::jwk::KeyError> {
+        self.0.set(self.0.get() + 1);
+        RustCrypto
+            .verify(alg, jwk, signing_input, signature)
+            .await
+    }
+}
+
+#[test]
+fn a_verified_token_is_not_verified_again_but_still_expires() {
+    let (p, a) = setup();
+    let v = Counting::default();
+    let mut claims = id_claims(&p);
+    claims["exp"] = json!(p.secs() + 100);
+    let t = token(&rsa1(), "RS256", "rsa1", &claims);
+    let bearer = format!("Bearer {t}");
+    for _ in 0..3 {
+        let principal = block_on(a.authenticate(&p.platform, &v, Some(&bearer))).unwrap();
+        assert_eq!(principal.subject, "user-1");
+    }
+    assert_eq!(v.0.get(), 1, "one verification for three requests");
+    assert_eq!(p.fetches(), 1);
+
+    // Another signature is another token: verified (and refused) on its own.
+    let (head, sig) = t.rsplit_once('.').unwrap();
+    let mut bytes = Base64UrlUnpadded::decode_vec(sig).unwrap();
+    bytes[0] ^= 1;
+    let forged = format!("Bearer {head}.{}", Base64UrlUnpadded::encode_string(&bytes));
+    let err = block_on(a.authenticate(&p.platform, &v, Some(&forged))).unwrap_err();
+    assert!(matches!(err, AuthError::BadSignature), "{err:?}");
+    assert_eq!(v.0.get(), 2);
+
+    // Expiry is checked on every request: past `exp` (and the leeway) but within the cache's
+    // time, the cached token is refused without another verification.
+    p.advance(100 + 61);
+    assert!(p.now() < SystemTime::UNIX_EPOCH + Duration::from_secs(T0) + verified::TTL);
+    let err = block_on(a.authenticate(&p.platform, &v, Some(&bearer))).unwrap_err();
+    assert!(matches!(err, AuthError::Expired), "{err:?}");
+    assert_eq!(v.0.get(), 2);
 }
