@@ -44,9 +44,41 @@ async fn run_one(
     Ok(QueryResult::from(out))
 }
 
-/// Runs the batch as one transaction; on the first failure rolls back and returns only that
+/// Runs the batch as one transaction in one round trip to Postgres
+/// ([`PgConnection::transaction`]); on the first failure rolls back and returns only that
 /// failure, as Neon does (no partial results).
 async fn run_batch(
+    conn: &mut PgConnection,
+    queries: &[QueryData],
+    options: &BatchOptions,
+    budget: &mut Budget,
+) -> Result<Vec<QueryResult>, PgError> {
+    if queries.iter().any(|q| may_copy(&q.query)) {
+        return run_batch_in_turns(conn, queries, options, budget).await;
+    }
+    let statements: Vec<(&str, Vec<Option<String>>)> = queries
+        .iter()
+        .map(|q| (q.query.as_str(), q.pg_params()))
+        .collect();
+    let outputs = conn
+        .transaction(&options.begin_statement(), &statements, budget)
+        .await?;
+    Ok(outputs.into_iter().map(QueryResult::from).collect())
+}
+
+/// Whether a statement might be a `COPY … FROM STDIN`. Postgres reads the next pipelined message
+/// of a copy-in as a protocol violation and drops the session, so such a batch (never the
+/// edge's) goes a statement at a time, where the copy can be refused cleanly. Any mention of
+/// the word counts: a false alarm only costs round trips.
+fn may_copy(sql: &str) -> bool {
+    sql.as_bytes()
+        .windows(4)
+        .any(|w| w.eq_ignore_ascii_case(b"copy"))
+}
+
+/// Runs the batch as one transaction a statement at a time (a round trip each, plus `BEGIN`
+/// and `COMMIT`); on the first failure rolls back and returns only that failure.
+async fn run_batch_in_turns(
     conn: &mut PgConnection,
     queries: &[QueryData],
     options: &BatchOptions,
@@ -170,6 +202,43 @@ mod tests {
             "rolled back, not left failed"
         );
         assert_eq!(committed_rows(&table).await, two);
+
+        // COPY FROM STDIN in a batch fails the batch (no data to send) and leaves the session
+        // usable, whatever follows it in the pipeline.
+        let copy = serde_json::json!({"query": format!("COPY {table} FROM STDIN")});
+        for queries in [
+            serde_json::json!([copy, insert(7)]),
+            serde_json::json!([insert(7), copy]),
+        ] {
+            let err = run(&mut conn, serde_json::json!({ "queries": queries }), None)
+                .await
+                .unwrap_err();
+            assert!(err.connection_usable(), "{err}");
+            assert_eq!(conn.status(), TxStatus::Idle);
+            assert_eq!(committed_rows(&table).await, two);
+        }
+
+        // A failure at COMMIT (a deferred constraint) fails the batch and commits nothing.
+        let deferred = format!("{table}_d");
+        conn.simple_query(&format!(
+            "CREATE TABLE {deferred} (x int UNIQUE DEFERRABLE INITIALLY DEFERRED)"
+        ))
+        .await
+        .unwrap();
+        let dup = serde_json::json!({"query": format!("INSERT INTO {deferred} VALUES (1)")});
+        let err = run(
+            &mut conn,
+            serde_json::json!({ "queries": [dup.clone(), dup] }),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(db_code(&err), "23505");
+        assert_eq!(conn.status(), TxStatus::Idle);
+        assert!(committed_rows(&deferred).await.is_empty());
+        conn.simple_query(&format!("DROP TABLE {deferred}"))
+            .await
+            .unwrap();
 
         // Read-only batches (Neon-Batch-Read-Only: true) may read but not write.
         let mut headers = HeaderMap::new();

@@ -237,13 +237,132 @@ impl PgConnection {
         params: &[Option<String>],
         budget: &mut Budget,
     ) -> Result<QueryOutput, PgError> {
+        self.encode_statement(sql, params, true)?;
+        frontend::sync(&mut self.write_buf);
+        self.flush().await?;
+        self.read_results(budget).await
+    }
+
+    /// Runs `statements` as one transaction opened by `begin` (`BEGIN …`) in one round trip:
+    /// `BEGIN`, every statement and `COMMIT` go out together under a single `Sync`, and the
+    /// answers are read back in order. At the first failure the server skips the rest (the
+    /// `COMMIT` included) up to the `Sync`, and the transaction is rolled back (one more round
+    /// trip, on that path only). The statements are independent (a batch is not interactive),
+    /// which is what makes sending them ahead of their answers safe.
+    pub async fn transaction(
+        &mut self,
+        begin: &str,
+        statements: &[(&str, Vec<Option<String>>)],
+        budget: &mut Budget,
+    ) -> Result<Vec<QueryOutput>, PgError> {
+        // The per-statement guard, for each statement of the exchange.
+        let io_timeout = self
+            .io_timeout
+            .map(|t| t.saturating_mul(u32::try_from(statements.len() + 2).unwrap_or(u32::MAX)));
+        let run = self.transaction_inner(begin, statements, budget);
+        let outcome = match io_timeout {
+            Some(t) => tokio::time::timeout(t, run)
+                .await
+                .map_err(|_| PgError::Timeout)?,
+            None => run.await,
+        };
+        match outcome {
+            Err(e) if e.connection_usable() && self.status == TxStatus::Failed => {
+                // If the rollback itself fails the session is left in a transaction and the
+                // pool closes it instead of reusing it.
+                if let Err(rb) = self.simple_query("ROLLBACK").await {
+                    tracing::warn!("rollback after failed batch query failed: {rb}");
+                    return Err(rb);
+                }
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    async fn transaction_inner(
+        &mut self,
+        begin: &str,
+        statements: &[(&str, Vec<Option<String>>)],
+        budget: &mut Budget,
+    ) -> Result<Vec<QueryOutput>, PgError> {
+        self.encode_statement(begin, &[], false)?;
+        for (sql, params) in statements {
+            self.encode_statement(sql, params, true)?;
+        }
+        self.encode_statement("COMMIT", &[], false)?;
+        frontend::sync(&mut self.write_buf);
+        self.flush().await?;
+        let mut outputs = Vec::with_capacity(statements.len() + 2);
+        let mut current = QueryOutput::default();
+        let mut error = None;
+        loop {
+            let limit = budget.remaining.saturating_add(4096);
+            match self.read_limited(limit).await? {
+                Message::ParseComplete
+                | Message::BindComplete
+                | Message::NoData
+                | Message::PortalSuspended => {}
+                Message::RowDescription(body) => current.columns = columns(&body)?,
+                Message::DataRow(body) => current.rows.push(row(&body, budget)?),
+                Message::CommandComplete(body) => {
+                    current.tag = Some(body.tag()?.to_owned());
+                    outputs.push(std::mem::take(&mut current));
+                }
+                Message::EmptyQueryResponse => outputs.push(std::mem::take(&mut current)),
+                Message::ErrorResponse(body) => {
+                    // The server now skips everything up to the Sync.
+                    error.get_or_insert(DbError::from_fields(body.fields())?);
+                }
+                Message::CopyInResponse(_) => {
+                    // The server reads the next statement's Parse as a protocol violation,
+                    // fails the COPY and skips to the Sync; it ignores this CopyFail then.
+                    frontend::copy_fail("COPY FROM STDIN is not supported", &mut self.write_buf)?;
+                    self.flush().await?;
+                }
+                Message::ReadyForQuery(body) => {
+                    self.status = tx_status(body.status())?;
+                    self.last_used = Instant::now();
+                    break;
+                }
+                other => self.ignore(other)?,
+            }
+        }
+        if let Some(e) = error {
+            return Err(e.into());
+        }
+        if outputs.len() != statements.len() + 2 {
+            return Err(PgError::Protocol(format!(
+                "{} results for {} statements",
+                outputs.len(),
+                statements.len() + 2
+            )));
+        }
+        // Without BEGIN's and COMMIT's.
+        outputs.pop();
+        outputs.remove(0);
+        Ok(outputs)
+    }
+
+    /// Parse/Bind/(Describe)/Execute of one statement with text parameters of unspecified type
+    /// (OID 0, so the server infers them) and text results, into the write buffer.
+    fn encode_statement(
+        &mut self,
+        sql: &str,
+        params: &[Option<String>],
+        describe: bool,
+    ) -> Result<(), PgError> {
         if params.len() > usize::from(u16::MAX) {
+            self.write_buf.clear();
             return Err(PgError::Encode(format!(
                 "too many parameters: {}",
                 params.len()
             )));
         }
-        frontend::parse("", sql, std::iter::empty(), &mut self.write_buf)?;
+        if let Err(e) = frontend::parse("", sql, std::iter::empty(), &mut self.write_buf) {
+            self.write_buf.clear();
+            return Err(e.into());
+        }
         let bound = frontend::bind(
             "",
             "",
@@ -268,11 +387,11 @@ impl PgConnection {
                 frontend::BindError::Serialization(e) => e.to_string(),
             }));
         }
-        frontend::describe(b'P', "", &mut self.write_buf)?;
+        if describe {
+            frontend::describe(b'P', "", &mut self.write_buf)?;
+        }
         frontend::execute("", 0, &mut self.write_buf)?;
-        frontend::sync(&mut self.write_buf);
-        self.flush().await?;
-        self.read_results(budget).await
+        Ok(())
     }
 
     /// Runs a simple-protocol query (possibly several statements) and returns the last
