@@ -71,6 +71,9 @@ async fn fetch(
             return from_http(edgefront_core::ApiError::bad_request(e).into_response(&req.path()))
         }
     };
+    if req.inner().body().is_none() {
+        return serve_inline(edge, head, &ctx).await;
+    }
     // The body stays the runtime's stream: core reads it within the route's limit (and not at
     // all when Content-Length is over it).
     let mut body = body_chunks(&mut req);
@@ -117,6 +120,27 @@ async fn fetch(
     }
 }
 
+/// A request without a body (most of them: GET, HEAD, DELETE) has nothing to drive after the
+/// answer, so it is served here and now, without the `waitUntil` task and the channel hop a
+/// streamed body needs; only its log line and spans go out after the answer. (Only chat turns
+/// stream their answer, and they are POSTs with a body; a streamed answer here would be
+/// gathered, never lost.)
+async fn serve_inline(
+    edge: Rc<Edge<WorkersPlatform>>,
+    head: http::request::Parts,
+    ctx: &Context,
+) -> worker::Result<worker::Response> {
+    let rp = edge.begin(&head);
+    let mut none = futures_util::stream::empty::<Result<Bytes, OutboundError>>();
+    let (parts, out) = edge.serve_body(&rp, head, &mut none).await.into_parts();
+    let bytes = out.collect().await;
+    let status = parts.status.as_u16();
+    let size = u64::try_from(bytes.len()).ok();
+    let resp = from_http(http::Response::from_parts(parts, bytes));
+    ctx.wait_until(async move { edge.finish(&rp, status, size).await });
+    resp
+}
+
 /// The request body's chunks, read from the runtime only as core asks for them (none for a
 /// request without a body). Dropping the stream cancels what is left unread.
 fn body_chunks(req: &mut worker::Request) -> futures_util::stream::Fuse<ByteStream> {
@@ -128,10 +152,11 @@ fn body_chunks(req: &mut worker::Request) -> futures_util::stream::Fuse<ByteStre
 }
 
 fn head_of_request(req: &worker::Request) -> Result<http::request::Parts, String> {
-    let url = req.url().map_err(|e| e.to_string())?;
+    // The runtime's URL string as is (already parsed and normalised by the runtime): no
+    // second parse through `url::Url`.
     let mut builder = http::Request::builder()
         .method(req.method().as_ref())
-        .uri(url.as_str());
+        .uri(req.inner().url());
     for (name, value) in req.headers() {
         builder = builder.header(name, value);
     }
