@@ -947,9 +947,7 @@ impl SignatureVerifier for Counting {
         signature: &[u8],
     ) -> Result<bool, crate::jwk::KeyError> {
         self.0.set(self.0.get() + 1);
-        RustCrypto
-            .verify(alg, jwk, signing_input, signature)
-            .await
+        RustCrypto.verify(alg, jwk, signing_input, signature).await
     }
 }
 
