@@ -1296,8 +1296,8 @@ impl Report<'_> {
             m,
             "\nedgefront runs as the test stack configures it: rate limits checked on every \
              limited route (`RATE_LIMITS` {} — a Durable Object call per budget on Workers, \
-             the origin's `/ratelimit` on Spin), `LOG_LEVEL` {} (info: one JSON `console.log` \
-             line per request; under `wrangler dev` every console.log is also a DevTools event), \
+             the origin's `/ratelimit` on Spin), `LOG_LEVEL` {} (at info, one JSON \
+             `console.log` line per request; under `wrangler dev` every console.log is also a DevTools event), \
              no tracing. The row `edgefront (workerd, LOG_LEVEL=off)`, when present, is a second \
              `wrangler dev` of the same build and settings but LOG_LEVEL=off: its difference to \
              `edgefront (workerd)` is what the request log line costs under `wrangler dev`. \
@@ -1310,7 +1310,7 @@ impl Report<'_> {
             } else {
                 "raised to 1,000,000 per minute, so never hit"
             },
-            c.log_level.as_deref().unwrap_or("info (the default)"),
+            c.log_level.as_deref().unwrap_or("info, its default"),
             self.spin_served_by
         );
         for (route, r) in ROUTES.iter().zip(self.results) {
