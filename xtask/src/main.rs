@@ -10,6 +10,7 @@
 //!   spin.toml's build commands are `cargo xtask build worker` and `cargo xtask build spin`).
 
 mod artifacts;
+mod bench;
 mod devlog;
 mod doh;
 mod jwks;
@@ -69,6 +70,13 @@ enum Cmd {
         /// Only the Criterion benchmarks.
         #[arg(long, conflicts_with = "edge")]
         core: bool,
+        /// Instead: edgefront against a hello-world worker and a TypeScript peer
+        /// (bench/hello, bench/peer) under wrk on workerd's own ports, plus edgefront on Spin;
+        /// cold starts, bundle sizes, SQL batches. Report in target/bench/peer.md and .json.
+        /// BENCH_SECONDS (10), BENCH_WARMUP (2), BENCH_ROUNDS (2), BENCH_COLD_STARTS (5),
+        /// BENCH_RATE_LIMITS (raised | off), BENCH_LOG_LEVEL (edgefront's LOG_LEVEL; default info).
+        #[arg(long, conflicts_with_all = ["edge", "core", "filter"])]
+        peer: bool,
     },
     /// Print a dev token for the running `cargo xtask dev` stack (signed with `jose`): an ID
     /// token of the seeded user with that role in that tenant (the stack runs membership mode:
@@ -213,7 +221,10 @@ fn main() {
             } => dev(runtime, port, json).await,
             Cmd::Test(filter) => test::run_all(filter).await,
             Cmd::Build { target } => build(target),
-            Cmd::Bench { filter, edge, core } => {
+            Cmd::Bench { peer: true, .. } => bench::run_peer().await,
+            Cmd::Bench {
+                filter, edge, core, ..
+            } => {
                 let criterion = if edge {
                     Ok(0)
                 } else {
@@ -427,6 +438,7 @@ async fn dev(runtime: Runtime, port: u16, json: bool) -> Result<i32> {
         mock_ai: false,
         rate_limits: None,
         tracing: false,
+        extra_settings: Vec::new(),
     };
     let mut stack = tokio::select! {
         s = Stack::start(&opts, &tools) => s?,

@@ -276,6 +276,8 @@ pub struct Options {
     /// Run an OTLP receiver and send the edge's traces to it (`OTEL_EXPORTER_OTLP_ENDPOINT`);
     /// request ids from `X-Request-Id` (`REQUEST_ID_HEADER`), as behind a trusted proxy.
     pub tracing: bool,
+    /// Further edge settings for both runtimes (`cargo xtask bench --peer`: `LOG_LEVEL`).
+    pub extra_settings: Vec<(&'static str, String)>,
 }
 
 pub struct Stack {
@@ -289,6 +291,11 @@ pub struct Stack {
     pg: PgCluster,
     description: Value,
     secrets: Vec<(&'static str, String)>,
+    /// The edge's settings on Workers and on Spin (Spin adds `RATE_LIMIT_URL`), and the
+    /// services the Spin dev manifest lets it reach: `cargo xtask bench --peer` starts fresh
+    /// runtimes with them to time cold starts.
+    edge_settings: [Vec<(&'static str, String)>; 2],
+    outbound: Vec<String>,
 }
 
 /// Settings whose values are secrets: no log line may hold them.
@@ -328,6 +335,19 @@ impl Stack {
     /// test` fails on any of them in a log.
     pub fn secrets(&self) -> &[(&'static str, String)] {
         &self.secrets
+    }
+
+    /// The settings the runtime `rt` was started with (secrets included).
+    pub fn edge_settings(&self, rt: Runtime) -> &[(&'static str, String)] {
+        match rt {
+            Runtime::Workers => &self.edge_settings[0],
+            Runtime::Spin => &self.edge_settings[1],
+        }
+    }
+
+    /// The stack's services, as origins the Spin dev manifest allows outbound HTTP to.
+    pub fn outbound(&self) -> &[String] {
+        &self.outbound
     }
 
     /// The runtime's own listener, which the black-box suite talks to: workerd's port on
@@ -488,6 +508,7 @@ impl Stack {
             // `/healthz?deep=1` needs it (as `Authorization: Bearer …`); described below.
             ("OPERATOR_TOKEN", operator_token.clone()),
         ];
+        settings.extend(opts.extra_settings.iter().cloned());
         if let Some(limits) = &opts.rate_limits {
             settings.push(("RATE_LIMITS", limits.clone()));
             // A limiter slower than its timeout lets requests through; on a loaded test machine
@@ -547,29 +568,25 @@ impl Stack {
             .map(|base| format!("{base}/ratelimit"))
             .ok_or_else(|| anyhow::anyhow!("the origin URL {origin_sql} does not end in /sql"))?;
         let mut runtimes = serde_json::Map::new();
+        // On Workers one isolate serves every request: spans are gathered for half a second and
+        // exported together (under `wrangler dev` each subrequest also costs DevTools events
+        // that its inspector proxy turns into connections it never closes).
+        let mut workers_settings = settings.clone();
+        if opts.tracing {
+            workers_settings.push(("OTEL_BSP_SCHEDULE_DELAY", "500".into()));
+        }
+        // Spin's instances share no store under `wasmtime serve` (and the portable build
+        // imports no Spin key-value): the origin counts for them.
+        let mut spin_settings = settings.clone();
+        spin_settings.push(("RATE_LIMIT_URL", origin_ratelimit.clone()));
         for (i, rt) in opts.runtimes.iter().enumerate() {
             let port = match (i, opts.port) {
                 (0, Some(p)) => p,
                 _ => free_port()?,
             };
             let (proc, how) = match rt {
-                Runtime::Workers => {
-                    // One isolate serves every request: spans are gathered for half a second and
-                    // exported together (under `wrangler dev` each subrequest also costs DevTools
-                    // events that its inspector proxy turns into connections it never closes).
-                    let mut workers_settings = settings.clone();
-                    if opts.tracing {
-                        workers_settings.push(("OTEL_BSP_SCHEDULE_DELAY", "500".into()));
-                    }
-                    start_workers(opts, tools, port, &workers_settings).await?
-                }
-                Runtime::Spin => {
-                    // Spin's instances share no store under `wasmtime serve` (and the portable
-                    // build imports no Spin key-value): the origin counts for them.
-                    let mut spin_settings = settings.clone();
-                    spin_settings.push(("RATE_LIMIT_URL", origin_ratelimit.clone()));
-                    start_spin(opts, tools, port, &spin_settings, &outbound).await?
-                }
+                Runtime::Workers => start_workers(opts, tools, port, &workers_settings).await?,
+                Runtime::Spin => start_spin(opts, tools, port, &spin_settings, &outbound).await?,
             };
             // The process group of the runtime (workerd, wasmtime), for memory measurements.
             let pgid = proc.pid();
@@ -644,6 +661,8 @@ impl Stack {
             pg,
             description,
             secrets,
+            edge_settings: [workers_settings, spin_settings],
+            outbound,
         })
     }
 

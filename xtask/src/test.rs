@@ -410,7 +410,7 @@ fn build_artifacts(tools: &tools::Tools) -> Result<()> {
 
 /// Limits far above what the suites send, so only tests that set their tenant's own
 /// (`settings.limits.rate`) see 429s.
-const TEST_RATE_LIMITS: &str = r#"{"ip": {"public_read": 1000000, "visitor_write": 1000000, "auth_read": 1000000, "auth_write": 1000000}, "tiers": {"basic": {"public_read": 1000000, "visitor_write": 1000000, "auth_read": 1000000, "auth_write": 1000000}, "premium": {"public_read": 1000000, "visitor_write": 1000000, "auth_read": 1000000, "auth_write": 1000000}, "enterprise": {"public_read": 1000000, "visitor_write": 1000000, "auth_read": 1000000, "auth_write": 1000000}}}"#;
+pub const TEST_RATE_LIMITS: &str = r#"{"ip": {"public_read": 1000000, "visitor_write": 1000000, "auth_read": 1000000, "auth_write": 1000000}, "tiers": {"basic": {"public_read": 1000000, "visitor_write": 1000000, "auth_read": 1000000, "auth_write": 1000000}, "premium": {"public_read": 1000000, "visitor_write": 1000000, "auth_read": 1000000, "auth_write": 1000000}, "enterprise": {"public_read": 1000000, "visitor_write": 1000000, "auth_read": 1000000, "auth_write": 1000000}}}"#;
 
 /// Both runtimes on a fresh stack with the mock AI provider, described in `stack.json` for
 /// the node suites. The temporary directory holds the stack's state: keep it alive.
@@ -431,6 +431,7 @@ async fn start_stack(
         mock_ai: true,
         rate_limits: Some(TEST_RATE_LIMITS.into()),
         tracing,
+        extra_settings: Vec::new(),
     };
     let stack = Stack::start(&opts, tools).await?;
     let stack_json = dir.path().join("stack.json");

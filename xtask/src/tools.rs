@@ -217,3 +217,28 @@ pub fn which(bin: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// A Debian package's program (`wrk` for `cargo xtask bench --peer`): on PATH already, or
+/// installed with apt-get (as root; otherwise it says what to install). Debian's version, not a
+/// pinned one: apt has only the distribution's.
+pub fn ensure_apt(bin: &str, package: &str) -> Result<PathBuf> {
+    if let Some(p) = which(bin) {
+        return Ok(p);
+    }
+    // SAFETY: geteuid has no memory effects.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{bin} is not installed: sudo apt-get install {package}");
+    }
+    let install = || {
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    eprintln!("xtask: installing {package} with apt-get (first run only)");
+    if install().is_err() {
+        // A fresh image may have no package lists yet.
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        install()?;
+    }
+    which(bin).with_context(|| format!("{package} installed but {bin} is not on PATH"))
+}

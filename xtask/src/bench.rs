@@ -1,0 +1,1547 @@
+//! `cargo xtask bench --peer`: edgefront against the TypeScript worker a team would write
+//! instead (`bench/peer/`: Hono, jose, aws4fetch) and a hello-world worker (`bench/hello/`), in
+//! one run and under one load tool (wrk), all on workerd's own ports, plus edgefront on Spin.
+//! Reports throughput, latency and each route's marginal cost over hello-world, cold starts,
+//! bundle sizes and SQL batches per route, to stdout and `target/bench/peer.{md,json}`.
+//!
+//! The machine is shared and small: only ratios inside one run mean anything, so every target
+//! is measured back to back, route by route, in alternating order.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::artifacts::{self, SpinBuild};
+use crate::proc::{free_port, wait_http, write_private, Proc};
+use crate::spin::SpinHost;
+use crate::stack::{self, Options, Runtime, Stack};
+use crate::tools::{self, Needs, Tools};
+use crate::{build_origin, repo_root, shutdown_signal, target_dir};
+
+/// wrk's load: one thread, two connections (the machine has two cores).
+const THREADS: u32 = 1;
+const CONNECTIONS: u32 = 2;
+/// Sequential requests per route when counting SQL batches.
+const SQL_SAMPLES: u64 = 20;
+/// The tenant and seeded member every request is for (membership mode: a member in the
+/// database, so edgefront's `/v1/me` and uploads pass).
+const TENANT: &str = "demo";
+const ROLE: &str = "admin";
+const UPLOAD_BODY: &str = r#"{"filename":"photo.png","content_type":"image/png","size":1024}"#;
+
+/// One measured route. Every target gets the same request (method, headers, body); the
+/// hello-world worker answers it at `/` with "ok", so the floor includes reading the same bytes.
+struct Route {
+    key: &'static str,
+    label: &'static str,
+    method: &'static str,
+    path: &'static str,
+    auth: bool,
+    body: Option<&'static str>,
+    /// The status every answer must have.
+    status: u16,
+    /// The peer serves it (the storefront list is edgefront's SQL vs the peer's own query).
+    note: &'static str,
+}
+
+const ROUTES: &[Route] = &[
+    Route {
+        key: "healthz",
+        label: "GET /healthz",
+        method: "GET",
+        path: "/healthz",
+        auth: false,
+        body: None,
+        status: 200,
+        note: "no I/O on any target",
+    },
+    Route {
+        key: "me",
+        label: "GET /v1/me (RS256 ID token, cached tenant)",
+        method: "GET",
+        path: "/v1/me",
+        auth: true,
+        body: None,
+        status: 200,
+        note: "peer: jose `jwtVerify` with a module-level `createRemoteJWKSet`, tenant cached at \
+               module level, identity from the claims; edgefront: its verifier, tenant and \
+               membership caches (membership mode: the user's role comes from the database)",
+    },
+    Route {
+        key: "uploads",
+        label: "POST /v1/uploads",
+        method: "POST",
+        path: "/v1/uploads",
+        auth: true,
+        body: Some(UPLOAD_BODY),
+        status: 201,
+        note: "peer: validate + aws4fetch presigned PUT, no SQL; edgefront: the same plus a \
+               presigned POST form and its one SQL batch (quota, pending file row)",
+    },
+    Route {
+        key: "catalog",
+        label: "GET /v1/storefront/catalog?limit=20",
+        method: "GET",
+        path: "/v1/storefront/catalog?limit=20",
+        auth: false,
+        body: None,
+        status: 200,
+        note: "one SQL batch through the same proxy on every target (peer: @neondatabase/serverless \
+               `transaction([set_config, select])`, its own simpler query; edgefront: its keyset pager)",
+    },
+];
+
+/// A server under load: what wrk and the request helpers talk to.
+#[derive(Clone)]
+struct Target {
+    key: &'static str,
+    label: String,
+    /// `127.0.0.1:port` of the runtime's own listener.
+    addr: String,
+    /// Whether requests go to the route's path (false: `/`, the hello-world worker).
+    routed: bool,
+}
+
+impl Target {
+    fn port(&self) -> &str {
+        self.addr.rsplit(':').next().unwrap_or_default()
+    }
+    fn host(&self) -> String {
+        format!("{TENANT}.{}:{}", stack::BASE_DOMAIN, self.port())
+    }
+    fn path<'a>(&self, route: &'a Route) -> &'a str {
+        if self.routed {
+            route.path
+        } else {
+            "/"
+        }
+    }
+    fn headers(&self, route: &Route, token: &str) -> Vec<(String, String)> {
+        let mut h = vec![("Host".to_owned(), self.host())];
+        if route.auth {
+            h.push(("Authorization".into(), format!("Bearer {token}")));
+        }
+        if route.body.is_some() {
+            h.push(("Content-Type".into(), "application/json".into()));
+        }
+        h
+    }
+}
+
+struct Settings {
+    seconds: u64,
+    warmup: u64,
+    rounds: u32,
+    cold_starts: u32,
+    rate_limits: String,
+    /// `LOG_LEVEL` for edgefront (None: its default, info).
+    log_level: Option<String>,
+}
+
+fn env_u64(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}={v} is not a whole number")),
+        Err(_) => Ok(default),
+    }
+}
+
+impl Settings {
+    fn from_env() -> Result<Self> {
+        let seconds = env_u64("BENCH_SECONDS", 10)?.max(1);
+        Ok(Self {
+            seconds,
+            warmup: env_u64("BENCH_WARMUP", 2)?,
+            rounds: u32::try_from(env_u64("BENCH_ROUNDS", 2)?.max(1))?,
+            cold_starts: u32::try_from(env_u64("BENCH_COLD_STARTS", 5)?.max(1))?,
+            rate_limits: std::env::var("BENCH_RATE_LIMITS").unwrap_or_else(|_| "raised".into()),
+            log_level: std::env::var("BENCH_LOG_LEVEL").ok(),
+        })
+    }
+}
+
+pub async fn run_peer() -> Result<i32> {
+    tokio::select! {
+        r = peer() => r,
+        _ = shutdown_signal() => { eprintln!("xtask: interrupted; stopping services"); Ok(130) }
+    }
+}
+
+async fn peer() -> Result<i32> {
+    let cfg = Settings::from_env()?;
+    let tools = tools::ensure(Needs {
+        worker: true,
+        node: true,
+    })?;
+    let wrk = tools::ensure_apt("wrk", "wrk")?;
+    let spin_host = SpinHost::detect();
+
+    eprintln!("\n== bench --peer: build ==");
+    build_origin()?;
+    artifacts::build_worker(&tools)?;
+    artifacts::build_spin(spin_host.build())?;
+
+    let dir = tempfile::Builder::new()
+        .prefix("edgefront-bench-peer-")
+        .tempdir()?;
+    let rate_limits = match cfg.rate_limits.as_str() {
+        "raised" => crate::test::TEST_RATE_LIMITS.to_owned(),
+        "off" => "off".to_owned(),
+        other => bail!("BENCH_RATE_LIMITS={other}: `raised` (default) or `off`"),
+    };
+    // Bundles first (offline `wrangler deploy --dry-run`): sizes, and what fresh workerds run.
+    eprintln!("\n== bench --peer: bundles ==");
+    let bundles = Bundles::build(&tools, dir.path())?;
+
+    let opts = Options {
+        runtimes: vec![Runtime::Workers, Runtime::Spin],
+        port: None,
+        dir: dir.path().join("stack"),
+        spin_host: spin_host.clone(),
+        origin_statement_timeout_ms: 5_000,
+        mock_ai: false,
+        rate_limits: Some(rate_limits),
+        tracing: false,
+        extra_settings: cfg
+            .log_level
+            .iter()
+            .map(|l| ("LOG_LEVEL", l.clone()))
+            .collect(),
+    };
+    let stack = Stack::start(&opts, &tools).await?;
+    let d = stack.describe().clone();
+    let stack_json = dir.path().join("stack.json");
+    std::fs::write(&stack_json, serde_json::to_string_pretty(&d)?)?;
+
+    let bench_config = |name: &str| repo_root().join(format!("bench/{name}/wrangler.toml"));
+    let hello = Wrangler::start(&tools, dir.path(), "hello", &bench_config("hello"), &[]).await?;
+    let peer_env = peer_settings(&d)?;
+    let peer =
+        Wrangler::start(&tools, dir.path(), "peer", &bench_config("peer"), &peer_env).await?;
+    // Under `wrangler dev` each console.log (edgefront's request log line) is also a DevTools
+    // event its inspector proxy handles: a second edgefront with LOG_LEVEL=off shows that cost.
+    let quiet = if cfg.log_level.as_deref() == Some("off") {
+        None
+    } else {
+        let mut env: Vec<(String, String)> = stack
+            .edge_settings(Runtime::Workers)
+            .iter()
+            .filter(|(k, _)| *k != "LOG_LEVEL")
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        env.push(("LOG_LEVEL".into(), "off".into()));
+        let config = repo_root().join("wrangler.toml");
+        Some(Wrangler::start(&tools, dir.path(), "edgefront-log-off", &config, &env).await?)
+    };
+
+    let direct = |rt: Runtime| -> Result<String> {
+        let url = stack
+            .runtime_url(rt)
+            .with_context(|| format!("the stack has no {} runtime", rt.name()))?;
+        Ok(url.trim_start_matches("http://").to_owned())
+    };
+    let spin_served_by = d["runtimes"]["spin"]["served_by"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
+    let mut targets = vec![
+        Target {
+            key: "hello",
+            label: "hello-world (workerd)".into(),
+            addr: hello.addr.clone(),
+            routed: false,
+        },
+        Target {
+            key: "peer",
+            label: "TypeScript peer (workerd)".into(),
+            addr: peer.addr.clone(),
+            routed: true,
+        },
+        Target {
+            key: "edge_workers",
+            label: "edgefront (workerd)".into(),
+            addr: direct(Runtime::Workers)?,
+            routed: true,
+        },
+    ];
+    if let Some(q) = &quiet {
+        targets.push(Target {
+            key: "edge_workers_log_off",
+            label: "edgefront (workerd, LOG_LEVEL=off)".into(),
+            addr: q.addr.clone(),
+            routed: true,
+        });
+    }
+    targets.push(Target {
+        key: "edge_spin",
+        label: format!("edgefront (Spin, {spin_served_by})"),
+        addr: direct(Runtime::Spin)?,
+        routed: true,
+    });
+
+    let token = mint(&stack_json)?;
+    eprintln!("\n== bench --peer: checking every route on every target ==");
+    for route in ROUTES {
+        for t in &targets {
+            let want = if t.routed { route.status } else { 200 };
+            let r = request(t, route, &token, Duration::from_secs(30)).await?;
+            if r.status != want {
+                bail!(
+                    "{} {} on {}: HTTP {} (expected {want}): {}",
+                    route.method,
+                    route.path,
+                    t.label,
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                        .chars()
+                        .take(300)
+                        .collect::<String>()
+                );
+            }
+        }
+    }
+
+    eprintln!("\n== bench --peer: SQL batches per route ==");
+    let stats_url = d["origin"]["stats_url"]
+        .as_str()
+        .context("no origin.stats_url")?
+        .to_owned();
+    let mut sql = serde_json::Map::new();
+    for route in ROUTES {
+        let mut per = serde_json::Map::new();
+        for t in targets.iter().filter(|t| t.routed) {
+            let before = origin_stats(&stats_url).await?;
+            for _ in 0..SQL_SAMPLES {
+                request(t, route, &token, Duration::from_secs(30)).await?;
+            }
+            // Work an answer leaves behind (Workers' waitUntil) lands in the count too.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let after = origin_stats(&stats_url).await?;
+            let n = SQL_SAMPLES as f64;
+            per.insert(
+                t.key.into(),
+                json!({
+                    "batches_per_request": (after.1 - before.1) as f64 / n,
+                    "http_requests_per_request": (after.0 - before.0) as f64 / n,
+                }),
+            );
+        }
+        sql.insert(route.key.into(), Value::Object(per));
+    }
+
+    eprintln!(
+        "\n== bench --peer: load ({} round(s) of {} s warm-up + {} s measured per route and target) ==",
+        cfg.rounds, cfg.warmup, cfg.seconds
+    );
+    let scripts = dir.path().join("wrk");
+    std::fs::create_dir_all(&scripts)?;
+    let mut results: Vec<RouteResult> = Vec::new();
+    for (ri, route) in ROUTES.iter().enumerate() {
+        let mut runs: Vec<Vec<WrkRun>> = vec![Vec::new(); targets.len()];
+        for round in 0..cfg.rounds {
+            // Alternate the order from one round (and route) to the next, so no target always
+            // runs first or last.
+            let mut order: Vec<usize> = (0..targets.len()).collect();
+            if (round as usize + ri) % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let t = &targets[i];
+                let script = scripts.join(format!("{}-{}.lua", route.key, t.key));
+                write_private(&script, &lua_script(t, route, &token))?;
+                let url = format!("http://{}{}", t.addr, t.path(route));
+                if cfg.warmup > 0 {
+                    wrk_run(&wrk, &url, &script, cfg.warmup).await?;
+                }
+                let r = wrk_run(&wrk, &url, &script, cfg.seconds).await?;
+                eprintln!(
+                    "  {:<10} {:<28} round {}: {:>8.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs{}",
+                    route.key,
+                    t.label,
+                    round + 1,
+                    r.rps,
+                    r.p50_us,
+                    r.p99_us,
+                    if r.bad > 0 {
+                        format!(
+                            "  ({} non-2xx, {} socket errors)",
+                            r.non_2xx, r.socket_errors
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                runs[i].push(r);
+            }
+        }
+        results.push(RouteResult {
+            route_key: route.key,
+            runs,
+        });
+    }
+
+    eprintln!("\n== bench --peer: cold starts ==");
+    let cold = cold_starts(&cfg, &tools, &spin_host, &stack, &bundles, dir.path()).await?;
+
+    let versions = versions(&tools, &wrk);
+    let machine = machine();
+    drop(quiet);
+    drop(peer);
+    drop(hello);
+    drop(stack);
+
+    let report = Report {
+        cfg: &cfg,
+        targets: &targets,
+        results: &results,
+        sql: &sql,
+        cold: &cold,
+        bundles: &bundles,
+        versions: &versions,
+        machine: &machine,
+        spin_served_by: &spin_served_by,
+    };
+    let md = report.markdown();
+    println!("\n{md}");
+    let out = target_dir().join("bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("peer.md"), &md)?;
+    std::fs::write(
+        out.join("peer.json"),
+        serde_json::to_string_pretty(&report.json())?,
+    )?;
+    eprintln!(
+        "xtask: report written to {} and peer.json",
+        out.join("peer.md").display()
+    );
+    Ok(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The extra workers: `wrangler dev` of bench/hello and bench/peer
+
+struct Wrangler {
+    _proc: Proc,
+    /// workerd's own listener (not wrangler's proxy).
+    addr: String,
+}
+
+impl Wrangler {
+    /// `wrangler dev --config <config>` with `env` as its env file, named `name`.
+    async fn start(
+        tools: &Tools,
+        dir: &Path,
+        name: &str,
+        config: &Path,
+        env: &[(String, String)],
+    ) -> Result<Self> {
+        let port = free_port()?;
+        let state = dir.join(format!("wrangler-{name}"));
+        std::fs::create_dir_all(&state)?;
+        let env_file = state.join("bench.env");
+        let body: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        write_private(&env_file, &body)?;
+        let log = state.join("wrangler.log");
+        let mut cmd = Command::new(tools.node_bin.join("wrangler"));
+        cmd.current_dir(repo_root())
+            .arg("dev")
+            .arg("--config")
+            .arg(config)
+            .args(["--local", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &free_port()?.to_string()])
+            .arg("--env-file")
+            .arg(&env_file)
+            .arg("--persist-to")
+            .arg(state.join("state"))
+            .args([
+                "--show-interactive-dev-session=false",
+                "--log-level",
+                "info",
+            ])
+            .env("WRANGLER_LOG_PATH", &state);
+        for (k, v) in tools.worker_env() {
+            cmd.env(k, v);
+        }
+        let mut proc = Proc::spawn(&format!("wrangler dev ({name})"), &mut cmd, &log, None)?;
+        wait_http(
+            &mut proc,
+            &format!("http://127.0.0.1:{port}/healthz"),
+            Duration::from_secs(120),
+            Some(&log),
+        )
+        .await?;
+        let own = stack::workerd_port(proc.pid() as i32, port).await?;
+        eprintln!("xtask: {name} on workerd 127.0.0.1:{own} (wrangler's proxy {port})");
+        Ok(Self {
+            _proc: proc,
+            addr: format!("127.0.0.1:{own}"),
+        })
+    }
+}
+
+/// The peer's settings, from the stack description: the `tenants` pool, the app role's SQL
+/// proxy listener and the local S3.
+fn peer_settings(d: &Value) -> Result<Vec<(String, String)>> {
+    let s = |v: &Value| -> Result<String> {
+        v.as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("stack description lacks {v}"))
+    };
+    let issuer = &d["auth"]["issuers"][stack::TENANTS_ISSUER];
+    Ok(vec![
+        ("JWKS_URL".into(), s(&issuer["jwks_url"])?),
+        ("ISSUER".into(), s(&issuer["issuer"])?),
+        ("CLIENT_ID".into(), s(&issuer["client_id"])?),
+        ("BASE_DOMAIN".into(), s(&d["base_domain"])?),
+        ("ORIGIN_SQL_URL".into(), s(&d["origin"]["url"])?),
+        (
+            "DATABASE_URL".into(),
+            s(&d["origin"]["app_connection_string"])?,
+        ),
+        ("S3_ENDPOINT".into(), s(&d["s3"]["endpoint"])?),
+        ("S3_REGION".into(), s(&d["s3"]["region"])?),
+        ("S3_BUCKET".into(), s(&d["s3"]["bucket"])?),
+        ("S3_ACCESS_KEY_ID".into(), s(&d["s3"]["access_key_id"])?),
+        (
+            "S3_SECRET_ACCESS_KEY".into(),
+            s(&d["s3"]["secret_access_key"])?,
+        ),
+    ])
+}
+
+/// An ID token of the seeded admin of the demo tenant (RS256, 2 hours), as `cargo xtask token`
+/// mints it.
+fn mint(stack_json: &Path) -> Result<String> {
+    let out = Command::new("node")
+        .current_dir(repo_root())
+        .arg("wasm-tests/tools/mint.mjs")
+        .arg("--stack")
+        .arg(stack_json)
+        .args([
+            "--tenant", TENANT, "--role", ROLE, "--ttl", "2h", "--alg", "RS256",
+        ])
+        .output()
+        .context("running node wasm-tests/tools/mint.mjs")?;
+    if !out.status.success() {
+        bail!(
+            "minting a token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain HTTP/1.1 requests (checks, SQL counts, cold starts)
+
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    elapsed: Duration,
+}
+
+async fn request(t: &Target, route: &Route, token: &str, timeout: Duration) -> Result<Answer> {
+    let headers = t.headers(route, token);
+    raw_request(
+        &t.addr,
+        route.method,
+        t.path(route),
+        &headers,
+        route.body,
+        timeout,
+    )
+    .await
+    .with_context(|| format!("{} {} on {}", route.method, route.path, t.label))
+}
+
+/// One request on a new connection (`Connection: close`), timed from connecting to the end of
+/// the answer.
+async fn raw_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<Answer> {
+    let fut = async {
+        let started = Instant::now();
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        let mut req = format!("{method} {path} HTTP/1.1\r\n");
+        for (k, v) in headers {
+            let _ = write!(req, "{k}: {v}\r\n");
+        }
+        if let Some(b) = body {
+            let _ = write!(req, "Content-Length: {}\r\n", b.len());
+        }
+        req.push_str("Connection: close\r\n\r\n");
+        if let Some(b) = body {
+            req.push_str(b);
+        }
+        s.write_all(req.as_bytes()).await?;
+        // Read up to the end of the answer (servers need not close at once, even when asked).
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        while !answer_complete(&buf) {
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let elapsed = started.elapsed();
+        let head_end = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .context("no HTTP header end")?;
+        let head = String::from_utf8_lossy(&buf[..head_end]);
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("no HTTP status")?;
+        anyhow::Ok(Answer {
+            status,
+            body: buf[head_end + 4..].to_vec(),
+            elapsed,
+        })
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .context("timed out")?
+}
+
+/// Whether `buf` holds a whole HTTP/1.1 answer: its headers and a body of `Content-Length`
+/// bytes, or a chunked body up to its last chunk.
+fn answer_complete(buf: &[u8]) -> bool {
+    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let body = &buf[head_end + 4..];
+    for line in head.lines() {
+        if let Some(v) = line.strip_prefix("content-length:") {
+            return v.trim().parse::<usize>().is_ok_and(|n| body.len() >= n);
+        }
+        if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+            return body.ends_with(b"0\r\n\r\n");
+        }
+    }
+    // Neither: the body ends when the server closes.
+    false
+}
+
+/// (sql_requests, sql_batches) the SQL proxy has served.
+async fn origin_stats(url: &str) -> Result<(u64, u64)> {
+    let rest = url.trim_start_matches("http://");
+    let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let headers = [("Host".to_owned(), addr.to_owned())];
+    let a = raw_request(addr, "GET", path, &headers, None, Duration::from_secs(10)).await?;
+    // Chunked or not, the JSON object is the body's only `{…}`.
+    let text = String::from_utf8_lossy(&a.body);
+    let json = &text[text.find('{').unwrap_or(0)..=text.rfind('}').unwrap_or(0)];
+    let v: Value = serde_json::from_str(json).context("the SQL proxy's stats")?;
+    Ok((
+        v["sql_requests"].as_u64().unwrap_or(0),
+        v["sql_batches"].as_u64().unwrap_or(0),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// wrk
+
+#[derive(Clone, Default)]
+struct WrkRun {
+    rps: f64,
+    requests: u64,
+    p50_us: f64,
+    p99_us: f64,
+    non_2xx: u64,
+    socket_errors: u64,
+    bad: u64,
+}
+
+/// The request wrk repeats: method, headers and body set once (no per-request Lua).
+fn lua_script(t: &Target, route: &Route, token: &str) -> String {
+    let mut s = format!("wrk.method = \"{}\"\n", route.method);
+    for (k, v) in t.headers(route, token) {
+        let _ = writeln!(s, "wrk.headers[\"{k}\"] = \"{v}\"");
+    }
+    if let Some(b) = route.body {
+        let _ = writeln!(s, "wrk.body = [[{b}]]");
+    }
+    s
+}
+
+async fn wrk_run(wrk: &Path, url: &str, script: &Path, seconds: u64) -> Result<WrkRun> {
+    let out = tokio::process::Command::new(wrk)
+        .args([
+            "-t",
+            &THREADS.to_string(),
+            "-c",
+            &CONNECTIONS.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+        ])
+        .arg(script)
+        .arg(url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "wrk {url} failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    parse_wrk(&text).with_context(|| format!("reading wrk's output for {url}:\n{text}"))
+}
+
+fn parse_wrk(text: &str) -> Result<WrkRun> {
+    let mut r = WrkRun::default();
+    let mut have = (false, false, false);
+    for line in text.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", v, ..] => {
+                r.rps = v.parse()?;
+                have.0 = true;
+            }
+            ["50%", v, ..] => {
+                r.p50_us = duration_us(v)?;
+                have.1 = true;
+            }
+            ["99%", v, ..] => {
+                r.p99_us = duration_us(v)?;
+                have.2 = true;
+            }
+            [n, "requests", "in", ..] => r.requests = n.parse()?,
+            ["Non-2xx", "or", "3xx", "responses:", n] => r.non_2xx = n.parse()?,
+            ["Socket", "errors:", rest @ ..] => {
+                r.socket_errors = rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum();
+            }
+            _ => {}
+        }
+    }
+    if have != (true, true, true) {
+        bail!("no Requests/sec, 50% or 99% line");
+    }
+    r.bad = r.non_2xx + r.socket_errors;
+    Ok(r)
+}
+
+/// wrk's durations: `812.00us`, `1.20ms`, `2.00s`.
+fn duration_us(v: &str) -> Result<f64> {
+    let (num, scale) = if let Some(n) = v.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60e6)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1e6)
+    } else {
+        bail!("unknown duration {v}")
+    };
+    Ok(num.parse::<f64>()? * scale)
+}
+
+struct RouteResult {
+    route_key: &'static str,
+    /// Per target (same order as the targets), one run per round.
+    runs: Vec<Vec<WrkRun>>,
+}
+
+/// Over a target's rounds: total requests over total time, mean p50/p99, and the range of
+/// the rounds' req/s.
+struct Summary {
+    rps: f64,
+    rps_min: f64,
+    rps_max: f64,
+    p50_us: f64,
+    p99_us: f64,
+    bad: u64,
+}
+
+fn summarize(runs: &[WrkRun]) -> Summary {
+    let n = runs.len().max(1) as f64;
+    Summary {
+        rps: runs.iter().map(|r| r.rps).sum::<f64>() / n,
+        rps_min: runs.iter().map(|r| r.rps).fold(f64::INFINITY, f64::min),
+        rps_max: runs.iter().map(|r| r.rps).fold(0.0, f64::max),
+        p50_us: runs.iter().map(|r| r.p50_us).sum::<f64>() / n,
+        p99_us: runs.iter().map(|r| r.p99_us).sum::<f64>() / n,
+        bad: runs.iter().map(|r| r.bad).sum(),
+    }
+}
+
+/// Time one request occupies a connection, in µs: with `c` connections kept busy, Little's
+/// law gives c·1e6/rps.
+fn per_request_us(rps: f64) -> f64 {
+    f64::from(CONNECTIONS) * 1e6 / rps
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bundles: what `wrangler deploy` would upload (built offline with --dry-run)
+
+struct Bundle {
+    key: &'static str,
+    label: String,
+    files: Vec<(PathBuf, u64, u64)>,
+    /// The `wrangler deploy --dry-run --outdir` directory: modules for a fresh workerd.
+    outdir: Option<PathBuf>,
+}
+
+impl Bundle {
+    fn totals(&self) -> (u64, u64) {
+        self.files
+            .iter()
+            .fold((0, 0), |(r, g), (_, fr, fg)| (r + fr, g + fg))
+    }
+}
+
+struct Bundles(Vec<Bundle>);
+
+impl Bundles {
+    fn build(tools: &Tools, dir: &Path) -> Result<Self> {
+        let mut out = Vec::new();
+        for (key, label, config) in [
+            ("hello", "hello-world worker (bench/hello)", "bench/hello/wrangler.toml"),
+            (
+                "peer",
+                "TypeScript peer (bench/peer, wrangler's esbuild bundle, unminified as wrangler deploys it by default)",
+                "bench/peer/wrangler.toml",
+            ),
+            (
+                "edge_workers",
+                "edgefront worker (wrangler deploy bundle: shim + glue JS + index_bg.wasm)",
+                "wrangler.toml",
+            ),
+        ] {
+            let outdir = dir.join(format!("bundle-{key}"));
+            let mut cmd = Command::new(tools.node_bin.join("wrangler"));
+            cmd.current_dir(repo_root())
+                .args(["deploy", "--dry-run", "--outdir"])
+                .arg(&outdir)
+                .arg("--config")
+                .arg(repo_root().join(config))
+                .env("WRANGLER_LOG_PATH", dir.join("wrangler-deploy-logs"));
+            for (k, v) in tools.worker_env() {
+                cmd.env(k, v);
+            }
+            let log = cmd
+                .output()
+                .with_context(|| format!("wrangler deploy --dry-run for {config}"))?;
+            if !log.status.success() {
+                bail!(
+                    "wrangler deploy --dry-run --config {config} failed:\n{}{}",
+                    String::from_utf8_lossy(&log.stdout),
+                    String::from_utf8_lossy(&log.stderr)
+                );
+            }
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(&outdir)? {
+                let p = entry?.path();
+                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
+                if matches!(ext, "js" | "mjs" | "wasm") {
+                    let (raw, gz) = artifacts::sizes(&p)?;
+                    files.push((p, raw, gz));
+                }
+            }
+            files.sort();
+            out.push(Bundle {
+                key,
+                label: label.into(),
+                files,
+                outdir: Some(outdir),
+            });
+        }
+        // The worker's own artifacts as worker-build leaves them.
+        let build = repo_root().join("edge/worker/build");
+        let mut files = Vec::new();
+        for p in [
+            artifacts::worker_wasm(),
+            build.join("index.js"),
+            build.join("worker/shim.mjs"),
+        ] {
+            if p.exists() {
+                let (raw, gz) = artifacts::sizes(&p)?;
+                files.push((p, raw, gz));
+            }
+        }
+        out.push(Bundle {
+            key: "edge_worker_build",
+            label: "edgefront worker as built (edge/worker/build: index_bg.wasm + JS glue + shim)"
+                .into(),
+            files,
+            outdir: None,
+        });
+        for build in [SpinBuild::Portable, SpinBuild::SpinKv] {
+            let p = build.artifact();
+            if p.exists() {
+                let (raw, gz) = artifacts::sizes(&p)?;
+                out.push(Bundle {
+                    key: if build == SpinBuild::Portable {
+                        "edge_spin_portable"
+                    } else {
+                        "edge_spin_kv"
+                    },
+                    label: format!("edgefront Spin component ({} build)", build.name()),
+                    files: vec![(p, raw, gz)],
+                    outdir: None,
+                });
+            }
+        }
+        Ok(Self(out))
+    }
+
+    fn get(&self, key: &str) -> Option<&Bundle> {
+        self.0.iter().find(|b| b.key == key)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cold starts
+
+#[derive(Default)]
+struct ColdStart {
+    key: &'static str,
+    label: String,
+    how: String,
+    /// Per fresh start: spawn → port accepting (ms), first request (ms), median warm request (ms).
+    starts: Vec<(f64, f64, f64)>,
+}
+
+async fn wait_listening(addr: &str, proc: &mut Proc, log: &Path, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if let Err(e) = proc.check_alive() {
+            return Err(e.context(crate::proc::log_tail(Some(log))));
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "{} did not listen on {addr}\n{}",
+                proc.name(),
+                crate::proc::log_tail(Some(log))
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// One fresh start: spawn, wait for the port (a TCP connect, no HTTP), time the first
+/// `GET /healthz`, then the median of 20 more.
+async fn one_cold_start(
+    name: &str,
+    mut cmd: Command,
+    addr: &str,
+    log: &Path,
+) -> Result<(f64, f64, f64)> {
+    let spawned = Instant::now();
+    let mut proc = Proc::spawn(name, &mut cmd, log, None)?;
+    wait_listening(addr, &mut proc, log, Duration::from_secs(60)).await?;
+    let listening = spawned.elapsed();
+    let host = format!(
+        "{TENANT}.{}:{}",
+        stack::BASE_DOMAIN,
+        addr.rsplit(':').next().unwrap_or("")
+    );
+    let headers = [("Host".to_owned(), host)];
+    let first = raw_request(
+        addr,
+        "GET",
+        "/healthz",
+        &headers,
+        None,
+        Duration::from_secs(30),
+    )
+    .await?;
+    if first.status != 200 {
+        bail!(
+            "{name}: first /healthz answered {}: {}\n{}",
+            first.status,
+            String::from_utf8_lossy(&first.body),
+            crate::proc::log_tail(Some(log))
+        );
+    }
+    let mut warm = Vec::new();
+    for _ in 0..20 {
+        let a = raw_request(
+            addr,
+            "GET",
+            "/healthz",
+            &headers,
+            None,
+            Duration::from_secs(30),
+        )
+        .await?;
+        warm.push(a.elapsed.as_secs_f64() * 1e3);
+    }
+    warm.sort_by(f64::total_cmp);
+    drop(proc);
+    Ok((
+        listening.as_secs_f64() * 1e3,
+        first.elapsed.as_secs_f64() * 1e3,
+        warm[warm.len() / 2],
+    ))
+}
+
+async fn cold_starts(
+    cfg: &Settings,
+    tools: &Tools,
+    spin_host: &SpinHost,
+    stack: &Stack,
+    bundles: &Bundles,
+    dir: &Path,
+) -> Result<Vec<ColdStart>> {
+    let workerd = tools.node_bin.join("workerd");
+    let cold_dir = dir.join("cold");
+    std::fs::create_dir_all(&cold_dir)?;
+    let edge_settings: Vec<(String, String)> = stack
+        .edge_settings(Runtime::Workers)
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let mut out = Vec::new();
+    for (key, label, bindings) in [
+        ("hello", "hello-world (workerd)", Vec::new()),
+        (
+            "peer",
+            "TypeScript peer (workerd)",
+            peer_settings(stack.describe())?,
+        ),
+        ("edge_workers", "edgefront (workerd)", edge_settings),
+    ] {
+        let bundle = bundles.get(key).context("bundle")?;
+        let outdir = bundle.outdir.as_ref().context("bundle outdir")?;
+        let mut cs = ColdStart {
+            key,
+            label: label.into(),
+            how: "a fresh `workerd serve` process (the pinned wrangler's workerd) of the bundle \
+                  `wrangler deploy --dry-run` produced, vars as text bindings, no KV or Durable \
+                  Object bindings (the edge treats them as optional; /healthz uses none)"
+                .into(),
+            starts: Vec::new(),
+        };
+        for i in 0..cfg.cold_starts {
+            let port = free_port()?;
+            let addr = format!("127.0.0.1:{port}");
+            // Beside the modules: workerd resolves `embed` paths relative to the config file.
+            let config = outdir.join(format!("cold-{i}.capnp"));
+            write_private(&config, &workerd_config(outdir, &addr, &bindings)?)?;
+            let mut cmd = Command::new(&workerd);
+            cmd.arg("serve").arg(&config).current_dir(outdir);
+            let log = cold_dir.join(format!("{key}-{i}.log"));
+            cs.starts
+                .push(one_cold_start(&format!("workerd ({key})"), cmd, &addr, &log).await?);
+        }
+        out.push(cs);
+    }
+    // Spin: a fresh `wasmtime serve` (or `spin up`) exactly as the stack starts it.
+    let mut cs = ColdStart {
+        key: "edge_spin",
+        label: format!("edgefront (Spin, {})", spin_host.name()),
+        how: format!(
+            "a fresh `{}` process as the stack starts it (same flags and settings)",
+            spin_host.name()
+        ),
+        starts: Vec::new(),
+    };
+    for i in 0..cfg.cold_starts {
+        let port = free_port()?;
+        let addr = format!("127.0.0.1:{port}");
+        let cmd = spin_host.command(
+            tools,
+            &cold_dir.join(format!("spin-{i}")),
+            &addr,
+            stack.edge_settings(Runtime::Spin),
+            stack.outbound(),
+        )?;
+        let log = cold_dir.join(format!("spin-{i}.log"));
+        cs.starts
+            .push(one_cold_start(spin_host.name(), cmd, &addr, &log).await?);
+    }
+    out.push(cs);
+    Ok(out)
+}
+
+/// A workerd configuration serving the modules of a `wrangler deploy --dry-run` directory
+/// (the main module first) on `addr`, with `bindings` as text bindings. It must be written into
+/// that directory (`embed` paths are relative to the configuration).
+fn workerd_config(outdir: &Path, addr: &str, bindings: &[(String, String)]) -> Result<String> {
+    let mut modules = Vec::new();
+    for entry in std::fs::read_dir(outdir)? {
+        let p = entry?.path();
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("js" | "mjs") => modules.push((name, "esModule")),
+            Some("wasm") => modules.push((name, "wasm")),
+            _ => {}
+        }
+    }
+    // The entry point: wrangler writes one JS module (index.js, or shim.js for worker-build's
+    // shim) beside any wasm modules it imports.
+    modules.sort_by_key(|(n, kind)| (*kind != "esModule", n.clone()));
+    let js = modules.iter().filter(|(_, k)| *k == "esModule").count();
+    if js != 1 {
+        bail!(
+            "{}: expected one JS module, found {modules:?}",
+            outdir.display()
+        );
+    }
+    let capnp = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut c = String::from("using Workerd = import \"/workerd/workerd.capnp\";\n\n");
+    c.push_str(
+        "const config :Workerd.Config = (\n  services = [ (name = \"main\", worker = .worker) ],\n",
+    );
+    let _ = writeln!(
+        c,
+        "  sockets = [ (name = \"http\", address = {}, http = (), service = \"main\") ],\n);\n",
+        capnp(addr)
+    );
+    c.push_str("const worker :Workerd.Worker = (\n  modules = [\n");
+    for (name, kind) in &modules {
+        let _ = writeln!(
+            c,
+            "    (name = {}, {kind} = embed {}),",
+            capnp(name),
+            capnp(name)
+        );
+    }
+    c.push_str("  ],\n  bindings = [\n");
+    for (k, v) in bindings {
+        let _ = writeln!(c, "    (name = {}, text = {}),", capnp(k), capnp(v));
+    }
+    c.push_str("  ],\n  compatibilityDate = \"2026-04-20\",\n);\n");
+    Ok(c)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine and versions
+
+fn first_line(cmd: &mut Command) -> String {
+    cmd.output()
+        .ok()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+fn versions(tools: &Tools, wrk: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("rustc", first_line(Command::new("rustc").arg("-V"))),
+        ("node", first_line(Command::new("node").arg("--version"))),
+        (
+            "wrangler",
+            first_line(
+                Command::new(tools.node_bin.join("wrangler"))
+                    .arg("--version")
+                    .env("WRANGLER_SEND_METRICS", "false"),
+            ),
+        ),
+        (
+            "workerd",
+            first_line(Command::new(tools.node_bin.join("workerd")).arg("--version")),
+        ),
+        (
+            "wasmtime",
+            first_line(Command::new(&tools.wasmtime).arg("--version")),
+        ),
+        ("wrk", first_line(Command::new(wrk).arg("-v"))),
+    ]
+}
+
+fn machine() -> Vec<(&'static str, String)> {
+    let lscpu = Command::new("lscpu")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let field = |name: &str| {
+        lscpu
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| "?".into())
+    };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    vec![
+        ("cpu", field("Model name:")),
+        ("cores (available to this process)", cores),
+        (
+            "load average at the end",
+            first_line(Command::new("cat").arg("/proc/loadavg")),
+        ),
+        (
+            "date",
+            first_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+struct Report<'a> {
+    cfg: &'a Settings,
+    targets: &'a [Target],
+    results: &'a [RouteResult],
+    sql: &'a serde_json::Map<String, Value>,
+    cold: &'a [ColdStart],
+    bundles: &'a Bundles,
+    versions: &'a [(&'static str, String)],
+    machine: &'a [(&'static str, String)],
+    spin_served_by: &'a str,
+}
+
+fn thousands(v: f64) -> String {
+    let n = v.round() as i64;
+    let s = n.abs().to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+fn kib(bytes: u64) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+impl Report<'_> {
+    fn summaries(&self, r: &RouteResult) -> Vec<Summary> {
+        r.runs.iter().map(|runs| summarize(runs)).collect()
+    }
+
+    fn markdown(&self) -> String {
+        let mut m = String::new();
+        let c = self.cfg;
+        let _ = writeln!(
+            m,
+            "# edgefront vs a TypeScript peer: `cargo xtask bench --peer`\n"
+        );
+        for (k, v) in self.machine.iter().chain(self.versions.iter()) {
+            let _ = writeln!(m, "- {k}: {v}");
+        }
+        let _ = writeln!(
+            m,
+            "\nLoad: wrk, {THREADS} thread, {CONNECTIONS} connections, keep-alive, on loopback to each runtime's \
+             own port (workerd's, never wrangler dev's proxy; wasmtime's). Per route and target: \
+             {} s warm-up, then {} s measured; {} round(s), the order of targets alternating \
+             between rounds and routes. req/s is the mean of the rounds (range in brackets), p50/p99 \
+             the means of the rounds' wrk `--latency` percentiles. Every target gets the same \
+             request (method, Host `{TENANT}.localhost`, headers, body); the hello-world worker \
+             answers it at `/` with `ok`.",
+            c.warmup, c.seconds, c.rounds
+        );
+        let _ = writeln!(
+            m,
+            "\n**Marginal cost** over hello-world, µs per request = {CONNECTIONS}·1e6/rps(target) − \
+             {CONNECTIONS}·1e6/rps(hello): with {CONNECTIONS} connections kept busy, {CONNECTIONS}·1e6/rps is the \
+             time one request holds a connection (Little's law). 1e6/rps (per-request time if \
+             the server were strictly serial) is half of it; the ratio to the peer's is the \
+             same either way. **× peer** = edgefront's marginal cost / the peer's."
+        );
+        let _ = writeln!(
+            m,
+            "\nedgefront runs as the test stack configures it: rate limits checked on every \
+             limited route (`RATE_LIMITS` {} — a Durable Object call per budget on Workers, \
+             the origin's `/ratelimit` on Spin), `LOG_LEVEL` {} (at info, one JSON \
+             `console.log` line per request; under `wrangler dev` every console.log is also a DevTools event), \
+             no tracing. The row `edgefront (workerd, LOG_LEVEL=off)`, when present, is a second \
+             `wrangler dev` of the same build and settings but LOG_LEVEL=off: its difference to \
+             `edgefront (workerd)` is what the request log line costs under `wrangler dev`. \
+             Spin: {} with `--max-instance-reuse-count 1 --max-concurrent-requests 1` \
+             (a fresh instance per request, one request at a time, as the stack starts it: no \
+             cache survives a request, so every authenticated request fetches the JWKS and looks \
+             up tenant and membership).",
+            if c.rate_limits == "off" {
+                "off"
+            } else {
+                "raised to 1,000,000 per minute, so never hit"
+            },
+            c.log_level.as_deref().unwrap_or("info, its default"),
+            self.spin_served_by
+        );
+        for (route, r) in ROUTES.iter().zip(self.results) {
+            let sums = self.summaries(r);
+            let hello = &sums[0];
+            let peer_idx = self.targets.iter().position(|t| t.key == "peer");
+            let marginal = |s: &Summary| per_request_us(s.rps) - per_request_us(hello.rps);
+            let peer_marginal = peer_idx.map(|i| marginal(&sums[i]));
+            let _ = writeln!(m, "\n## {}\n\n{}\n", route.label, route.note);
+            let _ = writeln!(
+                m,
+                "| target | req/s | p50 µs | p99 µs | marginal µs/req | × peer | SQL batches/req | errors |"
+            );
+            let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|---:|");
+            for (t, s) in self.targets.iter().zip(&sums) {
+                let (marg, ratio) = if t.key == "hello" {
+                    ("—".to_owned(), "—".to_owned())
+                } else {
+                    let mg = marginal(s);
+                    let ratio = match (t.key, peer_marginal) {
+                        ("peer", _) => "1".to_owned(),
+                        (_, Some(p)) if p > 0.0 => format!("{:.2}", mg / p),
+                        _ => "n/a".to_owned(),
+                    };
+                    (format!("{mg:.0}"), ratio)
+                };
+                let sql = self.sql[route.key]
+                    .get(t.key)
+                    .and_then(|v| v["batches_per_request"].as_f64())
+                    .map_or("—".to_owned(), |b| format!("{b:.2}"));
+                let range = if self.cfg.rounds > 1 {
+                    format!(" ({}–{})", thousands(s.rps_min), thousands(s.rps_max))
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    m,
+                    "| {} | {}{range} | {:.0} | {:.0} | {marg} | {ratio} | {sql} | {} |",
+                    t.label,
+                    thousands(s.rps),
+                    s.p50_us,
+                    s.p99_us,
+                    s.bad
+                );
+            }
+        }
+        let _ = writeln!(
+            m,
+            "\nSQL batches/req: the SQL proxy's own count (`/_stats`), over {SQL_SAMPLES} sequential \
+             requests per route and target after the load (caches warm), including any batch sent \
+             after the answer; `errors`: wrk's non-2xx answers plus socket errors (should be 0)."
+        );
+
+        let _ = writeln!(
+            m,
+            "\n## Cold start: `GET /healthz` on a freshly started runtime\n"
+        );
+        let _ = writeln!(
+            m,
+            "Per fresh start: spawn → port accepting connections (TCP connect polled every ms, no \
+             HTTP), then the first request (connect → whole answer), then the median of 20 warm \
+             requests (each on a new connection). Medians over {} fresh starts (min–max in brackets).\n",
+            self.cfg.cold_starts
+        );
+        let _ = writeln!(
+            m,
+            "| target | spawn → listening ms | first request ms | warm request ms | how |"
+        );
+        let _ = writeln!(m, "|---|---:|---:|---:|---|");
+        for cs in self.cold {
+            let col = |f: fn(&(f64, f64, f64)) -> f64| {
+                let mut v: Vec<f64> = cs.starts.iter().map(f).collect();
+                let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = v.iter().copied().fold(0.0, f64::max);
+                format!("{:.1} ({lo:.1}–{hi:.1})", median(&mut v))
+            };
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {} | {} |",
+                cs.label,
+                col(|s| s.0),
+                col(|s| s.1),
+                col(|s| s.2),
+                cs.how
+            );
+        }
+
+        let _ = writeln!(m, "\n## Bundle sizes (gzip -9)\n");
+        let _ = writeln!(m, "| artifact | raw | gzip | files |");
+        let _ = writeln!(m, "|---|---:|---:|---|");
+        for b in &self.bundles.0 {
+            let (raw, gz) = b.totals();
+            let files: Vec<String> = b
+                .files
+                .iter()
+                .map(|(p, r, g)| {
+                    format!(
+                        "`{}` {} / {}",
+                        p.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+                        kib(*r),
+                        kib(*g)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {} |",
+                b.label,
+                kib(raw),
+                kib(gz),
+                files.join(", ")
+            );
+        }
+        m
+    }
+
+    fn json(&self) -> Value {
+        let routes: Vec<Value> = ROUTES
+            .iter()
+            .zip(self.results)
+            .map(|(route, r)| {
+                let sums = self.summaries(r);
+                let hello_rps = sums[0].rps;
+                let targets: serde_json::Map<String, Value> = self
+                    .targets
+                    .iter()
+                    .zip(sums.iter().zip(&r.runs))
+                    .map(|(t, (s, runs))| {
+                        (
+                            t.key.to_owned(),
+                            json!({
+                                "label": t.label,
+                                "rps": s.rps, "rps_min": s.rps_min, "rps_max": s.rps_max,
+                                "p50_us": s.p50_us, "p99_us": s.p99_us, "errors": s.bad,
+                                "marginal_us_c": per_request_us(s.rps) - per_request_us(hello_rps),
+                                "marginal_us_serial": 1e6 / s.rps - 1e6 / hello_rps,
+                                "rounds": runs.iter().map(|w| json!({
+                                    "rps": w.rps, "requests": w.requests, "p50_us": w.p50_us,
+                                    "p99_us": w.p99_us, "non_2xx": w.non_2xx,
+                                    "socket_errors": w.socket_errors,
+                                })).collect::<Vec<_>>(),
+                            }),
+                        )
+                    })
+                    .collect();
+                json!({
+                    "route": r.route_key, "label": route.label, "method": route.method,
+                    "path": route.path, "note": route.note, "targets": targets,
+                    "sql": self.sql.get(route.key),
+                })
+            })
+            .collect();
+        json!({
+            "settings": {
+                "threads": THREADS, "connections": CONNECTIONS, "seconds": self.cfg.seconds,
+                "warmup_seconds": self.cfg.warmup, "rounds": self.cfg.rounds,
+                "cold_starts": self.cfg.cold_starts, "rate_limits": self.cfg.rate_limits,
+                "log_level": self.cfg.log_level,
+                "spin_served_by": self.spin_served_by,
+                "spin_flags": "--max-instance-reuse-count 1 --max-concurrent-requests 1",
+            },
+            "machine": self.machine.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "versions": self.versions.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "routes": routes,
+            "cold_start": self.cold.iter().map(|cs| json!({
+                "target": cs.key, "label": cs.label, "how": cs.how,
+                "starts_ms": cs.starts.iter().map(|(l, f, w)| json!({
+                    "spawn_to_listening": l, "first_request": f, "warm_request_median": w,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "bundles": self.bundles.0.iter().map(|b| {
+                let (raw, gz) = b.totals();
+                json!({
+                    "key": b.key, "label": b.label, "raw": raw, "gzip": gz,
+                    "files": b.files.iter().map(|(p, r, g)| json!({
+                        "path": p.display().to_string(), "raw": r, "gzip": g,
+                    })).collect::<Vec<_>>(),
+                })
+            }).collect::<Vec<_>>(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_output_is_read_in_microseconds() {
+        let out = "Running 3s test @ http://127.0.0.1:1/\n  1 threads and 2 connections\n\
+            \x20 Latency Distribution\n     50%  412.00us\n     75%  600.00us\n     99%    1.20ms\n\
+            \x20 9000 requests in 3.00s, 1.2MB read\n  Non-2xx or 3xx responses: 3\n\
+            \x20 Socket errors: connect 0, read 1, write 0, timeout 0\nRequests/sec:   2999.50\n";
+        let r = parse_wrk(out).unwrap();
+        assert_eq!(r.requests, 9000);
+        assert!((r.rps - 2999.5).abs() < 1e-9);
+        assert!((r.p50_us - 412.0).abs() < 1e-9);
+        assert!((r.p99_us - 1200.0).abs() < 1e-9);
+        assert_eq!((r.non_2xx, r.socket_errors, r.bad), (3, 1, 4));
+        assert!(parse_wrk("nothing").is_err());
+    }
+
+    #[test]
+    fn answers_end_with_their_declared_body() {
+        assert!(!answer_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no"
+        ));
+        assert!(answer_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        ));
+        assert!(!answer_complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n"
+        ));
+        assert!(answer_complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        ));
+        assert!(!answer_complete(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nok"
+        ));
+    }
+
+    #[test]
+    fn marginal_cost_counts_both_connections() {
+        // 4,000 req/s on 2 connections: each request holds one for 500 µs.
+        assert!((per_request_us(4000.0) - 500.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn big_numbers_get_separators() {
+        assert_eq!(thousands(3030.4), "3,030");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1234567.0), "1,234,567");
+    }
+}
