@@ -21,7 +21,7 @@ use crate::proc::{free_port, wait_http, write_private, Proc};
 use crate::spin::SpinHost;
 use crate::stack::{self, Options, Runtime, Stack};
 use crate::tools::{self, Needs, Tools};
-use crate::{build_origin, repo_root, shutdown_signal, target_dir};
+use crate::{build_origin_release, repo_root, shutdown_signal, target_dir};
 
 /// wrk's load: one thread, two connections (the machine has two cores).
 const THREADS: u32 = 1;
@@ -184,7 +184,7 @@ async fn peer() -> Result<i32> {
     let spin_host = SpinHost::detect();
 
     eprintln!("\n== bench --peer: build ==");
-    build_origin()?;
+    build_origin_release()?;
     artifacts::build_worker(&tools)?;
     artifacts::build_spin(spin_host.build())?;
 
@@ -209,6 +209,7 @@ async fn peer() -> Result<i32> {
         mock_ai: false,
         rate_limits: Some(rate_limits),
         tracing: false,
+        origin_release: true,
         extra_settings: cfg
             .log_level
             .iter()

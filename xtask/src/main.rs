@@ -404,6 +404,13 @@ fn build(target: BuildTarget) -> Result<i32> {
     Ok(0)
 }
 
+/// Builds the origin proxy with the release profile (benchmarks measure what production runs).
+pub fn build_origin_release() -> Result<()> {
+    run(Command::new("cargo")
+        .args(["build", "--quiet", "--release", "-p", "edgefront-origin"])
+        .current_dir(repo_root()))
+}
+
 /// Builds the origin proxy binary the stack runs.
 pub fn build_origin() -> Result<()> {
     run(Command::new("cargo")
@@ -439,6 +446,7 @@ async fn dev(runtime: Runtime, port: u16, json: bool) -> Result<i32> {
         rate_limits: None,
         tracing: false,
         extra_settings: Vec::new(),
+        origin_release: false,
     };
     let mut stack = tokio::select! {
         s = Stack::start(&opts, &tools) => s?,

@@ -278,6 +278,9 @@ pub struct Options {
     pub tracing: bool,
     /// Further edge settings for both runtimes (`cargo xtask bench --peer`: `LOG_LEVEL`).
     pub extra_settings: Vec<(&'static str, String)>,
+    /// Run the release build of the SQL proxy (benchmarks: [`crate::build_origin_release`]);
+    /// otherwise the debug build that `cargo xtask dev`/`test` compile faster.
+    pub origin_release: bool,
 }
 
 pub struct Stack {
@@ -375,7 +378,11 @@ impl Stack {
             c.batch_execute(&format!("CREATE DATABASE {DATABASE}"))
                 .await?;
         }
-        let origin_bin = target_dir().join("debug/edgefront-origin");
+        let origin_bin = target_dir().join(if opts.origin_release {
+            "release/edgefront-origin"
+        } else {
+            "debug/edgefront-origin"
+        });
         run(Command::new(&origin_bin)
             .args([
                 "migrate",

@@ -432,6 +432,7 @@ async fn start_stack(
         rate_limits: Some(TEST_RATE_LIMITS.into()),
         tracing,
         extra_settings: Vec::new(),
+        origin_release: false,
     };
     let stack = Stack::start(&opts, tools).await?;
     let stack_json = dir.path().join("stack.json");
