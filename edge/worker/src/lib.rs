@@ -128,7 +128,10 @@ fn body_chunks(req: &mut worker::Request) -> futures_util::stream::Fuse<ByteStre
 }
 
 fn head_of_request(req: &worker::Request) -> Result<http::request::Parts, String> {
-    let url = req.url().map_err(|e| e.to_string())?;
+    // The runtime's URL, already WHATWG-serialized (host in ASCII): `http` parses it as is.
+    // (`Request::url()` would parse it again with the `url` crate, whose IDNA tables alone
+    // weigh more than this adapter.)
+    let url = req.inner().url();
     let mut builder = http::Request::builder()
         .method(req.method().as_ref())
         .uri(url.as_str());
