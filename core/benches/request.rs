@@ -95,7 +95,10 @@ fn edge() -> Edge<Bench> {
         ("S3_REGION", "us-east-1"),
         ("S3_BUCKET", "edgefront-dev"),
         ("S3_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-        ("S3_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+        (
+            "S3_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        ),
         (
             "JWT_ISSUERS",
             r#"[{"issuer":"https://idp.example.com/pool","client_ids":["app"],"token_use":["id","access"]}]"#,
@@ -150,10 +153,10 @@ criterion_group!(benches, whole_request);
 /// instruction profile (`valgrind --tool=callgrind`): counts, unlike times, do not depend on
 /// what else the machine is doing.
 fn main() {
-    if let Some((path, n)) = std::env::var("EDGEFRONT_PROFILE")
-        .ok()
-        .and_then(|v| v.rsplit_once(':').map(|(p, n)| (p.to_owned(), n.to_owned())))
-    {
+    if let Some((path, n)) = std::env::var("EDGEFRONT_PROFILE").ok().and_then(|v| {
+        v.rsplit_once(':')
+            .map(|(p, n)| (p.to_owned(), n.to_owned()))
+    }) {
         let edge = edge();
         for _ in 0..n.parse::<u32>().unwrap_or(1) {
             black_box(block_on(edge.handle(request(&path))));

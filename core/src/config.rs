@@ -232,6 +232,8 @@ pub struct S3Config {
     pub upload_url_ttl: Duration,
     /// Validity of presigned download URLs (`DOWNLOAD_URL_TTL_SECONDS`, default 5 min).
     pub download_url_ttl: Duration,
+    /// The SigV4 signing key derived from `secret_access_key`, kept for its day and scope.
+    pub signing_keys: crate::sigv4::KeyCache,
 }
 
 impl Config {
@@ -326,6 +328,7 @@ impl Config {
             timeout: r.millis("S3_TIMEOUT_MS", 5_000)?,
             upload_url_ttl: r.seconds("UPLOAD_URL_TTL_SECONDS", 900)?,
             download_url_ttl: r.seconds("DOWNLOAD_URL_TTL_SECONDS", 300)?,
+            signing_keys: Default::default(),
         };
         let reserved = match r.optional("RESERVED_SUBDOMAINS") {
             None => DEFAULT_RESERVED.iter().map(|s| s.to_string()).collect(),

@@ -50,6 +50,7 @@ pub mod reply;
 pub mod routes;
 pub mod s3;
 pub mod settings;
+pub mod sigv4;
 pub mod sql;
 pub mod storefront;
 pub mod team;

@@ -146,7 +146,8 @@ impl RateLimits {
             limits.enabled = false;
             return Ok(limits);
         }
-        let v: Value = serde_json::from_str(text).map_err(|e| format!("is not JSON: {e}"))?;
+        let v: Value =
+            serde_json::from_slice(text.as_bytes()).map_err(|e| format!("is not JSON: {e}"))?;
         let o = v.as_object().ok_or("must be a JSON object or off")?;
         for (name, value) in o {
             match name.as_str() {

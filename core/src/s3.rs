@@ -1,21 +1,16 @@
-//! S3 requests signed with SigV4 (aws-sigv4), with the signing time taken from the clock port.
-//! Works against AWS (virtual-hosted style), and path-style endpoints (MinIO, R2, local s3s).
+//! S3 requests signed with SigV4 ([`crate::sigv4`]), with the signing time taken from the clock
+//! port. Works against AWS (virtual-hosted style), and path-style endpoints (MinIO, R2, local s3s).
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
-    SignatureLocation, SigningInstructions, SigningSettings, UriPathNormalizationMode,
-};
-use aws_sigv4::sign::v4;
 use base64ct::{Base64, Encoding};
 use bytes::Bytes;
 use http::{header, Method, Request, Uri};
 
 use crate::config::S3Config;
 use crate::ports::{with_timeout, Clock, HttpClient, OutboundError};
+use crate::sigv4::{self as v4, Location, Signer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum S3Error {
@@ -39,24 +34,19 @@ impl fmt::Display for S3Error {
     }
 }
 
+impl From<v4::SignError> for S3Error {
+    fn from(e: v4::SignError) -> Self {
+        Self::Signing(e.0)
+    }
+}
+
 /// The longest validity SigV4 allows for a presigned request (7 days).
 pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// URI-encodes `s` the way SigV4 (and botocore) do: every byte but `A-Z a-z 0-9 - _ . ~` becomes
 /// `%XX`; with `keep_slash`, `/` is kept too (object keys in paths).
 pub fn uri_encode(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'_' | b'.' | b'~')
-            || (keep_slash && b == b'/')
-        {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    v4::uri_encode(s, keep_slash)
 }
 
 /// URL of the bucket itself (`key == None`) or of an object, in the configured addressing style.
@@ -79,81 +69,74 @@ pub fn url(cfg: &S3Config, key: Option<&str>) -> Result<Uri, S3Error> {
         .map_err(|e| S3Error::Signing(format!("bad URL {s}: {e}")))
 }
 
+/// Service `s3` in the configured region with the configured keys (and their cached signing key).
+fn signer(cfg: &S3Config) -> Signer<'_> {
+    Signer {
+        access_key_id: &cfg.access_key_id,
+        secret: cfg.secret_access_key.expose(),
+        region: &cfg.region,
+        service: "s3",
+        keys: &cfg.signing_keys,
+    }
+}
+
+/// The Host header SigV4 signs for `uri`: its authority, without a port that is the scheme's
+/// default (as hyper sends it).
+fn host(uri: &Uri) -> Result<&str, S3Error> {
+    let authority = uri
+        .authority()
+        .ok_or_else(|| S3Error::Signing("request URI has no host".into()))?;
+    let default_port = matches!(
+        (uri.scheme_str(), authority.port_u16()),
+        (Some("http"), Some(80)) | (Some("https"), Some(443))
+    );
+    Ok(if default_port {
+        authority.host()
+    } else {
+        authority.as_str()
+    })
+}
+
 /// Adds SigV4 `Authorization`, `x-amz-date` and `x-amz-content-sha256` headers to `req`.
 pub fn sign_request(
     cfg: &S3Config,
     req: &mut Request<Bytes>,
     now: SystemTime,
 ) -> Result<(), S3Error> {
-    let mut settings = s3_settings();
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     // Runtimes may set or drop Content-Length themselves (fetch does): never sign it.
-    if let Some(excluded) = settings.excluded_headers.as_mut() {
-        excluded.push(header::CONTENT_LENGTH.as_str().into());
-    }
-    let uri = req.uri().to_string();
-    let headers = req
+    let headers: Vec<(&str, &str)> = req
         .headers()
         .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
-    let signable = SignableRequest::new(
-        req.method().as_str(),
-        &uri,
-        headers,
-        SignableBody::Bytes(req.body()),
-    )
-    .map_err(|e| S3Error::Signing(e.to_string()))?;
-    let instructions = sign_with(cfg, signable, now, settings)?;
-    instructions.apply_to_request_http1x(req);
+        .filter(|(k, _)| *k != header::CONTENT_LENGTH)
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let payload_hash = v4::sha256_hex(req.body());
+    let signed = v4::sign(
+        &signer(cfg),
+        &v4::Request {
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            query: req.uri().query(),
+            host: host(req.uri())?,
+            headers: &headers,
+            payload_hash: &payload_hash,
+        },
+        &Location::Headers {
+            content_sha256_header: true,
+        },
+        now,
+    )?;
+    for (name, value) in signed.headers {
+        let value = http::HeaderValue::from_str(&value)
+            .map_err(|e| S3Error::Signing(format!("header value: {e}")))?;
+        req.headers_mut().insert(name, value);
+    }
     Ok(())
-}
-
-/// S3 signs the path as sent: no double encoding, no normalisation.
-fn s3_settings() -> SigningSettings {
-    let mut settings = SigningSettings::default();
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    settings
-}
-
-/// SigV4 for service `s3` in the configured region with the configured keys, at `now`.
-fn sign_with(
-    cfg: &S3Config,
-    signable: SignableRequest<'_>,
-    now: SystemTime,
-    settings: SigningSettings,
-) -> Result<SigningInstructions, S3Error> {
-    let identity = credentials(cfg).into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&cfg.region)
-        .name("s3")
-        .time(now)
-        .settings(settings)
-        .build()
-        .map_err(|e| S3Error::Signing(e.to_string()))?
-        .into();
-    let (instructions, _signature) = sign(signable, &params)
-        .map_err(|e| S3Error::Signing(e.to_string()))?
-        .into_parts();
-    Ok(instructions)
-}
-
-fn credentials(cfg: &S3Config) -> aws_credential_types::Credentials {
-    Credentials::new(
-        cfg.access_key_id.clone(),
-        cfg.secret_access_key.expose().to_owned(),
-        None,
-        None,
-        "edgefront-config",
-    )
 }
 
 /// `20150830T123600Z`: SigV4's timestamp format.
 fn amz_date(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t)
-        .format("%Y%m%dT%H%M%SZ")
-        .to_string()
+    v4::amz_date(t)
 }
 
 fn check_expiry(expires: Duration) -> Result<(), S3Error> {
@@ -191,20 +174,26 @@ fn presign(
     } else {
         format!("{base}?{op_query}")
     };
-    let mut settings = s3_settings();
-    settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(expires);
-    let signable = SignableRequest::new(
-        method.as_str(),
-        to_sign.as_str(),
-        headers.iter().copied(),
-        SignableBody::UnsignedPayload,
-    )
-    .map_err(|e| S3Error::Signing(e.to_string()))?;
-    let instructions = sign_with(cfg, signable, now, settings)?;
-    let auth_query = instructions
-        .params()
+    let uri: Uri = to_sign
+        .parse()
+        .map_err(|e| S3Error::Signing(format!("bad URL {to_sign}: {e}")))?;
+    let signed = v4::sign(
+        &signer(cfg),
+        &v4::Request {
+            method: method.as_str(),
+            path: uri.path(),
+            query: uri.query(),
+            host: host(&uri)?,
+            headers,
+            payload_hash: v4::UNSIGNED_PAYLOAD,
+        },
+        &Location::Query {
+            expires_secs: expires.as_secs(),
+        },
+        now,
+    )?;
+    let auth_query = signed
+        .params
         .iter()
         .map(|(k, v)| format!("{}={}", uri_encode(k, false), uri_encode(v, false)))
         .collect::<Vec<_>>()
@@ -278,9 +267,7 @@ pub fn presign_post(
     let date = amz_date(now);
     let day = date.get(..8).unwrap_or_default();
     let credential = format!("{}/{day}/{}/s3/aws4_request", cfg.access_key_id, cfg.region);
-    let expiration = chrono::DateTime::<chrono::Utc>::from(now + expires)
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    let expiration = v4::Civil::from_system_time(now + expires).rfc3339();
     let eq = |k: &str, v: &str| format!("{{{}: {}}}", py_json_str(k), py_json_str(v));
     let conditions = [
         eq("Content-Type", content_type),
@@ -298,7 +285,8 @@ pub fn presign_post(
     );
     let policy = Base64::encode_string(policy.as_bytes());
     let signing_key =
-        v4::generate_signing_key(cfg.secret_access_key.expose(), now, &cfg.region, "s3");
+        cfg.signing_keys
+            .signing_key(cfg.secret_access_key.expose(), day, &cfg.region, "s3");
     let signature = v4::calculate_signature(signing_key, policy.as_bytes());
     let fields = [
         ("Content-Type", content_type),

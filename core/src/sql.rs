@@ -58,7 +58,7 @@ impl QueryResult {
         self.rows
             .iter()
             .map(|r| match r.as_slice() {
-                [Some(text)] => serde_json::from_str(text)
+                [Some(text)] => serde_json::from_slice(text.as_bytes())
                     .map_err(|e| SqlError::Protocol(format!("unexpected row shape: {e}"))),
                 [None] => Err(SqlError::Protocol("a NULL document".into())),
                 other => Err(SqlError::Protocol(format!(

@@ -607,7 +607,9 @@ pub async fn finish<P: Platform>(
         }
     }
     if level >= LogLevel::Info {
-        platform.log(&request_line(trace, &record, runtime, status, bytes_out, now));
+        platform.log(&request_line(
+            trace, &record, runtime, status, bytes_out, now,
+        ));
     }
     let Some((cfg, endpoint)) = cfg.and_then(|c| c.otlp_endpoint.as_ref().map(|e| (c, e))) else {
         return;

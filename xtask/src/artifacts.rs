@@ -116,7 +116,7 @@ pub fn component_imports(bytes: &[u8]) -> Result<Vec<String>> {
 /// which keeps `wrangler dev` (which runs this as its build command) quick to start.
 pub fn build_worker(tools: &Tools) -> Result<()> {
     let root = repo_root();
-    build_release(WORKER, &[])?;
+    build_release_with(WORKER, &[], WORKER_PROFILE_ENV)?;
     let raw = target_dir().join("wasm32-unknown-unknown/release/edgefront_worker.wasm");
     let digest = hex(&Sha256::digest(
         std::fs::read(&raw).context("reading worker wasm")?,
@@ -131,10 +131,54 @@ pub fn build_worker(tools: &Tools) -> Result<()> {
     for (k, v) in tools.worker_env() {
         cmd.env(k, v);
     }
+    // worker-build runs cargo again: the same profile, or it would rebuild at another one.
+    cmd.envs(WORKER_PROFILE_ENV.iter().copied());
     run(&mut cmd)?;
+    strip_names(tools, &worker_wasm())?;
     std::fs::write(&stamp, digest)?;
     Ok(())
 }
+
+/// How the worker is compiled, on top of `[profile.release]`: for size (`z`), because Workers
+/// limit the bundle (ours: 512 KiB gzip) and every KiB is also startup time; `s` costs
+/// +70 KiB gzip, and core's CPU work per request is small next to its I/O (BENCHMARKS.md).
+/// Spin and native builds keep `[profile.release]`.
+pub const WORKER_PROFILE_ENV: &[(&str, &str)] = &[("CARGO_PROFILE_RELEASE_OPT_LEVEL", "z")];
+
+/// Where the worker with its function names is kept: Workers' stack traces name functions
+/// by index and code offset, the same in both files (the name section comes after the code),
+/// so this copy symbolicates them.
+pub fn worker_wasm_with_names() -> PathBuf {
+    target_dir().join("wasm32-unknown-unknown/release/edgefront_worker.names.wasm")
+}
+
+/// Drops the name section that worker-build keeps (it runs wasm-opt with `--debuginfo`): ~15%
+/// of the bundle gzipped. The named module is kept at [`worker_wasm_with_names`].
+fn strip_names(tools: &Tools, wasm: &Path) -> Result<()> {
+    std::fs::copy(wasm, worker_wasm_with_names())?;
+    let stripped = wasm.with_extension("stripped.wasm");
+    run(Command::new(tools.node_bin.join("wasm-opt"))
+        .arg(wasm)
+        .arg("-o")
+        .arg(&stripped)
+        // No optimisation pass: only re-encode without names (and without producers). The
+        // features are those worker-build enables, so nothing is lowered or rejected.
+        .args(WORKER_WASM_FEATURES.iter().map(|f| format!("--enable-{f}")))
+        .args(["--strip-debug", "--strip-producers"]))?;
+    std::fs::rename(&stripped, wasm)?;
+    Ok(())
+}
+
+/// The wasm features worker-build 0.8.7 passes to wasm-opt (workerd supports these).
+const WORKER_WASM_FEATURES: &[&str] = &[
+    "mutable-globals",
+    "sign-ext",
+    "nontrapping-float-to-int",
+    "bulk-memory",
+    "multivalue",
+    "reference-types",
+    "exception-handling",
+];
 
 /// Builds one Spin build and puts it at its artifact path (written beside it, checked, then
 /// renamed, so the path never holds a half-written or wrong component). Returns that path.
@@ -161,8 +205,17 @@ pub fn build_spin(build: SpinBuild) -> Result<PathBuf> {
 pub const WORKER: (&str, &str) = ("edgefront-worker", "wasm32-unknown-unknown");
 pub const SPIN: (&str, &str) = ("edgefront-spin", "wasm32-wasip2");
 
-fn build_release((package, target): (&str, &str), features: &[&str]) -> Result<()> {
+fn build_release(build: (&str, &str), features: &[&str]) -> Result<()> {
+    build_release_with(build, features, &[])
+}
+
+fn build_release_with(
+    (package, target): (&str, &str),
+    features: &[&str],
+    env: &[(&str, &str)],
+) -> Result<()> {
     run(Command::new("cargo")
+        .envs(env.iter().copied())
         .args([
             "build",
             "--quiet",

@@ -152,7 +152,7 @@ impl AuthConfig {
     /// mapping (a JSON object; omitted members keep their defaults).
     pub fn from_json(issuers_json: &str, claims_json: Option<&str>) -> Result<Self, String> {
         let raw: Vec<IssuerJson> =
-            serde_json::from_str(issuers_json).map_err(|e| format!("issuers: {e}"))?;
+            serde_json::from_slice(issuers_json.as_bytes()).map_err(|e| format!("issuers: {e}"))?;
         if raw.is_empty() {
             return Err("issuers: must list at least one issuer".into());
         }
@@ -205,7 +205,7 @@ impl AuthConfig {
         }
         let claims = match claims_json {
             None => ClaimsMapping::default(),
-            Some(s) => serde_json::from_str(s).map_err(|e| format!("claims: {e}"))?,
+            Some(s) => serde_json::from_slice(s.as_bytes()).map_err(|e| format!("claims: {e}"))?,
         };
         if claims.user_id.is_empty() {
             return Err("claims.user_id: must name a claim".into());

@@ -108,7 +108,7 @@ pub fn apply_sse_event(block: &str, c: &mut Completion, emit: Emit<'_>) -> bool 
         if data == "[DONE]" {
             return false;
         }
-        let Ok(v) = serde_json::from_str::<Value>(data) else {
+        let Ok(v) = serde_json::from_slice::<Value>(data.as_bytes()) else {
             c.ending = Ending::ProviderError("the provider sent an unreadable event".into());
             return false;
         };

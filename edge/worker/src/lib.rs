@@ -152,8 +152,9 @@ fn body_chunks(req: &mut worker::Request) -> futures_util::stream::Fuse<ByteStre
 }
 
 fn head_of_request(req: &worker::Request) -> Result<http::request::Parts, String> {
-    // The runtime's URL string as is (already parsed and normalised by the runtime): no
-    // second parse through `url::Url`.
+    // The runtime's URL, already WHATWG-serialized (host in ASCII): `http` parses it as is.
+    // (`Request::url()` would parse it again with the `url` crate, whose IDNA tables alone
+    // weigh more than this adapter.)
     let mut builder = http::Request::builder()
         .method(req.method().as_ref())
         .uri(req.inner().url());
