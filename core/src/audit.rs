@@ -101,22 +101,6 @@ fn read_filter(
     }
 }
 
-/// An RFC 3339 time from the query, or an error named after the parameter.
-fn read_time(q: &mut QueryString, name: &str) -> Option<DateTime<Utc>> {
-    let raw = q.string(name, 64)?;
-    match DateTime::parse_from_rfc3339(&raw).map(|t| t.with_timezone(&Utc)) {
-        Ok(t) if (1970..=9999).contains(&chrono::Datelike::year(&t)) => Some(t),
-        _ => {
-            q.error(
-                name,
-                "invalid_value",
-                "must be an RFC 3339 time such as 2026-12-01T00:00:00Z",
-            );
-            None
-        }
-    }
-}
-
 impl FromQuery for AuditListing {
     fn from_query(q: &mut QueryString, _: &BodyCx<'_>) -> Self {
         let page = PageRequest::read(q, SORTS, 50);
@@ -148,8 +132,8 @@ impl FromQuery for AuditListing {
             |s| !s.chars().any(char::is_control),
             "a target id",
         );
-        let since = read_time(q, "since");
-        let until = read_time(q, "until");
+        let since = q.time("since");
+        let until = q.time("until");
         if let (Some(s), Some(u)) = (since, until) {
             if s >= u {
                 q.error("since", "out_of_range", "must be before `until`");

@@ -577,6 +577,23 @@ impl QueryString {
         Some(v)
     }
 
+    /// An RFC 3339 time (`2026-12-01T00:00:00Z`, any offset, read as UTC) in the years the
+    /// database and every client agree on, 1970 to 9999.
+    pub fn time(&mut self, name: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let raw = self.string(name, 64)?;
+        match chrono::DateTime::parse_from_rfc3339(&raw).map(|t| t.with_timezone(&chrono::Utc)) {
+            Ok(t) if (1970..=9999).contains(&chrono::Datelike::year(&t)) => Some(t),
+            _ => {
+                self.error(
+                    name,
+                    "invalid_value",
+                    "must be an RFC 3339 time such as 2026-12-01T00:00:00Z",
+                );
+                None
+            }
+        }
+    }
+
     pub fn one_of(&mut self, name: &str, allowed: &[&str]) -> Option<String> {
         let v = self.params.remove(name)?;
         if allowed.contains(&v.as_str()) {

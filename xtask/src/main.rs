@@ -269,11 +269,12 @@ fn main() {
 }
 
 /// Raises this process's open-file limit (the services it starts inherit it): to 2^20 where
-/// allowed (root), else to the hard limit. `wrangler dev`'s inspector proxy posts every DevTools
-/// event (each `console.log`, four per outbound fetch) to wrangler over a new connection, and its
-/// workerd keeps each one open (CLOSE-WAIT) after wrangler's side closes it: a full black-box run
-/// leaves about 20,000 behind, the default limit here, after which workerd fails every request
-/// with "Too many open files". A local-development artefact; deployed Workers have no inspector.
+/// allowed (with CAP_SYS_RESOURCE), else to the hard limit. `wrangler dev`'s inspector proxy
+/// posts DevTools events to wrangler over new connections, and its workerd keeps each one open
+/// (CLOSE-WAIT) after wrangler's side closes it. Per-request trace exports once left ~20,000 of
+/// them after a full black-box run and workerd failed every request with "Too many open files";
+/// with spans batched (`OTEL_BSP_SCHEDULE_DELAY`) a run leaves about a dozen, and this is the
+/// margin. A local-development artefact; deployed Workers have no inspector.
 fn raise_open_file_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

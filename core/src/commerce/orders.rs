@@ -33,23 +33,6 @@ const SORTS: &[Sort] = &[Sort {
     descending: true,
 }];
 
-/// An RFC 3339 time from the query, or an error named after the parameter.
-fn read_time(q: &mut QueryString, name: &str) -> Option<DateTime<Utc>> {
-    let raw = q.string(name, 64)?;
-    match DateTime::parse_from_rfc3339(&raw).map(|t| t.with_timezone(&Utc)) {
-        // Years the database and every client agree on.
-        Ok(t) if (1970..=9999).contains(&chrono::Datelike::year(&t)) => Some(t),
-        _ => {
-            q.error(
-                name,
-                "invalid_value",
-                "must be an RFC 3339 time such as 2026-12-01T00:00:00Z",
-            );
-            None
-        }
-    }
-}
-
 /// Full precision: a bound cut to the second would drop what happened in its last second.
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -73,8 +56,8 @@ impl FromQuery for OrderListing {
         let page = PageRequest::read(q, SORTS, 20);
         let status = q.one_of("status", OrderStatus::NAMES);
         let email = q.string("email", 254).map(|e| e.to_ascii_lowercase());
-        let from = read_time(q, "from");
-        let to = read_time(q, "to");
+        let from = q.time("from");
+        let to = q.time("to");
         Self {
             page,
             status,
@@ -94,8 +77,8 @@ pub struct Range {
 
 impl FromQuery for Range {
     fn from_query(q: &mut QueryString, _: &BodyCx<'_>) -> Self {
-        let from = read_time(q, "from");
-        let to = read_time(q, "to");
+        let from = q.time("from");
+        let to = q.time("to");
         if let (Some(f), Some(t)) = (from, to) {
             if f >= t {
                 q.error("from", "out_of_range", "must be before `to`");
