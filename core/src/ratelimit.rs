@@ -241,6 +241,24 @@ impl RemoteHit {
     pub fn all(hits: &[Hit<'_>], now: SystemTime) -> Vec<Self> {
         hits.iter().map(|h| Self::new(h, now)).collect()
     }
+
+    /// What a store does with a request's hits it received: counts them in order with
+    /// `admit` (a key's counter, at the sender's clock in Unix milliseconds), as
+    /// [`admit_chain`] does.
+    pub fn admit_received(
+        hits: &[RemoteHit],
+        mut admit: impl FnMut(&Hit<'_>, u64) -> Decision,
+    ) -> Vec<Decision> {
+        let chain: Vec<Hit<'_>> = hits
+            .iter()
+            .map(|h| Hit {
+                key: &h.key,
+                rule: h.rule(),
+            })
+            .collect();
+        let now_ms = hits.first().map_or(0, |h| h.now_ms);
+        admit_chain(&chain, |hit| admit(hit, now_ms))
+    }
 }
 
 async fn remote<P: Platform>(

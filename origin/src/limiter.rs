@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use edgefront_core::ratelimit::RemoteHit;
-use edgefront_core::window::{admit_chain, Counter, Decision, Hit};
+use edgefront_core::window::{Counter, Decision};
 use serde::{Deserialize, Serialize};
 
 /// Largest request body (a few keys, two numbers and a timestamp each).
@@ -31,7 +31,7 @@ pub struct Limiter {
 }
 
 /// A body: the edge's hits for one request (an array, counted as
-/// [`edgefront_core::window::admit_chain`] does, all under one lock), or a single hit.
+/// [`RemoteHit::admit_received`] does, all under one lock), or a single hit.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Hits {
@@ -71,15 +71,7 @@ impl Limiter {
         // A poisoned lock only means another request panicked mid-update: the counters are
         // plain integers, still usable.
         let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        let chain_of: Vec<Hit<'_>> = hits
-            .iter()
-            .map(|h| Hit {
-                key: &h.key,
-                rule: h.rule(),
-            })
-            .collect();
-        let now_ms = hits.first().map_or(0, |h| h.now_ms);
-        let decisions = admit_chain(&chain_of, |hit| {
+        let decisions = RemoteHit::admit_received(&hits, |hit, now_ms| {
             let keep = now + Duration::from_secs(2 * u64::from(hit.rule.window_seconds));
             if counters.len() >= MAX_KEYS && !counters.contains_key(hit.key) {
                 counters.retain(|_, (_, until)| *until > now);

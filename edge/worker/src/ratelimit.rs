@@ -2,16 +2,16 @@
 //! [`RateLimiterObject`]). A request's hits (its client's budget, then its tenant's) go in one
 //! POST of [`RemoteHit`](edgefront_core::ratelimit::RemoteHit)s to the object named by the
 //! last key (the tenant's: so a tenant's counters, per address included, live together in one
-//! object), which runs core's [`admit_chain`] and answers the [`Decision`]s as JSON. A Durable
-//! Object handles one event at a time and nothing here awaits between reading and writing a
-//! counter, so counting is exact.
+//! object), which runs core's [`RemoteHit::admit_received`] and answers the [`Decision`]s as
+//! JSON. A Durable Object handles one event at a time and nothing here awaits between reading
+//! and writing a counter, so counting is exact.
 //! Glue only: the algorithm is core's.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use edgefront_core::ratelimit::{admit_chain, Counter, Decision, Hit, RemoteHit};
+use edgefront_core::ratelimit::{Counter, Decision, Hit, RemoteHit};
 use edgefront_core::OutboundError;
 use worker::{
     durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response,
@@ -56,16 +56,8 @@ impl DurableObject for RateLimiterObject {
             },
             Err(e) => return Response::error(format!("unreadable body: {e}"), 400),
         };
-        let chain: Vec<Hit<'_>> = hits
-            .iter()
-            .map(|h| Hit {
-                key: &h.key,
-                rule: h.rule(),
-            })
-            .collect();
-        let now_ms = hits.first().map_or(0, |h| h.now_ms);
         let mut counters = self.counters.borrow_mut();
-        let decisions = admit_chain(&chain, |hit| {
+        let decisions = RemoteHit::admit_received(&hits, |hit, now_ms| {
             counters
                 .entry(hit.key.to_owned())
                 .or_default()
