@@ -61,26 +61,28 @@ impl DurableObject for RateLimiterObject {
             counters
                 .entry(hit.key.to_owned())
                 .or_default()
-                .admit(now_ms, hit.rule)
+                .admit_hit(now_ms, hit)
         });
         Response::from_json(&decisions)
     }
 }
 
-/// Counts one request against each of `hits` at `now`, in one call to the object of the last
-/// key.
+/// Counts one request against each of `hits` at `now` (with the leases they ask for), in one
+/// call to the object named `anchor` (the request's tenant key: it holds every key of the
+/// request's chain, also when core sends only some of them).
 pub async fn admit(
     namespace: &ObjectNamespace,
+    anchor: &str,
     hits: &[Hit<'_>],
     now: SystemTime,
 ) -> Result<Vec<Decision>, OutboundError> {
-    let Some(anchor) = hits.last() else {
+    if hits.is_empty() {
         return Ok(Vec::new());
-    };
+    }
     let body = serde_json::to_string(&RemoteHit::all(hits, now))
         .map_err(|e| OutboundError::Invalid(e.to_string()))?;
     let stub = namespace
-        .id_from_name(anchor.key)
+        .id_from_name(anchor)
         .and_then(|id| id.get_stub())
         .map_err(crate::network)?;
     let mut init = RequestInit::new();
