@@ -164,7 +164,7 @@ pub async fn check<P: Platform>(
         h.update(b"\0");
         h.update(ip.as_bytes());
         let digest = h.finalize();
-        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let hex = crate::ids::hex(digest.get(..16).unwrap_or_default());
         keys.push((
             "ip",
             format!("rl:v1:{}:ip:{scope}:{hex}", class.name()),
