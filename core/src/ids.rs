@@ -125,9 +125,15 @@ pub fn is_uuid(s: &str) -> bool {
     Uuid::parse(s).is_some()
 }
 
-/// Lower-case hex.
+/// Lower-case hex (a table lookup per nibble: no formatting machinery on request paths).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -135,6 +141,12 @@ mod tests {
     use super::*;
 
     use crate::testing::TestPlatform;
+
+    #[test]
+    fn hex_is_lower_case_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
+    }
 
     #[test]
     fn random_uuids_are_version_4() {

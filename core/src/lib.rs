@@ -38,6 +38,7 @@ pub mod identity;
 pub mod ids;
 pub mod input;
 pub mod jwk;
+pub mod lease;
 pub mod me;
 pub mod memo;
 pub mod obs;

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Request, Response};
 
+use crate::lease::Leases;
 use crate::ports::{
     ByteStream, Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform, RateLimiter,
     Telemetry,
@@ -125,6 +126,8 @@ pub struct Memo<P> {
     memory: RefCell<Lru>,
     /// Rate-limit counters when the platform shares none: key → (counter, kept until, ms).
     counters: RefCell<HashMap<String, (Counter, u64)>>,
+    /// Hits the platform's shared counters granted this instance ([`crate::lease`]).
+    leases: Leases,
     capacity: usize,
 }
 
@@ -139,6 +142,7 @@ impl<P> Memo<P> {
             inner,
             memory: RefCell::new(Lru::new(capacity)),
             counters: RefCell::new(HashMap::new()),
+            leases: Leases::new(capacity),
             capacity,
         }
     }
@@ -215,20 +219,49 @@ impl<P: KeyValue + Clock> KeyValue for Memo<P> {
     }
 }
 
-/// The platform's shared counters; without them, this instance's own (bounded like the
-/// memory tier: past [`MAX_ENTRIES`] keys, those whose window has passed go, then all).
+/// The platform's shared counters, spent from this instance's leases where it holds some
+/// ([`crate::lease`]); without shared counters, this instance's own (bounded like the memory
+/// tier: past [`MAX_ENTRIES`] keys, those whose window has passed go, then all).
 impl<P: Platform> RateLimiter for Memo<P> {
     async fn admit(
         &self,
+        anchor: &str,
         hits: &[Hit<'_>],
         now: SystemTime,
     ) -> Option<Result<Vec<Decision>, OutboundError>> {
-        if let Some(shared) = self.inner.admit(hits, now).await {
-            return Some(shared);
-        }
         let now_ms = crate::ratelimit::unix_ms(now);
+        loop {
+            // Another request of this instance is asking for this anchor: its answer may bring
+            // the leases this one needs.
+            if self.leases.in_flight(anchor) {
+                self.inner.sleep(crate::lease::WAIT).await;
+                continue;
+            }
+            let reserved = self.leases.reserve(hits, now_ms);
+            if let Some(local) = reserved.all_local() {
+                return Some(Ok(local));
+            }
+            let _flight = self.leases.fly(anchor);
+            let asked = self.leases.to_ask(hits, &reserved);
+            return match self.inner.admit(anchor, &asked, now).await {
+                Some(Ok(answers)) => Some(Ok(self
+                    .leases
+                    .settle(hits, reserved, &asked, answers, now_ms))),
+                Some(Err(e)) => {
+                    self.leases.release(hits, &reserved, now_ms);
+                    Some(Err(e))
+                }
+                // No shared store (so no leases either): count here.
+                None => Some(Ok(self.count_here(hits, now_ms))),
+            };
+        }
+    }
+}
+
+impl<P> Memo<P> {
+    fn count_here(&self, hits: &[Hit<'_>], now_ms: u64) -> Vec<Decision> {
         let mut counters = self.counters.borrow_mut();
-        Some(Ok(admit_chain(hits, |hit| {
+        admit_chain(hits, |hit| {
             if counters.len() >= self.capacity && !counters.contains_key(hit.key) {
                 counters.retain(|_, (_, until)| *until > now_ms);
                 if counters.len() >= self.capacity {
@@ -239,7 +272,7 @@ impl<P: Platform> RateLimiter for Memo<P> {
             // Both windows a counter spans: past that it starts afresh anyway.
             *until = now_ms.saturating_add(2_000 * u64::from(hit.rule.window_seconds));
             counter.admit(now_ms, hit.rule)
-        })))
+        })
     }
 }
 
@@ -267,9 +300,70 @@ mod tests {
 
     use super::*;
     use crate::testing::TestPlatform;
+    use crate::window::Rule;
 
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    /// `n` requests at once on one instance, each a chain of an address's budget and a
+    /// tenant's: what each was told, in order of completion.
+    fn concurrently(memo: &Memo<TestPlatform>, n: usize, ip: Rule, tenant: Rule) -> Vec<bool> {
+        use futures_util::future::join_all;
+        let now = memo.now();
+        let runs = (0..n).map(|_| async move {
+            let hits = [Hit::new("ip", ip), Hit::new("tenant", tenant)];
+            match memo.admit("tenant", &hits, now).await {
+                Some(Ok(d)) => d.len() == 2 && d.iter().all(|d| d.allowed),
+                _ => false,
+            }
+        });
+        block_on(join_all(runs))
+    }
+
+    fn per_minute(limit: u32) -> Rule {
+        Rule {
+            limit,
+            window_seconds: 60,
+        }
+    }
+
+    #[test]
+    fn concurrent_requests_share_one_store_call_and_its_leases_exactly() {
+        let platform = TestPlatform::new(Box::new(|_| Err(OutboundError::Network("none".into()))))
+            .with_shared_limiter();
+        platform.delay_polls.set(3);
+        let memo = Memo::new(platform);
+        // Slow start: 1, 2, 4, … up to 1/16 of the limit per call.
+        let warm = concurrently(&memo, 8, per_minute(1_000_000), per_minute(160));
+        assert!(warm.iter().all(|ok| *ok));
+        let calls = memo.inner().limiter_calls.get();
+        assert!(calls < 8, "{calls} store calls for 8 concurrent requests");
+        // 200 more at once against a tenant limit of 160: exactly 152 more go through.
+        let got = concurrently(&memo, 200, per_minute(1_000_000), per_minute(160));
+        assert_eq!(got.iter().filter(|ok| **ok).count(), 152);
+        let calls = memo.inner().limiter_calls.get();
+        assert!(calls < 70, "{calls} store calls for 208 requests");
+        assert_eq!(
+            memo.inner().shared_counter("tenant").map(|c| c.current),
+            Some(160),
+            "the store counted exactly the limit, leases included"
+        );
+    }
+
+    #[test]
+    fn concurrent_requests_under_a_small_limit_are_counted_one_by_one() {
+        let platform = TestPlatform::new(Box::new(|_| Err(OutboundError::Network("none".into()))))
+            .with_shared_limiter();
+        platform.delay_polls.set(2);
+        let memo = Memo::new(platform);
+        let got = concurrently(&memo, 20, per_minute(5), per_minute(1_000));
+        assert_eq!(got.iter().filter(|ok| **ok).count(), 5);
+        assert_eq!(memo.inner().limiter_calls.get(), 20);
+        assert_eq!(
+            memo.inner().shared_counter("ip").map(|c| c.current),
+            Some(5)
+        );
     }
 
     #[test]

@@ -96,13 +96,19 @@ pub trait SignatureVerifier {
 /// one round trip where it has any (a request's budgets are its client's and its tenant's).
 /// `None` (the default): the platform has no shared store, and core counts in the instance's
 /// memory.
+/// `anchor` names where a request's counters live together (its last budget's key, the
+/// tenant's): a store that shards by key keeps every key of one request's chain in the anchor's
+/// shard, even when core sends only some of them (the rest spent from a lease,
+/// [`crate::lease`]). A hit's [`Hit::lease`] asks the store to count and grant that many more
+/// ([`crate::window::Counter::admit_hit`]).
 pub trait RateLimiter {
     async fn admit(
         &self,
+        anchor: &str,
         hits: &[Hit<'_>],
         now: SystemTime,
     ) -> Option<Result<Vec<Decision>, OutboundError>> {
-        let _ = (hits, now);
+        let _ = (anchor, hits, now);
         None
     }
 }

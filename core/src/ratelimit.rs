@@ -164,7 +164,7 @@ pub async fn check<P: Platform>(
         h.update(b"\0");
         h.update(ip.as_bytes());
         let digest = h.finalize();
-        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let hex = crate::ids::hex(digest.get(..16).unwrap_or_default());
         keys.push((
             "ip",
             format!("rl:v1:{}:ip:{scope}:{hex}", class.name()),
@@ -178,16 +178,18 @@ pub async fn check<P: Platform>(
     // The client's budget first: a request its address may not make must not spend the
     // tenant's budget too, or one abuser would lock the tenant's other clients out. Both in
     // one call to the store (`admit_chain`'s order and stopping rule).
+    // Where the request's counters live together: the last key's store (the tenant's).
+    let anchor = keys.last().map_or("", |(_, key, _)| key.as_str());
     let hits: Vec<Hit<'_>> = keys
         .iter()
-        .map(|(_, key, rule)| Hit { key, rule: *rule })
+        .map(|(_, key, rule)| Hit::new(key, *rule))
         .collect();
     let fut = async {
         match &limits.url {
             Some(url) => remote(platform, config, url, &hits, now).await,
             // `Memo` always answers (its own memory when the platform shares nothing).
             None => platform
-                .admit(&hits, now)
+                .admit(anchor, &hits, now)
                 .await
                 .unwrap_or_else(|| Err(OutboundError::Invalid("no limiter".into()))),
         }
@@ -217,6 +219,13 @@ pub struct RemoteHit {
     pub window_seconds: u32,
     /// The edge's clock (Unix milliseconds): windows are the caller's.
     pub now_ms: u64,
+    /// Hits to count beyond this request's and grant the caller ([`Hit::lease`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lease: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl RemoteHit {
@@ -227,6 +236,7 @@ impl RemoteHit {
             limit: hit.rule.limit,
             window_seconds: hit.rule.window_seconds,
             now_ms: unix_ms(now),
+            lease: hit.lease,
         }
     }
 
@@ -243,8 +253,8 @@ impl RemoteHit {
     }
 
     /// What a store does with a request's hits it received: counts them in order with
-    /// `admit` (a key's counter, at the sender's clock in Unix milliseconds), as
-    /// [`admit_chain`] does.
+    /// `admit` (a key's counter, at the sender's clock in Unix milliseconds; the store calls
+    /// [`Counter::admit_hit`], which grants the hit's lease), as [`admit_chain`] does.
     pub fn admit_received(
         hits: &[RemoteHit],
         mut admit: impl FnMut(&Hit<'_>, u64) -> Decision,
@@ -254,6 +264,7 @@ impl RemoteHit {
             .map(|h| Hit {
                 key: &h.key,
                 rule: h.rule(),
+                lease: h.lease,
             })
             .collect();
         let now_ms = hits.first().map_or(0, |h| h.now_ms);
@@ -313,6 +324,7 @@ mod tests {
                         allowed: true,
                         remaining: 3,
                         reset_seconds: 20,
+                        leased: 0,
                     },
                 },
                 Checked {
@@ -325,6 +337,7 @@ mod tests {
                         allowed: true,
                         remaining: 1,
                         reset_seconds: 15,
+                        leased: 0,
                     },
                 },
             ],

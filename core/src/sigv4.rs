@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use crate::ids::hex;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -95,14 +97,6 @@ impl Civil {
 /// `20150830T123600Z` for `t`.
 pub fn amz_date(t: SystemTime) -> String {
     Civil::from_system_time(t).basic()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {

@@ -275,11 +275,12 @@ impl<P: Platform> Entropy for Traced<P> {
 impl<P: Platform> RateLimiter for Traced<P> {
     async fn admit(
         &self,
+        anchor: &str,
         hits: &[Hit<'_>],
         now: SystemTime,
     ) -> Option<Result<Vec<Decision>, OutboundError>> {
         let start = self.inner.now();
-        let r = self.inner.admit(hits, now).await;
+        let r = self.inner.admit(anchor, hits, now).await;
         if let Some(r) = &r {
             // The platform's own shared store (a Durable Object, Spin KV); not an HTTP call.
             self.trace.note_call(Call {

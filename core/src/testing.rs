@@ -47,6 +47,11 @@ pub struct TestPlatform {
     hanging: Cell<usize>,
     /// The byte every random buffer is filled with.
     pub entropy: Cell<u8>,
+    /// `Some`: rate-limit counters shared by every instance (a Durable Object's), answering
+    /// after [`Self::delay_polls`] polls; `None`: the platform has none.
+    shared_limiter: RefCell<Option<HashMap<String, crate::window::Counter>>>,
+    /// Calls to the shared counters so far.
+    pub limiter_calls: Cell<u32>,
 }
 
 impl TestPlatform {
@@ -60,7 +65,20 @@ impl TestPlatform {
             delay_polls: Cell::new(0),
             hanging: Cell::new(0),
             entropy: Cell::new(7),
+            shared_limiter: RefCell::new(None),
+            limiter_calls: Cell::new(0),
         }
+    }
+
+    /// A platform with shared rate-limit counters ([`crate::ports::RateLimiter`]).
+    pub fn with_shared_limiter(self) -> Self {
+        *self.shared_limiter.borrow_mut() = Some(HashMap::new());
+        self
+    }
+
+    /// What the shared counters hold for `key`.
+    pub fn shared_counter(&self, key: &str) -> Option<crate::window::Counter> {
+        self.shared_limiter.borrow().as_ref()?.get(key).copied()
     }
 
     /// A platform whose key-value store remembers what is put.
@@ -148,7 +166,12 @@ impl Clock for TestPlatform {
         self.now.get()
     }
 
-    async fn sleep(&self, _: Duration) {
+    async fn sleep(&self, duration: Duration) {
+        // A pause of a millisecond or less (a request waiting for another's answer) passes at
+        // the next poll.
+        if duration <= Duration::from_millis(1) {
+            return YieldN(1).await;
+        }
         // The clock jumps straight to a deadline only when a peer hangs; otherwise the answer
         // always wins the race against the timer.
         std::future::poll_fn(|_| {
@@ -187,7 +210,27 @@ impl Entropy for TestPlatform {
     }
 }
 
-impl crate::ports::RateLimiter for TestPlatform {}
+impl crate::ports::RateLimiter for TestPlatform {
+    async fn admit(
+        &self,
+        _anchor: &str,
+        hits: &[crate::window::Hit<'_>],
+        now: SystemTime,
+    ) -> Option<Result<Vec<crate::window::Decision>, OutboundError>> {
+        self.shared_limiter.borrow().as_ref()?;
+        self.limiter_calls.set(self.limiter_calls.get() + 1);
+        YieldN(self.delay_polls.get()).await;
+        let now_ms = crate::ratelimit::unix_ms(now);
+        let mut store = self.shared_limiter.borrow_mut();
+        let counters = store.as_mut()?;
+        Some(Ok(crate::window::admit_chain(hits, |h| {
+            counters
+                .entry(h.key.to_owned())
+                .or_default()
+                .admit_hit(now_ms, h)
+        })))
+    }
+}
 
 impl crate::ports::Telemetry for TestPlatform {
     fn log(&self, line: &str) {

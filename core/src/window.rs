@@ -12,15 +12,37 @@ pub struct Rule {
     pub window_seconds: u32,
 }
 
+impl Rule {
+    /// The window's length in milliseconds (at least one second).
+    pub fn window_ms(&self) -> u64 {
+        u64::from(self.window_seconds.max(1)) * 1000
+    }
+}
+
 /// What a limiter answers for one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub allowed: bool,
-    /// Requests left in the sliding window after this one.
+    /// Requests left in the sliding window after this one (and after the `leased` ones).
     pub remaining: u32,
     /// Seconds until a request would be allowed again (0 while some remain), or, when some
     /// remain, until the budget is whole again.
     pub reset_seconds: u32,
+    /// Hits counted beyond this request's own, granted to the caller to spend in this fixed
+    /// window ([`Hit::lease`]); absent on the wire when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub leased: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Seconds until every request counted at `now_ms` under `rule` has slid out of the window
+/// (what an allowed [`Decision`] says): the end of the next fixed window.
+pub fn whole_again_seconds(now_ms: u64, rule: Rule) -> u32 {
+    let window_ms = rule.window_ms();
+    secs(2 * window_ms - now_ms % window_ms)
 }
 
 /// One key's sliding-window state: two integers and the window they belong to.
@@ -65,7 +87,20 @@ impl Counter {
     /// Counts one request at `now_ms` (Unix milliseconds) under `rule`, unless that would exceed
     /// the limit; the decision says which, and what is left.
     pub fn admit(&mut self, now_ms: u64, rule: Rule) -> Decision {
-        let window_ms = u64::from(rule.window_seconds.max(1)) * 1000;
+        self.grant(now_ms, rule, 0)
+    }
+
+    /// Counts `hit` at `now_ms`: its request and up to [`Hit::lease`] more.
+    pub fn admit_hit(&mut self, now_ms: u64, hit: &Hit<'_>) -> Decision {
+        self.grant(now_ms, hit.rule, hit.lease)
+    }
+
+    /// Counts one request at `now_ms` under `rule` unless that would exceed the limit, and with
+    /// it up to `extra` more that the caller spends later in this fixed window (a lease: they
+    /// count now, so the limit holds whenever they are spent; the sliding window's room only
+    /// grows within a fixed window, so nothing a lease lets through would have been refused).
+    pub fn grant(&mut self, now_ms: u64, rule: Rule, extra: u32) -> Decision {
+        let window_ms = rule.window_ms();
         let index = now_ms / window_ms;
         if index != self.window {
             let (current, previous) = if index == self.window.saturating_add(1) {
@@ -88,8 +123,10 @@ impl Counter {
         let used = weighted(self.previous, into) + u64::from(self.current);
         let limit = u64::from(rule.limit);
         if used < limit {
-            self.current = self.current.saturating_add(1);
-            let remaining = limit - used - 1;
+            let take = (limit - used).min(1 + u64::from(extra));
+            let take32 = u32::try_from(take).unwrap_or(u32::MAX);
+            self.current = self.current.saturating_add(take32);
+            let remaining = limit - used - take;
             // Until every counted request has slid out: the end of the next window at the latest.
             let whole = if self.current > 0 {
                 2 * window_ms - into
@@ -100,12 +137,14 @@ impl Counter {
                 allowed: true,
                 remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
                 reset_seconds: secs(whole),
+                leased: take32 - 1,
             };
         }
         Decision {
             allowed: false,
             remaining: 0,
             reset_seconds: secs(self.wait_ms(into, window_ms, limit)).max(1),
+            leased: 0,
         }
     }
 
@@ -131,11 +170,24 @@ impl Counter {
     }
 }
 
-/// One request to count against `key` under `rule`.
+/// One request to count against `key` under `rule`, and up to `lease` more to grant the caller
+/// ([`Counter::grant`]; 0: just this one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit<'a> {
     pub key: &'a str,
     pub rule: Rule,
+    pub lease: u32,
+}
+
+impl<'a> Hit<'a> {
+    /// One request on `key` under `rule`, nothing leased.
+    pub fn new(key: &'a str, rule: Rule) -> Self {
+        Self {
+            key,
+            rule,
+            lease: 0,
+        }
+    }
 }
 
 /// Counts one request against each of `hits` in order with `admit`, stopping at the first that
@@ -170,16 +222,7 @@ mod tests {
             limit: 1,
             window_seconds: 10,
         };
-        let hits = [
-            Hit {
-                key: "ip",
-                rule: tight,
-            },
-            Hit {
-                key: "tenant",
-                rule: RULE,
-            },
-        ];
+        let hits = [Hit::new("ip", tight), Hit::new("tenant", RULE)];
         let mut counters = std::collections::HashMap::<&str, Counter>::new();
         let mut run = |now| {
             admit_chain(&hits, |h| {
@@ -242,6 +285,48 @@ mod tests {
         let d = c.admit(end + 100 + 5_000, RULE);
         assert!(d.allowed);
         assert_eq!(d.remaining, 1);
+    }
+
+    #[test]
+    fn a_lease_counts_what_it_grants_and_never_more_than_is_left() {
+        let mut c = Counter::default();
+        let t0 = 1_000_000_000;
+        let d = c.grant(t0, RULE, 3);
+        assert_eq!((d.allowed, d.leased, d.remaining), (true, 3, 1));
+        assert_eq!(
+            c.current, 4,
+            "the request and its lease are counted at once"
+        );
+        // Only one is left: a lease of 3 more gets none of them, and the next is refused.
+        let d = c.grant(t0 + 1, RULE, 3);
+        assert_eq!((d.allowed, d.leased, d.remaining), (true, 0, 0));
+        let d = c.grant(t0 + 2, RULE, 3);
+        assert_eq!((d.allowed, d.leased), (false, 0));
+        assert_eq!(c.current, 5);
+        // A lease taken late in a window is sized by the previous window's weight then.
+        let mut c = Counter {
+            window: (t0 / 10_000) - 1,
+            current: 4,
+            previous: 0,
+        };
+        let d = c.grant(t0 + 5_000, RULE, 10); // 4 · ½ = 2 of the previous still weigh
+        assert_eq!((d.leased, d.remaining), (2, 0));
+        assert_eq!(whole_again_seconds(t0 + 5_000, RULE), 15);
+        assert_eq!(d.reset_seconds, 15);
+    }
+
+    #[test]
+    fn a_lease_is_absent_on_the_wire_when_none() {
+        let d = Counter::default().admit(5, RULE);
+        let json = serde_json::to_string(&d).unwrap_or_default();
+        assert!(!json.contains("leased"), "{json}");
+        let back: Decision = serde_json::from_str(&json).unwrap_or(Decision {
+            allowed: false,
+            remaining: 9,
+            reset_seconds: 9,
+            leased: 9,
+        });
+        assert_eq!(back, d);
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl Limiter {
                 .entry(hit.key.to_owned())
                 .or_insert((Counter::default(), keep));
             *until = keep;
-            counter.admit(now_ms, hit.rule)
+            counter.admit_hit(now_ms, hit)
         });
         Ok(if chain {
             Answer::Chain(decisions)
@@ -114,6 +114,7 @@ mod tests {
             limit: 2,
             window_seconds: 10,
             now_ms,
+            lease: 0,
         })
         .unwrap()
     }
@@ -164,6 +165,17 @@ mod tests {
         assert!(refused.reset_seconds >= 1);
         assert!(one(l.hit(&hit("b", t + 2), now).unwrap()).allowed);
         assert_eq!(l.len(), 2);
+    }
+
+    #[test]
+    fn a_hit_asking_for_a_lease_is_granted_what_is_left_and_counted() {
+        let l = Limiter::default();
+        let now = Instant::now();
+        let body = br#"{"key":"k","limit":2,"window_seconds":10,"now_ms":1000000000,"lease":5}"#;
+        let d = one(l.hit(body, now).unwrap());
+        assert_eq!((d.allowed, d.leased, d.remaining), (true, 1, 0));
+        assert!(!one(l.hit(&hit("k", 1_000_000_001), now).unwrap()).allowed);
+        assert_eq!(l.counters.lock().unwrap()["k"].0.current, 2);
     }
 
     #[test]

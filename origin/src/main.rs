@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::serve::{Listener, ListenerExt};
 use clap::{Parser, Subcommand};
 use edgefront_origin::{migrate, router, Config, LoginBackoff};
 
@@ -152,7 +153,12 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         statement_timeout_ms = args.statement_timeout_ms,
         "starting"
     );
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    // No Nagle delay on answers: hyper may write a response's head and body separately.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await?
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     let addr = listener.local_addr()?;
     {
         let mut out = std::io::stdout().lock();

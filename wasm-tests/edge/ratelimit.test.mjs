@@ -99,3 +99,26 @@ test('authenticated routes are limited before credentials are checked, per class
   const [{ count }] = await db.query('SELECT count(*)::int AS count FROM catalog_items WHERE tenant_id = $1', [t.id]);
   assert.equal(count, 1, 'the refused write changed nothing');
 });
+
+test('a limit large enough to lease (64 a minute): remaining counts down exactly, and 100 concurrent reads get exactly what is left', async () => {
+  // On Workers an isolate spends hits the Durable Object granted it in advance (up to 1/16
+  // of a limit); the count must stay exact all the same. Spin asks the origin every time.
+  const t = await rateTenant({ window_seconds: 60, tenant: { public_read: 64 } });
+  const ip = freshIp();
+  const get = () => api(t, '/v1/storefront', { headers: { 'cf-connecting-ip': ip } });
+  const seen = [];
+  for (let i = 0; i < 12; i++) {
+    const res = await get();
+    assert.equal(res.status, 200, await res.text());
+    seen.push(parseState(res.headers.get('ratelimit')));
+  }
+  assert.deepEqual(
+    seen.map((s) => [s.name, s.r]),
+    Array.from({ length: 12 }, (_, i) => ['tenant', 63 - i]),
+  );
+  const results = await Promise.all(Array.from({ length: 100 }, () => get()));
+  const statuses = results.map((r) => r.status);
+  assert.equal(statuses.filter((s) => s === 200).length, 52, statuses.join(','));
+  assert.equal(statuses.filter((s) => s === 429).length, 48, statuses.join(','));
+  await assertProblem(await get(), 429, 'rate_limited');
+});

@@ -221,26 +221,48 @@ async fn peer() -> Result<i32> {
     let stack_json = dir.path().join("stack.json");
     std::fs::write(&stack_json, serde_json::to_string_pretty(&d)?)?;
 
-    let bench_config = |name: &str| repo_root().join(format!("bench/{name}/wrangler.toml"));
-    let hello = Wrangler::start(&tools, dir.path(), "hello", &bench_config("hello"), &[]).await?;
-    let peer_env = peer_settings(&d)?;
-    let peer =
-        Wrangler::start(&tools, dir.path(), "peer", &bench_config("peer"), &peer_env).await?;
-    // Under `wrangler dev` each console.log (edgefront's request log line) is also a DevTools
-    // event its inspector proxy handles: a second edgefront with LOG_LEVEL=off shows that cost.
-    let quiet = if cfg.log_level.as_deref() == Some("off") {
-        None
-    } else {
-        let mut env: Vec<(String, String)> = stack
-            .edge_settings(Runtime::Workers)
-            .iter()
-            .filter(|(k, _)| *k != "LOG_LEVEL")
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect();
-        env.push(("LOG_LEVEL".into(), "off".into()));
-        let config = repo_root().join("wrangler.toml");
-        Some(Wrangler::start(&tools, dir.path(), "edgefront-log-off", &config, &env).await?)
+    // Every worker on a plain `workerd serve` of its deploy bundle: the runtime alone, as
+    // Cloudflare runs it. `wrangler dev` adds its own costs on top (every console.log is also a
+    // DevTools event for its inspector): the stack's edgefront under it is one more row.
+    let bundle_dir = |key: &str| -> Result<PathBuf> {
+        bundles
+            .get(key)
+            .and_then(|b| b.outdir.clone())
+            .with_context(|| format!("no bundle for {key}"))
     };
+    let hello = Workerd::start(
+        &tools,
+        dir.path(),
+        "hello",
+        &bundle_dir("hello")?,
+        &[],
+        None,
+    )
+    .await?;
+    let peer_env = peer_settings(&d)?;
+    let peer = Workerd::start(
+        &tools,
+        dir.path(),
+        "peer",
+        &bundle_dir("peer")?,
+        &peer_env,
+        None,
+    )
+    .await?;
+    let edge_env: Vec<(String, String)> = stack
+        .edge_settings(Runtime::Workers)
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let edge = Workerd::start(
+        &tools,
+        dir.path(),
+        "edgefront",
+        &bundle_dir("edge_workers")?,
+        &edge_env,
+        Some(RATE_LIMITER_DO),
+    )
+    .await?;
 
     let direct = |rt: Runtime| -> Result<String> {
         let url = stack
@@ -252,7 +274,7 @@ async fn peer() -> Result<i32> {
         .as_str()
         .unwrap_or("?")
         .to_owned();
-    let mut targets = vec![
+    let targets = vec![
         Target {
             key: "hello",
             label: "hello-world (workerd)".into(),
@@ -268,24 +290,22 @@ async fn peer() -> Result<i32> {
         Target {
             key: "edge_workers",
             label: "edgefront (workerd)".into(),
+            addr: edge.addr.clone(),
+            routed: true,
+        },
+        Target {
+            key: "edge_wrangler_dev",
+            label: "edgefront (wrangler dev's workerd)".into(),
             addr: direct(Runtime::Workers)?,
             routed: true,
         },
-    ];
-    if let Some(q) = &quiet {
-        targets.push(Target {
-            key: "edge_workers_log_off",
-            label: "edgefront (workerd, LOG_LEVEL=off)".into(),
-            addr: q.addr.clone(),
+        Target {
+            key: "edge_spin",
+            label: format!("edgefront (Spin, {spin_served_by})"),
+            addr: direct(Runtime::Spin)?,
             routed: true,
-        });
-    }
-    targets.push(Target {
-        key: "edge_spin",
-        label: format!("edgefront (Spin, {spin_served_by})"),
-        addr: direct(Runtime::Spin)?,
-        routed: true,
-    });
+        },
+    ];
 
     let token = mint(&stack_json)?;
     eprintln!("\n== bench --peer: checking every route on every target ==");
@@ -393,7 +413,7 @@ async fn peer() -> Result<i32> {
 
     let versions = versions(&tools, &wrk);
     let machine = machine();
-    drop(quiet);
+    drop(edge);
     drop(peer);
     drop(hello);
     drop(stack);
@@ -426,64 +446,50 @@ async fn peer() -> Result<i32> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The extra workers: `wrangler dev` of bench/hello and bench/peer
+// The workers under load: a plain `workerd serve` each
 
-struct Wrangler {
+/// edgefront's rate-limit Durable Object: binding and class (wrangler.toml's), kept in memory.
+const RATE_LIMITER_DO: (&str, &str) = ("RATE_LIMITER", "RateLimiterObject");
+
+/// A worker served by a fresh `workerd serve` of its `wrangler deploy --dry-run` bundle.
+struct Workerd {
     _proc: Proc,
-    /// workerd's own listener (not wrangler's proxy).
     addr: String,
 }
 
-impl Wrangler {
-    /// `wrangler dev --config <config>` with `env` as its env file, named `name`.
+impl Workerd {
+    /// Serves the bundle in `outdir` with `bindings` as text bindings, outbound fetches to any
+    /// address (the stack is on loopback) and, with `durable`, a Durable Object namespace
+    /// `(binding, class)` in memory. No KV binding (edgefront treats it as optional: its
+    /// caches stay in the isolate's memory).
     async fn start(
         tools: &Tools,
         dir: &Path,
         name: &str,
-        config: &Path,
-        env: &[(String, String)],
+        outdir: &Path,
+        bindings: &[(String, String)],
+        durable: Option<(&str, &str)>,
     ) -> Result<Self> {
-        let port = free_port()?;
-        let state = dir.join(format!("wrangler-{name}"));
-        std::fs::create_dir_all(&state)?;
-        let env_file = state.join("bench.env");
-        let body: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        write_private(&env_file, &body)?;
-        let log = state.join("wrangler.log");
-        let mut cmd = Command::new(tools.node_bin.join("wrangler"));
-        cmd.current_dir(repo_root())
-            .arg("dev")
-            .arg("--config")
-            .arg(config)
-            .args(["--local", "--ip", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--inspector-port", &free_port()?.to_string()])
-            .arg("--env-file")
-            .arg(&env_file)
-            .arg("--persist-to")
-            .arg(state.join("state"))
-            .args([
-                "--show-interactive-dev-session=false",
-                "--log-level",
-                "info",
-            ])
-            .env("WRANGLER_LOG_PATH", &state);
-        for (k, v) in tools.worker_env() {
-            cmd.env(k, v);
-        }
-        let mut proc = Proc::spawn(&format!("wrangler dev ({name})"), &mut cmd, &log, None)?;
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let config = outdir.join(format!("serve-{name}.capnp"));
+        let served = Serve {
+            network: true,
+            durable,
+        };
+        write_private(&config, &workerd_config(outdir, &addr, bindings, &served)?)?;
+        let log = dir.join(format!("workerd-{name}.log"));
+        let mut cmd = Command::new(tools.node_bin.join("workerd"));
+        cmd.arg("serve").arg(&config).current_dir(outdir);
+        let mut proc = Proc::spawn(&format!("workerd ({name})"), &mut cmd, &log, None)?;
         wait_http(
             &mut proc,
-            &format!("http://127.0.0.1:{port}/healthz"),
-            Duration::from_secs(120),
+            &format!("http://{addr}/healthz"),
+            Duration::from_secs(60),
             Some(&log),
         )
         .await?;
-        let own = stack::workerd_port(proc.pid() as i32, port).await?;
-        eprintln!("xtask: {name} on workerd 127.0.0.1:{own} (wrangler's proxy {port})");
-        Ok(Self {
-            _proc: proc,
-            addr: format!("127.0.0.1:{own}"),
-        })
+        eprintln!("xtask: {name} on workerd {addr}");
+        Ok(Self { _proc: proc, addr })
     }
 }
 
@@ -1049,7 +1055,10 @@ async fn cold_starts(
             let addr = format!("127.0.0.1:{port}");
             // Beside the modules: workerd resolves `embed` paths relative to the config file.
             let config = outdir.join(format!("cold-{i}.capnp"));
-            write_private(&config, &workerd_config(outdir, &addr, &bindings)?)?;
+            write_private(
+                &config,
+                &workerd_config(outdir, &addr, &bindings, &Serve::default())?,
+            )?;
             let mut cmd = Command::new(&workerd);
             cmd.arg("serve").arg(&config).current_dir(outdir);
             let log = cold_dir.join(format!("{key}-{i}.log"));
@@ -1086,10 +1095,25 @@ async fn cold_starts(
     Ok(out)
 }
 
+/// What a workerd configuration adds to a worker's modules and text bindings.
+#[derive(Default)]
+struct Serve<'a> {
+    /// Outbound fetches may reach private and loopback addresses (workerd's default network
+    /// allows public ones only).
+    network: bool,
+    /// A Durable Object namespace `(binding, class)`, stored in memory.
+    durable: Option<(&'a str, &'a str)>,
+}
+
 /// A workerd configuration serving the modules of a `wrangler deploy --dry-run` directory
 /// (the main module first) on `addr`, with `bindings` as text bindings. It must be written into
 /// that directory (`embed` paths are relative to the configuration).
-fn workerd_config(outdir: &Path, addr: &str, bindings: &[(String, String)]) -> Result<String> {
+fn workerd_config(
+    outdir: &Path,
+    addr: &str,
+    bindings: &[(String, String)],
+    serve: &Serve<'_>,
+) -> Result<String> {
     let mut modules = Vec::new();
     for entry in std::fs::read_dir(outdir)? {
         let p = entry?.path();
@@ -1117,8 +1141,14 @@ fn workerd_config(outdir: &Path, addr: &str, bindings: &[(String, String)]) -> R
     let capnp = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let mut c = String::from("using Workerd = import \"/workerd/workerd.capnp\";\n\n");
     c.push_str(
-        "const config :Workerd.Config = (\n  services = [ (name = \"main\", worker = .worker) ],\n",
+        "const config :Workerd.Config = (\n  services = [ (name = \"main\", worker = .worker)",
     );
+    if serve.network {
+        c.push_str(
+            ",\n    (name = \"internet\", network = (allow = [\"public\", \"private\", \"local\"]))",
+        );
+    }
+    c.push_str(" ],\n");
     let _ = writeln!(
         c,
         "  sockets = [ (name = \"http\", address = {}, http = (), service = \"main\") ],\n);\n",
@@ -1137,7 +1167,25 @@ fn workerd_config(outdir: &Path, addr: &str, bindings: &[(String, String)]) -> R
     for (k, v) in bindings {
         let _ = writeln!(c, "    (name = {}, text = {}),", capnp(k), capnp(v));
     }
-    c.push_str("  ],\n  compatibilityDate = \"2026-04-20\",\n);\n");
+    if let Some((binding, class)) = serve.durable {
+        let _ = writeln!(
+            c,
+            "    (name = {}, durableObjectNamespace = {}),",
+            capnp(binding),
+            capnp(class)
+        );
+    }
+    c.push_str("  ],\n");
+    if let Some((_, class)) = serve.durable {
+        let _ = writeln!(
+            c,
+            "  durableObjectNamespaces = [ (className = {}, uniqueKey = {}) ],\n  \
+             durableObjectStorage = (inMemory = void),",
+            capnp(class),
+            capnp(&format!("edgefront-bench-{class}"))
+        );
+    }
+    c.push_str("  compatibilityDate = \"2026-04-20\",\n);\n");
     Ok(c)
 }
 
@@ -1296,12 +1344,18 @@ impl Report<'_> {
         let _ = writeln!(
             m,
             "\nedgefront runs as the test stack configures it: rate limits checked on every \
-             limited route (`RATE_LIMITS` {} — a Durable Object call per budget on Workers, \
-             the origin's `/ratelimit` on Spin), `LOG_LEVEL` {} (at info, one JSON \
-             `console.log` line per request; under `wrangler dev` every console.log is also a DevTools event), \
-             no tracing. The row `edgefront (workerd, LOG_LEVEL=off)`, when present, is a second \
-             `wrangler dev` of the same build and settings but LOG_LEVEL=off: its difference to \
-             `edgefront (workerd)` is what the request log line costs under `wrangler dev`. \
+             limited route (`RATE_LIMITS` {}; on Workers the Durable Object leases an isolate \
+             hits in advance, so most requests do not call it; on Spin the origin's \
+             `/ratelimit` on every request), `LOG_LEVEL` {} (at info, one JSON \
+             `console.log` line per request), no tracing. The hello-world worker, the peer and \
+             `edgefront (workerd)` each run on a fresh `workerd serve` (the pinned wrangler's \
+             workerd) of the bundle `wrangler deploy --dry-run` produced: settings as text \
+             bindings, outbound fetches allowed to loopback, edgefront's rate-limit Durable \
+             Object in memory, no KV (edgefront's caches stay in the isolate). \
+             `edgefront (wrangler dev's workerd)` is the stack's own edgefront, what `cargo xtask \
+             dev` serves, on workerd's port behind wrangler dev: under wrangler dev every \
+             console.log is also a DevTools event for its inspector, which is most of the \
+             difference. \
              Spin: {} with `--max-instance-reuse-count 1 --max-concurrent-requests 1` \
              (a fresh instance per request, one request at a time, as the stack starts it: no \
              cache survives a request, so every authenticated request fetches the JWKS and looks \

@@ -179,8 +179,7 @@ fn age(then: SystemTime, now: SystemTime) -> Duration {
 
 pub(crate) fn kv_key(url: &str) -> String {
     let digest = Sha256::digest(url.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("jwks:v1:{hex}")
+    format!("jwks:v1:{}", crate::ids::hex(&digest))
 }
 
 /// The persisted set (if one was ever fetched) and when the issuer was last asked.

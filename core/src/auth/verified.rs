@@ -1,7 +1,9 @@
 //! Bearer tokens whose signature this instance has already verified, so that a client sending
 //! the same token again (every request of a session does) costs a hash and a lookup instead of
 //! a key-set lookup and an RSA/ECDSA verification. What is cached is the token's claims, keyed
-//! by the SHA-256 of the token's exact bytes: a token that differs in any byte is another key.
+//! by the token's exact bytes (compared in full, so no hash collision can stand in for a
+//! verified token; a digest would cost a SHA-256 per request): a token that differs in any byte
+//! is another key.
 //! Everything else — expiry, not-before, issuer, token use, audience, claim mapping — is still
 //! checked on every request against the clock port, so a cached token stops working the moment
 //! it expires. An entry lives at most [`TTL`], so a key the issuer withdraws from its set stops
@@ -15,7 +17,6 @@ use std::time::{Duration, SystemTime};
 
 use jwt_compact::Claims;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 /// How long a verification is trusted.
 pub const TTL: Duration = Duration::from_secs(300);
@@ -24,16 +25,6 @@ pub const CAPACITY: usize = 1024;
 
 pub type TokenClaims = Claims<Map<String, Value>>;
 
-/// The token's identity for the cache: SHA-256 of its bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenDigest([u8; 32]);
-
-impl TokenDigest {
-    pub fn of(token: &str) -> Self {
-        Self(Sha256::digest(token.as_bytes()).into())
-    }
-}
-
 struct Entry {
     claims: Rc<TokenClaims>,
     until: SystemTime,
@@ -41,28 +32,29 @@ struct Entry {
 
 #[derive(Default)]
 pub struct VerifiedTokens {
-    entries: RefCell<HashMap<TokenDigest, Entry>>,
+    /// Token (its exact text) → claims.
+    entries: RefCell<HashMap<Box<str>, Entry>>,
 }
 
 impl VerifiedTokens {
     /// The claims of a token verified less than [`TTL`] before `now`.
-    pub fn get(&self, digest: &TokenDigest, now: SystemTime) -> Option<Rc<TokenClaims>> {
+    pub fn get(&self, token: &str, now: SystemTime) -> Option<Rc<TokenClaims>> {
         let entries = self.entries.borrow();
-        let entry = entries.get(digest)?;
+        let entry = entries.get(token)?;
         (now < entry.until).then(|| entry.claims.clone())
     }
 
     /// Records a token whose signature was just verified at `now`.
-    pub fn insert(&self, digest: TokenDigest, claims: Rc<TokenClaims>, now: SystemTime) {
+    pub fn insert(&self, token: &str, claims: Rc<TokenClaims>, now: SystemTime) {
         let mut entries = self.entries.borrow_mut();
-        if entries.len() >= CAPACITY && !entries.contains_key(&digest) {
+        if entries.len() >= CAPACITY && !entries.contains_key(token) {
             entries.retain(|_, e| e.until > now);
             if entries.len() >= CAPACITY {
                 entries.clear();
             }
         }
         entries.insert(
-            digest,
+            token.into(),
             Entry {
                 claims,
                 until: now + TTL,
@@ -88,11 +80,13 @@ mod tests {
     fn an_entry_serves_until_its_ttl_and_only_its_exact_token() {
         let cache = VerifiedTokens::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let d = TokenDigest::of("a.b.c");
-        cache.insert(d, claims(), t0);
-        assert!(cache.get(&d, t0 + TTL - Duration::from_secs(1)).is_some());
-        assert!(cache.get(&d, t0 + TTL).is_none());
-        assert!(cache.get(&TokenDigest::of("a.b.d"), t0).is_none());
+        cache.insert("a.b.c", claims(), t0);
+        assert!(cache
+            .get("a.b.c", t0 + TTL - Duration::from_secs(1))
+            .is_some());
+        assert!(cache.get("a.b.c", t0 + TTL).is_none());
+        assert!(cache.get("a.b.d", t0).is_none());
+        assert!(cache.get("a.b.", t0).is_none(), "a prefix is another token");
     }
 
     #[test]
@@ -100,18 +94,18 @@ mod tests {
         let cache = VerifiedTokens::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         for i in 0..CAPACITY {
-            cache.insert(TokenDigest::of(&format!("t{i}")), claims(), t0);
+            cache.insert(&format!("t{i}"), claims(), t0);
         }
         assert_eq!(cache.len(), CAPACITY);
         // Past the limit with every entry live, the map starts afresh.
-        cache.insert(TokenDigest::of("one more"), claims(), t0);
+        cache.insert("one more", claims(), t0);
         assert_eq!(cache.len(), 1);
         // Expired entries go first.
         for i in 0..CAPACITY - 1 {
-            cache.insert(TokenDigest::of(&format!("u{i}")), claims(), t0);
+            cache.insert(&format!("u{i}"), claims(), t0);
         }
         let later = t0 + TTL + Duration::from_secs(1);
-        cache.insert(TokenDigest::of("fresh"), claims(), later);
+        cache.insert("fresh", claims(), later);
         assert_eq!(cache.len(), 1);
     }
 }

@@ -294,6 +294,7 @@ impl edgefront_core::ports::RateLimiter for SpinPlatform {
     #[cfg(feature = "spin-kv")]
     async fn admit(
         &self,
+        _anchor: &str,
         hits: &[edgefront_core::window::Hit<'_>],
         now: SystemTime,
     ) -> Option<Result<Vec<edgefront_core::window::Decision>, OutboundError>> {
@@ -305,7 +306,7 @@ impl edgefront_core::ports::RateLimiter for SpinPlatform {
             let mut counter = expiring::get(&store, hit.key, now)
                 .map(|b| Counter::from_bytes(&b))
                 .unwrap_or_default();
-            let decision = counter.admit(now_ms, hit.rule);
+            let decision = counter.admit_hit(now_ms, hit);
             if decision.allowed {
                 // Kept for the two windows a counter spans; the store sweep drops it after.
                 let ttl = Duration::from_secs(2 * u64::from(hit.rule.window_seconds));

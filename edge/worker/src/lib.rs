@@ -293,11 +293,12 @@ impl edgefront_core::ports::RateLimiter for WorkersPlatform {
     /// in this isolate's memory.
     async fn admit(
         &self,
+        anchor: &str,
         hits: &[edgefront_core::ratelimit::Hit<'_>],
         now: SystemTime,
     ) -> Option<Result<Vec<edgefront_core::ratelimit::Decision>, OutboundError>> {
         let namespace = self.limiter.as_ref()?;
-        Some(ratelimit::admit(namespace, hits, now).await)
+        Some(ratelimit::admit(namespace, anchor, hits, now).await)
     }
 }
 

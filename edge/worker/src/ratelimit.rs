@@ -1,9 +1,10 @@
 //! Rate-limit counters shared by every isolate, in Durable Objects (binding [`BINDING`], class
-//! [`RateLimiterObject`]). A request's hits (its client's budget, then its tenant's) go in one
-//! POST of [`RemoteHit`](edgefront_core::ratelimit::RemoteHit)s to the object named by the
-//! last key (the tenant's: so a tenant's counters, per address included, live together in one
-//! object), which runs core's [`RemoteHit::admit_received`] and answers the [`Decision`]s as
-//! JSON. A Durable Object handles one event at a time and nothing here awaits between reading
+//! [`RateLimiterObject`]). A request's hits that core's leases do not cover
+//! ([`edgefront_core::lease`]) go in one POST of
+//! [`RemoteHit`](edgefront_core::ratelimit::RemoteHit)s to the object named by the anchor core
+//! gives (the tenant's key: so a tenant's counters, per address included, live together in one
+//! object), which runs core's [`RemoteHit::admit_received`] (granting the leases asked for) and
+//! answers the [`Decision`]s as JSON. A Durable Object handles one event at a time and nothing here awaits between reading
 //! and writing a counter, so counting is exact.
 //! Glue only: the algorithm is core's.
 
@@ -26,7 +27,7 @@ pub const BINDING: &str = "RATE_LIMITER";
 const ADMIT_URL: &str = "https://rate-limiter.internal/admit";
 
 /// Sliding-window counters of the keys routed here (the worker names objects by a request's
-/// last key), held in memory only: a counter matters for two windows at most, so it is not worth a
+/// anchor), held in memory only: a counter matters for two windows at most, so it is not worth a
 /// storage write per request. When the runtime evicts an idle object (or restarts it elsewhere),
 /// its successor starts afresh, which at worst lets one window's worth of requests through
 /// again; that is acceptable for a limiter that already fails open.
@@ -61,26 +62,28 @@ impl DurableObject for RateLimiterObject {
             counters
                 .entry(hit.key.to_owned())
                 .or_default()
-                .admit(now_ms, hit.rule)
+                .admit_hit(now_ms, hit)
         });
         Response::from_json(&decisions)
     }
 }
 
-/// Counts one request against each of `hits` at `now`, in one call to the object of the last
-/// key.
+/// Counts one request against each of `hits` at `now` (with the leases they ask for), in one
+/// call to the object named `anchor` (the request's tenant key: it holds every key of the
+/// request's chain, also when core sends only some of them).
 pub async fn admit(
     namespace: &ObjectNamespace,
+    anchor: &str,
     hits: &[Hit<'_>],
     now: SystemTime,
 ) -> Result<Vec<Decision>, OutboundError> {
-    let Some(anchor) = hits.last() else {
+    if hits.is_empty() {
         return Ok(Vec::new());
-    };
+    }
     let body = serde_json::to_string(&RemoteHit::all(hits, now))
         .map_err(|e| OutboundError::Invalid(e.to_string()))?;
     let stub = namespace
-        .id_from_name(anchor.key)
+        .id_from_name(anchor)
         .and_then(|id| id.get_stub())
         .map_err(crate::network)?;
     let mut init = RequestInit::new();

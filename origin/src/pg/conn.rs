@@ -102,6 +102,9 @@ impl PgConnection {
 
     async fn connect_inner(params: &ConnectParams) -> Result<PgConnection, PgError> {
         let stream = TcpStream::connect((params.host.as_str(), params.port)).await?;
+        // Messages go out as soon as they are flushed (a batch is one flush), never held back
+        // for the server's acknowledgement of the previous write.
+        stream.set_nodelay(true)?;
         stream.set_nodelay(true)?;
         let mut conn = PgConnection {
             stream,

@@ -1,0 +1,62 @@
+// V8 CPU profile of a worker under load, from a plain `workerd serve` (not `wrangler dev`:
+// attaching the Profiler there stops its workerd). Usage (BENCHMARKS.md, "Profiling on workerd"):
+//
+//   workerd serve edge.capnp --inspector-addr=127.0.0.1:9239 &
+//   node --experimental-websocket bench/profile.mjs ws://127.0.0.1:9239/main \
+//        http://127.0.0.1:18788/healthz demo.localhost 5
+//
+// Samples every 50 µs while wrk (1 thread, 2 connections) loads the URL, then prints the
+// functions by self time, in percent of all samples ("(idle)": the isolate waited). Serve the
+// bundle with the wasm that keeps its name section
+// (target/wasm32-unknown-unknown/release/edgefront_worker.names.wasm, under the bundle's
+// file name) to see Rust function names.
+import { execFileSync } from 'node:child_process';
+
+const [inspector, url, host = 'demo.localhost', seconds = '5'] = process.argv.slice(2);
+if (!inspector || !url) {
+  console.error('usage: profile.mjs <inspector ws url> <target url> [host] [seconds]');
+  process.exit(2);
+}
+
+const ws = new WebSocket(inspector);
+let nextId = 0;
+const pending = new Map();
+const send = (method, params = {}) =>
+  new Promise((resolve, reject) => {
+    const id = ++nextId;
+    pending.set(id, { resolve, reject });
+    ws.send(JSON.stringify({ id, method, params }));
+  });
+ws.onmessage = (event) => {
+  const msg = JSON.parse(event.data);
+  const waiter = msg.id && pending.get(msg.id);
+  if (!waiter) return;
+  pending.delete(msg.id);
+  if (msg.error) waiter.reject(new Error(JSON.stringify(msg.error)));
+  else waiter.resolve(msg.result);
+};
+await new Promise((resolve, reject) => {
+  ws.onopen = resolve;
+  ws.onerror = reject;
+});
+
+await send('Profiler.enable');
+await send('Profiler.setSamplingInterval', { interval: 50 });
+await send('Profiler.start');
+execFileSync('wrk', ['-t1', '-c2', `-d${seconds}s`, '-H', `Host: ${host}`, url], { stdio: 'inherit' });
+const { profile } = await send('Profiler.stop');
+
+const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+const selfSamples = new Map();
+for (const id of profile.samples) {
+  const frame = nodes.get(id).callFrame;
+  const file = frame.url.split('/').pop();
+  const key = `${frame.functionName || '(anonymous)'}${file ? ` ${file}:${frame.lineNumber + 1}` : ''}`;
+  selfSamples.set(key, (selfSamples.get(key) ?? 0) + 1);
+}
+const total = profile.samples.length;
+console.log(`\n${total} samples; self time, % of samples:`);
+for (const [key, n] of [...selfSamples].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
+  console.log(`${((100 * n) / total).toFixed(1).padStart(5)}  ${key}`);
+}
+ws.close();
