@@ -35,6 +35,8 @@ pub(crate) struct AppState {
     sql_requests: Arc<std::sync::atomic::AtomicU64>,
     /// Of those, batches (`{"queries": [...]}`, one transaction each).
     sql_batches: Arc<std::sync::atomic::AtomicU64>,
+    /// Time spent answering them, in µs (from the request's arrival to its answer's head).
+    sql_micros: Arc<std::sync::atomic::AtomicU64>,
     limiter: Arc<crate::limiter::Limiter>,
 }
 
@@ -46,6 +48,7 @@ pub(crate) fn router(config: Config, pool: Pool) -> Router {
         pool,
         sql_requests: Arc::default(),
         sql_batches: Arc::default(),
+        sql_micros: Arc::default(),
         limiter: Arc::default(),
     };
     let router = if expose_stats {
@@ -79,6 +82,7 @@ async fn stats(State(state): State<AppState>) -> Response {
     axum::Json(serde_json::json!({
         "sql_requests": load(&state.sql_requests),
         "sql_batches": load(&state.sql_batches),
+        "sql_micros": load(&state.sql_micros),
     }))
     .into_response()
 }
@@ -125,10 +129,15 @@ async fn sql_handler(State(state): State<AppState>, req: axum::extract::Request)
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     };
+    let elapsed = started.elapsed();
+    state.sql_micros.fetch_add(
+        u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     tracing::info!(
         request_id = request_id.as_deref().unwrap_or("-"),
         status = resp.status().as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        elapsed_ms = elapsed.as_millis() as u64,
         "{} /sql",
         Method::POST
     );

@@ -339,8 +339,11 @@ async fn peer() -> Result<i32> {
         let mut per = serde_json::Map::new();
         for t in targets.iter().filter(|t| t.routed) {
             let before = origin_stats(&stats_url).await?;
+            let mut elapsed = Duration::ZERO;
             for _ in 0..SQL_SAMPLES {
-                request(t, route, &token, Duration::from_secs(30)).await?;
+                elapsed += request(t, route, &token, Duration::from_secs(30))
+                    .await?
+                    .elapsed;
             }
             // Work an answer leaves behind (Workers' waitUntil) lands in the count too.
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -349,8 +352,13 @@ async fn peer() -> Result<i32> {
             per.insert(
                 t.key.into(),
                 json!({
-                    "batches_per_request": (after.1 - before.1) as f64 / n,
-                    "http_requests_per_request": (after.0 - before.0) as f64 / n,
+                    "batches_per_request": (after.batches - before.batches) as f64 / n,
+                    "http_requests_per_request": (after.requests - before.requests) as f64 / n,
+                    // The proxy's own time for the request's SQL, and the whole request's, both
+                    // sequential (no load): what the SQL costs where it runs, and what the
+                    // request costs around it.
+                    "proxy_us_per_request": (after.micros - before.micros) as f64 / n,
+                    "request_us": elapsed.as_secs_f64() * 1e6 / n,
                 }),
             );
         }
@@ -647,7 +655,15 @@ fn answer_complete(buf: &[u8]) -> bool {
 }
 
 /// (sql_requests, sql_batches) the SQL proxy has served.
-async fn origin_stats(url: &str) -> Result<(u64, u64)> {
+/// The SQL proxy's counters (`GET /_stats`).
+struct OriginStats {
+    requests: u64,
+    batches: u64,
+    /// Time spent answering `/sql`, µs.
+    micros: u64,
+}
+
+async fn origin_stats(url: &str) -> Result<OriginStats> {
     let rest = url.trim_start_matches("http://");
     let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let headers = [("Host".to_owned(), addr.to_owned())];
@@ -656,10 +672,11 @@ async fn origin_stats(url: &str) -> Result<(u64, u64)> {
     let text = String::from_utf8_lossy(&a.body);
     let json = &text[text.find('{').unwrap_or(0)..=text.rfind('}').unwrap_or(0)];
     let v: Value = serde_json::from_str(json).context("the SQL proxy's stats")?;
-    Ok((
-        v["sql_requests"].as_u64().unwrap_or(0),
-        v["sql_batches"].as_u64().unwrap_or(0),
-    ))
+    Ok(OriginStats {
+        requests: v["sql_requests"].as_u64().unwrap_or(0),
+        batches: v["sql_batches"].as_u64().unwrap_or(0),
+        micros: v["sql_micros"].as_u64().unwrap_or(0),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1312,6 +1329,43 @@ impl Report<'_> {
         r.runs.iter().map(|runs| summarize(runs)).collect()
     }
 
+    /// Sequential requests of the routes that make SQL: the whole request against the proxy's
+    /// own time for its SQL.
+    fn sql_table(&self, m: &mut String) {
+        let _ = writeln!(
+            m,
+            "\n## Requests against the SQL they make (sequential, no load)\n\n\
+             The same {SQL_SAMPLES} sequential requests per route and target: the mean request time \
+             as the client sees it, the SQL proxy's own time for the request's SQL (`/_stats` \
+             `sql_micros`: from a `/sql` request's arrival to its answer, so the bare batch \
+             without the caller's HTTP), and their ratio.\n\n\
+             | route | target | request µs | proxy µs | × proxy |\n|---|---|---:|---:|---:|"
+        );
+        for route in ROUTES {
+            for t in self.targets.iter().filter(|t| t.routed) {
+                let Some(v) = self.sql[route.key].get(t.key) else {
+                    continue;
+                };
+                let (Some(req), Some(proxy)) =
+                    (v["request_us"].as_f64(), v["proxy_us_per_request"].as_f64())
+                else {
+                    continue;
+                };
+                if proxy <= 0.0 {
+                    continue;
+                }
+                let _ = writeln!(
+                    m,
+                    "| `{} {}` | {} | {req:.0} | {proxy:.0} | {:.2} |",
+                    route.method,
+                    route.path,
+                    t.label,
+                    req / proxy
+                );
+            }
+        }
+    }
+
     fn markdown(&self) -> String {
         let mut m = String::new();
         let c = self.cfg;
@@ -1415,9 +1469,11 @@ impl Report<'_> {
         let _ = writeln!(
             m,
             "\nSQL batches/req: the SQL proxy's own count (`/_stats`), over {SQL_SAMPLES} sequential \
-             requests per route and target after the load (caches warm), including any batch sent \
-             after the answer; `errors`: wrk's non-2xx answers plus socket errors (should be 0)."
+             requests per route and target before the load (caches warm: every route was asked \
+             once), including any batch sent after the answer; `errors`: wrk's non-2xx answers \
+             plus socket errors (should be 0)."
         );
+        self.sql_table(&mut m);
 
         let _ = writeln!(
             m,
