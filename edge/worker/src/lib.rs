@@ -12,10 +12,10 @@ use edgefront_core::ports::ByteStream;
 use edgefront_core::{Body, Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform};
 use futures_channel::oneshot;
 use futures_util::StreamExt;
-use worker::{
-    event, js_sys, Context, Date, Delay, Env, Fetch, Headers, KvStore, Method, ObjectNamespace,
-    RequestInit,
-};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use worker::{event, js_sys, Context, Date, Delay, Env, KvStore, ObjectNamespace};
 
 /// Name of the KV namespace binding in wrangler.toml.
 const KV_BINDING: &str = "EDGEFRONT_KV";
@@ -58,25 +58,27 @@ fn instance(env: &Env) -> Rc<Edge<WorkersPlatform>> {
     })
 }
 
+// The entry point takes and returns the runtime's own `Request` and `Response`: workers-rs'
+// conversion would read `request.cf`, the URL twice and each header with its own JS calls, and
+// build the answer's `Headers` one `append` at a time. Here a request's head crosses into wasm
+// in three strings (method, URL, headers) and an answer's head crosses out in one.
 #[event(fetch)]
-async fn fetch(
-    mut req: worker::Request,
-    env: Env,
-    ctx: Context,
-) -> worker::Result<worker::Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let edge = instance(&env);
-    let head = match head_of_request(&req) {
+    let url = req.url();
+    let head = match head_of_request(&req.method(), &url, &req.headers()) {
         Ok(h) => h,
         Err(e) => {
-            return from_http(edgefront_core::ApiError::bad_request(e).into_response(&req.path()))
+            let problem = edgefront_core::ApiError::bad_request(e).into_response(path_of(&url));
+            return Ok(respond(problem)?);
         }
     };
-    if req.inner().body().is_none() {
-        return serve_inline(edge, head, &ctx).await;
-    }
+    let Some(stream) = req.body() else {
+        return Ok(serve_inline(edge, head, &ctx).await?);
+    };
     // The body stays the runtime's stream: core reads it within the route's limit (and not at
     // all when Content-Length is over it).
-    let mut body = body_chunks(&mut req);
+    let mut body = body_chunks(stream);
     // The request runs as a waitUntil task, so a streamed body's driver keeps running (and
     // settles its accounting) even if the client disconnects; the head comes back here.
     let (head_tx, head_rx) = oneshot::channel();
@@ -110,14 +112,10 @@ async fn fetch(
     let (parts, body) = head_rx.await.map_err(|_| {
         worker::Error::RustError("the request task ended without a response".into())
     })?;
-    match body {
-        Ok(bytes) => from_http(http::Response::from_parts(parts, bytes)),
-        Err(chunks) => Ok(worker::Response::from_stream(
-            chunks.map(|c| Ok::<Vec<u8>, worker::Error>(c.to_vec())),
-        )?
-        .with_status(parts.status.as_u16())
-        .with_headers(headers_from(&parts.headers)?)),
-    }
+    Ok(match body {
+        Ok(bytes) => respond(http::Response::from_parts(parts, bytes))?,
+        Err(chunks) => respond_streaming(&parts, chunks)?,
+    })
 }
 
 /// A request without a body (most of them: GET, HEAD, DELETE) has nothing to drive after the
@@ -129,81 +127,169 @@ async fn serve_inline(
     edge: Rc<Edge<WorkersPlatform>>,
     head: http::request::Parts,
     ctx: &Context,
-) -> worker::Result<worker::Response> {
+) -> Result<web_sys::Response, JsValue> {
     let rp = edge.begin(&head);
     let mut none = futures_util::stream::empty::<Result<Bytes, OutboundError>>();
     let (parts, out) = edge.serve_body(&rp, head, &mut none).await.into_parts();
     let bytes = out.collect().await;
     let status = parts.status.as_u16();
     let size = u64::try_from(bytes.len()).ok();
-    let resp = from_http(http::Response::from_parts(parts, bytes));
+    let resp = respond(http::Response::from_parts(parts, bytes));
     ctx.wait_until(async move { edge.finish(&rp, status, size).await });
     resp
 }
 
-/// The request body's chunks, read from the runtime only as core asks for them (none for a
-/// request without a body). Dropping the stream cancels what is left unread.
-fn body_chunks(req: &mut worker::Request) -> futures_util::stream::Fuse<ByteStream> {
-    let chunks: ByteStream = match req.stream() {
-        Ok(s) => Box::pin(s.map(|c| c.map(Bytes::from).map_err(network))),
-        Err(_) => Box::pin(futures_util::stream::empty()),
-    };
-    chunks.fuse()
+/// A JS `ReadableStream` of `Uint8Array` chunks as core's byte stream. Dropping it cancels
+/// what is left unread.
+fn byte_stream(stream: web_sys::ReadableStream) -> ByteStream {
+    let chunks = wasm_streams::ReadableStream::from_raw(stream.unchecked_into()).into_stream();
+    Box::pin(chunks.map(|chunk| {
+        chunk
+            .map(|c| match c.dyn_into::<js_sys::Uint8Array>() {
+                Ok(bytes) => Bytes::from(bytes.to_vec()),
+                Err(other) => Bytes::from(js_sys::Uint8Array::new(&other).to_vec()),
+            })
+            .map_err(js_error)
+    }))
 }
 
-fn head_of_request(req: &worker::Request) -> Result<http::request::Parts, String> {
+/// The request body's chunks, read from the runtime only as core asks for them.
+fn body_chunks(stream: web_sys::ReadableStream) -> futures_util::stream::Fuse<ByteStream> {
+    byte_stream(stream).fuse()
+}
+
+/// The path of a WHATWG-serialized URL (for a problem document's `instance`).
+fn path_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = url.get(after_scheme..).unwrap_or("");
+    let path = rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/");
+    path.split(['?', '#']).next().unwrap_or("/")
+}
+
+fn head_of_request(
+    method: &str,
+    url: &str,
+    headers: &web_sys::Headers,
+) -> Result<http::request::Parts, String> {
     // The runtime's URL, already WHATWG-serialized (host in ASCII): `http` parses it as is.
-    // (`Request::url()` would parse it again with the `url` crate, whose IDNA tables alone
-    // weigh more than this adapter.)
-    let mut builder = http::Request::builder()
-        .method(req.method().as_ref())
-        .uri(req.inner().url());
-    for (name, value) in req.headers() {
-        builder = builder.header(name, value);
+    let mut builder = http::Request::builder().method(method).uri(url);
+    if let Some(map) = builder.headers_mut() {
+        read_headers(headers, map).map_err(|e| format!("request headers: {e}"))?;
     }
     let (head, ()) = builder.body(()).map_err(|e| e.to_string())?.into_parts();
     Ok(head)
 }
 
-fn headers_from(map: &http::HeaderMap) -> worker::Result<Headers> {
-    let headers = Headers::new();
-    for (name, value) in map {
-        if let Ok(v) = value.to_str() {
-            headers.append(name.as_str(), v)?;
-        }
+/// Every header of a JS `Headers` in one crossing: `Array.from(headers).join("\n")` is
+/// `name,value` lines. Names are tokens (no comma) and values never hold a line break, so
+/// each line splits at its first comma.
+fn read_headers(headers: &web_sys::Headers, map: &mut http::HeaderMap) -> Result<(), String> {
+    let text = String::from(js_sys::Array::from(headers).join("\n"));
+    for line in text.split('\n').filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(',').unwrap_or((line, ""));
+        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+        let value = http::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+        map.append(name, value);
     }
-    Ok(headers)
+    Ok(())
 }
 
-fn from_http(resp: http::Response<Bytes>) -> worker::Result<worker::Response> {
+/// A header map as a JS `[[name, value], …]` (a `HeadersInit`), built with one `JSON.parse`
+/// instead of a call per header. Values that are not visible ASCII are left out, as the
+/// runtime's `Headers` would refuse them.
+fn headers_init(map: &http::HeaderMap) -> Result<JsValue, JsValue> {
+    let mut json = String::with_capacity(64 * map.len() + 2);
+    json.push('[');
+    for (name, value) in map {
+        let Ok(value) = value.to_str() else { continue };
+        if json.len() > 1 {
+            json.push(',');
+        }
+        json.push_str("[\"");
+        json.push_str(name.as_str());
+        json.push_str("\",\"");
+        for c in value.chars() {
+            if matches!(c, '"' | '\\') {
+                json.push('\\');
+            }
+            json.push(c);
+        }
+        json.push_str("\"]");
+    }
+    json.push(']');
+    js_sys::JSON::parse(&json)
+}
+
+fn response_init(parts: &http::response::Parts) -> Result<web_sys::ResponseInit, JsValue> {
+    let init = web_sys::ResponseInit::new();
+    init.set_status(parts.status.as_u16());
+    init.set_headers(&headers_init(&parts.headers)?);
+    Ok(init)
+}
+
+fn respond(resp: http::Response<Bytes>) -> Result<web_sys::Response, JsValue> {
     let (parts, body) = resp.into_parts();
-    Ok(worker::Response::from_bytes(body.to_vec())?
-        .with_status(parts.status.as_u16())
-        .with_headers(headers_from(&parts.headers)?))
+    let init = response_init(&parts)?;
+    let body = js_sys::Uint8Array::from(body.as_ref());
+    web_sys::Response::new_with_opt_buffer_source_and_init(Some(&body), &init)
+}
+
+/// A streamed answer (chat turns): each chunk goes out as core yields it.
+fn respond_streaming(
+    parts: &http::response::Parts,
+    chunks: futures_channel::mpsc::UnboundedReceiver<Bytes>,
+) -> Result<web_sys::Response, JsValue> {
+    let init = response_init(parts)?;
+    let js = chunks.map(|c| Ok::<JsValue, JsValue>(js_sys::Uint8Array::from(c.as_ref()).into()));
+    let stream = wasm_streams::ReadableStream::from_stream(js).into_raw();
+    web_sys::Response::new_with_opt_readable_stream_and_init(Some(stream.unchecked_ref()), &init)
 }
 
 fn network(e: impl std::fmt::Display) -> OutboundError {
     OutboundError::Network(e.to_string())
 }
 
-fn outbound(req: http::Request<Bytes>) -> Result<worker::Request, OutboundError> {
-    let (parts, body) = req.into_parts();
-    let mut init = RequestInit::new();
-    init.with_method(Method::from(parts.method.to_string()))
-        .with_headers(headers_from(&parts.headers).map_err(network)?);
-    if !body.is_empty() {
-        init.with_body(Some(js_sys::Uint8Array::from(body.as_ref()).into()));
-    }
-    worker::Request::new_with_init(&parts.uri.to_string(), &init)
-        .map_err(|e| OutboundError::Invalid(e.to_string()))
+fn js_error(e: JsValue) -> OutboundError {
+    let text = e
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| format!("{e:?}"));
+    OutboundError::Network(text)
 }
 
-fn head_of(resp: &worker::Response) -> http::response::Builder {
-    let mut out = http::Response::builder().status(resp.status_code());
-    for (name, value) in resp.headers() {
-        out = out.header(name, value);
+#[wasm_bindgen]
+extern "C" {
+    /// The runtime's global `fetch`.
+    #[wasm_bindgen(js_name = fetch, catch)]
+    fn global_fetch(url: &str, init: &web_sys::RequestInit) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// One outbound fetch: the request's head crosses out in two strings, the answer's head comes
+/// back in one.
+async fn fetch_head(
+    req: http::Request<Bytes>,
+) -> Result<(http::response::Builder, web_sys::Response), OutboundError> {
+    let (parts, body) = req.into_parts();
+    let init = web_sys::RequestInit::new();
+    init.set_method(parts.method.as_str());
+    let headers =
+        headers_init(&parts.headers).map_err(|e| OutboundError::Invalid(format!("{e:?}")))?;
+    init.set_headers(&headers);
+    if !body.is_empty() {
+        init.set_body(&js_sys::Uint8Array::from(body.as_ref()));
     }
-    out
+    let promise = global_fetch(&parts.uri.to_string(), &init)
+        .map_err(|e| OutboundError::Invalid(format!("{e:?}")))?;
+    let resp: web_sys::Response = JsFuture::from(promise)
+        .await
+        .map_err(js_error)?
+        .unchecked_into();
+    let mut head = http::Response::builder().status(resp.status());
+    if let Some(map) = head.headers_mut() {
+        read_headers(&resp.headers(), map).map_err(network)?;
+    }
+    Ok((head, resp))
 }
 
 impl HttpClient for WorkersPlatform {
@@ -211,12 +297,13 @@ impl HttpClient for WorkersPlatform {
         &self,
         req: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, OutboundError> {
-        let mut resp = Fetch::Request(outbound(req)?)
-            .send()
+        let (head, resp) = fetch_head(req).await?;
+        // The whole answer at once: one `ArrayBuffer`, one copy into wasm memory (not a
+        // stream reader's chunk at a time).
+        let buffer = JsFuture::from(resp.array_buffer().map_err(js_error)?)
             .await
-            .map_err(network)?;
-        let head = head_of(&resp);
-        let bytes = resp.bytes().await.map_err(network)?;
+            .map_err(js_error)?;
+        let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
         head.body(Bytes::from(bytes)).map_err(network)
     }
 
@@ -224,15 +311,11 @@ impl HttpClient for WorkersPlatform {
         &self,
         req: http::Request<Bytes>,
     ) -> Result<http::Response<ByteStream>, OutboundError> {
-        let mut resp = Fetch::Request(outbound(req)?)
-            .send()
-            .await
-            .map_err(network)?;
-        let head = head_of(&resp);
-        let body: ByteStream = match resp.stream() {
-            Ok(s) => Box::pin(s.map(|c| c.map(Bytes::from).map_err(network))),
+        let (head, resp) = fetch_head(req).await?;
+        let body: ByteStream = match resp.body() {
+            Some(stream) => byte_stream(stream),
             // No body at all (204, HEAD): an empty stream.
-            Err(_) => Box::pin(futures_util::stream::empty()),
+            None => Box::pin(futures_util::stream::empty()),
         };
         head.body(body).map_err(network)
     }
