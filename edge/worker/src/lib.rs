@@ -58,6 +58,23 @@ fn instance(env: &Env) -> Rc<Edge<WorkersPlatform>> {
     })
 }
 
+#[wasm_bindgen(module = "cloudflare:workers")]
+extern "C" {
+    /// The Worker's bindings, importable at the top level since 2025.
+    #[wasm_bindgen(thread_local_v2, js_name = env)]
+    static IMPORTED_ENV: JsValue;
+}
+
+/// When the isolate starts (on Cloudflare, during the TLS handshake that precedes its first
+/// request): the configuration is read and validated then.
+#[event(start)]
+fn start() {
+    let env = IMPORTED_ENV.with(JsValue::clone);
+    if env.is_object() {
+        let _ = instance(&env.unchecked_into::<Env>());
+    }
+}
+
 // The entry point takes and returns the runtime's own `Request` and `Response`: workers-rs'
 // conversion would read `request.cf`, the URL twice and each header with its own JS calls, and
 // build the answer's `Headers` one `append` at a time. Here a request's head crosses into wasm
