@@ -145,6 +145,23 @@ impl<P: Platform> Edge<P> {
         telemetry::finish(rp, self.telemetry(), &self.spans, status, bytes_out).await;
     }
 
+    /// [`Edge::finish`] in two parts, for adapters that answer before the request's work is
+    /// done: the log line(s) now, and the spans to export after the response (`None`: no OTLP
+    /// endpoint, nothing left to run) with [`Edge::export_spans`].
+    pub fn log_request(
+        &self,
+        rp: &RequestPlatform<P>,
+        status: u16,
+        bytes_out: Option<u64>,
+    ) -> Option<telemetry::PendingSpans> {
+        telemetry::log_request(rp, self.telemetry(), status, bytes_out)
+    }
+
+    /// Sends the spans [`Edge::log_request`] returned (bounded by the export timeout).
+    pub async fn export_spans(&self, rp: &RequestPlatform<P>, spans: telemetry::PendingSpans) {
+        telemetry::export(rp, self.telemetry(), &self.spans, spans).await;
+    }
+
     /// Handles one request, start to finish. Never panics; every failure becomes a
     /// problem+json response. Streamed bodies are gathered: adapters that can stream use
     /// [`Edge::serve_body`].

@@ -596,6 +596,23 @@ pub async fn finish<P: Platform>(
     status: u16,
     bytes_out: Option<u64>,
 ) {
+    if let Some(spans) = log_request(traced, cfg, status, bytes_out) {
+        export(traced, cfg, batch, spans).await;
+    }
+}
+
+/// A request's spans, still to be sent to the OTLP endpoint.
+pub struct PendingSpans(Vec<Value>);
+
+/// The first part of [`finish`]: the request's log lines, written now. Returns its spans when
+/// an OTLP endpoint is configured (their export, [`export`], waits on I/O), else `None`: an
+/// adapter then has nothing left to run after the response.
+pub fn log_request<P: Platform>(
+    traced: &Traced<P>,
+    cfg: Option<&TelemetryConfig>,
+    status: u16,
+    bytes_out: Option<u64>,
+) -> Option<PendingSpans> {
     let platform = traced.inner();
     let trace = traced.request_trace();
     let record = trace.record();
@@ -612,10 +629,24 @@ pub async fn finish<P: Platform>(
             trace, &record, runtime, status, bytes_out, now,
         ));
     }
+    cfg.and_then(|c| c.otlp_endpoint.as_ref())?;
+    Some(PendingSpans(request_spans(trace, &record, status, now)))
+}
+
+/// The second part of [`finish`]: sends the spans [`log_request`] returned.
+pub async fn export<P: Platform>(
+    traced: &Traced<P>,
+    cfg: Option<&TelemetryConfig>,
+    batch: &SpanBatch,
+    PendingSpans(mut spans): PendingSpans,
+) {
     let Some((cfg, endpoint)) = cfg.and_then(|c| c.otlp_endpoint.as_ref().map(|e| (c, e))) else {
         return;
     };
-    let mut spans = request_spans(trace, &record, status, now);
+    let platform = traced.inner();
+    let trace = traced.request_trace();
+    let level = cfg.log_level;
+    let runtime = platform.runtime();
     if !cfg.otlp_delay.is_zero() {
         // Batched: the first request to find the batch idle waits out the delay (after its own
         // response, inside its waitUntil) and sends what every request added meanwhile.

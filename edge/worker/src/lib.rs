@@ -152,7 +152,10 @@ async fn serve_inline(
     let status = parts.status.as_u16();
     let size = u64::try_from(bytes.len()).ok();
     let resp = respond(http::Response::from_parts(parts, bytes));
-    ctx.wait_until(async move { edge.finish(&rp, status, size).await });
+    // The log line is written now; only a span export (I/O) goes on as a waitUntil task.
+    if let Some(spans) = edge.log_request(&rp, status, size) {
+        ctx.wait_until(async move { edge.export_spans(&rp, spans).await });
+    }
     resp
 }
 
