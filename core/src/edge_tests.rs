@@ -53,6 +53,23 @@ fn shallow_health_makes_no_outbound_call() {
     assert!(edge.platform().sent.borrow().is_empty());
 }
 
+#[test]
+fn warm_up_serves_health_without_a_log_line_or_a_call() {
+    let edge = edge_with(dev_settings(), Box::new(healthy));
+    assert_eq!(edge.warm_up(), Some(http::StatusCode::OK));
+    assert!(edge.platform().sent.borrow().is_empty());
+    assert!(edge.platform().logs.borrow().is_empty());
+    // A misconfigured instance warms up too (its answer is the 500 every request gets).
+    let mut broken = dev_settings();
+    broken.remove("DATABASE_URL");
+    let edge = edge_with(broken, Box::new(healthy));
+    assert_eq!(
+        edge.warm_up(),
+        Some(http::StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    assert!(edge.platform().logs.borrow().is_empty());
+}
+
 const OPERATOR_TOKEN: &str = "operator-token-0123456789";
 
 fn operator_settings() -> HashMap<&'static str, String> {

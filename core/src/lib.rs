@@ -121,6 +121,28 @@ impl<P: Platform> Edge<P> {
         }
     }
 
+    /// Serves one `GET /healthz` and drops its answer, unlogged: routing, the handler, the
+    /// response and the request's bookkeeping run once. On runtimes that compile wasm lazily
+    /// (V8 compiles a function on its first call), an adapter calls this when the isolate
+    /// starts, so the first real request does not also pay for compiling that code. It makes
+    /// no call to any backend and changes no state a request can see. Returns the status it
+    /// got (`None` if the answer had to wait, which /healthz never does).
+    pub fn warm_up(&self) -> Option<http::StatusCode> {
+        let host = self
+            .config
+            .as_ref()
+            .map_or("localhost", |c| c.base_domain.as_str());
+        let req = Request::get("/healthz")
+            .header(http::header::HOST, host)
+            .body(())
+            .ok()?;
+        let (head, ()) = req.into_parts();
+        let rp = self.begin(&head);
+        let mut none = futures_util::stream::empty::<Result<Bytes, ports::OutboundError>>();
+        let serve = self.serve_body(&rp, head, &mut none);
+        futures_util::FutureExt::now_or_never(serve).map(|r| r.status())
+    }
+
     pub fn platform(&self) -> &P {
         self.platform.inner()
     }

@@ -66,12 +66,13 @@ extern "C" {
 }
 
 /// When the isolate starts (on Cloudflare, during the TLS handshake that precedes its first
-/// request): the configuration is read and validated then.
+/// request): the configuration is read and validated then, and one `/healthz` is served
+/// internally ([`Edge::warm_up`]) so V8 has compiled the request path before a client waits.
 #[event(start)]
 fn start() {
     let env = IMPORTED_ENV.with(JsValue::clone);
     if env.is_object() {
-        let _ = instance(&env.unchecked_into::<Env>());
+        let _ = instance(&env.unchecked_into::<Env>()).warm_up();
     }
 }
 
