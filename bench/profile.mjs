@@ -47,11 +47,23 @@ execFileSync('wrk', ['-t1', '-c2', `-d${seconds}s`, '-H', `Host: ${host}`, url],
 const { profile } = await send('Profiler.stop');
 
 const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+const parent = new Map();
+for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 const selfSamples = new Map();
 for (const id of profile.samples) {
-  const frame = nodes.get(id).callFrame;
+  // An anonymous builtin (no name, no script) is charged to its nearest named caller, marked
+  // with one `<` per level climbed: `<(anonymous) shim.js:664` is what the import at line 664
+  // of the shim called (console.log there).
+  let node = id;
+  let frame = nodes.get(node).callFrame;
+  let climbed = '';
+  while (frame.functionName === '' && !frame.url && parent.has(node)) {
+    node = parent.get(node);
+    frame = nodes.get(node).callFrame;
+    climbed += '<';
+  }
   const file = frame.url.split('/').pop();
-  const key = `${frame.functionName || '(anonymous)'}${file ? ` ${file}:${frame.lineNumber + 1}` : ''}`;
+  const key = `${climbed}${frame.functionName || '(anonymous)'}${file ? ` ${file}:${frame.lineNumber + 1}` : ''}`;
   selfSamples.set(key, (selfSamples.get(key) ?? 0) + 1);
 }
 const total = profile.samples.length;
