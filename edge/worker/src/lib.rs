@@ -229,11 +229,17 @@ fn headers_init(map: &http::HeaderMap) -> Result<JsValue, JsValue> {
         json.push_str("[\"");
         json.push_str(name.as_str());
         json.push_str("\",\"");
+        // A value that is a valid `str` is visible ASCII, space and tab: only `"`, `\` and
+        // tab need escaping in a JSON string.
         for c in value.chars() {
-            if matches!(c, '"' | '\\') {
-                json.push('\\');
+            match c {
+                '"' | '\\' => {
+                    json.push('\\');
+                    json.push(c);
+                }
+                '\t' => json.push_str("\\t"),
+                _ => json.push(c),
             }
-            json.push(c);
         }
         json.push_str("\"]");
     }
