@@ -4,6 +4,7 @@
 //   workerd serve edge.capnp --inspector-addr=127.0.0.1:9239 &
 //   node --experimental-websocket bench/profile.mjs ws://127.0.0.1:9239/main \
 //        http://127.0.0.1:18788/healthz demo.localhost 5
+//   PROFILE_BEARER=<token> node --experimental-websocket bench/profile.mjs … /v1/me …
 //
 // Samples every 50 µs while wrk (1 thread, 2 connections) loads the URL, then prints the
 // functions by self time, in percent of all samples ("(idle)": the isolate waited). Serve the
@@ -43,7 +44,10 @@ await new Promise((resolve, reject) => {
 await send('Profiler.enable');
 await send('Profiler.setSamplingInterval', { interval: 50 });
 await send('Profiler.start');
-execFileSync('wrk', ['-t1', '-c2', `-d${seconds}s`, '-H', `Host: ${host}`, url], { stdio: 'inherit' });
+// PROFILE_BEARER: a token for authenticated routes (`cargo xtask token`, or
+// wasm-tests/tools/mint.mjs), sent as `Authorization: Bearer …`.
+const auth = process.env.PROFILE_BEARER ? ['-H', `Authorization: Bearer ${process.env.PROFILE_BEARER}`] : [];
+execFileSync('wrk', ['-t1', '-c2', `-d${seconds}s`, '-H', `Host: ${host}`, ...auth, url], { stdio: 'inherit' });
 const { profile } = await send('Profiler.stop');
 
 const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
