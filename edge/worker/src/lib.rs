@@ -1,6 +1,6 @@
-//! Cloudflare Workers adapter: translates workers-rs requests and responses to and from the
-//! `http` types core speaks, and implements core's ports with Fetch, KV, a Durable Object
-//! (rate-limit counters, [`ratelimit`]), `Date` and `Delay`.
+//! Cloudflare Workers adapter: translates the runtime's `Request` and `Response` to and from the
+//! `http` types core speaks, and implements core's ports with `fetch`, KV, a Durable Object
+//! (rate-limit counters, [`ratelimit`]), `Date` and `Delay` (workers-rs for the bindings).
 //! No behaviour lives here.
 
 use std::cell::RefCell;
