@@ -96,7 +96,8 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     };
     // The body stays the runtime's stream: core reads it within the route's limit (and not at
     // all when Content-Length is over it).
-    let mut body = body_chunks(stream);
+    // Its chunks are read from the runtime only as core asks for them.
+    let mut body = byte_stream(stream).fuse();
     // The request runs as a waitUntil task, so a streamed body's driver keeps running (and
     // settles its accounting) even if the client disconnects; the head comes back here.
     let (head_tx, head_rx) = oneshot::channel();
@@ -174,11 +175,6 @@ fn byte_stream(stream: web_sys::ReadableStream) -> ByteStream {
     }))
 }
 
-/// The request body's chunks, read from the runtime only as core asks for them.
-fn body_chunks(stream: web_sys::ReadableStream) -> futures_util::stream::Fuse<ByteStream> {
-    byte_stream(stream).fuse()
-}
-
 /// The path of a WHATWG-serialized URL (for a problem document's `instance`).
 fn path_of(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
@@ -219,31 +215,11 @@ fn read_headers(headers: &web_sys::Headers, map: &mut http::HeaderMap) -> Result
 /// instead of a call per header. Values that are not visible ASCII are left out, as the
 /// runtime's `Headers` would refuse them.
 fn headers_init(map: &http::HeaderMap) -> Result<JsValue, JsValue> {
-    let mut json = String::with_capacity(64 * map.len() + 2);
-    json.push('[');
-    for (name, value) in map {
-        let Ok(value) = value.to_str() else { continue };
-        if json.len() > 1 {
-            json.push(',');
-        }
-        json.push_str("[\"");
-        json.push_str(name.as_str());
-        json.push_str("\",\"");
-        // A value that is a valid `str` is visible ASCII, space and tab: only `"`, `\` and
-        // tab need escaping in a JSON string.
-        for c in value.chars() {
-            match c {
-                '"' | '\\' => {
-                    json.push('\\');
-                    json.push(c);
-                }
-                '\t' => json.push_str("\\t"),
-                _ => json.push(c),
-            }
-        }
-        json.push_str("\"]");
-    }
-    json.push(']');
+    let pairs: Vec<(&str, &str)> = map
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    let json = serde_json::to_string(&pairs).map_err(|e| JsValue::from_str(&e.to_string()))?;
     js_sys::JSON::parse(&json)
 }
 
@@ -276,13 +252,16 @@ fn network(e: impl std::fmt::Display) -> OutboundError {
     OutboundError::Network(e.to_string())
 }
 
-fn js_error(e: JsValue) -> OutboundError {
-    let text = e
-        .dyn_ref::<js_sys::Error>()
+/// What a thrown JS value says: an `Error`'s message, a string as is, else its debug form.
+fn js_text(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
         .map(|e| String::from(e.message()))
         .or_else(|| e.as_string())
-        .unwrap_or_else(|| format!("{e:?}"));
-    OutboundError::Network(text)
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+fn js_error(e: JsValue) -> OutboundError {
+    OutboundError::Network(js_text(&e))
 }
 
 #[wasm_bindgen]
@@ -300,14 +279,13 @@ async fn fetch_head(
     let (parts, body) = req.into_parts();
     let init = web_sys::RequestInit::new();
     init.set_method(parts.method.as_str());
-    let headers =
-        headers_init(&parts.headers).map_err(|e| OutboundError::Invalid(format!("{e:?}")))?;
+    let headers = headers_init(&parts.headers).map_err(|e| OutboundError::Invalid(js_text(&e)))?;
     init.set_headers(&headers);
     if !body.is_empty() {
         init.set_body(&js_sys::Uint8Array::from(body.as_ref()));
     }
     let promise = global_fetch(&parts.uri.to_string(), &init)
-        .map_err(|e| OutboundError::Invalid(format!("{e:?}")))?;
+        .map_err(|e| OutboundError::Invalid(js_text(&e)))?;
     let resp: web_sys::Response = JsFuture::from(promise)
         .await
         .map_err(js_error)?
