@@ -98,7 +98,7 @@ impl Item {
 
 /// What `catalog_create` and `catalog_update` decided.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Write {
     Created { item: Item },
     Replayed { item: Item },
@@ -109,6 +109,8 @@ enum Write {
     TierLimit { limit: i64, count: i64 },
     PreconditionFailed { version: i64 },
 }
+
+impl crate::outcome::Outcome for Write {}
 
 impl Write {
     fn refusal(self) -> ApiError {
@@ -414,7 +416,7 @@ pub async fn create<P: Platform>(
     let hash = key.as_ref().map(|_| hex(&Sha256::digest(doc.as_bytes())));
     let outcome: Write = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.catalog_create($1, $2, $3::jsonb)::text AS outcome",
             vec![key, hash, Some(doc)],
         ))
@@ -469,7 +471,7 @@ async fn apply_update<P: Platform>(
 ) -> Result<Reply, ApiError> {
     let outcome: Write = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.catalog_update($1::uuid, $2::int, $3::jsonb)::text AS outcome",
             vec![
                 Some(id.to_string()),

@@ -42,6 +42,7 @@ pub mod lease;
 pub mod me;
 pub mod memo;
 pub mod obs;
+pub mod outcome;
 pub mod page;
 pub mod platform;
 pub mod ports;

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::config::OriginConfig;
 use crate::ids::TenantId;
+use crate::outcome::{self, Outcome};
 use crate::ports::{with_timeout, Clock, HttpClient, OutboundError};
 
 /// A parameter as the protocol carries it: Postgres text input, or NULL.
@@ -69,12 +70,28 @@ impl QueryResult {
             .collect()
     }
 
-    /// The only row's document: for statements that always return exactly one (a function's
-    /// outcome).
+    /// The only row's document: for statements that always return exactly one.
     pub fn doc<T: DeserializeOwned>(&self) -> Result<T, SqlError> {
         self.docs()?
             .pop()
             .ok_or_else(|| SqlError::Protocol("no row where one was expected".into()))
+    }
+
+    /// The only row's document, what a SQL function decided (`{"outcome": …}`), read as `T`.
+    pub fn outcome<T: Outcome>(&self) -> Result<T, SqlError> {
+        match self.rows.as_slice() {
+            [row] => match row.as_slice() {
+                [Some(text)] => outcome::from_slice(text.as_bytes())
+                    .map_err(|e| SqlError::Protocol(format!("unexpected outcome: {e}"))),
+                _ => Err(SqlError::Protocol(
+                    "an outcome is one non-NULL document".into(),
+                )),
+            },
+            rows => Err(SqlError::Protocol(format!(
+                "{} rows where one outcome was expected",
+                rows.len()
+            ))),
+        }
     }
 }
 
@@ -276,9 +293,14 @@ impl<'a, P: HttpClient + Clock> Db<'a, P> {
         Ok(self.docs(statement).await?.pop())
     }
 
-    /// The outcome of a SQL function that always returns one row (a serde-tagged enum).
+    /// The document of a SQL function that always returns one row.
     pub async fn call<T: DeserializeOwned>(&self, statement: Statement) -> Result<T, SqlError> {
         self.one(statement).await?.doc()
+    }
+
+    /// What a SQL function decided (one row, `{"outcome": …}`), read as `T`.
+    pub async fn outcome<T: Outcome>(&self, statement: Statement) -> Result<T, SqlError> {
+        self.one(statement).await?.outcome()
     }
 }
 
@@ -321,9 +343,14 @@ impl<'a, P: HttpClient + Clock> PlatformDb<'a, P> {
             .ok_or_else(|| SqlError::Protocol("no result".into()))
     }
 
-    /// The outcome of a SQL function that always returns one row (a serde-tagged enum).
+    /// The document of a SQL function that always returns one row.
     pub async fn call<T: DeserializeOwned>(&self, statement: Statement) -> Result<T, SqlError> {
         self.one(statement).await?.doc()
+    }
+
+    /// What a SQL function decided (one row, `{"outcome": …}`), read as `T`.
+    pub async fn outcome<T: Outcome>(&self, statement: Statement) -> Result<T, SqlError> {
+        self.one(statement).await?.outcome()
     }
 }
 

@@ -99,34 +99,20 @@ impl Tenant {
 /// The members of `tenants.settings` the edge reads, typed. Settings are tenant-editable
 /// JSON, so a member of the wrong shape reads as absent rather than failing the tenant; members
 /// the edge does not know are kept (and cached) as they are.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TenantSettings {
     /// Default currency of new items (ISO 4217).
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
     /// Browser origins allowed besides the tenant's own hosts.
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cors_origins: Vec<String>,
     /// Shown by the storefront profile as sent.
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub branding: Option<serde_json::Map<String, Value>>,
-    #[serde(default, skip_serializing_if = "Value::is_null")]
+    #[serde(skip_serializing_if = "Value::is_null")]
     pub description: Value,
-    #[serde(default, deserialize_with = "lenient")]
     pub ai: AiSettings,
-    #[serde(default, deserialize_with = "lenient")]
     pub limits: Limits,
     #[serde(flatten)]
     pub other: serde_json::Map<String, Value>,
@@ -151,56 +137,28 @@ pub struct AiSettings {
 }
 
 /// `settings.limits`: per-tenant overrides of the tier's limits (enforced in SQL).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Limits {
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ai_monthly_tokens: Option<i64>,
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visitor_messages_per_hour: Option<i64>,
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visitor_tenant_messages_per_hour: Option<i64>,
     /// Storefront visits one visitor may record per hour (default 60).
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visits_per_visitor_per_hour: Option<i64>,
     /// Chat turns anonymous visitors may start per hour from one client IP, whatever their
     /// cookies (default 30).
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visitor_messages_per_ip_per_hour: Option<i64>,
     /// AI tokens the tenant's anonymous visitors together may spend per month, inside the
     /// tenant's own quota (default a fifth of it), so visitors cannot starve the team.
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visitor_monthly_tokens: Option<i64>,
     /// Chat turns the tenant's anonymous visitors together may start per month (default
     /// unlimited: the token budget applies).
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visitor_monthly_turns: Option<i64>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, Value>,
@@ -212,8 +170,55 @@ where
     D: serde::Deserializer<'de>,
     T: serde::de::DeserializeOwned + Default,
 {
-    let v = Value::deserialize(d)?;
-    Ok(serde_json::from_value(v).unwrap_or_default())
+    Ok(lenient_value(Value::deserialize(d)?))
+}
+
+fn lenient_value<T: serde::de::DeserializeOwned + Default>(v: Value) -> T {
+    serde_json::from_value(v).unwrap_or_default()
+}
+
+/// Takes the member `key` out of `members`, read leniently.
+fn take<T: serde::de::DeserializeOwned + Default>(
+    members: &mut serde_json::Map<String, Value>,
+    key: &str,
+) -> T {
+    members.remove(key).map(lenient_value).unwrap_or_default()
+}
+
+// Settings keep the members they do not know. They are read as one JSON object, then the known
+// members are taken out of it: serde's `#[serde(flatten)]` would buffer the object into its
+// private `Content` tree first, and the Worker would carry a second deserializer for every
+// type inside (the tenant is read on every request, from the memory tier).
+
+impl<'de> Deserialize<'de> for TenantSettings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut other = serde_json::Map::deserialize(d)?;
+        Ok(Self {
+            currency: take(&mut other, "currency"),
+            cors_origins: take(&mut other, "cors_origins"),
+            branding: take(&mut other, "branding"),
+            description: other.remove("description").unwrap_or(Value::Null),
+            ai: take(&mut other, "ai"),
+            limits: take(&mut other, "limits"),
+            other,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Limits {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut other = serde_json::Map::deserialize(d)?;
+        Ok(Self {
+            ai_monthly_tokens: take(&mut other, "ai_monthly_tokens"),
+            visitor_messages_per_hour: take(&mut other, "visitor_messages_per_hour"),
+            visitor_tenant_messages_per_hour: take(&mut other, "visitor_tenant_messages_per_hour"),
+            visits_per_visitor_per_hour: take(&mut other, "visits_per_visitor_per_hour"),
+            visitor_messages_per_ip_per_hour: take(&mut other, "visitor_messages_per_ip_per_hour"),
+            visitor_monthly_tokens: take(&mut other, "visitor_monthly_tokens"),
+            visitor_monthly_turns: take(&mut other, "visitor_monthly_turns"),
+            other,
+        })
+    }
 }
 
 /// What a Host names.
@@ -530,7 +535,8 @@ mod tests {
     fn rows_parse_into_tenants_with_typed_settings() {
         let row = r#"{"id":"00000000-0000-4000-8000-00000000d301","slug":"demo","name":"Demo",
             "tier":"premium","status":"suspended",
-            "settings":{"currency":"USD","cors_origins":"not a list","limits":{"ai_monthly_tokens":5},
+            "settings":{"currency":"USD","cors_origins":"not a list","limits":{"ai_monthly_tokens":5,
+                        "visitor_monthly_turns":"many","rate":{"chat":3}},"ai":[1],"description":7,
                         "theme":"dark"}}"#;
         let t: Tenant = serde_json::from_str(row).unwrap();
         assert_eq!(t.status, TenantStatus::Suspended);
@@ -539,6 +545,12 @@ mod tests {
         assert!(t.settings.cors_origins.is_empty());
         assert_eq!(t.settings.limits.ai_monthly_tokens, Some(5));
         assert_eq!(t.settings.other["theme"], "dark");
+        assert_eq!(t.settings.limits.visitor_monthly_turns, None);
+        assert_eq!(t.settings.limits.other["rate"]["chat"], 3);
+        assert_eq!(t.settings.ai, AiSettings::default());
+        assert_eq!(t.settings.description, 7);
+        let known = ["currency", "cors_origins", "limits", "ai", "description"];
+        assert!(known.iter().all(|k| !t.settings.other.contains_key(*k)));
         let cached: Tenant = serde_json::from_slice(&serde_json::to_vec(&t).unwrap()).unwrap();
         assert_eq!(cached, t);
         // A row that is not a tenant is an error, not a tenant.

@@ -256,18 +256,16 @@ struct Link {
     expires_at: String,
 }
 
-/// `public.upload_create`'s answer: its outcome, and the keys of the expired uploads it swept
-/// (whatever the outcome), whose staging objects the edge deletes.
+/// Besides its outcome, `public.upload_create` answers with the keys of the expired uploads it
+/// swept (whatever the outcome), whose staging objects the edge deletes.
 #[derive(Deserialize)]
-struct UploadCreateResult {
+struct Swept {
     #[serde(default)]
     swept: Vec<String>,
-    #[serde(flatten)]
-    outcome: UploadCreate,
 }
 
 #[derive(Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum UploadCreate {
     Created { file: Box<FileRecord> },
     TypeNotAllowed { allowed: Vec<String> },
@@ -275,8 +273,10 @@ enum UploadCreate {
     StorageLimit { limit: i64, used: i64 },
 }
 
+impl crate::outcome::Outcome for UploadCreate {}
+
 #[derive(Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum UploadComplete {
     Completed { file: Box<FileRecord> },
     AlreadyReady { file: Box<FileRecord> },
@@ -284,12 +284,16 @@ enum UploadComplete {
     NotFound,
 }
 
+impl crate::outcome::Outcome for UploadComplete {}
+
 #[derive(Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum FileDelete {
     Deleted,
     NotFound,
 }
+
+impl crate::outcome::Outcome for FileDelete {}
 
 /// Newest first: the one order of `GET /v1/files`.
 const SORTS: &[Sort] = &[Sort {
@@ -428,9 +432,9 @@ pub async fn create<P: Platform>(
         .map_or(s3cfg.upload_url_ttl, Duration::from_secs);
     let id = Uuid::random(cx.env.platform)?;
     let key = object_key(cx.db.tenant(), id.as_str(), &new.filename);
-    let result: UploadCreateResult = cx
+    let answer = cx
         .db
-        .call(Statement::new(
+        .one(Statement::new(
             "SELECT public.upload_create($1::uuid, $2, $3, $4, $5::bigint, $6, $7::integer)::text \
              AS outcome",
             vec![
@@ -444,8 +448,9 @@ pub async fn create<P: Platform>(
             ],
         ))
         .await?;
-    sweep_staging(&cx, &result.swept).await;
-    let file = match result.outcome {
+    let Swept { swept } = answer.doc()?;
+    sweep_staging(&cx, &swept).await;
+    let file = match answer.outcome()? {
         UploadCreate::Created { file } => *file,
         UploadCreate::TypeNotAllowed { allowed } => {
             return Err(ApiError::new(
@@ -609,7 +614,7 @@ pub async fn complete<P: Platform>(
     }
     let outcome: UploadComplete = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.upload_complete($1::uuid, $2::bigint, $3)::text AS outcome",
             vec![
                 Some(id.to_string()),
@@ -705,7 +710,7 @@ pub async fn delete<P: Platform>(
     s3::delete_object(cx.env.platform, &cx.env.config.s3, &file.key).await?;
     let outcome: FileDelete = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.file_delete($1::uuid)::text AS outcome",
             vec![Some(id.to_string())],
         ))

@@ -101,7 +101,7 @@ impl FromJson for TurnRequest {
 
 /// What `chat_begin` decided.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Begin {
     Ok {
         conversation_id: ConversationId,
@@ -124,6 +124,8 @@ enum Begin {
         retry_after: Option<u64>,
     },
 }
+
+impl crate::outcome::Outcome for Begin {}
 
 /// Which monthly budget was spent.
 #[derive(Debug, Default, Deserialize)]
@@ -200,7 +202,7 @@ impl Begin {
 
 /// What `chat_finish` did. A repeated settlement changes nothing and stores no message.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Finish {
     Settled {
         user_message_id: Option<Uuid>,
@@ -208,6 +210,8 @@ enum Finish {
     },
     AlreadySettled,
 }
+
+impl crate::outcome::Outcome for Finish {}
 
 /// The turn's result: the `done` event, and the JSON answer's members besides `message`.
 #[derive(Debug, Serialize)]
@@ -320,7 +324,7 @@ impl<'a, P: Platform> Turn<'a, P> {
             "grounding_items": GROUNDING_ITEMS,
         });
         let outcome: Begin = db
-            .call(Statement::new(
+            .outcome(Statement::new(
                 "SELECT public.chat_begin($1, $2, $3, $4::uuid, $5, $6::bigint, ARRAY(SELECT jsonb_array_elements_text($7::jsonb)), $8::jsonb)::text AS outcome",
                 vec![
                     Some(owner.kind().into()),
@@ -401,7 +405,7 @@ impl<'a, P: Platform> Turn<'a, P> {
             .unwrap_or(estimate_tokens(&c.text) as u64);
         let outcome: Finish = self
             .db
-            .call(Statement::new(
+            .outcome(Statement::new(
                 "SELECT public.chat_finish($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9::int, $10::int, $11)::text AS outcome",
                 vec![
                     Some(self.reservation.to_string()),

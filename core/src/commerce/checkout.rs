@@ -228,7 +228,7 @@ impl FromJson for CheckoutRequest {
 
 /// What `checkout` decided.
 #[derive(Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Checkout {
     Created { order: Box<Order> },
     Replayed { order: Box<Order> },
@@ -240,6 +240,8 @@ enum Checkout {
     DonationOutOfRange { minimum: String, maximum: String },
     UnknownCampaign { campaigns: Vec<String> },
 }
+
+impl crate::outcome::Outcome for Checkout {}
 
 /// A line the stock cannot cover.
 #[derive(Debug, Serialize, Deserialize)]
@@ -321,7 +323,7 @@ pub async fn checkout<P: Platform>(
     cx.db.set_actor(AuditCx::visitor(&visitor.id));
     let outcome: Checkout = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.checkout($1::uuid, $2, $3, $4, $5::jsonb)::text",
             vec![
                 Some(id.to_string()),

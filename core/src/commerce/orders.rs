@@ -189,7 +189,7 @@ impl FromJson for StatusChange {
 
 /// What `order_transition` decided.
 #[derive(Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum OrderTransition {
     Updated {
         order: Box<Order>,
@@ -204,6 +204,8 @@ enum OrderTransition {
     },
 }
 
+impl crate::outcome::Outcome for OrderTransition {}
+
 /// `PATCH /v1/orders/{id}` `{status}`: pending → confirmed → shipped → delivered; cancelled
 /// from pending or confirmed (stock goes back).
 pub async fn update<P: Platform>(
@@ -214,7 +216,7 @@ pub async fn update<P: Platform>(
 ) -> Result<Reply, ApiError> {
     let outcome: OrderTransition = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.order_transition($1::uuid, $2::int, $3)::text",
             vec![
                 Some(id.to_string()),

@@ -74,11 +74,13 @@ impl FromJson for NewVisit {
 
 /// What `visit_record` decided.
 #[derive(Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum VisitRecord {
     Recorded { visit: Recorded },
     RateLimited { retry_after: u64 },
 }
+
+impl crate::outcome::Outcome for VisitRecord {}
 
 #[derive(Serialize, Deserialize)]
 struct Recorded {
@@ -104,7 +106,7 @@ pub async fn record<P: Platform>(
         .map_err(|e| ApiError::upstream(format!("cannot encode the visit: {e}")))?;
     let outcome: VisitRecord = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.visit_record($1::uuid, $2, $3::jsonb, $4::int)::text",
             vec![
                 Some(id.to_string()),

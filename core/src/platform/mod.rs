@@ -108,7 +108,7 @@ impl PlatformTenant {
 
 /// What `platform_tenant_create` decided.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum CreateOutcome {
     Created {
         tenant: Box<PlatformTenant>,
@@ -117,9 +117,11 @@ enum CreateOutcome {
     SlugTaken,
 }
 
+impl crate::outcome::Outcome for CreateOutcome {}
+
 /// What `platform_tenant_update` decided.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum UpdateOutcome {
     Updated {
         tenant: Box<PlatformTenant>,
@@ -131,9 +133,11 @@ enum UpdateOutcome {
     },
 }
 
+impl crate::outcome::Outcome for UpdateOutcome {}
+
 /// What `platform_tenant_delete` decided.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum DeleteOutcome {
     Deleted {
         tenant: Box<PlatformTenant>,
@@ -142,14 +146,18 @@ enum DeleteOutcome {
     NotFound,
 }
 
+impl crate::outcome::Outcome for DeleteOutcome {}
+
 /// What `signup_create` decided.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum SignupOutcome {
     Created { tenant: Box<PlatformTenant> },
     SlugTaken,
     AlreadyMember,
 }
+
+impl crate::outcome::Outcome for SignupOutcome {}
 
 fn slug_taken(slug: &Slug) -> ApiError {
     ApiError::new(
@@ -428,7 +436,7 @@ pub async fn create<P: Platform>(
     let ttl = cx.env.config.platform.invitation_ttl.as_secs();
     let outcome: CreateOutcome = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.platform_tenant_create($1::uuid, $2, $3, $4, $5::jsonb, $6, $7::uuid, \
              $8, $9::int)::text",
             vec![
@@ -501,7 +509,7 @@ pub async fn update<P: Platform>(
 ) -> Result<Reply, ApiError> {
     let outcome: UpdateOutcome = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.platform_tenant_update($1::uuid, $2::int, $3::jsonb)::text",
             vec![
                 Some(id.to_string()),
@@ -532,7 +540,7 @@ pub async fn delete<P: Platform>(
 ) -> Result<Reply, ApiError> {
     let outcome: DeleteOutcome = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.platform_tenant_delete($1::uuid)::text",
             vec![Some(id.to_string())],
         ))
@@ -558,7 +566,7 @@ pub async fn signup<P: Platform>(
     let id = Uuid::random(platform)?;
     let outcome: SignupOutcome = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.signup_create($1::uuid, $2::uuid, $3, $4)::text",
             vec![
                 Some(cx.user.to_string()),

@@ -133,16 +133,18 @@ impl FromJson for NewDomain {
 
 /// What `domain_add` decided.
 #[derive(Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum DomainAdd {
     Created { domain: Domain },
     Exists { domain: Domain },
     Taken,
 }
 
+impl crate::outcome::Outcome for DomainAdd {}
+
 /// What `domain_verify` decided.
 #[derive(Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum DomainVerify {
     Verified { domain: Domain, hosts: Hosts },
     AlreadyVerified { domain: Domain },
@@ -151,13 +153,17 @@ enum DomainVerify {
     Taken,
 }
 
+impl crate::outcome::Outcome for DomainVerify {}
+
 /// What `domain_delete` decided.
 #[derive(Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum DomainDelete {
     Deleted { hosts_before: Hosts },
     NotFound,
 }
+
+impl crate::outcome::Outcome for DomainDelete {}
 
 fn taken(host: &Hostname) -> ApiError {
     ApiError::new(
@@ -228,7 +234,7 @@ pub async fn add_domain<P: Platform>(
     cx.env.platform.fill(&mut token)?;
     let outcome: DomainAdd = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.domain_add($1, $2)::text",
             vec![Some(host.to_string()), Some(hex(&token))],
         ))
@@ -258,7 +264,7 @@ pub async fn verify_domain<P: Platform>(
     .await?;
     let outcome: DomainVerify = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.domain_verify($1, \
              ARRAY(SELECT jsonb_array_elements_text($2::jsonb)))::text",
             vec![
@@ -292,7 +298,7 @@ pub async fn remove_domain<P: Platform>(
     served_here(&cx, &host)?;
     let outcome: DomainDelete = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.domain_delete($1)::text",
             vec![Some(host.to_string())],
         ))

@@ -127,7 +127,7 @@ pub struct Tokens {
 
 /// What `tenant_update` decided.
 #[derive(Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum TenantWrite {
     Updated {
         tenant: Box<TenantDoc>,
@@ -138,6 +138,8 @@ enum TenantWrite {
     },
     ImageNotReady,
 }
+
+impl crate::outcome::Outcome for TenantWrite {}
 
 /// The tenant document of the caller's tenant (one SQL call).
 async fn tenant_doc<P: Platform>(cx: &Member<'_, P>) -> Result<TenantDoc, ApiError> {
@@ -178,7 +180,7 @@ pub async fn update<P: Platform>(
 ) -> Result<Reply, ApiError> {
     let outcome: TenantWrite = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.tenant_update($1::int, $2, $3::jsonb)::text",
             vec![
                 version.map(|v| v.to_string()),

@@ -17,7 +17,7 @@ use crate::sql::Statement;
 
 /// What `invitation_accept` decided.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Acceptance {
     Accepted {
         member: TeamMember,
@@ -34,6 +34,8 @@ enum Acceptance {
         count: Option<i64>,
     },
 }
+
+impl crate::outcome::Outcome for Acceptance {}
 
 /// 403 `email_unverified`: accepting needs a verified address in the token.
 fn email_unverified() -> ApiError {
@@ -61,7 +63,7 @@ pub async fn accept<P: Platform>(
     };
     let outcome: Acceptance = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.invitation_accept($1, $2::uuid, $3, $4::boolean)::text",
             vec![
                 Some(token.hash()),

@@ -203,7 +203,7 @@ impl FromJson for NewInvitation {
 
 /// What `invitation_create` decided.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Creation {
     Created {
         invitation: Invitation,
@@ -220,14 +220,18 @@ enum Creation {
     },
 }
 
+impl crate::outcome::Outcome for Creation {}
+
 /// What `invitation_revoke` decided.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Revocation {
     /// `{invitation}` too, as it now stands.
     Revoked,
     NotFound,
 }
+
+impl crate::outcome::Outcome for Revocation {}
 
 /// The members tier limit, reached.
 pub(super) fn members_limit(limit: i64, count: Option<i64>) -> ApiError {
@@ -256,7 +260,7 @@ pub async fn invite<P: Platform>(
     let ttl = cx.env.config.platform.invitation_ttl.as_secs();
     let outcome: Creation = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.invitation_create($1::uuid, $2, $3::uuid, $4, $5, $6, $7::int)::text",
             vec![
                 Some(cx.user().to_owned()),
@@ -304,7 +308,7 @@ pub async fn revoke<P: Platform>(
 ) -> Result<Reply, ApiError> {
     let outcome: Revocation = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.invitation_revoke($1::uuid)::text",
             vec![Some(id.to_string())],
         ))

@@ -98,7 +98,7 @@ impl FromJson for RoleChange {
 
 /// What `member_update_role` decided.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum RoleUpdate {
     Updated {
         member: TeamMember,
@@ -111,9 +111,11 @@ enum RoleUpdate {
     LastOwner,
 }
 
+impl crate::outcome::Outcome for RoleUpdate {}
+
 /// What `member_remove` decided.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Removal {
     /// `{user_id}` too: the target, whom the handler knows already.
     Removed,
@@ -124,6 +126,8 @@ enum Removal {
     },
     LastOwner,
 }
+
+impl crate::outcome::Outcome for Removal {}
 
 /// 403 `insufficient_role` for what the database refused, its reason in the detail (and as
 /// `reason`, for clients that switch on it).
@@ -168,7 +172,7 @@ pub async fn update<P: Platform>(
     }
     let outcome: RoleUpdate = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.member_update_role($1::uuid, $2, $3::uuid, $4)::text",
             vec![
                 Some(cx.user().to_owned()),
@@ -203,7 +207,7 @@ pub async fn remove<P: Platform>(
     }
     let outcome: Removal = cx
         .db
-        .call(Statement::new(
+        .outcome(Statement::new(
             "SELECT public.member_remove($1::uuid, $2, $3::uuid)::text",
             vec![
                 Some(cx.user().to_owned()),
