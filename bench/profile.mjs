@@ -5,6 +5,7 @@
 //   node --experimental-websocket bench/profile.mjs ws://127.0.0.1:9239/main \
 //        http://127.0.0.1:18788/healthz demo.localhost 5
 //   PROFILE_BEARER=<token> node --experimental-websocket bench/profile.mjs … /v1/me …
+//   PROFILE_BEARER=<token> PROFILE_BODY='{…}' node … bench/profile.mjs … /v1/uploads …
 //
 // Samples every 50 µs while wrk (1 thread, 2 connections) loads the URL, then prints the
 // functions by self time, in percent of all samples ("(idle)": the isolate waited). Serve the
@@ -12,6 +13,9 @@
 // (target/wasm32-unknown-unknown/release/edgefront_worker.names.wasm, under the bundle's
 // file name) to see Rust function names.
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const [inspector, url, host = 'demo.localhost', seconds = '5'] = process.argv.slice(2);
 if (!inspector || !url) {
@@ -47,8 +51,24 @@ await send('Profiler.start');
 // PROFILE_BEARER: a token for authenticated routes (`cargo xtask token`, or
 // wasm-tests/tools/mint.mjs), sent as `Authorization: Bearer …`.
 const auth = process.env.PROFILE_BEARER ? ['-H', `Authorization: Bearer ${process.env.PROFILE_BEARER}`] : [];
-execFileSync('wrk', ['-t1', '-c2', `-d${seconds}s`, '-H', `Host: ${host}`, ...auth, url], { stdio: 'inherit' });
+// PROFILE_BODY: a JSON body, sent with PROFILE_METHOD (default POST) through a wrk script.
+const script = [];
+if (process.env.PROFILE_BODY) {
+  const file = join(mkdtempSync(join(tmpdir(), 'profile-')), 'body.lua');
+  const method = process.env.PROFILE_METHOD ?? 'POST';
+  writeFileSync(
+    file,
+    `wrk.method = ${JSON.stringify(method)}\nwrk.body = ${JSON.stringify(process.env.PROFILE_BODY)}\n` +
+      'wrk.headers["Content-Type"] = "application/json"\n',
+  );
+  script.push('-s', file);
+}
+execFileSync('wrk', ['-t1', '-c2', `-d${seconds}s`, '-H', `Host: ${host}`, ...auth, ...script, url], {
+  stdio: 'inherit',
+});
 const { profile } = await send('Profiler.stop');
+// PROFILE_OUT: where to keep the profile (a .cpuprofile: Chrome DevTools opens it).
+if (process.env.PROFILE_OUT) writeFileSync(process.env.PROFILE_OUT, JSON.stringify(profile));
 
 const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
 const parent = new Map();

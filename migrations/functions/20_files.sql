@@ -23,14 +23,76 @@ $$;
 
 GRANT EXECUTE ON FUNCTION public.file_json(public.files) TO edgefront_app;
 
+-- What a file counts against its tenant's storage quota: a ready file its size, a pending one
+-- its declared size (upload_create discounts those past their expires_at), others nothing.
+CREATE OR REPLACE FUNCTION public.file_counted_bytes(f public.files) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE f.status WHEN 'ready' THEN f.size WHEN 'pending' THEN f.declared_size ELSE 0 END
+$$;
+
+GRANT EXECUTE ON FUNCTION public.file_counted_bytes(public.files) TO edgefront_app;
+
+-- Adds p_delta to p_tenant's counted storage (public.file_storage, migrations/0012).
+CREATE OR REPLACE FUNCTION public.file_storage_add(p_tenant uuid, p_delta bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_delta > 0 THEN
+        INSERT INTO public.file_storage AS s (tenant_id, bytes) VALUES (p_tenant, p_delta)
+        ON CONFLICT (tenant_id) DO UPDATE SET bytes = s.bytes + EXCLUDED.bytes;
+    ELSIF p_delta < 0 THEN
+        -- No row: the tenant is being deleted (its row went first), or it never counted.
+        UPDATE public.file_storage SET bytes = bytes + p_delta WHERE tenant_id = p_tenant;
+    END IF;
+END
+$$;
+
+REVOKE ALL ON FUNCTION public.file_storage_add(uuid, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.file_storage_add(uuid, bigint) TO edgefront_app;
+
+-- Keeps public.file_storage equal to Σ file_counted_bytes of each tenant's files, in the
+-- transaction of every write to files (SECURITY INVOKER: the app's writes count under RLS).
+CREATE OR REPLACE FUNCTION public.files_count_storage() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.tenant_id = NEW.tenant_id THEN
+        PERFORM public.file_storage_add(NEW.tenant_id,
+            public.file_counted_bytes(NEW) - public.file_counted_bytes(OLD));
+    ELSE
+        IF TG_OP <> 'INSERT' THEN
+            PERFORM public.file_storage_add(OLD.tenant_id, -public.file_counted_bytes(OLD));
+        END IF;
+        IF TG_OP <> 'DELETE' THEN
+            PERFORM public.file_storage_add(NEW.tenant_id, public.file_counted_bytes(NEW));
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS files_count_storage ON public.files;
+CREATE TRIGGER files_count_storage
+    AFTER INSERT OR DELETE OR UPDATE OF tenant_id, status, size, declared_size ON public.files
+    FOR EACH ROW EXECUTE FUNCTION public.files_count_storage();
+
+-- The counters from the files themselves, with writers to files kept out meanwhile: whatever
+-- was written before the trigger existed (or while it was being replaced) is counted.
+LOCK TABLE public.files IN SHARE ROW EXCLUSIVE MODE;
+INSERT INTO public.file_storage AS s (tenant_id, bytes)
+SELECT t.id, coalesce(sum(public.file_counted_bytes(f)), 0)
+FROM public.tenants t LEFT JOIN public.files f ON f.tenant_id = t.id
+GROUP BY t.id
+ON CONFLICT (tenant_id) DO UPDATE SET bytes = EXCLUDED.bytes;
+
 -- Starts an upload. One statement does, in order:
 --   1. the sweep: up to 10 of the tenant's rows whose URLs have expired and whose staging
 --      object is not yet deleted are marked swept (pending ones become `expired`); their keys
 --      are returned in `swept` (every outcome) and the edge deletes their staging objects.
 --   2. the tier: media type and largest object.
 --   3. the storage quota (settings.limits.max_storage_bytes, else the tier's; NULL: none),
---      under a per-tenant advisory lock so concurrent presigns cannot overshoot: Σ size of
---      ready files + Σ declared_size of pending files not yet expired + p_size ≤ limit.
+--      under the lock of the tenant's public.file_storage row, so concurrent presigns cannot
+--      overshoot: Σ size of ready files + Σ declared_size of pending files not yet expired
+--      + p_size ≤ limit. The row holds both sums (kept by files_count_storage), less the
+--      pending files past expires_at that the sweep has not marked yet.
 --   4. the pending row, expiring p_ttl_seconds from now (the URLs' lifetime).
 -- The edge chose p_id and p_key (`{tenant}/{id}/{safe name}`); the key CHECK verifies them.
 -- Outcomes (each with "swept":[key, …]):
@@ -52,6 +114,7 @@ DECLARE
     v_used   bigint;
     v_swept  jsonb;
     v_row    public.files;
+    v_now    timestamptz := clock_timestamp();
 BEGIN
     IF v_tenant IS NULL THEN
         RAISE EXCEPTION 'app.current_tenant is not set' USING ERRCODE = '42501';
@@ -59,11 +122,13 @@ BEGIN
     IF p_ttl_seconds IS NULL OR p_ttl_seconds < 1 THEN
         RAISE EXCEPTION 'p_ttl_seconds must be positive' USING ERRCODE = '22023';
     END IF;
-    -- Rows another transaction holds are left for the next sweep.
+    -- Rows another transaction holds are left for the next sweep. (`v_now`, not
+    -- clock_timestamp(): a volatile call is a filter on every unswept row, a value bounds the
+    -- index scan.)
     WITH due AS (
         SELECT f.tenant_id, f.id FROM public.files f
         WHERE f.tenant_id = v_tenant AND f.staging_swept_at IS NULL
-          AND f.expires_at <= clock_timestamp()
+          AND f.expires_at <= v_now
         ORDER BY f.expires_at
         LIMIT 10
         FOR UPDATE SKIP LOCKED
@@ -93,14 +158,17 @@ BEGIN
     END IF;
     IF v_quota IS NOT NULL THEN
         -- One presign per tenant at a time past this point, until the transaction ends: the
-        -- sum below then includes every pending row committed before.
-        PERFORM pg_advisory_xact_lock(hashtextextended('files_storage:' || v_tenant::text, 0));
-        SELECT coalesce(sum(CASE WHEN f.status = 'ready' THEN f.size ELSE f.declared_size END), 0)
-        INTO v_used
-        FROM public.files f
-        WHERE f.tenant_id = v_tenant
-          AND (f.status = 'ready'
-               OR (f.status = 'pending' AND f.expires_at > clock_timestamp()));
+        -- row read below then counts every file committed before (and the trigger adds this
+        -- one under the same lock).
+        INSERT INTO public.file_storage (tenant_id) VALUES (v_tenant)
+        ON CONFLICT (tenant_id) DO NOTHING;
+        SELECT s.bytes INTO v_used FROM public.file_storage s
+        WHERE s.tenant_id = v_tenant FOR UPDATE;
+        v_now := clock_timestamp();
+        v_used := v_used - (
+            SELECT coalesce(sum(f.declared_size), 0) FROM public.files f
+            WHERE f.tenant_id = v_tenant AND f.staging_swept_at IS NULL
+              AND f.expires_at <= v_now AND f.status = 'pending');
         IF v_used + p_size > v_quota THEN
             RETURN jsonb_build_object('outcome', 'storage_limit', 'limit', v_quota,
                                       'used', v_used, 'swept', v_swept);

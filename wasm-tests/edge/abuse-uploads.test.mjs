@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { api, assertProblem, bearer, createTenant, stack } from './stack.mjs';
+import { adminDb, api, assertProblem, bearer, createTenant, stack } from './stack.mjs';
 
 const MiB = 1024 * 1024;
 
@@ -188,6 +188,52 @@ test('concurrent presigns against a small storage quota never exceed it', async 
   await assertProblem(await presign(who, { filename: 'x.png', content_type: 'image/png', size: 1 }), 403, 'tier_limit_reached');
   const after = await json(await api(who.t, '/v1/usage', { auth: who.auth }), 200);
   assert.deepEqual(after.storage_bytes, { used: 3000, limit: quota });
+  assert.deepEqual(await countedStorage(who.t.id), { counted: '10000', truth: '10000' });
+});
+
+/** The tenant's counted storage (public.file_storage) and what its files say it must be. */
+async function countedStorage(tenantId) {
+  const [row] = await adminDb`
+    SELECT (SELECT bytes FROM public.file_storage WHERE tenant_id = ${tenantId})::text AS counted,
+           (SELECT coalesce(sum(public.file_counted_bytes(f)), 0) FROM public.files f
+            WHERE f.tenant_id = ${tenantId})::text AS truth`;
+  return row;
+}
+
+test('the quota gets back what is deleted and what expires, and its counter matches the files', async () => {
+  const quota = 5_000;
+  const who = await tenantWithAdmin({ tier: 'basic', settings: { limits: { max_storage_bytes: quota } } });
+  const png = (filename, size, extra = {}) => presign(who, { filename, content_type: 'image/png', size, ...extra });
+
+  // A ready file of 2,000 bytes and 11 pending uploads of 200 that expire in 2 s.
+  const ready = await json(await png('ready.png', 2000), 201);
+  assert.equal((await put(ready.upload.put.url, randomBytes(2000), 'image/png')).status, 200);
+  await json(await complete(who, ready.file.id), 200);
+  const lapsing = await Promise.all(
+    Array.from({ length: 11 }, async (_, i) => json(await png(`lapsing${i}.png`, 200, { expires_in: 2 }), 201)),
+  );
+  // 4,200 counted: 801 more is refused, whether sent alone or with others at once.
+  const over = await Promise.all([png('a.png', 801), png('b.png', 801), png('c.png', 801)]);
+  for (const r of over) await assertProblem(r, 403, 'tier_limit_reached');
+  assert.deepEqual(await countedStorage(who.t.id), { counted: '4200', truth: '4200' });
+
+  // Past their expires_at the pending uploads no longer count. The next presign sweeps 10 of
+  // them (marked expired, uncounted); the 11th, not yet swept, is discounted all the same.
+  await new Promise((r) => setTimeout(r, 3_000));
+  const after = await json(await png('after.png', 3000), 201);
+  const statuses = await Promise.all(lapsing.map(async (l) => (await json(await getFile(who, l.file.id), 200)).status));
+  assert.equal(statuses.filter((s) => s === 'expired').length, 10, statuses.join());
+  // 2,000 ready + 3,000 pending = the quota: one byte more is refused.
+  await assertProblem(await png('one.png', 1), 403, 'tier_limit_reached');
+
+  // Deleting gives back a ready file's size and a pending upload's declared size.
+  const del = (id) => api(who.t, `/v1/files/${id}`, { method: 'DELETE', auth: who.auth });
+  assert.equal((await del(ready.file.id)).status, 204);
+  await json(await png('two.png', 2000), 201);
+  assert.equal((await del(after.file.id)).status, 204);
+  await json(await png('three.png', 3000), 201);
+  await assertProblem(await png('four.png', 1), 403, 'tier_limit_reached');
+  assert.deepEqual(await countedStorage(who.t.id), { counted: '5000', truth: '5000' });
 });
 
 test('tier quotas: basic 1 GiB, premium 20 GiB, enterprise unlimited', async () => {
