@@ -53,6 +53,21 @@ pub fn drain_budget(headers: &HeaderMap) -> usize {
     }
 }
 
+/// The largest declared body an adapter may read whole, in one call to its runtime, instead of
+/// chunk by chunk: the largest body any route accepts (`settings`' 64 KiB). A bigger one, or one
+/// without `Content-Length`, streams, so a route refuses it without reading it.
+pub const WHOLE_BODY_BYTES: u64 = 64 * 1024;
+
+/// Whether the request's body is declared (`Content-Length`) at most [`WHOLE_BODY_BYTES`]: an
+/// adapter may then read it in one piece. Its route's own limit applies all the same.
+pub fn body_is_small(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n <= WHOLE_BODY_BYTES)
+}
+
 /// Reads and drops what is left of a body, at most `max` bytes (see [`LINGER_BYTES`]). A body
 /// already read to its end costs nothing (pass a fused stream).
 pub async fn discard<S, C, E>(chunks: &mut S, max: usize)
@@ -1028,6 +1043,17 @@ mod tests {
         assert_eq!(drain_budget(&declaring("20000")), 20_000);
         assert_eq!(drain_budget(&declaring("314572800")), 0);
         assert_eq!(drain_budget(&HeaderMap::new()), LINGER_BYTES);
+    }
+
+    #[test]
+    fn only_small_declared_bodies_are_read_whole() {
+        assert!(body_is_small(&declaring("0")));
+        assert!(body_is_small(&declaring(" 65536 ")));
+        assert!(!body_is_small(&declaring("65537")));
+        assert!(!body_is_small(&declaring("-1")));
+        assert!(!body_is_small(&declaring("lots")));
+        // Chunked: its length is unknown, so it streams.
+        assert!(!body_is_small(&HeaderMap::new()));
     }
 
     #[test]

@@ -94,10 +94,18 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     let Some(stream) = req.body() else {
         return Ok(serve_inline(edge, head, &ctx).await?);
     };
-    // The body stays the runtime's stream: core reads it within the route's limit (and not at
-    // all when Content-Length is over it).
-    // Its chunks are read from the runtime only as core asks for them.
-    let mut body = byte_stream(stream).fuse();
+    // A small declared body (every JSON body a route accepts) is read in one `arrayBuffer()`
+    // when core first asks for it: the stream reader's JS machinery (`getReader`, a promise per
+    // `read`, `releaseLock`) cost more than the rest of an upload's adapter work. Any other body
+    // stays the runtime's stream, read only as core asks (and not at all when its
+    // Content-Length is over the route's limit).
+    let mut body = if edgefront_core::input::body_is_small(&head.headers) {
+        drop(stream);
+        whole_body(req)
+    } else {
+        byte_stream(stream)
+    }
+    .fuse();
     // The request runs as a waitUntil task, so a streamed body's driver keeps running (and
     // settles its accounting) even if the client disconnects; the head comes back here.
     let (head_tx, head_rx) = oneshot::channel();
@@ -172,6 +180,16 @@ fn byte_stream(stream: web_sys::ReadableStream) -> ByteStream {
                 Err(other) => Bytes::from(js_sys::Uint8Array::new(&other).to_vec()),
             })
             .map_err(js_error)
+    }))
+}
+
+/// A request's whole body as a one-chunk stream, read when first polled.
+fn whole_body(req: web_sys::Request) -> ByteStream {
+    Box::pin(futures_util::stream::once(async move {
+        let buffer = JsFuture::from(req.array_buffer().map_err(js_error)?)
+            .await
+            .map_err(js_error)?;
+        Ok(Bytes::from(js_sys::Uint8Array::new(&buffer).to_vec()))
     }))
 }
 
