@@ -247,6 +247,7 @@ async fn real_migrations_on_an_empty_database() {
             ["audit_log", "audit_log_append_only"],
             ["audit_log", "audit_log_no_truncate"],
             ["catalog_items", "catalog_items_check_images"],
+            ["files", "files_count_storage"],
             ["files", "files_set_updated_at"],
             ["tenants", "tenants_set_updated_at"],
         ]
@@ -304,15 +305,15 @@ async fn changed_functions_file_is_reapplied_alone() {
         ["functions/20_files.sql"]
     );
     assert_eq!(column(&url, "SELECT public.migrate_probe()").await, ["2"]);
-    // Re-applying dropped and re-created the file's trigger.
+    // Re-applying dropped and re-created the file's triggers.
     assert_eq!(
         column(
             &url,
             "SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.files'::regclass
-             AND NOT tgisinternal"
+             AND NOT tgisinternal ORDER BY tgname"
         )
         .await,
-        ["files_set_updated_at"]
+        ["files_count_storage", "files_set_updated_at"]
     );
 
     // A failing file rolls back and is named; it is retried on the next run.
