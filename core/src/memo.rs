@@ -9,6 +9,7 @@
 //! unseen Host is a lookup whose answer is cached) push out other cold keys, never the tenants
 //! and keys that requests keep reading.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -29,11 +30,13 @@ const MAX_ENTRIES: usize = 10_000;
 /// How long a value read from the store (whose TTL we do not know) is trusted in memory.
 const READ_TTL: Duration = Duration::from_secs(30);
 
-/// One remembered value: its bytes, until when it holds, and when it was last used.
+/// One remembered value: its bytes, until when it holds, and when it was last used; and the
+/// bytes as a reader decoded them ([`KeyValue::get_decoded`]), which goes with the bytes.
 struct Slot {
     value: Bytes,
     expires: SystemTime,
     used: u64,
+    decoded: Option<Rc<dyn Any>>,
 }
 
 /// A bounded map that evicts the least recently used entry: a hash map for the entries and an
@@ -68,6 +71,11 @@ impl Lru {
 
     /// The value under `key` if it holds at `now` (and marks it used); forgets it if expired.
     fn get(&mut self, key: &str, now: SystemTime) -> Option<Bytes> {
+        self.slot(key, now).map(|slot| slot.value.clone())
+    }
+
+    /// The slot under `key` if it holds at `now` (and marks it used); forgets it if expired.
+    fn slot(&mut self, key: &str, now: SystemTime) -> Option<&mut Slot> {
         let tick = self.next_tick();
         let (k, slot) = self.slots.get_key_value(key)?;
         if slot.expires <= now {
@@ -79,7 +87,28 @@ impl Lru {
         self.order.insert(tick, k);
         let slot = self.slots.get_mut(key)?;
         slot.used = tick;
-        Some(slot.value.clone())
+        Some(slot)
+    }
+
+    /// The value under `key` as `decode` reads it, if the key holds at `now`: `Some(None)` when
+    /// `decode` refuses the bytes. Decoded once per value: a slot keeps what it decoded to,
+    /// for readers of the same type.
+    fn get_decoded<T: 'static>(
+        &mut self,
+        key: &str,
+        now: SystemTime,
+        decode: fn(&[u8]) -> Option<T>,
+    ) -> Option<Option<Rc<T>>> {
+        let slot = self.slot(key, now)?;
+        if let Some(kept) = slot.decoded.clone().and_then(|d| d.downcast::<T>().ok()) {
+            return Some(Some(kept));
+        }
+        let Some(decoded) = decode(&slot.value) else {
+            return Some(None);
+        };
+        let decoded = Rc::new(decoded);
+        slot.decoded = Some(decoded.clone());
+        Some(Some(decoded))
     }
 
     fn insert(&mut self, key: &str, value: Bytes, expires: SystemTime) {
@@ -90,6 +119,7 @@ impl Lru {
                 value,
                 expires,
                 used: tick,
+                decoded: None,
             };
             if let Some(k) = self.order.remove(&old) {
                 self.order.insert(tick, k);
@@ -110,6 +140,7 @@ impl Lru {
                 value,
                 expires,
                 used: tick,
+                decoded: None,
             },
         );
     }
@@ -205,6 +236,26 @@ impl<P: KeyValue + Clock> KeyValue for Memo<P> {
             self.remember(key, v.clone(), now + READ_TTL);
         }
         Ok(v)
+    }
+
+    async fn get_decoded<T: 'static>(
+        &self,
+        key: &str,
+        decode: fn(&[u8]) -> Option<T>,
+    ) -> Result<Option<Rc<T>>, OutboundError> {
+        let now = self.inner.now();
+        if let Some(hit) = self.memory.borrow_mut().get_decoded(key, now, decode) {
+            return Ok(hit);
+        }
+        let Some(v) = self.inner.get(key).await? else {
+            return Ok(None);
+        };
+        self.remember(key, v, now + READ_TTL);
+        Ok(self
+            .memory
+            .borrow_mut()
+            .get_decoded(key, now, decode)
+            .flatten())
     }
 
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), OutboundError> {
@@ -417,5 +468,65 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    thread_local! {
+        static DECODES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A decoder that counts its calls and refuses what is not a number.
+    fn number(bytes: &[u8]) -> Option<u64> {
+        DECODES.with(|d| d.set(d.get() + 1));
+        std::str::from_utf8(bytes).ok()?.parse().ok()
+    }
+
+    fn length(bytes: &[u8]) -> Option<usize> {
+        Some(bytes.len())
+    }
+
+    #[test]
+    fn a_value_is_decoded_once_until_it_changes() {
+        let memo = Memo::new(
+            TestPlatform::new(Box::new(|_| Err(OutboundError::Network("none".into())))).with_kv(),
+        );
+        let decodes = || DECODES.with(|d| d.get());
+        let ttl = Duration::from_secs(60);
+        memo.inner().kv_insert("k", Bytes::from_static(b"7"));
+        // Read from the store, decoded once; then the same value from memory, not decoded again.
+        for _ in 0..3 {
+            let v = block_on(memo.get_decoded("k", number)).unwrap();
+            assert_eq!(v.as_deref(), Some(&7));
+        }
+        assert_eq!(decodes(), 1);
+        // Another reader type decodes for itself.
+        assert_eq!(
+            block_on(memo.get_decoded("k", length)).unwrap().as_deref(),
+            Some(&1)
+        );
+        // A new value is decoded anew; a value the decoder refuses reads as absent, from memory.
+        block_on(memo.put("k", Bytes::from_static(b"8"), ttl)).unwrap();
+        assert_eq!(
+            block_on(memo.get_decoded("k", number)).unwrap().as_deref(),
+            Some(&8)
+        );
+        block_on(memo.put("k", Bytes::from_static(b"x"), ttl)).unwrap();
+        memo.inner().kv_insert("k", Bytes::from_static(b"9"));
+        assert_eq!(block_on(memo.get_decoded("k", number)).unwrap(), None);
+        // Deleted, or expired: read from the store again.
+        block_on(memo.delete("k")).unwrap();
+        assert_eq!(block_on(memo.get_decoded("k", number)).unwrap(), None);
+        memo.inner().kv_insert("k", Bytes::from_static(b"10"));
+        assert_eq!(
+            block_on(memo.get_decoded("k", number)).unwrap().as_deref(),
+            Some(&10)
+        );
+        memo.inner().kv_insert("k", Bytes::from_static(b"11"));
+        memo.inner().advance(READ_TTL.as_secs() + 1);
+        assert_eq!(
+            block_on(memo.get_decoded("k", number)).unwrap().as_deref(),
+            Some(&11)
+        );
+        // Decoded: 7, 8, x, 10, 11 (the deleted key was absent, nothing to decode).
+        assert_eq!(decodes(), 5);
     }
 }

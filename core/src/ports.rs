@@ -6,6 +6,7 @@
 #![allow(async_fn_in_trait)]
 
 use std::fmt;
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -66,6 +67,17 @@ pub trait Clock {
 /// A small key-value cache (Workers KV, Spin key-value, or in-memory). Values may expire early.
 pub trait KeyValue {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, OutboundError>;
+    /// The value under `key` as `decode` reads it (`None`: absent, or `decode` refused it),
+    /// shared. A platform that keeps values in memory ([`crate::memo::Memo`]) keeps the decoded
+    /// value with them, so a key every request reads (the tenant) is decoded once per instance
+    /// and value, not per request.
+    async fn get_decoded<T: 'static>(
+        &self,
+        key: &str,
+        decode: fn(&[u8]) -> Option<T>,
+    ) -> Result<Option<Rc<T>>, OutboundError> {
+        Ok(self.get(key).await?.and_then(|b| decode(&b)).map(Rc::new))
+    }
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), OutboundError>;
     async fn delete(&self, key: &str) -> Result<(), OutboundError>;
 }

@@ -340,7 +340,6 @@ impl<P: Platform> Router<P> {
         let result = match (route, verdict.refusal()) {
             (_, Some(refusal)) => Err(refusal),
             (Some(route), None) => {
-                let tenant = Rc::new(tenant);
                 match authenticate(env, route.access, &tenant, &head.headers).await {
                     Ok((principal, identity)) => {
                         (route.handler)(parts(Some(tenant), principal, identity)).await

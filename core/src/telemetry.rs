@@ -258,6 +258,13 @@ impl<P: Platform> KeyValue for Traced<P> {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, OutboundError> {
         self.inner.get(key).await
     }
+    async fn get_decoded<T: 'static>(
+        &self,
+        key: &str,
+        decode: fn(&[u8]) -> Option<T>,
+    ) -> Result<Option<std::rc::Rc<T>>, OutboundError> {
+        self.inner.get_decoded(key, decode).await
+    }
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), OutboundError> {
         self.inner.put(key, value, ttl).await
     }

@@ -3,6 +3,7 @@
 //! (negative answers too), so a hot tenant costs no origin round trip.
 
 use std::fmt;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, Uri};
@@ -298,7 +299,7 @@ pub async fn resolve<P: Platform>(
     config: &Config,
     headers: &HeaderMap,
     uri: &Uri,
-) -> Result<Tenant, ApiError> {
+) -> Result<Rc<Tenant>, ApiError> {
     let host = request_host(headers, uri, config.tenancy.trust_forwarded_host)
         .ok_or_else(|| ApiError::invalid_host("the Host header is missing or malformed"))?;
     let tenant = lookup_host(platform, config, &host)
@@ -317,7 +318,7 @@ pub async fn lookup_host<P: Platform>(
     platform: &P,
     config: &Config,
     host: &str,
-) -> Result<Option<Tenant>, ApiError> {
+) -> Result<Option<Rc<Tenant>>, ApiError> {
     match classify(host, &config.base_domain, &config.tenancy.reserved)? {
         HostTarget::Reserved(name) => Err(ApiError::reserved_host(&name)),
         HostTarget::Subdomain(slug) => lookup(platform, config, "slug", slug.as_str()).await,
@@ -376,20 +377,26 @@ pub async fn invalidate<P: Platform>(platform: &P, hosts: &Hosts) {
     }
 }
 
+/// A cached record as [`lookup`] shares it.
+fn decode_cached(bytes: &[u8]) -> Option<Option<Rc<Tenant>>> {
+    serde_json::from_slice::<Cached>(bytes)
+        .ok()
+        .map(|c| c.tenant.map(Rc::new))
+}
+
 async fn lookup<P: Platform>(
     platform: &P,
     config: &Config,
     by: &'static str,
     key: &str,
-) -> Result<Option<Tenant>, ApiError> {
+) -> Result<Option<Rc<Tenant>>, ApiError> {
     let cache_key = format!("tenant:v2:{by}:{key}");
     let slot = negative_slot(&cache_key);
-    // A cache that fails is a miss, never an outage.
-    if let Ok(Some(bytes)) = platform.get(&cache_key).await {
-        if let Ok(c) = serde_json::from_slice::<Cached>(&bytes) {
-            crate::ports::note(platform, |t| t.note_cache(Cache::Tenant, true));
-            return Ok(c.tenant);
-        }
+    // A cache that fails is a miss, never an outage. The record is decoded once per instance
+    // and cached value, not on every request (`get_decoded`).
+    if let Ok(Some(cached)) = platform.get_decoded(&cache_key, decode_cached).await {
+        crate::ports::note(platform, |t| t.note_cache(Cache::Tenant, true));
+        return Ok(Option::clone(&cached));
     }
     if let Ok(Some(bytes)) = platform.get(&slot).await {
         if serde_json::from_slice::<Miss>(&bytes).is_ok_and(|m| m.key == cache_key) {
@@ -421,7 +428,7 @@ async fn lookup<P: Platform>(
     if let Ok((k, bytes, ttl)) = written {
         let _ = platform.put(&k, Bytes::from(bytes), ttl).await;
     }
-    Ok(tenant)
+    Ok(tenant.map(Rc::new))
 }
 
 #[cfg(test)]
