@@ -247,10 +247,10 @@ impl<P: KeyValue + Clock> KeyValue for Memo<P> {
         if let Some(hit) = self.memory.borrow_mut().get_decoded(key, now, decode) {
             return Ok(hit);
         }
-        let Some(v) = self.inner.get(key).await? else {
+        // Not in memory: `get` reads the store and remembers what it found.
+        if self.get(key).await?.is_none() {
             return Ok(None);
-        };
-        self.remember(key, v, now + READ_TTL);
+        }
         Ok(self
             .memory
             .borrow_mut()

@@ -58,14 +58,9 @@ impl QueryResult {
     pub fn docs<T: DeserializeOwned>(&self) -> Result<Vec<T>, SqlError> {
         self.rows
             .iter()
-            .map(|r| match r.as_slice() {
-                [Some(text)] => serde_json::from_slice(text.as_bytes())
-                    .map_err(|e| SqlError::Protocol(format!("unexpected row shape: {e}"))),
-                [None] => Err(SqlError::Protocol("a NULL document".into())),
-                other => Err(SqlError::Protocol(format!(
-                    "{} columns where one document was expected",
-                    other.len()
-                ))),
+            .map(|r| {
+                serde_json::from_slice(document(r)?)
+                    .map_err(|e| SqlError::Protocol(format!("unexpected row shape: {e}")))
             })
             .collect()
     }
@@ -80,18 +75,25 @@ impl QueryResult {
     /// The only row's document, what a SQL function decided (`{"outcome": …}`), read as `T`.
     pub fn outcome<T: Outcome>(&self) -> Result<T, SqlError> {
         match self.rows.as_slice() {
-            [row] => match row.as_slice() {
-                [Some(text)] => outcome::from_slice(text.as_bytes())
-                    .map_err(|e| SqlError::Protocol(format!("unexpected outcome: {e}"))),
-                _ => Err(SqlError::Protocol(
-                    "an outcome is one non-NULL document".into(),
-                )),
-            },
+            [row] => outcome::from_slice(document(row)?)
+                .map_err(|e| SqlError::Protocol(format!("unexpected outcome: {e}"))),
             rows => Err(SqlError::Protocol(format!(
                 "{} rows where one outcome was expected",
                 rows.len()
             ))),
         }
+    }
+}
+
+/// A row's only column, a non-NULL JSON document.
+fn document(row: &[Option<String>]) -> Result<&[u8], SqlError> {
+    match row {
+        [Some(text)] => Ok(text.as_bytes()),
+        [None] => Err(SqlError::Protocol("a NULL document".into())),
+        other => Err(SqlError::Protocol(format!(
+            "{} columns where one document was expected",
+            other.len()
+        ))),
     }
 }
 

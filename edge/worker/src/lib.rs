@@ -186,11 +186,16 @@ fn byte_stream(stream: web_sys::ReadableStream) -> ByteStream {
 /// A request's whole body as a one-chunk stream, read when first polled.
 fn whole_body(req: web_sys::Request) -> ByteStream {
     Box::pin(futures_util::stream::once(async move {
-        let buffer = JsFuture::from(req.array_buffer().map_err(js_error)?)
-            .await
-            .map_err(js_error)?;
-        Ok(Bytes::from(js_sys::Uint8Array::new(&buffer).to_vec()))
+        array_buffer(req.array_buffer()).await
     }))
+}
+
+/// A body's `arrayBuffer()` promise, settled, as bytes: one copy into wasm memory.
+async fn array_buffer(promise: Result<js_sys::Promise, JsValue>) -> Result<Bytes, OutboundError> {
+    let buffer = JsFuture::from(promise.map_err(js_error)?)
+        .await
+        .map_err(js_error)?;
+    Ok(Bytes::from(js_sys::Uint8Array::new(&buffer).to_vec()))
 }
 
 /// The path of a WHATWG-serialized URL (for a problem document's `instance`).
@@ -321,13 +326,9 @@ impl HttpClient for WorkersPlatform {
         req: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, OutboundError> {
         let (head, resp) = fetch_head(req).await?;
-        // The whole answer at once: one `ArrayBuffer`, one copy into wasm memory (not a
-        // stream reader's chunk at a time).
-        let buffer = JsFuture::from(resp.array_buffer().map_err(js_error)?)
-            .await
-            .map_err(js_error)?;
-        let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
-        head.body(Bytes::from(bytes)).map_err(network)
+        // The whole answer at once, not a stream reader's chunk at a time.
+        head.body(array_buffer(resp.array_buffer()).await?)
+            .map_err(network)
     }
 
     async fn send_streaming(
