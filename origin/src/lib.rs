@@ -109,7 +109,7 @@ impl Config {
         ];
         let timeout_ms = self.statement_timeout.as_millis();
         if timeout_ms > 0 {
-            // As a startup parameter it is the session default, so `DISCARD ALL` (RESET ALL)
+            // As a startup parameter it is the session default, so the session reset (`RESET ALL`)
             // restores it after a request changed it.
             startup_options.push(("statement_timeout".to_owned(), timeout_ms.to_string()));
         }

@@ -28,11 +28,16 @@ fn scratch_dir(tag: &str) -> PathBuf {
 }
 
 async fn sql(config: &Config, url: &str, body: Value) -> (u16, Value) {
+    sql_on(&router(config.clone()), url, body).await
+}
+
+/// One `/sql` request to `app` (its pool outlives the request).
+async fn sql_on(app: &axum::Router, url: &str, body: Value) -> (u16, Value) {
     let req = Request::post("/sql")
         .header("Neon-Connection-String", url)
         .body(Body::from(body.to_string()))
         .unwrap();
-    let resp = router(config.clone()).oneshot(req).await.unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status().as_u16();
     let bytes = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
     (status, serde_json::from_slice(&bytes).unwrap())
@@ -380,4 +385,55 @@ async fn text_results_and_errors_in_process() {
     assert_eq!(body["code"], "22012");
     assert_eq!(body["severity"], "ERROR");
     assert!(body["detail"].is_null());
+}
+
+/// A pooled session goes back without anything a request left in it (the pool's reset), and
+/// the next request gets that same session.
+#[tokio::test]
+#[ignore = "needs Postgres; `cargo xtask test` runs it with --include-ignored"]
+async fn a_pooled_session_keeps_nothing_of_the_request_before() {
+    let url = database_url();
+    let app = router(Config {
+        pool_size: 1,
+        ..config_for(&url)
+    });
+    let q = |query: &str| json!({ "query": query });
+    let (status, body) = sql_on(&app, &url, q("SELECT pg_backend_pid()::text")).await;
+    assert_eq!(status, 200, "{body}");
+    let pid = body["rows"][0][0].clone();
+    for leave in [
+        "SELECT set_config('app.current_tenant', 'left-behind', false)",
+        "SET statement_timeout = '1234ms'",
+        "SET ROLE pg_read_all_data",
+        "CREATE TEMP TABLE left_behind (x int)",
+        "SELECT pg_advisory_lock(424242)",
+        "PREPARE left_behind AS SELECT 1",
+        "LISTEN left_behind",
+        "DECLARE left_behind CURSOR WITH HOLD FOR SELECT 1",
+    ] {
+        let (status, body) = sql_on(&app, &url, q(leave)).await;
+        assert_eq!(status, 200, "{leave}: {body}");
+    }
+    let (status, body) = sql_on(
+        &app,
+        &url,
+        q("SELECT pg_backend_pid()::text, \
+             coalesce(current_setting('app.current_tenant', true), ''), \
+             current_setting('statement_timeout'), \
+             current_user::text = session_user::text, \
+             to_regclass('pg_temp.left_behind') IS NULL, \
+             (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                AND pid = pg_backend_pid()), \
+             (SELECT count(*) FROM pg_prepared_statements), \
+             (SELECT count(*) FROM pg_listening_channels()), \
+             (SELECT count(*) FROM pg_cursors WHERE name <> '')"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"][0][0], pid, "the pool reused the session");
+    assert_eq!(
+        body["rows"][0],
+        json!([pid, "", "5s", "t", "t", "0", "0", "0", "0"]),
+        "nothing of the requests before is left in the session"
+    );
 }

@@ -24,7 +24,7 @@ pub struct ConnectParams {
     pub password: Option<String>,
     pub database: String,
     /// Extra startup parameters (any GUC may be set this way; they become the session's
-    /// `RESET` defaults, so `DISCARD ALL` keeps them).
+    /// `RESET` defaults, so the pool's session reset keeps them).
     pub options: Vec<(String, String)>,
     pub connect_timeout: Duration,
 }
@@ -398,7 +398,7 @@ impl PgConnection {
     }
 
     /// Runs a simple-protocol query (possibly several statements) and returns the last
-    /// statement's output. Used for BEGIN/COMMIT/DISCARD and for migrations.
+    /// statement's output. Used for BEGIN/COMMIT, the pool's session reset and migrations.
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<QueryOutput>, PgError> {
         match self.io_timeout {
             Some(t) => tokio::time::timeout(t, self.simple_query_inner(sql))
