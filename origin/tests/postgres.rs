@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::http::Request;
-use edgefront_origin::pg::PgConnection;
+use edgefront_origin::pg::{PgConnection, PREPARED_CAPACITY};
 use edgefront_origin::{migrate, parse_connection_string, router, Config};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -388,7 +388,8 @@ async fn text_results_and_errors_in_process() {
 }
 
 /// A pooled session goes back without anything a request left in it (the pool's reset), and
-/// the next request gets that same session.
+/// the next request gets that same session. The statements the proxy itself parsed are what
+/// stays (next test).
 #[tokio::test]
 #[ignore = "needs Postgres; `cargo xtask test` runs it with --include-ignored"]
 async fn a_pooled_session_keeps_nothing_of_the_request_before() {
@@ -424,7 +425,7 @@ async fn a_pooled_session_keeps_nothing_of_the_request_before() {
              to_regclass('pg_temp.left_behind') IS NULL, \
              (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
                 AND pid = pg_backend_pid()), \
-             (SELECT count(*) FROM pg_prepared_statements), \
+             (SELECT count(*) FROM pg_prepared_statements WHERE from_sql), \
              (SELECT count(*) FROM pg_listening_channels()), \
              (SELECT count(*) FROM pg_cursors WHERE name <> '')"),
     )
@@ -436,4 +437,122 @@ async fn a_pooled_session_keeps_nothing_of_the_request_before() {
         json!([pid, "", "5s", "t", "t", "0", "0", "0", "0"]),
         "nothing of the requests before is left in the session"
     );
+}
+
+/// A statement the proxy has parsed once on a session is only bound and executed after that,
+/// across requests; a session keeps at most `PREPARED_CAPACITY` of them; and a parsed statement
+/// whose result changed shape (a column added under `SELECT *`) is parsed again instead of
+/// failing the request.
+#[tokio::test]
+#[ignore = "needs Postgres; `cargo xtask test` runs it with --include-ignored"]
+async fn parsed_statements_are_reused_bounded_and_reparsed_when_stale() {
+    let url = database_url();
+    let app = router(Config {
+        pool_size: 1,
+        ..config_for(&url)
+    });
+    let table = format!("stale_{}", std::process::id());
+    rows(&url, &format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (a int); INSERT INTO {table} VALUES (1)")).await;
+
+    // The same text in single queries and in batches: one Parse, then executions only.
+    let probe = "SELECT $1::int + 1 AS n";
+    for i in 0..3 {
+        let (status, body) = sql_on(&app, &url, json!({"query": probe, "params": [i]})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["rows"], json!([[(i + 1).to_string()]]));
+    }
+    let batch =
+        json!({"queries": [{"query": probe, "params": [7]}, {"query": probe, "params": [8]}]});
+    let (status, body) = sql_on(&app, &url, batch).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][1]["rows"], json!([["9"]]));
+    let (status, body) = sql_on(
+        &app,
+        &url,
+        json!({"query": "SELECT count(*)::text, sum(generic_plans + custom_plans)::text \
+                          FROM pg_prepared_statements WHERE statement = $1 AND NOT from_sql",
+               "params": [probe]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["rows"],
+        json!([["1", "5"]]),
+        "parsed once, executed five times"
+    );
+
+    // Many different texts: the session never holds many more than the capacity.
+    for i in 0..PREPARED_CAPACITY + 20 {
+        let (status, body) = sql_on(&app, &url, json!({"query": format!("SELECT {i} AS n")})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = sql_on(
+        &app,
+        &url,
+        json!({"query": "SELECT count(*) FROM pg_prepared_statements"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let held: usize = body["rows"][0][0].as_str().unwrap().parse().unwrap();
+    assert!(
+        (1..=PREPARED_CAPACITY + 1).contains(&held),
+        "{held} statements held"
+    );
+    // A full session started over at its reset: a new text is parsed under a name again.
+    let fresh = "SELECT $1::text AS fresh";
+    for v in ["a", "b"] {
+        let (status, body) = sql_on(&app, &url, json!({"query": fresh, "params": [v]})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = sql_on(
+        &app,
+        &url,
+        json!({"query": "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1",
+               "params": [fresh]}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["rows"].clone()),
+        (200, json!([["1"]])),
+        "{body}"
+    );
+
+    // The shape of `SELECT *` changes under a parsed statement: the request still succeeds,
+    // alone and in a batch.
+    let star = format!("SELECT * FROM {table}");
+    let (status, body) = sql_on(&app, &url, json!({"query": star})).await;
+    assert_eq!(
+        (status, body["rows"].clone()),
+        (200, json!([["1"]])),
+        "{body}"
+    );
+    rows(
+        &url,
+        &format!("ALTER TABLE {table} ADD COLUMN b text DEFAULT 'x'"),
+    )
+    .await;
+    let (status, body) = sql_on(&app, &url, json!({"query": star})).await;
+    assert_eq!(
+        (status, body["rows"].clone()),
+        (200, json!([["1", "x"]])),
+        "{body}"
+    );
+    rows(
+        &url,
+        &format!("ALTER TABLE {table} ADD COLUMN c int DEFAULT 3"),
+    )
+    .await;
+    let batch = json!({"queries": [{"query": format!("INSERT INTO {table} (a) VALUES (2)")}, {"query": star}]});
+    let (status, body) = sql_on(&app, &url, batch).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["results"][1]["rows"],
+        json!([["1", "x", "3"], ["2", "x", "3"]])
+    );
+    assert_eq!(
+        column(&url, &format!("SELECT count(*) FROM {table}")).await,
+        ["2"],
+        "the batch that met the stale statement ran once"
+    );
+    rows(&url, &format!("DROP TABLE {table}")).await;
 }

@@ -5,6 +5,9 @@ mod conn;
 mod error;
 mod pool;
 
-pub use conn::{Budget, Column, ConnectParams, PgConnection, QueryOutput, TxStatus};
+pub use conn::{
+    Budget, Column, ConnectParams, PgConnection, QueryOutput, TxStatus, PREPARED_CAPACITY,
+    RESET_SESSION,
+};
 pub use error::{DbError, PgError};
 pub use pool::{Pool, PoolConfig, PoolKey, PooledConnection};

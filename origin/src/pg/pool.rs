@@ -1,6 +1,6 @@
 //! A small connection pool keyed by login (user, password, database). Postgres does the
 //! authentication, so a session is only ever reused for the exact credentials that opened it,
-//! and its state is wiped ([`RESET_SESSION`]) before it goes back.
+//! and its state is wiped ([`PgConnection::reset`]) before it goes back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,21 +10,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{ConnectParams, PgConnection, TxStatus};
 use super::error::PgError;
-
-/// What a session is wiped with before it goes back to the pool: `DISCARD ALL` without
-/// `DISCARD PLANS` (Postgres documents `DISCARD ALL` as exactly these statements plus that
-/// one). Everything a request can leave behind goes: cursors, the session user and role,
-/// every setting (session-level `set_config` included), prepared statements, `LISTEN`s,
-/// advisory locks, temporary tables, sequence state.
-///
-/// Cached plans stay. They hold no data and no request's state: Postgres replans one by itself
-/// when a table it uses changes, when the role or `search_path` it was planned under differs,
-/// or when row security applies differently. What `DISCARD PLANS` threw away was every
-/// PL/pgSQL function's plans, so each batch planned its functions' statements again: about
-/// 1 ms of `upload_create`'s 2 ms (BENCHMARKS.md, change 22).
-pub const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
-    DEALLOCATE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; \
-    DISCARD SEQUENCES";
 
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -176,8 +161,8 @@ impl PooledConnection {
             return;
         }
         tokio::spawn(async move {
-            match conn.simple_query(RESET_SESSION).await {
-                Ok(_) if conn.status() == TxStatus::Idle => lock(&home.idle).push(conn),
+            match conn.reset().await {
+                Ok(()) if conn.status() == TxStatus::Idle => lock(&home.idle).push(conn),
                 Ok(_) => conn.close().await,
                 Err(e) => tracing::debug!("closing connection that failed to reset: {e}"),
             }
