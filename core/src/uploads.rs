@@ -170,7 +170,7 @@ pub fn content_disposition(disposition: &str, filename: &str) -> String {
 }
 
 /// A presigned `GET` showing an image inline (the storefront's catalog images): valid for
-/// `DOWNLOAD_URL_TTL_SECONDS`. `key` and `filename` come from `public.ready_images(ids)`.
+/// `DOWNLOAD_URL_TTL_SECONDS`. `key` and `filename` come from the storefront's item document (`storefront::PUBLIC_ITEM`).
 pub fn image_url(
     cfg: &crate::config::S3Config,
     key: &str,

@@ -205,7 +205,7 @@ GRANT EXECUTE ON FUNCTION public.catalog_update(uuid, integer, jsonb) TO edgefro
 -- Catalog items may reference only the tenant's `ready` image files (0005_catalog_images).
 -- Checked by a trigger, so every writer (catalog_create, catalog_update, or anything later)
 -- is held to it; the edge maps the error to 422 `image_not_ready`. Images deleted later simply
--- disappear from the storefront (public.ready_images, in 20_files.sql, filters them).
+-- disappear from the storefront (its item document filters them: core/src/storefront.rs).
 CREATE OR REPLACE FUNCTION public.catalog_items_check_images() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE

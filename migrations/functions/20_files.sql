@@ -251,17 +251,7 @@ $$;
 REVOKE ALL ON FUNCTION public.file_delete(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.file_delete(uuid) TO edgefront_app;
 
--- For catalog items: which of p_ids are ready images of the current tenant, in p_ids' order
--- (others are skipped), as [{"id","key","filename","content_type"}]. The storefront presigns a
--- GET per entry (uploads::image_url).
-CREATE OR REPLACE FUNCTION public.ready_images(p_ids uuid[]) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'id', f.id, 'key', f.key, 'filename', f.filename, 'content_type', f.content_type)
-             ORDER BY ids.ord), '[]'::jsonb)
-    FROM unnest(p_ids) WITH ORDINALITY AS ids (id, ord)
-    JOIN public.files f ON f.id = ids.id
-    WHERE f.status = 'ready' AND f.content_type LIKE 'image/%'
-$$;
-
-GRANT EXECUTE ON FUNCTION public.ready_images(uuid[]) TO edgefront_app;
+-- ready_images(uuid[]) was the storefront's per-item image list. The storefront's item document
+-- (core/src/storefront.rs, PUBLIC_ITEM) now holds it as a subquery: Postgres cannot inline a SQL
+-- function with a FROM and ran it through its SQL-function executor once per listed item.
+DROP FUNCTION IF EXISTS public.ready_images(uuid[]);

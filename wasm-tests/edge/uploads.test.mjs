@@ -5,7 +5,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { edge, assertProblem, stack, member } from './stack.mjs';
-import { neon } from '@neondatabase/serverless';
 
 const MiB = 1024 * 1024;
 const tenantId = (slug) => stack.tenants.find((t) => t.slug === slug).id;
@@ -302,7 +301,7 @@ test('the local S3 answers CORS, so a browser on a tenant origin can upload dire
   assert.equal(postPre.headers.get('access-control-allow-origin'), origin);
 });
 
-test('catalog images: ready_images() keeps only the tenant\'s ready images, in order', async () => {
+test('catalog images: the storefront shows an item\'s ready images in its order; a deleted one disappears', async () => {
   const ready = async (tenant, filename, contentType) => {
     const up = await createUpload({ filename, content_type: contentType, size: 3 }, { tenant });
     assert.equal((await putBytes(up, randomBytes(3))).status, 200);
@@ -313,17 +312,24 @@ test('catalog images: ready_images() keeps only the tenant\'s ready images, in o
   const pdf = await ready('demo', 'doc.pdf', 'application/pdf');
   const pending = (await createUpload({ filename: 'p.png', content_type: 'image/png', size: 3 })).file;
   const a = await ready('demo', 'a.webp', 'image/webp');
+  const c = await ready('demo', 'c.gif', 'image/gif');
   const theirs = await ready('acme', 'theirs.png', 'image/png');
-  // As the edge runs it: the app role, one transaction scoped to the tenant (RLS).
-  // (stack.mjs routes this connection string to the edge's listener of the proxy.)
-  const db = neon(stack.origin.app_connection_string);
-  const ids = [b.id, pdf.id, pending.id, a.id, theirs.id, randomUUID()];
-  const [, rows] = await db.transaction([
-    db`SELECT set_config('app.current_tenant', ${tenantId('demo')}, true)`,
-    db`SELECT public.ready_images(${`{${ids.join(',')}}`}::uuid[]) AS images`,
-  ]);
-  assert.deepEqual(
-    rows[0].images,
-    [b, a].map((f) => ({ id: f.id, key: f.key, filename: f.filename, content_type: f.content_type })),
-  );
+  const sku = `IMG-${randomUUID().slice(0, 8)}`;
+  const body = (ids) => ({ sku, name: 'Framed print', price: '20', status: 'active', image_file_ids: ids });
+  // Only the tenant's ready image files can be an item's images.
+  for (const f of [pdf, pending, theirs, { id: randomUUID() }]) {
+    await assertProblem(await api('POST', '/v1/catalog', { body: body([b.id, f.id]) }), 422, 'image_not_ready');
+  }
+  const item = await json(await api('POST', '/v1/catalog', { body: body([c.id, b.id, a.id]) }), 201);
+  const shown = async () => {
+    const one = await json(await edge(`/v1/storefront/catalog/${item.id}`, { tenant: 'demo' }), 200);
+    const page = await json(await edge(`/v1/storefront/catalog?q=${sku}`, { tenant: 'demo' }), 200);
+    assert.deepEqual(page.items.map((i) => i.id), [item.id]);
+    assert.deepEqual(page.items[0].images, one.images, 'the listing and the item agree');
+    for (const img of one.images) assert.ok(!('key' in img) && img.url.startsWith('http'), JSON.stringify(img));
+    return one.images.map((img) => [img.id, img.content_type]);
+  };
+  assert.deepEqual(await shown(), [[c.id, 'image/gif'], [b.id, 'image/png'], [a.id, 'image/webp']]);
+  assert.equal((await api('DELETE', `/v1/files/${b.id}`)).status, 204);
+  assert.deepEqual(await shown(), [[c.id, 'image/gif'], [a.id, 'image/webp']]);
 });
