@@ -37,6 +37,10 @@ pub(crate) struct AppState {
     sql_batches: Arc<std::sync::atomic::AtomicU64>,
     /// Time spent answering them, in µs (from the request's arrival to its answer's head).
     sql_micros: Arc<std::sync::atomic::AtomicU64>,
+    /// The body of the latest `POST /sql`, only with `expose_stats` (a test and benchmark
+    /// stack's loopback proxy): `cargo xtask bench` replays the batch a route made straight to
+    /// the proxy, to measure the bare batch the route is compared with.
+    last_sql: Option<Arc<std::sync::Mutex<bytes::Bytes>>>,
     limiter: Arc<crate::limiter::Limiter>,
 }
 
@@ -49,6 +53,7 @@ pub(crate) fn router(config: Config, pool: Pool) -> Router {
         sql_requests: Arc::default(),
         sql_batches: Arc::default(),
         sql_micros: Arc::default(),
+        last_sql: expose_stats.then(Arc::default),
         limiter: Arc::default(),
     };
     let router = if expose_stats {
@@ -83,6 +88,9 @@ async fn stats(State(state): State<AppState>) -> Response {
         "sql_requests": load(&state.sql_requests),
         "sql_batches": load(&state.sql_batches),
         "sql_micros": load(&state.sql_micros),
+        "last_sql": state.last_sql.as_ref().map(|b| {
+            String::from_utf8_lossy(&b.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+        }),
     }))
     .into_response()
 }
@@ -172,6 +180,9 @@ async fn handle(
         .check(&login, Instant::now())
         .map_err(|wait| ApiError::TooManyLogins { retry_after: wait })?;
     let body = read_body(body, headers, config.max_request_bytes).await?;
+    if let Some(last) = &state.last_sql {
+        *last.lock().unwrap_or_else(|p| p.into_inner()) = body.clone();
+    }
     let payload = parse_payload(&body)?;
     let batch_options = match &payload {
         Payload::Batch(_) => {

@@ -335,6 +335,7 @@ async fn peer() -> Result<i32> {
         .context("no origin.stats_url")?
         .to_owned();
     let mut sql = serde_json::Map::new();
+    let mut bare_body = None;
     for route in ROUTES {
         let mut per = serde_json::Map::new();
         for t in targets.iter().filter(|t| t.routed) {
@@ -348,6 +349,9 @@ async fn peer() -> Result<i32> {
             // Work an answer leaves behind (Workers' waitUntil) lands in the count too.
             tokio::time::sleep(Duration::from_millis(300)).await;
             let after = origin_stats(&stats_url).await?;
+            if route.key == BARE_ROUTE && t.key == "edge_workers" {
+                bare_body = after.last_sql.clone();
+            }
             let n = SQL_SAMPLES as f64;
             per.insert(
                 t.key.into(),
@@ -364,6 +368,27 @@ async fn peer() -> Result<i32> {
         }
         sql.insert(route.key.into(), Value::Object(per));
     }
+    // The storefront's batch alone: what edgefront (workerd) sent, straight to the proxy.
+    let bare = BareBatch::new(&edge_env, bare_body)?;
+    let before = origin_stats(&stats_url).await?;
+    let mut elapsed = Duration::ZERO;
+    for _ in 0..SQL_SAMPLES {
+        let a = bare.request().await?;
+        if a.status != 200 {
+            bail!(
+                "the bare batch: HTTP {}: {}",
+                a.status,
+                String::from_utf8_lossy(&a.body)
+            );
+        }
+        elapsed += a.elapsed;
+    }
+    let after = origin_stats(&stats_url).await?;
+    let n = SQL_SAMPLES as f64;
+    let bare_sql = json!({
+        "proxy_us_per_request": (after.micros - before.micros) as f64 / n,
+        "request_us": elapsed.as_secs_f64() * 1e6 / n,
+    });
 
     eprintln!(
         "\n== bench --peer: load ({} round(s) of {} s warm-up + {} s measured per route and target) ==",
@@ -372,6 +397,9 @@ async fn peer() -> Result<i32> {
     let scripts = dir.path().join("wrk");
     std::fs::create_dir_all(&scripts)?;
     let mut results: Vec<RouteResult> = Vec::new();
+    let bare_script = scripts.join("bare-batch.lua");
+    write_private(&bare_script, &bare.lua_script())?;
+    let mut bare_runs = Vec::new();
     for (ri, route) in ROUTES.iter().enumerate() {
         let mut runs: Vec<Vec<WrkRun>> = vec![Vec::new(); targets.len()];
         for round in 0..cfg.rounds {
@@ -380,6 +408,11 @@ async fn peer() -> Result<i32> {
             let mut order: Vec<usize> = (0..targets.len()).collect();
             if (round as usize + ri) % 2 == 1 {
                 order.reverse();
+            }
+            // The bare batch runs with the storefront's round, first or last in turn.
+            let bare_first = round % 2 == 0;
+            if route.key == BARE_ROUTE && bare_first {
+                bare_runs.push(bare.load(&wrk, &bare_script, &cfg).await?);
             }
             for i in order {
                 let t = &targets[i];
@@ -409,6 +442,9 @@ async fn peer() -> Result<i32> {
                 );
                 runs[i].push(r);
             }
+            if route.key == BARE_ROUTE && !bare_first {
+                bare_runs.push(bare.load(&wrk, &bare_script, &cfg).await?);
+            }
         }
         results.push(RouteResult {
             route_key: route.key,
@@ -431,6 +467,10 @@ async fn peer() -> Result<i32> {
         targets: &targets,
         results: &results,
         sql: &sql,
+        bare: BareResult {
+            sql: &bare_sql,
+            runs: &bare_runs,
+        },
         cold: &cold,
         bundles: &bundles,
         versions: &versions,
@@ -661,6 +701,8 @@ struct OriginStats {
     batches: u64,
     /// Time spent answering `/sql`, µs.
     micros: u64,
+    /// The body of the latest `/sql` request.
+    last_sql: Option<String>,
 }
 
 async fn origin_stats(url: &str) -> Result<OriginStats> {
@@ -676,7 +718,114 @@ async fn origin_stats(url: &str) -> Result<OriginStats> {
         requests: v["sql_requests"].as_u64().unwrap_or(0),
         batches: v["sql_batches"].as_u64().unwrap_or(0),
         micros: v["sql_micros"].as_u64().unwrap_or(0),
+        last_sql: v["last_sql"].as_str().map(str::to_owned),
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bare batch: a route's SQL straight to the proxy
+
+/// The route whose batch is also measured alone.
+const BARE_ROUTE: &str = "catalog";
+
+/// The batch edgefront (workerd) made for [`BARE_ROUTE`] (the proxy's `last_sql`), sent to the
+/// proxy as edgefront sends it (its URL, `Neon-*` headers, connection string and token), without
+/// edgefront: the issue's "bare proxy batch" the route is compared with.
+struct BareBatch {
+    addr: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl BareBatch {
+    fn new(edge_env: &[(String, String)], body: Option<String>) -> Result<Self> {
+        let setting = |k: &str| {
+            edge_env
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        let url = setting("ORIGIN_SQL_URL").context("no ORIGIN_SQL_URL")?;
+        let rest = url
+            .strip_prefix("http://")
+            .context("ORIGIN_SQL_URL is not http://")?;
+        let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let mut headers = vec![
+            ("Host".to_owned(), addr.to_owned()),
+            ("Content-Type".into(), "application/json".into()),
+            ("Neon-Raw-Text-Output".into(), "true".into()),
+            ("Neon-Array-Mode".into(), "true".into()),
+            (
+                "Neon-Connection-String".into(),
+                setting("DATABASE_URL").context("no DATABASE_URL")?,
+            ),
+        ];
+        if let Some(token) = setting("ORIGIN_SQL_TOKEN") {
+            headers.push(("Authorization".into(), format!("Bearer {token}")));
+        }
+        let body = body.context("the SQL proxy kept no batch of the storefront route")?;
+        if !body.starts_with("{\"queries\"") {
+            bail!("the storefront route's SQL was not one batch: {body}");
+        }
+        Ok(BareBatch {
+            addr: addr.to_owned(),
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.to_owned()
+            },
+            headers,
+            body,
+        })
+    }
+
+    async fn request(&self) -> Result<Answer> {
+        raw_request(
+            &self.addr,
+            "POST",
+            &self.path,
+            &self.headers,
+            Some(&self.body),
+            Duration::from_secs(30),
+        )
+        .await
+        .context("the bare batch")
+    }
+
+    fn lua_script(&self) -> String {
+        let mut s = "wrk.method = \"POST\"\n".to_owned();
+        for (k, v) in &self.headers {
+            let _ = writeln!(s, "wrk.headers[\"{k}\"] = \"{v}\"");
+        }
+        // A long-bracket string whose level the batch's text does not contain.
+        let mut eq = String::new();
+        while self.body.contains(&format!("]{eq}]")) {
+            eq.push('=');
+        }
+        let _ = writeln!(s, "wrk.body = [{eq}[{}]{eq}]", self.body);
+        s
+    }
+
+    async fn load(&self, wrk: &Path, script: &Path, cfg: &Settings) -> Result<WrkRun> {
+        let url = format!("http://{}{}", self.addr, self.path);
+        if cfg.warmup > 0 {
+            wrk_run(wrk, &url, script, cfg.warmup).await?;
+        }
+        let r = wrk_run(wrk, &url, script, cfg.seconds).await?;
+        eprintln!(
+            "  {BARE_ROUTE:<10} {:<28} {:>8.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs",
+            "bare batch (wrk → SQL proxy)", r.rps, r.p50_us, r.p99_us
+        );
+        Ok(r)
+    }
+}
+
+/// The bare batch's numbers: sequential (`sql`: `request_us`, `proxy_us_per_request`) and
+/// under load (one wrk run per round).
+struct BareResult<'a> {
+    sql: &'a Value,
+    runs: &'a [WrkRun],
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1288,6 +1437,7 @@ struct Report<'a> {
     targets: &'a [Target],
     results: &'a [RouteResult],
     sql: &'a serde_json::Map<String, Value>,
+    bare: BareResult<'a>,
     cold: &'a [ColdStart],
     bundles: &'a Bundles,
     versions: &'a [(&'static str, String)],
@@ -1329,6 +1479,42 @@ impl Report<'_> {
         r.runs.iter().map(|runs| summarize(runs)).collect()
     }
 
+    /// [`BARE_ROUTE`]'s batch alone under the same load, and each target's time per request
+    /// against it (the issue's "≤ 1.5× the bare proxy batch it makes").
+    fn bare_rows(&self, m: &mut String, sums: &[Summary]) {
+        let b = summarize(self.bare.runs);
+        let range = if self.cfg.rounds > 1 {
+            format!(" ({}–{})", thousands(b.rps_min), thousands(b.rps_max))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            m,
+            "| bare batch: edgefront's batch straight to the SQL proxy (wrk → proxy, no worker) | {}{range} | {:.0} | {:.0} | — | — | 1.00 | {} |",
+            thousands(b.rps),
+            b.p50_us,
+            b.p99_us,
+            b.bad
+        );
+        let _ = writeln!(
+            m,
+            "\n**Against the bare batch** (same load): the batch edgefront (workerd) sent for this \
+             route (the proxy's copy of its last `/sql` body), POSTed by wrk straight to the proxy \
+             with edgefront's headers, holds a connection {:.0} µs per request \
+             ({CONNECTIONS}·1e6/rps). Each target's time per request against it:\n",
+            per_request_us(b.rps)
+        );
+        for (t, s) in self.targets.iter().zip(sums).filter(|(t, _)| t.routed) {
+            let _ = writeln!(
+                m,
+                "- {}: {:.0} µs, {:.2}× the bare batch",
+                t.label,
+                per_request_us(s.rps),
+                per_request_us(s.rps) / per_request_us(b.rps)
+            );
+        }
+    }
+
     /// Sequential requests of the routes that make SQL: the whole request against the proxy's
     /// own time for its SQL.
     fn sql_table(&self, m: &mut String) {
@@ -1362,6 +1548,20 @@ impl Report<'_> {
                     t.label,
                     req / proxy
                 );
+            }
+            if route.key == BARE_ROUTE {
+                let v = self.bare.sql;
+                if let (Some(req), Some(proxy)) =
+                    (v["request_us"].as_f64(), v["proxy_us_per_request"].as_f64())
+                {
+                    let _ = writeln!(
+                        m,
+                        "| `{} {}` | bare batch: its SQL straight to the proxy (no worker) | {req:.0} | {proxy:.0} | {:.2} |",
+                        route.method,
+                        route.path,
+                        req / proxy.max(1.0)
+                    );
+                }
             }
         }
     }
@@ -1465,6 +1665,9 @@ impl Report<'_> {
                     s.bad
                 );
             }
+            if route.key == BARE_ROUTE {
+                self.bare_rows(&mut m, &sums);
+            }
         }
         let _ = writeln!(
             m,
@@ -1567,10 +1770,19 @@ impl Report<'_> {
                         )
                     })
                     .collect();
+                let bare = (route.key == BARE_ROUTE).then(|| {
+                    let b = summarize(self.bare.runs);
+                    json!({
+                        "rps": b.rps, "rps_min": b.rps_min, "rps_max": b.rps_max,
+                        "p50_us": b.p50_us, "p99_us": b.p99_us, "errors": b.bad,
+                        "per_request_us_c": per_request_us(b.rps),
+                        "sequential": self.bare.sql,
+                    })
+                });
                 json!({
                     "route": r.route_key, "label": route.label, "method": route.method,
                     "path": route.path, "note": route.note, "targets": targets,
-                    "sql": self.sql.get(route.key),
+                    "sql": self.sql.get(route.key), "bare_batch": bare,
                 })
             })
             .collect();
