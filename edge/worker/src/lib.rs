@@ -1,6 +1,7 @@
 //! Cloudflare Workers adapter: translates the runtime's `Request` and `Response` to and from the
 //! `http` types core speaks, and implements core's ports with `fetch`, KV, a Durable Object
-//! (rate-limit counters, [`ratelimit`]), `Date` and `Delay` (workers-rs for the bindings).
+//! (rate-limit counters, [`ratelimit`]), `Date` and `setTimeout` ([`sleep`]; workers-rs for the
+//! bindings).
 //! No behaviour lives here.
 
 use std::cell::RefCell;
@@ -12,15 +13,18 @@ use edgefront_core::ports::ByteStream;
 use edgefront_core::{Body, Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform};
 use futures_channel::oneshot;
 use futures_util::StreamExt;
+use std::future::Future;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use worker::{event, js_sys, Context, Date, Delay, Env, KvStore, ObjectNamespace};
+
+use worker::{event, js_sys, Context, Date, Env, KvStore, ObjectNamespace};
 
 /// Name of the KV namespace binding in wrangler.toml.
 const KV_BINDING: &str = "EDGEFRONT_KV";
 
 mod ratelimit;
+mod sleep;
 mod webcrypto;
 
 pub use ratelimit::RateLimiterObject;
@@ -76,12 +80,57 @@ fn start() {
     }
 }
 
-// The entry point takes and returns the runtime's own `Request` and `Response`: workers-rs'
-// conversion would read `request.cf`, the URL twice and each header with its own JS calls, and
-// build the answer's `Headers` one `append` at a time. Here a request's head crosses into wasm
-// in three strings (method, URL, headers) and an answer's head crosses out in one.
-#[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
+/// The Worker's `fetch` handler (the export worker-build's shim calls; workers-rs'
+/// `#[event(fetch)]` would make it an `async` export). An answer that is ready when first
+/// polled (every request that waits on no I/O: `/healthz`, `/v1/me` on warm caches, refusals,
+/// the storefront's `304`s) goes back as the `Response` itself. Otherwise the runtime gets a
+/// promise of it. An `async` export always pays for a promise, a spawned task and its
+/// microtasks (wasm-bindgen-futures), even for an answer that was ready at once.
+///
+/// The first poll uses a waker that does nothing. A future left pending by it is then driven
+/// by `future_to_promise`, whose first poll hands every pending leaf (a `JsFuture`, a
+/// channel) its real waker, as a poll must.
+#[wasm_bindgen(js_name = fetch)]
+pub fn fetch_handler(
+    req: web_sys::Request,
+    env: Env,
+    ctx: worker::worker_sys::Context,
+) -> Result<JsValue, JsValue> {
+    let mut answer = Box::pin(serve_request(req, env, Context::new(ctx)));
+    let mut first = std::task::Context::from_waker(std::task::Waker::noop());
+    match answer.as_mut().poll(&mut first) {
+        std::task::Poll::Ready(r) => settle(r),
+        std::task::Poll::Pending => {
+            Ok(wasm_bindgen_futures::future_to_promise(async move { settle(answer.await) }).into())
+        }
+    }
+}
+
+/// The runtime's answer: the `Response`, or, when the adapter could not build one (a JS call
+/// failed), the error in the log and a bare 500, as workers-rs' entry point answered.
+fn settle(answer: worker::Result<web_sys::Response>) -> Result<JsValue, JsValue> {
+    match answer {
+        Ok(resp) => Ok(resp.into()),
+        Err(e) => {
+            worker::console_error!("{e}");
+            let init = web_sys::ResponseInit::new();
+            init.set_status(500);
+            web_sys::Response::new_with_opt_str_and_init(Some("INTERNAL SERVER ERROR"), &init)
+                .map(JsValue::from)
+        }
+    }
+}
+
+// A request comes in as the runtime's own `Request` and its answer goes out as a `Response`:
+// workers-rs' conversion would read `request.cf`, the URL twice and each header with its own
+// JS calls, and build the answer's `Headers` one `append` at a time. Here a request's head
+// crosses into wasm in three strings (method, URL, headers) and an answer's head crosses out
+// in one.
+async fn serve_request(
+    req: web_sys::Request,
+    env: Env,
+    ctx: Context,
+) -> worker::Result<web_sys::Response> {
     let edge = instance(&env);
     let url = req.url();
     let head = match head_of_request(&req.method(), &url, &req.headers()) {
@@ -352,7 +401,7 @@ impl Clock for WorkersPlatform {
     }
 
     async fn sleep(&self, duration: Duration) {
-        Delay::from(duration).await;
+        sleep::Sleep::new(duration).await;
     }
 }
 
