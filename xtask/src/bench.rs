@@ -389,17 +389,30 @@ async fn peer() -> Result<i32> {
         "proxy_us_per_request": (after.micros - before.micros) as f64 / n,
         "request_us": elapsed.as_secs_f64() * 1e6 / n,
     });
+    // The same batch through a Worker that does nothing else (bench/forward).
+    let forward = Workerd::start(
+        &tools,
+        dir.path(),
+        "forward",
+        &bundle_dir("forward")?,
+        &bare.forwarder_settings()?,
+        None,
+    )
+    .await?;
+    let forward_script = scripts_dir(dir.path())?.join("forward.lua");
+    write_private(&forward_script, "wrk.method = \"GET\"\n")?;
+    let forward_url = format!("http://{}/", forward.addr);
 
     eprintln!(
         "\n== bench --peer: load ({} round(s) of {} s warm-up + {} s measured per route and target) ==",
         cfg.rounds, cfg.warmup, cfg.seconds
     );
-    let scripts = dir.path().join("wrk");
-    std::fs::create_dir_all(&scripts)?;
+    let scripts = scripts_dir(dir.path())?;
     let mut results: Vec<RouteResult> = Vec::new();
     let bare_script = scripts.join("bare-batch.lua");
     write_private(&bare_script, &bare.lua_script())?;
     let mut bare_runs = Vec::new();
+    let mut forward_runs = Vec::new();
     for (ri, route) in ROUTES.iter().enumerate() {
         let mut runs: Vec<Vec<WrkRun>> = vec![Vec::new(); targets.len()];
         for round in 0..cfg.rounds {
@@ -413,6 +426,9 @@ async fn peer() -> Result<i32> {
             let bare_first = round % 2 == 0;
             if route.key == BARE_ROUTE && bare_first {
                 bare_runs.push(bare.load(&wrk, &bare_script, &cfg).await?);
+                forward_runs.push(
+                    load_one(&wrk, &forward_url, &forward_script, &cfg, FORWARD_LABEL).await?,
+                );
             }
             for i in order {
                 let t = &targets[i];
@@ -443,6 +459,9 @@ async fn peer() -> Result<i32> {
                 runs[i].push(r);
             }
             if route.key == BARE_ROUTE && !bare_first {
+                forward_runs.push(
+                    load_one(&wrk, &forward_url, &forward_script, &cfg, FORWARD_LABEL).await?,
+                );
                 bare_runs.push(bare.load(&wrk, &bare_script, &cfg).await?);
             }
         }
@@ -457,6 +476,7 @@ async fn peer() -> Result<i32> {
 
     let versions = versions(&tools, &wrk);
     let machine = machine();
+    drop(forward);
     drop(edge);
     drop(peer);
     drop(hello);
@@ -470,6 +490,7 @@ async fn peer() -> Result<i32> {
         bare: BareResult {
             sql: &bare_sql,
             runs: &bare_runs,
+            forward: &forward_runs,
         },
         cold: &cold,
         bundles: &bundles,
@@ -809,15 +830,25 @@ impl BareBatch {
 
     async fn load(&self, wrk: &Path, script: &Path, cfg: &Settings) -> Result<WrkRun> {
         let url = format!("http://{}{}", self.addr, self.path);
-        if cfg.warmup > 0 {
-            wrk_run(wrk, &url, script, cfg.warmup).await?;
-        }
-        let r = wrk_run(wrk, &url, script, cfg.seconds).await?;
-        eprintln!(
-            "  {BARE_ROUTE:<10} {:<28} {:>8.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs",
-            "bare batch (wrk → SQL proxy)", r.rps, r.p50_us, r.p99_us
-        );
-        Ok(r)
+        load_one(wrk, &url, script, cfg, "bare batch (wrk → SQL proxy)").await
+    }
+
+    /// bench/forward's bindings: where to send the batch, with which headers (JSON), and it.
+    fn forwarder_settings(&self) -> Result<Vec<(String, String)>> {
+        let headers: serde_json::Map<String, Value> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k != "Host")
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        Ok(vec![
+            (
+                "SQL_URL".into(),
+                format!("http://{}{}", self.addr, self.path),
+            ),
+            ("SQL_HEADERS".into(), serde_json::to_string(&headers)?),
+            ("SQL_BODY".into(), self.body.clone()),
+        ])
     }
 }
 
@@ -826,6 +857,35 @@ impl BareBatch {
 struct BareResult<'a> {
     sql: &'a Value,
     runs: &'a [WrkRun],
+    /// The same batch through bench/forward, under the same load.
+    forward: &'a [WrkRun],
+}
+
+const FORWARD_LABEL: &str = "batch forwarder (workerd)";
+
+fn scripts_dir(dir: &Path) -> Result<PathBuf> {
+    let scripts = dir.join("wrk");
+    std::fs::create_dir_all(&scripts)?;
+    Ok(scripts)
+}
+
+/// One load run (warm-up, then measured) of a URL outside the targets.
+async fn load_one(
+    wrk: &Path,
+    url: &str,
+    script: &Path,
+    cfg: &Settings,
+    label: &str,
+) -> Result<WrkRun> {
+    if cfg.warmup > 0 {
+        wrk_run(wrk, url, script, cfg.warmup).await?;
+    }
+    let r = wrk_run(wrk, url, script, cfg.seconds).await?;
+    eprintln!(
+        "  {BARE_ROUTE:<10} {label:<28} {:>8.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs",
+        r.rps, r.p50_us, r.p99_us
+    );
+    Ok(r)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -997,6 +1057,11 @@ impl Bundles {
         let mut out = Vec::new();
         for (key, label, config) in [
             ("hello", "hello-world worker (bench/hello)", "bench/hello/wrangler.toml"),
+            (
+                "forward",
+                "batch forwarder (bench/forward)",
+                "bench/forward/wrangler.toml",
+            ),
             (
                 "peer",
                 "TypeScript peer (bench/peer, wrangler's esbuild bundle, unminified as wrangler deploys it by default)",
@@ -1496,6 +1561,15 @@ impl Report<'_> {
             b.p99_us,
             b.bad
         );
+        let f = summarize(self.bare.forward);
+        let _ = writeln!(
+            m,
+            "| batch forwarder (workerd): a Worker that only sends the same batch and returns the answer (bench/forward) | {} | {:.0} | {:.0} | — | — | 1.00 | {} |",
+            thousands(f.rps),
+            f.p50_us,
+            f.p99_us,
+            f.bad
+        );
         let _ = writeln!(
             m,
             "\n**Against the bare batch** (same load): the batch edgefront (workerd) sent for this \
@@ -1503,6 +1577,12 @@ impl Report<'_> {
              with edgefront's headers, holds a connection {:.0} µs per request \
              ({CONNECTIONS}·1e6/rps). Each target's time per request against it:\n",
             per_request_us(b.rps)
+        );
+        let _ = writeln!(
+            m,
+            "- {FORWARD_LABEL} (one fetch, nothing else): {:.0} µs, {:.2}× the bare batch",
+            per_request_us(f.rps),
+            per_request_us(f.rps) / per_request_us(b.rps)
         );
         for (t, s) in self.targets.iter().zip(sums).filter(|(t, _)| t.routed) {
             let _ = writeln!(
@@ -1777,6 +1857,12 @@ impl Report<'_> {
                         "p50_us": b.p50_us, "p99_us": b.p99_us, "errors": b.bad,
                         "per_request_us_c": per_request_us(b.rps),
                         "sequential": self.bare.sql,
+                        "forwarder": {
+                            "rps": summarize(self.bare.forward).rps,
+                            "p50_us": summarize(self.bare.forward).p50_us,
+                            "p99_us": summarize(self.bare.forward).p99_us,
+                            "per_request_us_c": per_request_us(summarize(self.bare.forward).rps),
+                        },
                     })
                 });
                 json!({
