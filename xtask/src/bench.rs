@@ -1013,6 +1013,30 @@ struct Summary {
     bad: u64,
 }
 
+impl Summary {
+    /// A table's req/s cell: the mean, and the rounds' range when there were several.
+    fn rps_cell(&self, rounds: u32) -> String {
+        if rounds > 1 {
+            format!(
+                "{} ({}–{})",
+                thousands(self.rps),
+                thousands(self.rps_min),
+                thousands(self.rps_max)
+            )
+        } else {
+            thousands(self.rps)
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "rps": self.rps, "rps_min": self.rps_min, "rps_max": self.rps_max,
+            "p50_us": self.p50_us, "p99_us": self.p99_us, "errors": self.bad,
+            "per_request_us_c": per_request_us(self.rps),
+        })
+    }
+}
+
 fn summarize(runs: &[WrkRun]) -> Summary {
     let n = runs.len().max(1) as f64;
     Summary {
@@ -1548,28 +1572,26 @@ impl Report<'_> {
     /// against it (the issue's "≤ 1.5× the bare proxy batch it makes").
     fn bare_rows(&self, m: &mut String, sums: &[Summary]) {
         let b = summarize(self.bare.runs);
-        let range = if self.cfg.rounds > 1 {
-            format!(" ({}–{})", thousands(b.rps_min), thousands(b.rps_max))
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            m,
-            "| bare batch: edgefront's batch straight to the SQL proxy (wrk → proxy, no worker) | {}{range} | {:.0} | {:.0} | — | — | 1.00 | {} |",
-            thousands(b.rps),
-            b.p50_us,
-            b.p99_us,
-            b.bad
-        );
         let f = summarize(self.bare.forward);
-        let _ = writeln!(
-            m,
-            "| batch forwarder (workerd): a Worker that only sends the same batch and returns the answer (bench/forward) | {} | {:.0} | {:.0} | — | — | 1.00 | {} |",
-            thousands(f.rps),
-            f.p50_us,
-            f.p99_us,
-            f.bad
-        );
+        for (label, s) in [
+            (
+                "bare batch: edgefront's batch straight to the SQL proxy (wrk → proxy, no worker)",
+                &b,
+            ),
+            (
+                "batch forwarder (workerd): a Worker that only sends the same batch and returns the answer (bench/forward)",
+                &f,
+            ),
+        ] {
+            let _ = writeln!(
+                m,
+                "| {label} | {} | {:.0} | {:.0} | — | — | 1.00 | {} |",
+                s.rps_cell(self.cfg.rounds),
+                s.p50_us,
+                s.p99_us,
+                s.bad
+            );
+        }
         let _ = writeln!(
             m,
             "\n**Against the bare batch** (same load): the batch edgefront (workerd) sent for this \
@@ -1730,16 +1752,11 @@ impl Report<'_> {
                     .get(t.key)
                     .and_then(|v| v["batches_per_request"].as_f64())
                     .map_or("—".to_owned(), |b| format!("{b:.2}"));
-                let range = if self.cfg.rounds > 1 {
-                    format!(" ({}–{})", thousands(s.rps_min), thousands(s.rps_max))
-                } else {
-                    String::new()
-                };
                 let _ = writeln!(
                     m,
-                    "| {} | {}{range} | {:.0} | {:.0} | {marg} | {ratio} | {sql} | {} |",
+                    "| {} | {} | {:.0} | {:.0} | {marg} | {ratio} | {sql} | {} |",
                     t.label,
-                    thousands(s.rps),
+                    s.rps_cell(self.cfg.rounds),
                     s.p50_us,
                     s.p99_us,
                     s.bad
@@ -1851,19 +1868,10 @@ impl Report<'_> {
                     })
                     .collect();
                 let bare = (route.key == BARE_ROUTE).then(|| {
-                    let b = summarize(self.bare.runs);
-                    json!({
-                        "rps": b.rps, "rps_min": b.rps_min, "rps_max": b.rps_max,
-                        "p50_us": b.p50_us, "p99_us": b.p99_us, "errors": b.bad,
-                        "per_request_us_c": per_request_us(b.rps),
-                        "sequential": self.bare.sql,
-                        "forwarder": {
-                            "rps": summarize(self.bare.forward).rps,
-                            "p50_us": summarize(self.bare.forward).p50_us,
-                            "p99_us": summarize(self.bare.forward).p99_us,
-                            "per_request_us_c": per_request_us(summarize(self.bare.forward).rps),
-                        },
-                    })
+                    let mut b = summarize(self.bare.runs).json();
+                    b["sequential"] = self.bare.sql.clone();
+                    b["forwarder"] = summarize(self.bare.forward).json();
+                    b
                 });
                 json!({
                     "route": r.route_key, "label": route.label, "method": route.method,

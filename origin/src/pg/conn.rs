@@ -148,10 +148,10 @@ impl Prepared {
     /// The exchange ended with `parsed` `ParseComplete`s: those `Parse`s, the first ones sent,
     /// succeeded (after an error the server skips the rest), and their names now exist.
     fn settle(&mut self, parsed: usize) {
+        // Draining empties `sent` whole, the `Parse`s past `parsed` included.
         for (sql, id) in self.sent.drain(..).take(parsed).flatten() {
             self.names.insert(sql, id);
         }
-        self.sent.clear();
     }
 
     fn forget(&mut self) {
