@@ -204,6 +204,21 @@ pub fn build_spin(build: SpinBuild) -> Result<PathBuf> {
 /// The adapter crates and the wasm target each is built for.
 pub const WORKER: (&str, &str) = ("edgefront-worker", "wasm32-unknown-unknown");
 pub const SPIN: (&str, &str) = ("edgefront-spin", "wasm32-wasip2");
+/// The floor of a Rust Worker (bench/floor), built like the worker for `cargo xtask bench`.
+pub const FLOOR: (&str, &str) = ("edgefront-bench-floor", "wasm32-unknown-unknown");
+
+/// Builds bench/floor with worker-build, the tools and the profile the worker gets, so its
+/// shim and glue are the worker's.
+pub fn build_floor(tools: &Tools) -> Result<()> {
+    let mut cmd = Command::new(&tools.worker_build);
+    cmd.arg("--release")
+        .current_dir(repo_root().join("bench/floor"));
+    for (k, v) in tools.worker_env() {
+        cmd.env(k, v);
+    }
+    cmd.envs(WORKER_PROFILE_ENV.iter().copied());
+    run(&mut cmd)
+}
 
 fn build_release(build: (&str, &str), features: &[&str]) -> Result<()> {
     build_release_with(build, features, &[])

@@ -186,6 +186,7 @@ async fn peer() -> Result<i32> {
     eprintln!("\n== bench --peer: build ==");
     build_origin_release()?;
     artifacts::build_worker(&tools)?;
+    artifacts::build_floor(&tools)?;
     artifacts::build_spin(spin_host.build())?;
 
     let dir = tempfile::Builder::new()
@@ -239,6 +240,15 @@ async fn peer() -> Result<i32> {
         None,
     )
     .await?;
+    let floor = Workerd::start(
+        &tools,
+        dir.path(),
+        "floor",
+        &bundle_dir("floor")?,
+        &[],
+        None,
+    )
+    .await?;
     let peer_env = peer_settings(&d)?;
     let peer = Workerd::start(
         &tools,
@@ -263,6 +273,22 @@ async fn peer() -> Result<i32> {
         Some(RATE_LIMITER_DO),
     )
     .await?;
+    // The same edgefront without its request log line: the peer writes none.
+    let quiet_env: Vec<(String, String)> = edge_env
+        .iter()
+        .filter(|(k, _)| k != "LOG_LEVEL")
+        .cloned()
+        .chain([("LOG_LEVEL".to_owned(), "off".to_owned())])
+        .collect();
+    let quiet = Workerd::start(
+        &tools,
+        dir.path(),
+        "edgefront-quiet",
+        &bundle_dir("edge_workers")?,
+        &quiet_env,
+        Some(RATE_LIMITER_DO),
+    )
+    .await?;
 
     let direct = |rt: Runtime| -> Result<String> {
         let url = stack
@@ -282,6 +308,12 @@ async fn peer() -> Result<i32> {
             routed: false,
         },
         Target {
+            key: "floor",
+            label: FLOOR_LABEL.into(),
+            addr: floor.addr.clone(),
+            routed: false,
+        },
+        Target {
             key: "peer",
             label: "TypeScript peer (workerd)".into(),
             addr: peer.addr.clone(),
@@ -291,6 +323,12 @@ async fn peer() -> Result<i32> {
             key: "edge_workers",
             label: "edgefront (workerd)".into(),
             addr: edge.addr.clone(),
+            routed: true,
+        },
+        Target {
+            key: "edge_quiet",
+            label: QUIET_LABEL.into(),
+            addr: quiet.addr.clone(),
             routed: true,
         },
         Target {
@@ -477,7 +515,9 @@ async fn peer() -> Result<i32> {
     let versions = versions(&tools, &wrk);
     let machine = machine();
     drop(forward);
+    drop(quiet);
     drop(edge);
+    drop(floor);
     drop(peer);
     drop(hello);
     drop(stack);
@@ -516,6 +556,12 @@ async fn peer() -> Result<i32> {
 
 // ---------------------------------------------------------------------------------------------
 // The workers under load: a plain `workerd serve` each
+
+/// The Rust floor's row: the cheapest wasm Worker edgefront's toolchain builds.
+const FLOOR_LABEL: &str =
+    "Rust floor (workerd): bench/floor, built like edgefront, answers at once";
+/// edgefront with `LOG_LEVEL=off`: what the request log line costs, and the peer's terms.
+const QUIET_LABEL: &str = "edgefront (workerd), `LOG_LEVEL` off";
 
 /// edgefront's rate-limit Durable Object: binding and class (wrangler.toml's), kept in memory.
 const RATE_LIMITER_DO: (&str, &str) = ("RATE_LIMITER", "RateLimiterObject");
@@ -1085,6 +1131,11 @@ impl Bundles {
                 "forward",
                 "batch forwarder (bench/forward)",
                 "bench/forward/wrangler.toml",
+            ),
+            (
+                "floor",
+                "Rust floor (bench/floor: worker-build's shim + glue + wasm, no work)",
+                "bench/floor/wrangler.toml",
             ),
             (
                 "peer",
@@ -1686,7 +1737,14 @@ impl Report<'_> {
              between rounds and routes. req/s is the mean of the rounds (range in brackets), p50/p99 \
              the means of the rounds' wrk `--latency` percentiles. Every target gets the same \
              request (method, Host `{TENANT}.localhost`, headers, body); the hello-world worker \
-             answers it at `/` with `ok`.",
+             answers it at `/` with `ok`, the Rust floor at `/` with `{{\"status\":\"ok\"}}`.\n\n\
+             **The Rust floor** (`bench/floor`) is a wasm Worker built exactly like edgefront's \
+             (the same `worker` crate, worker-build with its shim, glue and profile, a `fetch` \
+             export that returns the `Response` itself) that does nothing: every request gets \
+             edgefront's `/healthz` answer at once. Its marginal cost is what any Rust Worker \
+             built this way pays per request before doing any work; on `/healthz` it bounds what \
+             edgefront can reach. **`LOG_LEVEL` off** is the same edgefront bundle on its own \
+             workerd without the request's JSON log line (the peer writes none).",
             c.warmup, c.seconds, c.rounds
         );
         let _ = writeln!(

@@ -224,12 +224,14 @@ async fn run_suites(filter: &Filter) -> Result<i32> {
         "edgefront-worker",
         "--exclude",
         "edgefront-spin",
+        "--exclude",
+        artifacts::FLOOR.0,
         "--",
         "-D",
         "warnings",
     ]))?;
-    // The adapters only build for their wasm targets.
-    for (package, target) in [artifacts::WORKER, artifacts::SPIN] {
+    // The adapters (and the benchmark's Rust floor) only build for their wasm targets.
+    for (package, target) in [artifacts::WORKER, artifacts::SPIN, artifacts::FLOOR] {
         run(&mut cargo(&[
             "clippy", "--quiet", "-p", package, "--target", target, "--", "-D", "warnings",
         ]))?;
@@ -287,6 +289,8 @@ async fn run_suites(filter: &Filter) -> Result<i32> {
         "edgefront-worker",
         "--exclude",
         "edgefront-spin",
+        "--exclude",
+        artifacts::FLOOR.0,
         "--",
         "--include-ignored",
     ]);
