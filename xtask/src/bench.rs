@@ -290,6 +290,27 @@ async fn peer() -> Result<i32> {
     )
     .await?;
 
+    // The Rust floor again, answering each route with what the quiet edgefront answered it.
+    let quiet_target = Target {
+        key: "edge_quiet",
+        label: QUIET_LABEL.into(),
+        addr: quiet.addr.clone(),
+        routed: true,
+    };
+    let token = mint(&stack_json)?;
+    let replay = Workerd::start(
+        &tools,
+        dir.path(),
+        "floor-replay",
+        &bundle_dir("floor")?,
+        &[(
+            "FLOOR_ANSWERS".to_owned(),
+            recorded_answers(&quiet_target, &token).await?,
+        )],
+        None,
+    )
+    .await?;
+
     let direct = |rt: Runtime| -> Result<String> {
         let url = stack
             .runtime_url(rt)
@@ -325,10 +346,11 @@ async fn peer() -> Result<i32> {
             addr: edge.addr.clone(),
             routed: true,
         },
+        quiet_target,
         Target {
-            key: "edge_quiet",
-            label: QUIET_LABEL.into(),
-            addr: quiet.addr.clone(),
+            key: "floor_replay",
+            label: REPLAY_LABEL.into(),
+            addr: replay.addr.clone(),
             routed: true,
         },
         Target {
@@ -345,7 +367,6 @@ async fn peer() -> Result<i32> {
         },
     ];
 
-    let token = mint(&stack_json)?;
     eprintln!("\n== bench --peer: checking every route on every target ==");
     for route in ROUTES {
         for t in &targets {
@@ -515,6 +536,7 @@ async fn peer() -> Result<i32> {
     let versions = versions(&tools, &wrk);
     let machine = machine();
     drop(forward);
+    drop(replay);
     drop(quiet);
     drop(edge);
     drop(floor);
@@ -562,6 +584,35 @@ const FLOOR_LABEL: &str =
     "Rust floor (workerd): bench/floor, built like edgefront, answers at once";
 /// edgefront with `LOG_LEVEL=off`: what the request log line costs, and the peer's terms.
 const QUIET_LABEL: &str = "edgefront (workerd), `LOG_LEVEL` off";
+/// The Rust floor replaying the quiet edgefront's answers: what they cost to receive and send.
+const REPLAY_LABEL: &str =
+    "Rust floor replaying edgefront's answers (workerd): bench/floor, request read, answer recorded";
+
+/// Each route's answer from `t` (status, headers, body), as bench/floor's `FLOOR_ANSWERS`.
+async fn recorded_answers(t: &Target, token: &str) -> Result<String> {
+    let mut answers = serde_json::Map::new();
+    for route in ROUTES {
+        let a = request(t, route, token, Duration::from_secs(30)).await?;
+        if a.status != route.status {
+            bail!(
+                "{} {} on {}: HTTP {}",
+                route.method,
+                route.path,
+                t.label,
+                a.status
+            );
+        }
+        answers.insert(
+            route.path.to_owned(),
+            json!({
+                "status": a.status,
+                "headers": a.headers,
+                "body": String::from_utf8(a.body).context("a non-UTF-8 answer")?,
+            }),
+        );
+    }
+    Ok(Value::Object(answers).to_string())
+}
 
 /// edgefront's rate-limit Durable Object: binding and class (wrangler.toml's), kept in memory.
 const RATE_LIMITER_DO: (&str, &str) = ("RATE_LIMITER", "RateLimiterObject");
@@ -665,6 +716,9 @@ fn mint(stack_json: &Path) -> Result<String> {
 
 struct Answer {
     status: u16,
+    /// The answer's headers, but those of its framing (`Content-Length`, `Transfer-Encoding`,
+    /// `Connection`), which the runtime writes itself.
+    headers: Vec<(String, String)>,
     body: Vec<u8>,
     elapsed: Duration,
 }
@@ -730,8 +784,21 @@ async fn raw_request(
             .nth(1)
             .and_then(|s| s.parse().ok())
             .context("no HTTP status")?;
+        let headers = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "content-length" | "transfer-encoding" | "connection"
+                )
+            })
+            .collect();
         anyhow::Ok(Answer {
             status,
+            headers,
             body: buf[head_end + 4..].to_vec(),
             elapsed,
         })
@@ -1657,7 +1724,12 @@ impl Report<'_> {
             per_request_us(f.rps),
             per_request_us(f.rps) / per_request_us(b.rps)
         );
-        for (t, s) in self.targets.iter().zip(sums).filter(|(t, _)| t.routed) {
+        for (t, s) in self
+            .targets
+            .iter()
+            .zip(sums)
+            .filter(|(t, _)| t.routed && t.key != "floor_replay")
+        {
             let _ = writeln!(
                 m,
                 "- {}: {:.0} µs, {:.2}× the bare batch",
@@ -1744,7 +1816,14 @@ impl Report<'_> {
              edgefront's `/healthz` answer at once. Its marginal cost is what any Rust Worker \
              built this way pays per request before doing any work; on `/healthz` it bounds what \
              edgefront can reach. **`LOG_LEVEL` off** is the same edgefront bundle on its own \
-             workerd without the request's JSON log line (the peer writes none).",
+             workerd without the request's JSON log line (the peer writes none). **The Rust \
+             floor replaying edgefront's answers** is `bench/floor` again, given what that quiet \
+             edgefront answered each route before the load (status, headers, body): it reads the \
+             request's URL and headers into wasm as edgefront's adapter does and sends the \
+             recorded answer as edgefront's adapter does. Against the quiet edgefront, the \
+             difference is edgefront's own work (routing, sign-in, tenant, rate limit, SQL, \
+             building the answer); what the replay costs is the price of receiving this request \
+             and sending this answer from wasm.",
             c.warmup, c.seconds, c.rounds
         );
         let _ = writeln!(

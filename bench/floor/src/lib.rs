@@ -1,25 +1,132 @@
 //! The floor of a Rust Worker, for `cargo xtask bench --peer`: built like edge/worker (the same
 //! `worker` crate, worker-build, its shim and profile) and exporting `fetch` the way
-//! edge/worker does, but doing nothing: every request gets `{"status":"ok"}` at once. What a
-//! wasm Worker pays before any work of its own (the shim, the call into wasm, a `Response`
-//! built from wasm) is this worker's cost over the hello-world JS worker.
+//! edge/worker does, but doing no work of its own. Two modes, chosen by its settings:
+//!
+//! - **bare** (no `FLOOR_ANSWERS`): every request gets `{"status":"ok"}` at once. What a wasm
+//!   Worker pays before any work (the shim, the call into wasm, a `Response` built from wasm).
+//! - **replay** (`FLOOR_ANSWERS`: `{"<path>": {"status", "headers": [[name, value]…], "body"}}`,
+//!   edgefront's answers recorded by the benchmark): the request's URL and headers cross into
+//!   wasm as edge/worker reads them, and the recorded answer for the path goes out as
+//!   edge/worker answers (headers as one JSON record through `JSON.parse`, the body copied
+//!   out of wasm memory). What edgefront's answer costs to receive and send, without edgefront's logic.
 
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
+use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 // Linked for what it exports to the shim (its init state), as in edge/worker.
 use worker as _;
 
-/// Answers every request with edgefront's `/healthz` body.
+/// One recorded answer.
+#[derive(Deserialize)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// A recorded answer, ready to send: its headers as the JSON edge/worker hands `JSON.parse`.
+struct Ready {
+    status: u16,
+    headers_json: String,
+    body: Vec<u8>,
+}
+
+thread_local! {
+    /// The replay answers by path, read from the settings once per isolate (`None`: bare).
+    static ANSWERS: OnceCell<Option<HashMap<String, Ready>>> = const { OnceCell::new() };
+}
+
+fn answers(env: &JsValue) -> Result<Option<HashMap<String, Ready>>, JsValue> {
+    let Some(text) = js_sys::Reflect::get(env, &"FLOOR_ANSWERS".into())?.as_string() else {
+        return Ok(None);
+    };
+    let recorded: HashMap<String, Answer> =
+        serde_json::from_str(&text).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    let mut ready = HashMap::new();
+    for (path, a) in recorded {
+        // As edge/worker's `headers_init` sends them: a record, repeated names joined.
+        let mut record: Vec<(String, String)> = Vec::new();
+        for (name, value) in a.headers {
+            match record.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, joined)) => {
+                    joined.push_str(", ");
+                    joined.push_str(&value);
+                }
+                None => record.push((name, value)),
+            }
+        }
+        let record: serde_json::Map<String, serde_json::Value> = record
+            .into_iter()
+            .map(|(n, v)| (n, serde_json::Value::String(v)))
+            .collect();
+        let headers_json =
+            serde_json::to_string(&record).map_err(|e| JsValue::from_str(&e.to_string()))?;
+        ready.insert(
+            path,
+            Ready {
+                status: a.status,
+                headers_json,
+                body: a.body.into_bytes(),
+            },
+        );
+    }
+    Ok(Some(ready))
+}
+
 #[wasm_bindgen(js_name = fetch)]
 pub fn fetch_handler(
-    _req: web_sys::Request,
-    _env: JsValue,
+    req: web_sys::Request,
+    env: JsValue,
     _ctx: JsValue,
 ) -> Result<web_sys::Response, JsValue> {
+    ANSWERS.with(|cell| {
+        if cell.get().is_none() {
+            let _ = cell.set(answers(&env)?);
+        }
+        match cell.get() {
+            Some(Some(answers)) => replay(&req, answers),
+            _ => bare(),
+        }
+    })
+}
+
+/// edgefront's `/healthz` body, at once.
+fn bare() -> Result<web_sys::Response, JsValue> {
     let headers = web_sys::Headers::new()?;
     headers.set("content-type", "application/json")?;
     let init = web_sys::ResponseInit::new();
     init.set_status(200);
     init.set_headers(&headers);
     web_sys::Response::new_with_opt_str_and_init(Some(r#"{"status":"ok"}"#), &init)
+}
+
+/// The recorded answer for the request's path (404 without one), after reading the request's
+/// URL and headers into wasm.
+fn replay(
+    req: &web_sys::Request,
+    answers: &HashMap<String, Ready>,
+) -> Result<web_sys::Response, JsValue> {
+    let url = req.url();
+    let headers = String::from(js_sys::Array::from(&req.headers()).join("\n"));
+    let path_and_query = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or("/");
+    let init = web_sys::ResponseInit::new();
+    let Some(a) = answers.get(path_and_query) else {
+        init.set_status(404);
+        return web_sys::Response::new_with_opt_str_and_init(None, &init);
+    };
+    // Used, as edgefront uses what it reads: the answer depends on the request having headers.
+    if headers.is_empty() {
+        init.set_status(400);
+        return web_sys::Response::new_with_opt_str_and_init(None, &init);
+    }
+    init.set_status(a.status);
+    init.set_headers(&js_sys::JSON::parse(&a.headers_json)?);
+    let body = js_sys::Uint8Array::from(a.body.as_slice());
+    web_sys::Response::new_with_opt_buffer_source_and_init(Some(&body), &init)
 }
