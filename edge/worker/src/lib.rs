@@ -18,7 +18,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use worker::{event, js_sys, Context, Date, Env, KvStore, ObjectNamespace};
+use worker::{event, js_sys, Context, Env, KvStore, ObjectNamespace};
 
 /// Name of the KV namespace binding in wrangler.toml.
 const KV_BINDING: &str = "EDGEFRONT_KV";
@@ -427,8 +427,10 @@ impl HttpClient for WorkersPlatform {
 
 impl Clock for WorkersPlatform {
     fn now(&self) -> SystemTime {
-        // SystemTime::now() panics on wasm32-unknown-unknown; Date.now() is the runtime's clock.
-        SystemTime::UNIX_EPOCH + Duration::from_millis(Date::now().as_millis())
+        // SystemTime::now() panics on wasm32-unknown-unknown; Date.now() is the runtime's clock
+        // (one call, where workers-rs' `Date::now()` builds a `Date` object and asks it).
+        // `as` saturates (a NaN would be 0), so no clock value can panic here.
+        SystemTime::UNIX_EPOCH + Duration::from_millis(js_sys::Date::now() as u64)
     }
 
     async fn sleep(&self, duration: Duration) {
