@@ -47,23 +47,17 @@ fn answers(env: &JsValue) -> Result<Option<HashMap<String, Ready>>, JsValue> {
         serde_json::from_str(&text).map_err(|e| JsValue::from_str(&e.to_string()))?;
     let mut ready = HashMap::new();
     for (path, a) in recorded {
-        // As edge/worker's `headers_init` sends them: a record, repeated names joined.
-        let mut record: Vec<(String, String)> = Vec::new();
-        for (name, value) in a.headers {
-            match record.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, joined)) => {
-                    joined.push_str(", ");
-                    joined.push_str(&value);
-                }
-                None => record.push((name, value)),
-            }
+        // As edge/worker's `headers_init` sends them.
+        let mut map = http::HeaderMap::new();
+        for (name, value) in &a.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| JsValue::from_str(&e.to_string()))?;
+            let value = http::HeaderValue::from_str(value)
+                .map_err(|e| JsValue::from_str(&e.to_string()))?;
+            map.append(name, value);
         }
-        let record: serde_json::Map<String, serde_json::Value> = record
-            .into_iter()
-            .map(|(n, v)| (n, serde_json::Value::String(v)))
-            .collect();
-        let headers_json =
-            serde_json::to_string(&record).map_err(|e| JsValue::from_str(&e.to_string()))?;
+        let headers_json = edgefront_core::reply::headers_json(&map)
+            .map_err(|e| JsValue::from_str(&e.to_string()))?;
         ready.insert(
             path,
             Ready {

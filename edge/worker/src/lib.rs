@@ -283,47 +283,13 @@ fn read_headers(headers: &web_sys::Headers, map: &mut http::HeaderMap) -> Result
     Ok(())
 }
 
-/// A header map as a JS `HeadersInit`, built with one `JSON.parse` instead of a call per header.
-/// It is a record, `{"name": "value", …}`, with a repeated name's values joined by `", "` (RFC
-/// 9110 §5.3): workerd turns a record into `Headers` about twice as fast as the same headers as
-/// `[[name, value], …]` pairs (≈ 20 µs a request for six headers; BENCHMARKS.md, change 28).
-/// `Set-Cookie` cannot be joined, so a map that repeats it goes as pairs. Values that are not
-/// visible ASCII are left out, as the runtime's `Headers` would refuse them.
+/// A header map as a JS `HeadersInit`, built with one `JSON.parse` instead of a call per
+/// header (core's [`edgefront_core::reply::headers_json`]: a record, or pairs when `Set-Cookie`
+/// repeats).
 fn headers_init(map: &http::HeaderMap) -> Result<JsValue, JsValue> {
-    let json = if map
-        .get_all(http::header::SET_COOKIE)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
-        let pairs: Vec<(&str, &str)> = map
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
-            .collect();
-        serde_json::to_string(&pairs)
-    } else {
-        serde_json::to_string(&HeaderRecord(map))
-    };
-    js_sys::JSON::parse(&json.map_err(|e| JsValue::from_str(&e.to_string()))?)
-}
-
-/// Serializes a header map as a JSON object, one member per name (see [`headers_init`]).
-struct HeaderRecord<'a>(&'a http::HeaderMap);
-
-impl serde::Serialize for HeaderRecord<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.keys().filter_map(|name| {
-            let mut values = self.0.get_all(name).iter().filter_map(|v| v.to_str().ok());
-            let first = values.next()?;
-            let value = values.fold(std::borrow::Cow::Borrowed(first), |mut all, v| {
-                let joined = all.to_mut();
-                joined.push_str(", ");
-                joined.push_str(v);
-                all
-            });
-            Some((name.as_str(), value))
-        }))
-    }
+    let json =
+        edgefront_core::reply::headers_json(map).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    js_sys::JSON::parse(&json)
 }
 
 fn response_init(parts: &http::response::Parts) -> Result<web_sys::ResponseInit, JsValue> {
