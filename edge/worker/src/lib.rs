@@ -5,6 +5,7 @@
 //! No behaviour lives here.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
@@ -13,11 +14,9 @@ use edgefront_core::ports::ByteStream;
 use edgefront_core::{Body, Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform};
 use futures_channel::oneshot;
 use futures_util::StreamExt;
-use std::future::Future;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-
 use worker::{event, js_sys, Context, Env, KvStore, ObjectNamespace};
 
 /// Name of the KV namespace binding in wrangler.toml.
