@@ -49,6 +49,7 @@ pub mod ports;
 pub mod rate_policy;
 pub mod ratelimit;
 pub mod reply;
+pub mod request_headers;
 pub mod routes;
 pub mod s3;
 pub mod settings;
@@ -99,6 +100,8 @@ pub struct Edge<P> {
     targets: std::rc::Rc<telemetry::Targets>,
     spans: telemetry::SpanBatch,
     routes: routes::Router<RequestPlatform<P>>,
+    /// The request headers core reads; [`Edge::serve`] drops the others.
+    request_headers: request_headers::RequestHeaders,
 }
 
 impl<P: Platform> Edge<P> {
@@ -113,13 +116,21 @@ impl<P: Platform> Edge<P> {
             .map(telemetry::Targets::from_config)
             .unwrap_or_default();
         Self {
-            config,
             auth,
             platform: std::rc::Rc::new(memo::Memo::new(platform)),
             targets: std::rc::Rc::new(targets),
             spans: telemetry::SpanBatch::default(),
             routes: routes::Router::new(),
+            request_headers: request_headers::RequestHeaders::new(config.as_ref().ok()),
+            config,
         }
+    }
+
+    /// The only request headers core reads: an adapter may hand over just these (one
+    /// `Headers.get` each on Workers instead of copying every header into wasm). Whatever else
+    /// it hands over, [`Edge::serve`] drops.
+    pub fn request_headers(&self) -> &[http::HeaderName] {
+        self.request_headers.names()
     }
 
     /// Serves one `GET /healthz` and drops its answer, unlogged: routing, the handler, the
@@ -234,8 +245,9 @@ impl<P: Platform> Edge<P> {
     pub async fn serve<'e>(
         &'e self,
         rp: &'e RequestPlatform<P>,
-        req: Request<Bytes>,
+        mut req: Request<Bytes>,
     ) -> Response<Body<'e>> {
+        self.request_headers.keep(req.headers_mut());
         let instance = req.uri().path().to_owned();
         // The same limit whether or not the adapter read the body through `serve_body`.
         let limit = self.body_limit(req.method(), &instance);

@@ -35,29 +35,41 @@ pub struct WorkersPlatform {
     crypto: webcrypto::WebCrypto,
 }
 
-thread_local! {
-    // One Edge per isolate: configuration is read and validated once, not per request.
-    static INSTANCE: RefCell<Option<Rc<Edge<WorkersPlatform>>>> = const { RefCell::new(None) };
+/// One per isolate: configuration is read and validated once, not per request.
+struct Instance {
+    edge: Rc<Edge<WorkersPlatform>>,
+    /// The request headers core reads ([`Edge::request_headers`]), as a JS array of names.
+    wanted: js_sys::Array,
 }
 
-fn instance(env: &Env) -> Rc<Edge<WorkersPlatform>> {
+thread_local! {
+    static INSTANCE: RefCell<Option<Instance>> = const { RefCell::new(None) };
+}
+
+fn instance(env: &Env) -> (Rc<Edge<WorkersPlatform>>, js_sys::Array) {
     INSTANCE.with(|cell| {
-        cell.borrow_mut()
-            .get_or_insert_with(|| {
-                let source = |name: &str| {
-                    env.secret(name)
-                        .map(|s| s.to_string())
-                        .or_else(|_| env.var(name).map(|v| v.to_string()))
-                        .ok()
-                };
-                let platform = WorkersPlatform {
-                    kv: env.kv(KV_BINDING).ok(),
-                    limiter: env.durable_object(ratelimit::BINDING).ok(),
-                    crypto: webcrypto::WebCrypto::default(),
-                };
-                Rc::new(Edge::new(&source, platform))
-            })
-            .clone()
+        let mut cell = cell.borrow_mut();
+        let i = cell.get_or_insert_with(|| {
+            let source = |name: &str| {
+                env.secret(name)
+                    .map(|s| s.to_string())
+                    .or_else(|_| env.var(name).map(|v| v.to_string()))
+                    .ok()
+            };
+            let platform = WorkersPlatform {
+                kv: env.kv(KV_BINDING).ok(),
+                limiter: env.durable_object(ratelimit::BINDING).ok(),
+                crypto: webcrypto::WebCrypto::default(),
+            };
+            let edge = Rc::new(Edge::new(&source, platform));
+            let wanted = edge
+                .request_headers()
+                .iter()
+                .map(|n| JsValue::from_str(n.as_str()))
+                .collect();
+            Instance { edge, wanted }
+        });
+        (i.edge.clone(), i.wanted.clone())
     })
 }
 
@@ -75,7 +87,7 @@ extern "C" {
 fn start() {
     let env = IMPORTED_ENV.with(JsValue::clone);
     if env.is_object() {
-        let _ = instance(&env.unchecked_into::<Env>()).warm_up();
+        let _ = instance(&env.unchecked_into::<Env>()).0.warm_up();
     }
 }
 
@@ -123,19 +135,20 @@ fn settle(answer: worker::Result<web_sys::Response>) -> Result<JsValue, JsValue>
 // A request comes in as the runtime's own `Request` and its answer goes out as a `Response`:
 // workers-rs' conversion would read `request.cf`, the URL twice and each header with its own
 // JS calls, and build the answer's `Headers` one `append` at a time. Here a request's head
-// crosses into wasm in three strings (method, URL, headers) and an answer's head crosses out
-// in one.
+// crosses into wasm in one string (method, URL and only the headers core reads) and an
+// answer's head crosses out in one.
 async fn serve_request(
     req: web_sys::Request,
     env: Env,
     ctx: Context,
 ) -> worker::Result<web_sys::Response> {
-    let edge = instance(&env);
-    let url = req.url();
-    let head = match head_of_request(&req.method(), &url, &req.headers()) {
+    let (edge, wanted) = instance(&env);
+    let text = request_head(&req, &wanted);
+    let head = match head_of_request(&text) {
         Ok(h) => h,
         Err(e) => {
-            let problem = edgefront_core::ApiError::bad_request(e).into_response(path_of(&url));
+            let url = text.split('\n').nth(1).unwrap_or("/");
+            let problem = edgefront_core::ApiError::bad_request(e).into_response(path_of(url));
             return Ok(respond(problem)?);
         }
     };
@@ -254,26 +267,53 @@ fn path_of(url: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or("/")
 }
 
-fn head_of_request(
-    method: &str,
-    url: &str,
-    headers: &web_sys::Headers,
-) -> Result<http::request::Parts, String> {
+#[wasm_bindgen(inline_js = r#"
+export function request_head(request, wanted) {
+  const headers = request.headers;
+  let head = request.method + "\n" + request.url;
+  for (let i = 0; i < wanted.length; i++) {
+    const value = headers.get(wanted[i]);
+    if (value !== null) head += "\n" + wanted[i] + "," + value;
+  }
+  return head;
+}
+"#)]
+extern "C" {
+    /// A request's head in one crossing: its method, its URL, then a `name,value` line for
+    /// each of the `wanted` headers it has (`Headers.get`: repeated ones joined, as
+    /// iterating `Headers` joins them). A method is a token and a WHATWG-serialized URL holds
+    /// no line break, nor does a header value.
+    fn request_head(request: &web_sys::Request, wanted: &js_sys::Array) -> String;
+}
+
+/// The head [`request_head`] wrote, as `http` parts.
+fn head_of_request(text: &str) -> Result<http::request::Parts, String> {
+    let mut lines = text.split('\n');
+    let method = lines.next().unwrap_or("");
     // The runtime's URL, already WHATWG-serialized (host in ASCII): `http` parses it as is.
+    let url = lines.next().unwrap_or("");
     let mut builder = http::Request::builder().method(method).uri(url);
     if let Some(map) = builder.headers_mut() {
-        read_headers(headers, map).map_err(|e| format!("request headers: {e}"))?;
+        header_lines(lines, map).map_err(|e| format!("request headers: {e}"))?;
     }
     let (head, ()) = builder.body(()).map_err(|e| e.to_string())?.into_parts();
     Ok(head)
 }
 
 /// Every header of a JS `Headers` in one crossing: `Array.from(headers).join("\n")` is
-/// `name,value` lines. Names are tokens (no comma) and values never hold a line break, so
-/// each line splits at its first comma.
+/// `name,value` lines.
 fn read_headers(headers: &web_sys::Headers, map: &mut http::HeaderMap) -> Result<(), String> {
     let text = String::from(js_sys::Array::from(headers).join("\n"));
-    for line in text.split('\n').filter(|l| !l.is_empty()) {
+    header_lines(text.split('\n'), map)
+}
+
+/// `name,value` lines into `map`. Names are tokens (no comma) and values never hold a line
+/// break, so each line splits at its first comma.
+fn header_lines<'a>(
+    lines: impl Iterator<Item = &'a str>,
+    map: &mut http::HeaderMap,
+) -> Result<(), String> {
+    for line in lines.filter(|l| !l.is_empty()) {
         let (name, value) = line.split_once(',').unwrap_or((line, ""));
         let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
         let value = http::HeaderValue::from_str(value).map_err(|e| e.to_string())?;

@@ -1,0 +1,162 @@
+//! The request headers core reads, and nothing else.
+//!
+//! An adapter hands core only these ([`RequestHeaders::names`]): on Workers each header a
+//! request carries costs a JS string, an array and a copy into wasm memory, and a browser
+//! sends a dozen core never looks at (`User-Agent`, `Sec-Fetch-*`, `Accept-Language`, …).
+//! [`crate::Edge::serve`] drops every other header itself ([`RequestHeaders::keep`]), so
+//! every runtime and every test sees a request the same way: a handler that starts reading a
+//! header missing here gets nothing on any runtime, and the tests of what it does with it fail
+//! until the header is added.
+
+use http::header::{self, HeaderMap, HeaderName};
+
+use crate::config::Config;
+
+/// Idempotency keys on writes ([`crate::cx::IdempotencyKey`]).
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// The tenant's host behind a trusted proxy ([`crate::tenancy::request_host`]).
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// What every configuration reads, and who reads it.
+const ALWAYS: [HeaderName; 11] = [
+    // tenancy::request_host
+    header::HOST,
+    // routes::sign_in, health's operator routes
+    header::AUTHORIZATION,
+    // cors::allowed_origin; routes' preflight
+    header::ORIGIN,
+    header::ACCESS_CONTROL_REQUEST_METHOD,
+    // chat: server-sent events or one JSON answer
+    header::ACCEPT,
+    // input: the body's type and declared length
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    // visitor: the anonymous visitor's cookie
+    header::COOKIE,
+    // storefront and settings: conditional GETs; cx::IfMatch: optimistic concurrency
+    header::IF_NONE_MATCH,
+    header::IF_MATCH,
+    IDEMPOTENCY_KEY,
+];
+
+/// The names, fixed per configuration: [`ALWAYS`], and the headers the configuration trusts
+/// (`TRUST_FORWARDED_HOST`, `CLIENT_IP_HEADER`, `REQUEST_ID_HEADER`).
+#[derive(Debug, Clone)]
+pub struct RequestHeaders {
+    names: Vec<HeaderName>,
+}
+
+impl RequestHeaders {
+    pub fn new(config: Option<&Config>) -> Self {
+        let mut names = ALWAYS.to_vec();
+        if let Some(c) = config {
+            let forwarded = X_FORWARDED_HOST;
+            let configured = [
+                c.tenancy.trust_forwarded_host.then_some(&forwarded),
+                c.chat.client_ip_header.as_ref(),
+                c.telemetry.request_id_header.as_ref(),
+            ];
+            for name in configured.into_iter().flatten() {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+        }
+        Self { names }
+    }
+
+    /// Every header core may read (lower-case, as `http` spells them).
+    pub fn names(&self) -> &[HeaderName] {
+        &self.names
+    }
+
+    /// Whether core reads `name`.
+    pub fn wanted(&self, name: &HeaderName) -> bool {
+        self.names.contains(name)
+    }
+
+    /// Drops every header core does not read. A map that holds only wanted ones (what an
+    /// adapter that asked for [`Self::names`] hands over) is left as it is, unallocated.
+    pub fn keep(&self, headers: &mut HeaderMap) {
+        if headers.keys().all(|n| self.wanted(n)) {
+            return;
+        }
+        let all = std::mem::take(headers);
+        let mut current: Option<HeaderName> = None;
+        // `into_iter` names a header once, before the first of its values.
+        for (name, value) in all {
+            if let Some(name) = name {
+                current = self.wanted(&name).then_some(name);
+            }
+            if let Some(name) = &current {
+                headers.append(name.clone(), value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn config(overrides: &[(&'static str, &str)]) -> Config {
+        let mut m = crate::config::tests::dev_settings();
+        for (k, v) in overrides {
+            m.insert(k, (*v).to_owned());
+        }
+        Config::load(&|k: &str| m.get(k).cloned()).unwrap()
+    }
+
+    #[test]
+    fn keeps_what_core_reads_with_every_value_and_drops_the_rest() {
+        let wanted = RequestHeaders::new(None);
+        let mut h = HeaderMap::new();
+        h.append("user-agent", HeaderValue::from_static("Mozilla/5.0"));
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append("sec-fetch-mode", HeaderValue::from_static("cors"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        h.append(header::HOST, HeaderValue::from_static("acme.example.com"));
+        h.append(
+            "x-forwarded-host",
+            HeaderValue::from_static("evil.example.com"),
+        );
+        wanted.keep(&mut h);
+        assert_eq!(h.len(), 3);
+        let cookies: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert_eq!(h[header::HOST], "acme.example.com");
+        assert!(!h.contains_key("user-agent") && !h.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn a_map_of_wanted_headers_is_left_alone() {
+        let wanted = RequestHeaders::new(None);
+        let mut h = HeaderMap::new();
+        h.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        h.append(header::HOST, HeaderValue::from_static("acme.example.com"));
+        let before = h.clone();
+        wanted.keep(&mut h);
+        assert_eq!(h, before);
+    }
+
+    #[test]
+    fn trusted_headers_are_read_only_when_configured() {
+        let plain = RequestHeaders::new(Some(&config(&[("CLIENT_IP_HEADER", "none")])));
+        assert!(!plain.wanted(&X_FORWARDED_HOST));
+        assert!(!plain.wanted(&HeaderName::from_static("cf-ray")));
+        assert!(!plain.wanted(&HeaderName::from_static("cf-connecting-ip")));
+        let trusting = RequestHeaders::new(Some(&config(&[
+            ("TRUST_FORWARDED_HOST", "true"),
+            ("CLIENT_IP_HEADER", "x-real-ip"),
+            ("REQUEST_ID_HEADER", "cf-ray"),
+        ])));
+        for name in ["x-forwarded-host", "x-real-ip", "cf-ray", "authorization"] {
+            assert!(trusting.wanted(&HeaderName::from_static(name)), "{name}");
+        }
+        // The default client IP header is Cloudflare's.
+        let default = RequestHeaders::new(Some(&config(&[])));
+        assert!(default.wanted(&HeaderName::from_static("cf-connecting-ip")));
+        assert_eq!(default.names().len(), ALWAYS.len() + 1);
+    }
+}
