@@ -9,6 +9,7 @@
 //! (`identity_resolve`, not a batch) upserts the user, refreshes email and name from the token
 //! and reads the role, all at once.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -92,12 +93,12 @@ pub async fn resolve<P: Platform>(
     let ukey = user_key(&principal.issuer, &principal.subject);
     let cached_user = read::<CachedUser, _>(platform, &ukey)
         .await
-        .map(|c| c.user_id);
+        .map(|c| c.user_id.clone());
     let cached_role = match (&cached_user, member_tenant) {
         (Some(user), Some(t)) => read::<CachedMember, _>(platform, &member_key(t, user))
             .await
             .filter(|m| m.role.is_some() || m.verified || !principal.email_verified)
-            .map(|m| m.role),
+            .map(|m| m.role.clone()),
         // Nothing to look up: the user id alone is needed.
         (Some(_), None) => Some(None),
         (None, _) => None,
@@ -181,9 +182,16 @@ async fn lookup<P: Platform>(
 
 /// A cached entry, or `None` for a miss, an unreadable entry or a failing store (a cache that
 /// fails is a miss, never an outage).
-async fn read<T: serde::de::DeserializeOwned, P: Platform>(platform: &P, key: &str) -> Option<T> {
-    let bytes = platform.get(key).await.ok()??;
-    serde_json::from_slice(&bytes).ok()
+/// A cached record, decoded once per instance and value (`get_decoded`), not per request.
+async fn read<T: serde::de::DeserializeOwned + 'static, P: Platform>(
+    platform: &P,
+    key: &str,
+) -> Option<Rc<T>> {
+    platform.get_decoded(key, decode::<T>).await.ok()?
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    serde_json::from_slice(bytes).ok()
 }
 
 async fn write<T: Serialize, P: Platform>(platform: &P, key: &str, value: &T, ttl: Duration) {

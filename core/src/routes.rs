@@ -380,7 +380,7 @@ async fn sign_in<P: Platform>(
         .await?;
     let identity = identity::resolve(env.platform, env.config, &principal, tenant).await?;
     crate::ports::note(env.platform, |t| t.note_user(&identity.user.to_string()));
-    Ok((Rc::new(principal), Rc::new(identity)))
+    Ok((principal, Rc::new(identity)))
 }
 
 /// The caller a tenant route needs, authenticated and authorized for `tenant`; nobody for

@@ -11,6 +11,7 @@ mod verified;
 mod tests;
 
 use std::fmt;
+use std::rc::Rc;
 
 use chrono::{DateTime, Utc};
 use jwt_compact::{Claims, TimeOptions, UntrustedToken, ValidationError};
@@ -188,16 +189,14 @@ impl Authenticator {
         platform: &P,
         verifier: &V,
         authorization: Option<&str>,
-    ) -> Result<Principal, AuthError> {
+    ) -> Result<Rc<Principal>, AuthError> {
         let token = bearer(authorization, self.config.max_token_bytes)?;
         check_compact_shape(token)?;
-        if let Some(claims) = self.verified.get(token, platform.now()) {
+        let now = platform.now();
+        if let Some(hit) = self.verified.get(token, now) {
             crate::ports::note(platform, |t| t.note_cache(Cache::Token, true));
-            let iss = claims.custom.get("iss").and_then(Value::as_str);
-            let issuer = iss
-                .and_then(|iss| self.config.issuer(iss))
-                .ok_or(AuthError::WrongIssuer)?;
-            return self.validated(platform, issuer, &claims);
+            check_times(&hit.claims, hit.leeway, now)?;
+            return Ok(hit.principal);
         }
         crate::ports::note(platform, |t| t.note_cache(Cache::Token, false));
         let untrusted =
@@ -246,11 +245,15 @@ impl Authenticator {
             return Err(AuthError::BadSignature);
         }
 
-        let principal = self.validated(platform, issuer, &claims)?;
+        let principal = Rc::new(self.validated(platform, issuer, &claims)?);
         // Only a token that passed every check is remembered (an expired one would be
         // refused on every request anyway).
-        self.verified
-            .insert(token, std::rc::Rc::new(claims), platform.now());
+        let verified = verified::Verified {
+            claims: Rc::new(claims),
+            principal: principal.clone(),
+            leeway: issuer.leeway,
+        };
+        self.verified.insert(token, verified, platform.now());
         Ok(principal)
     }
 
@@ -260,22 +263,7 @@ impl Authenticator {
         issuer: &IssuerConfig,
         claims: &Claims<Map<String, Value>>,
     ) -> Result<Principal, AuthError> {
-        let now: DateTime<Utc> = platform.now().into();
-        let leeway = chrono::Duration::from_std(issuer.leeway).map_err(|_| AuthError::Malformed)?;
-        let time = TimeOptions::new(leeway, move || now);
-        let exp = match claims.validate_expiration(&time) {
-            Ok(c) => c.expiration.ok_or(AuthError::MissingClaim("exp"))?,
-            Err(ValidationError::NoClaim(_)) => return Err(AuthError::MissingClaim("exp")),
-            Err(_) => return Err(AuthError::Expired),
-        };
-        if claims.not_before.is_some() && claims.validate_maturity(&time).is_err() {
-            return Err(AuthError::NotYetValid);
-        }
-        // jwt-compact has no `iat` rule; a token "issued" beyond the leeway is forged or from a
-        // broken clock.
-        if claims.issued_at.is_some_and(|iat| iat > now + leeway) {
-            return Err(AuthError::IssuedInFuture);
-        }
+        let exp = check_times(claims, issuer.leeway, platform.now())?;
 
         let c = &claims.custom;
         let token_use = match c.get("token_use") {
@@ -360,6 +348,32 @@ impl Authenticator {
 }
 
 /// The token from `Bearer <token>`, length-checked before anything looks inside it.
+/// The checks on a token's times, at `now` with the issuer's `leeway`: run on every request,
+/// a cached token's included. Returns `exp`.
+fn check_times(
+    claims: &verified::TokenClaims,
+    leeway: std::time::Duration,
+    now: std::time::SystemTime,
+) -> Result<DateTime<Utc>, AuthError> {
+    let now: DateTime<Utc> = now.into();
+    let leeway = chrono::Duration::from_std(leeway).map_err(|_| AuthError::Malformed)?;
+    let time = TimeOptions::new(leeway, move || now);
+    let exp = match claims.validate_expiration(&time) {
+        Ok(c) => c.expiration.ok_or(AuthError::MissingClaim("exp"))?,
+        Err(ValidationError::NoClaim(_)) => return Err(AuthError::MissingClaim("exp")),
+        Err(_) => return Err(AuthError::Expired),
+    };
+    if claims.not_before.is_some() && claims.validate_maturity(&time).is_err() {
+        return Err(AuthError::NotYetValid);
+    }
+    // jwt-compact has no `iat` rule; a token "issued" beyond the leeway is forged or from a
+    // broken clock.
+    if claims.issued_at.is_some_and(|iat| iat > now + leeway) {
+        return Err(AuthError::IssuedInFuture);
+    }
+    Ok(exp)
+}
+
 fn bearer(authorization: Option<&str>, max: usize) -> Result<&str, AuthError> {
     let value = authorization.map(str::trim).unwrap_or_default();
     if value.is_empty() {

@@ -231,10 +231,11 @@ fn setup() -> (Fake, Authenticator) {
 
 fn run(p: &Fake, a: &Authenticator, token: &str) -> Result<Principal, AuthError> {
     block_on(a.authenticate(&p.platform, &RustCrypto, Some(&format!("Bearer {token}"))))
+        .map(Rc::unwrap_or_clone)
 }
 
 fn run_header(p: &Fake, a: &Authenticator, header: Option<&str>) -> Result<Principal, AuthError> {
-    block_on(a.authenticate(&p.platform, &RustCrypto, header))
+    block_on(a.authenticate(&p.platform, &RustCrypto, header)).map(Rc::unwrap_or_clone)
 }
 
 // ---------------------------------------------------------------- happy paths

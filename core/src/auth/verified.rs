@@ -1,12 +1,14 @@
 //! Bearer tokens whose signature this instance has already verified, so that a client sending
 //! the same token again (every request of a session does) costs a hash and a lookup instead of
-//! a key-set lookup and an RSA/ECDSA verification. What is cached is the token's claims, keyed
-//! by the token's exact bytes (compared in full, so no hash collision can stand in for a
-//! verified token; a digest would cost a SHA-256 per request): a token that differs in any byte
-//! is another key.
-//! Everything else — expiry, not-before, issuer, token use, audience, claim mapping — is still
-//! checked on every request against the clock port, so a cached token stops working the moment
-//! it expires. An entry lives at most [`TTL`], so a key the issuer withdraws from its set stops
+//! a key-set lookup and an RSA/ECDSA verification. What is cached is the token's claims and the
+//! [`Principal`] they were mapped to, keyed by the token's exact bytes (compared in full, so no
+//! hash collision can stand in for a verified token; a digest would cost a SHA-256 per
+//! request): a token that differs in any byte is another key.
+//! The checks that depend only on the claims and the configuration (issuer, token use,
+//! audience, claim mapping) passed before the entry was made and would give the same answer
+//! again, since an instance's configuration never changes. The ones that depend on time —
+//! expiry, not-before, issued-at — run on every request against the clock port, so a cached
+//! token stops working the moment it expires. An entry lives at most [`TTL`], so a key the issuer withdraws from its set stops
 //! accepting its tokens here within that time, as it would once the key set is refetched.
 //! Bounded at [`CAPACITY`] entries: past that, the expired ones go, then all.
 
@@ -18,6 +20,8 @@ use std::time::{Duration, SystemTime};
 use jwt_compact::Claims;
 use serde_json::{Map, Value};
 
+use super::Principal;
+
 /// How long a verification is trusted.
 pub const TTL: Duration = Duration::from_secs(300);
 /// Entries held at most per instance.
@@ -25,8 +29,17 @@ pub const CAPACITY: usize = 1024;
 
 pub type TokenClaims = Claims<Map<String, Value>>;
 
+/// A verified token: its claims, who they say the caller is, and the leeway its issuer allows
+/// on the times in them.
+#[derive(Clone)]
+pub struct Verified {
+    pub claims: Rc<TokenClaims>,
+    pub principal: Rc<Principal>,
+    pub leeway: Duration,
+}
+
 struct Entry {
-    claims: Rc<TokenClaims>,
+    verified: Verified,
     until: SystemTime,
 }
 
@@ -37,15 +50,15 @@ pub struct VerifiedTokens {
 }
 
 impl VerifiedTokens {
-    /// The claims of a token verified less than [`TTL`] before `now`.
-    pub fn get(&self, token: &str, now: SystemTime) -> Option<Rc<TokenClaims>> {
+    /// What was learned from a token verified less than [`TTL`] before `now`.
+    pub fn get(&self, token: &str, now: SystemTime) -> Option<Verified> {
         let entries = self.entries.borrow();
         let entry = entries.get(token)?;
-        (now < entry.until).then(|| entry.claims.clone())
+        (now < entry.until).then(|| entry.verified.clone())
     }
 
     /// Records a token whose signature was just verified at `now`.
-    pub fn insert(&self, token: &str, claims: Rc<TokenClaims>, now: SystemTime) {
+    pub fn insert(&self, token: &str, verified: Verified, now: SystemTime) {
         let mut entries = self.entries.borrow_mut();
         if entries.len() >= CAPACITY && !entries.contains_key(token) {
             entries.retain(|_, e| e.until > now);
@@ -56,7 +69,7 @@ impl VerifiedTokens {
         entries.insert(
             token.into(),
             Entry {
-                claims,
+                verified,
                 until: now + TTL,
             },
         );
@@ -72,8 +85,25 @@ impl VerifiedTokens {
 mod tests {
     use super::*;
 
-    fn claims() -> Rc<TokenClaims> {
-        Rc::new(Claims::new(Map::new()))
+    fn claims() -> Verified {
+        Verified {
+            claims: Rc::new(Claims::new(Map::new())),
+            principal: Rc::new(Principal {
+                subject: "u".into(),
+                email: None,
+                email_verified: false,
+                name: None,
+                tenant_id: None,
+                roles: Vec::new(),
+                tier: None,
+                issuer: "https://idp".into(),
+                token_use: None,
+                expires_at: 0,
+                platform_admin_issuer: false,
+                membership: super::super::MembershipMode::Membership,
+            }),
+            leeway: Duration::ZERO,
+        }
     }
 
     #[test]
