@@ -8,6 +8,9 @@
 //! Past [`MAX_ENTRIES`], the least recently used entry goes: keys an attacker chooses (every
 //! unseen Host is a lookup whose answer is cached) push out other cold keys, never the tenants
 //! and keys that requests keep reading.
+//!
+//! It also draws randomness from the platform a pool at a time ([`EntropyPool`]), not a
+//! request's few bytes at a time.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -160,7 +163,21 @@ pub struct Memo<P> {
     /// Hits the platform's shared counters granted this instance ([`crate::lease`]).
     leases: Leases,
     capacity: usize,
+    /// Random bytes drawn ahead from the platform ([`EntropyPool`]).
+    entropy: RefCell<EntropyPool>,
 }
+
+/// Bytes drawn from the platform's CSPRNG in one call and handed out in order, each once:
+/// every request takes 24 for its ids, and on Workers each draw is a call out of wasm into
+/// `crypto.getRandomValues`. A byte is zeroed as it is handed out.
+struct EntropyPool {
+    bytes: Box<[u8; POOL_BYTES]>,
+    /// Bytes before this were handed out (or never drawn).
+    next: usize,
+}
+
+/// The pool's size; a request for more than a quarter of it goes to the platform directly.
+const POOL_BYTES: usize = 1024;
 
 impl<P> Memo<P> {
     pub fn new(inner: P) -> Self {
@@ -175,6 +192,10 @@ impl<P> Memo<P> {
             counters: RefCell::new(HashMap::new()),
             leases: Leases::new(capacity),
             capacity,
+            entropy: RefCell::new(EntropyPool {
+                bytes: Box::new([0; POOL_BYTES]),
+                next: POOL_BYTES,
+            }),
         }
     }
 
@@ -219,8 +240,28 @@ impl<P: Clock> Clock for Memo<P> {
 }
 
 impl<P: Entropy> Entropy for Memo<P> {
+    /// From the pool, drawn anew from the platform when it runs short. A failed draw is the
+    /// caller's error, never old bytes.
     fn fill(&self, buf: &mut [u8]) -> Result<(), OutboundError> {
-        self.inner.fill(buf)
+        if buf.len() > POOL_BYTES / 4 {
+            return self.inner.fill(buf);
+        }
+        let mut pool = self.entropy.borrow_mut();
+        if POOL_BYTES - pool.next < buf.len() {
+            pool.next = POOL_BYTES;
+            self.inner.fill(&mut pool.bytes[..])?;
+            pool.next = 0;
+        }
+        let start = pool.next;
+        let end = start + buf.len();
+        let taken = pool
+            .bytes
+            .get_mut(start..end)
+            .ok_or_else(|| OutboundError::Invalid("entropy pool".into()))?;
+        buf.copy_from_slice(taken);
+        taken.fill(0);
+        pool.next = end;
+        Ok(())
     }
 }
 
@@ -528,5 +569,65 @@ mod tests {
         );
         // Decoded: 7, 8, x, 10, 11 (the deleted key was absent, nothing to decode).
         assert_eq!(decodes(), 5);
+    }
+
+    /// Counts draws; each draw's bytes are its number, then 1, 2, 3, … (never zero).
+    struct Draws(std::cell::Cell<u8>, bool);
+
+    impl Entropy for Draws {
+        fn fill(&self, buf: &mut [u8]) -> Result<(), OutboundError> {
+            if self.1 {
+                return Err(OutboundError::Network("no randomness".into()));
+            }
+            self.0.set(self.0.get() + 1);
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = self.0.get().wrapping_mul(31).wrapping_add(i as u8) | 1;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn entropy_comes_from_one_draw_per_pool_each_byte_once() {
+        let memo = Memo::new(Draws(std::cell::Cell::new(0), false));
+        let mut seen = Vec::new();
+        for _ in 0..POOL_BYTES / 24 {
+            let mut id = [0u8; 24];
+            memo.fill(&mut id).unwrap();
+            assert!(id.iter().all(|b| *b != 0));
+            seen.extend_from_slice(&id);
+        }
+        assert_eq!(
+            memo.inner.0.get(),
+            1,
+            "one draw for every id the pool holds"
+        );
+        // Handed out in order, so no byte was given twice.
+        let mut whole = [0u8; POOL_BYTES];
+        Draws(std::cell::Cell::new(0), false)
+            .fill(&mut whole)
+            .unwrap();
+        assert_eq!(seen, whole[..seen.len()]);
+        // Handed-out bytes are gone from the pool.
+        assert!(memo.entropy.borrow().bytes[..seen.len()]
+            .iter()
+            .all(|b| *b == 0));
+        // The next id needs more than is left: a new draw.
+        let mut id = [0u8; 24];
+        memo.fill(&mut id).unwrap();
+        assert_eq!(memo.inner.0.get(), 2);
+        // A large request goes to the platform as it is.
+        let mut big = [0u8; POOL_BYTES];
+        memo.fill(&mut big).unwrap();
+        assert_eq!(memo.inner.0.get(), 3);
+    }
+
+    #[test]
+    fn a_failed_draw_fails_the_request_and_hands_out_nothing() {
+        let memo = Memo::new(Draws(std::cell::Cell::new(0), true));
+        let mut id = [7u8; 24];
+        assert!(memo.fill(&mut id).is_err());
+        assert!(memo.fill(&mut id).is_err(), "an empty pool is never served");
+        assert_eq!(id, [7u8; 24]);
     }
 }
