@@ -391,13 +391,13 @@ async fn lookup<P: Platform>(
     key: &str,
 ) -> Result<Option<Rc<Tenant>>, ApiError> {
     let cache_key = format!("tenant:v2:{by}:{key}");
-    let slot = negative_slot(&cache_key);
     // A cache that fails is a miss, never an outage. The record is decoded once per instance
     // and cached value, not on every request (`get_decoded`).
     if let Ok(Some(cached)) = platform.get_decoded(&cache_key, decode_cached).await {
         crate::ports::note(platform, |t| t.note_cache(Cache::Tenant, true));
         return Ok(Option::clone(&cached));
     }
+    let slot = negative_slot(&cache_key);
     if let Ok(Some(bytes)) = platform.get(&slot).await {
         if serde_json::from_slice::<Miss>(&bytes).is_ok_and(|m| m.key == cache_key) {
             crate::ports::note(platform, |t| t.note_cache(Cache::Tenant, true));
