@@ -5,10 +5,11 @@
 //! - **bare** (no `FLOOR_ANSWERS`): every request gets `{"status":"ok"}` at once. What a wasm
 //!   Worker pays before any work (the shim, the call into wasm, a `Response` built from wasm).
 //! - **replay** (`FLOOR_ANSWERS`: `{"<path>": {"status", "headers": [[name, value]…], "body"}}`,
-//!   edgefront's answers recorded by the benchmark): the request's URL and headers cross into
-//!   wasm as edge/worker reads them, and the recorded answer for the path goes out as
-//!   edge/worker answers (headers as one JSON record through `JSON.parse`, the body copied
-//!   out of wasm memory). What edgefront's answer costs to receive and send, without edgefront's logic.
+//!   edgefront's answers recorded by the benchmark): the request's method, URL and the headers
+//!   core reads cross into wasm as edge/worker reads them (its `request_head.js`), and the
+//!   recorded answer for the path goes out as edge/worker answers (headers as one JSON record
+//!   through `JSON.parse`, the body copied out of wasm memory). What edgefront's answer costs
+//!   to receive and send, without edgefront's logic.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -34,7 +35,20 @@ struct Ready {
     body: Vec<u8>,
 }
 
+#[wasm_bindgen(module = "/../../edge/worker/src/request_head.js")]
+extern "C" {
+    /// edge/worker's reading of a request's head (method, URL, the headers core reads).
+    fn request_head(request: &web_sys::Request, wanted: &js_sys::Array) -> String;
+}
+
 thread_local! {
+    /// The request headers edgefront's core reads with no optional setting configured (one
+    /// fewer than edgefront's default configuration, which trusts `cf-connecting-ip`).
+    static WANTED: js_sys::Array = edgefront_core::request_headers::RequestHeaders::new(None)
+        .names()
+        .iter()
+        .map(|n| JsValue::from_str(n.as_str()))
+        .collect();
     /// The replay answers by path, read from the settings once per isolate (`None`: bare).
     static ANSWERS: OnceCell<Option<HashMap<String, Ready>>> = const { OnceCell::new() };
 }
@@ -98,13 +112,16 @@ fn bare() -> Result<web_sys::Response, JsValue> {
 }
 
 /// The recorded answer for the request's path (404 without one), after reading the request's
-/// URL and headers into wasm.
+/// head into wasm as edge/worker does.
 fn replay(
     req: &web_sys::Request,
     answers: &HashMap<String, Ready>,
 ) -> Result<web_sys::Response, JsValue> {
-    let url = req.url();
-    let headers = String::from(js_sys::Array::from(&req.headers()).join("\n"));
+    let head = WANTED.with(|wanted| request_head(req, wanted));
+    let mut lines = head.split('\n');
+    let _method = lines.next();
+    let url = lines.next().unwrap_or("");
+    let has_headers = lines.next().is_some();
     let path_and_query = url
         .split_once("://")
         .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
@@ -115,7 +132,7 @@ fn replay(
         return web_sys::Response::new_with_opt_str_and_init(None, &init);
     };
     // Used, as edgefront uses what it reads: the answer depends on the request having headers.
-    if headers.is_empty() {
+    if !has_headers {
         init.set_status(400);
         return web_sys::Response::new_with_opt_str_and_init(None, &init);
     }

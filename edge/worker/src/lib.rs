@@ -267,17 +267,7 @@ fn path_of(url: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or("/")
 }
 
-#[wasm_bindgen(inline_js = r#"
-export function request_head(request, wanted) {
-  const headers = request.headers;
-  let head = request.method + "\n" + request.url;
-  for (let i = 0; i < wanted.length; i++) {
-    const value = headers.get(wanted[i]);
-    if (value !== null) head += "\n" + wanted[i] + "," + value;
-  }
-  return head;
-}
-"#)]
+#[wasm_bindgen(module = "/src/request_head.js")]
 extern "C" {
     /// A request's head in one crossing: its method, its URL, then a `name,value` line for
     /// each of the `wanted` headers it has (`Headers.get`: repeated ones joined, as
