@@ -181,8 +181,8 @@ async fn lookup<P: Platform>(
 }
 
 /// A cached entry, or `None` for a miss, an unreadable entry or a failing store (a cache that
-/// fails is a miss, never an outage).
-/// A cached record, decoded once per instance and value (`get_decoded`), not per request.
+/// fails is a miss, never an outage). Decoded once per instance and value (`get_decoded`),
+/// not per request.
 async fn read<T: serde::de::DeserializeOwned + 'static, P: Platform>(
     platform: &P,
     key: &str,

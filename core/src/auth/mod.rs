@@ -349,7 +349,6 @@ impl Authenticator {
     }
 }
 
-/// The token from `Bearer <token>`, length-checked before anything looks inside it.
 /// The checks on a token's times, at `now` with the issuer's `leeway`: run on every request,
 /// a cached token's included. Returns `exp`.
 fn check_times(
@@ -376,6 +375,7 @@ fn check_times(
     Ok(exp)
 }
 
+/// The token from `Bearer <token>`, length-checked before anything looks inside it.
 fn bearer(authorization: Option<&str>, max: usize) -> Result<&str, AuthError> {
     let value = authorization.map(str::trim).unwrap_or_default();
     if value.is_empty() {

@@ -8,8 +8,9 @@
 //! audience, claim mapping) passed before the entry was made and would give the same answer
 //! again, since an instance's configuration never changes. The ones that depend on time —
 //! expiry, not-before, issued-at — run on every request against the clock port, so a cached
-//! token stops working the moment it expires. An entry lives at most [`TTL`], so a key the issuer withdraws from its set stops
-//! accepting its tokens here within that time, as it would once the key set is refetched.
+//! token stops working the moment it expires. An entry lives at most [`TTL`], so a key the
+//! issuer withdraws from its set stops accepting its tokens here within that time, as it would
+//! once the key set is refetched.
 //! Bounded at [`CAPACITY`] entries: past that, the expired ones go, then all.
 
 use std::cell::RefCell;
@@ -100,7 +101,7 @@ mod tests {
                 token_use: None,
                 expires_at: 0,
                 platform_admin_issuer: false,
-                membership: super::super::MembershipMode::Membership,
+                membership: crate::auth::MembershipMode::Membership,
             }),
             leeway: Duration::ZERO,
         }
