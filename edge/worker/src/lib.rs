@@ -146,11 +146,7 @@ async fn serve_request(
     let text = request_head(&req, &wanted);
     let head = match head_of_request(&text) {
         Ok(h) => h,
-        Err(e) => {
-            let url = text.split('\n').nth(1).unwrap_or("/");
-            let problem = edgefront_core::ApiError::bad_request(e).into_response(path_of(url));
-            return Ok(respond(problem)?);
-        }
+        Err(problem) => return Ok(respond(problem)?),
     };
     let Some(stream) = req.body() else {
         return Ok(serve_inline(edge, head, &ctx).await?);
@@ -277,16 +273,21 @@ extern "C" {
 }
 
 /// The head [`request_head`] wrote, as `http` parts.
-fn head_of_request(text: &str) -> Result<http::request::Parts, String> {
+/// A head `http` refuses is answered 400, its problem naming the request's path.
+fn head_of_request(text: &str) -> Result<http::request::Parts, http::Response<Bytes>> {
     let mut lines = text.split('\n');
     let method = lines.next().unwrap_or("");
     // The runtime's URL, already WHATWG-serialized (host in ASCII): `http` parses it as is.
     let url = lines.next().unwrap_or("");
+    let refused = |e: String| edgefront_core::ApiError::bad_request(e).into_response(path_of(url));
     let mut builder = http::Request::builder().method(method).uri(url);
     if let Some(map) = builder.headers_mut() {
-        header_lines(lines, map).map_err(|e| format!("request headers: {e}"))?;
+        header_lines(lines, map).map_err(|e| refused(format!("request headers: {e}")))?;
     }
-    let (head, ()) = builder.body(()).map_err(|e| e.to_string())?.into_parts();
+    let (head, ()) = builder
+        .body(())
+        .map_err(|e| refused(e.to_string()))?
+        .into_parts();
     Ok(head)
 }
 
