@@ -293,18 +293,18 @@ pub fn classify(
     }
 }
 
-/// Resolves the request's tenant, refusing unknown, reserved, suspended and deleted ones.
+/// Resolves the request's tenant from its host ([`request_host`]), refusing unknown,
+/// reserved, suspended and deleted ones.
 pub async fn resolve<P: Platform>(
     platform: &P,
     config: &Config,
-    headers: &HeaderMap,
-    uri: &Uri,
+    host: Option<&str>,
 ) -> Result<Rc<Tenant>, ApiError> {
-    let host = request_host(headers, uri, config.tenancy.trust_forwarded_host)
-        .ok_or_else(|| ApiError::invalid_host("the Host header is missing or malformed"))?;
-    let tenant = lookup_host(platform, config, &host)
+    let host =
+        host.ok_or_else(|| ApiError::invalid_host("the Host header is missing or malformed"))?;
+    let tenant = lookup_host(platform, config, host)
         .await?
-        .ok_or_else(|| ApiError::tenant_not_found(&host))?;
+        .ok_or_else(|| ApiError::tenant_not_found(host))?;
     match tenant.status {
         TenantStatus::Active => Ok(tenant),
         TenantStatus::Suspended => Err(ApiError::tenant_suspended(tenant.slug.as_str())),
