@@ -90,8 +90,8 @@ pub async fn resolve<P: Platform>(
     let member_tenant = tenant
         .filter(|_| principal.membership == MembershipMode::Membership && !platform_admin)
         .map(|t| &t.id);
-    let ukey = user_key(&principal.issuer, &principal.subject);
-    let cached_user = read::<CachedUser, _>(platform, &ukey)
+    let ukey = principal.user_key(user_key);
+    let cached_user = read::<CachedUser, _>(platform, ukey)
         .await
         .map(|c| c.user_id.clone());
     let cached_role = match (&cached_user, member_tenant) {
@@ -111,7 +111,7 @@ pub async fn resolve<P: Platform>(
             let r = lookup(platform, config, principal, member_tenant).await?;
             write(
                 platform,
-                &ukey,
+                ukey,
                 &CachedUser {
                     user_id: r.user_id.clone(),
                 },

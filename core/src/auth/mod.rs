@@ -54,7 +54,33 @@ pub struct Principal {
     pub platform_admin_issuer: bool,
     /// The issuer's membership mode.
     pub membership: MembershipMode,
+    /// The user's key-value key ([`Principal::user_key`]), derived once: the verified-token
+    /// cache keeps this principal for every request that sends the same token.
+    pub user_key: UserKey,
 }
+
+impl Principal {
+    /// The key `derive` makes of the issuer and the subject (identity's cache key for this
+    /// user), derived on the first call and kept with the principal.
+    pub fn user_key(&self, derive: impl FnOnce(&str, &str) -> String) -> &str {
+        self.user_key
+            .0
+            .get_or_init(|| derive(&self.issuer, &self.subject))
+    }
+}
+
+/// A key derived from a principal's issuer and subject, kept once derived. Principals compare
+/// by what it is derived from, so it takes no part in their equality.
+#[derive(Debug, Clone, Default)]
+pub struct UserKey(std::cell::OnceCell<String>);
+
+impl PartialEq for UserKey {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for UserKey {}
 
 /// Why a request is not authenticated. `code` is stable; `detail` never contains the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -345,6 +371,7 @@ impl Authenticator {
             expires_at: u64::try_from(exp.timestamp()).unwrap_or(0),
             platform_admin_issuer: issuer.platform_admin,
             membership: issuer.membership,
+            user_key: UserKey::default(),
         })
     }
 }

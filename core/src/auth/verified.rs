@@ -1,9 +1,9 @@
 //! Bearer tokens whose signature this instance has already verified, so that a client sending
 //! the same token again (every request of a session does) costs a hash and a lookup instead of
 //! a key-set lookup and an RSA/ECDSA verification. What is cached is the token's claims and the
-//! [`Principal`] they were mapped to, keyed by the token's exact bytes (compared in full, so no
-//! hash collision can stand in for a verified token; a digest would cost a SHA-256 per
-//! request): a token that differs in any byte is another key.
+//! [`Principal`] they were mapped to, found by the token's end and matched on its exact bytes
+//! (compared in full, so no hash collision can stand in for a verified token; a digest would
+//! cost a SHA-256 per request): a token that differs in any byte is another token.
 //! The checks that depend only on the claims and the configuration (issuer, token use,
 //! audience, claim mapping) passed before the entry was made and would give the same answer
 //! again, since an instance's configuration never changes. The ones that depend on time —
@@ -40,36 +40,56 @@ pub struct Verified {
 }
 
 struct Entry {
+    /// The token, its exact text.
+    token: Box<str>,
     verified: Verified,
     until: SystemTime,
 }
 
 #[derive(Default)]
 pub struct VerifiedTokens {
-    /// Token (its exact text) → claims.
+    /// A token's last [`TAIL`] bytes → the token and what it says. Hashing a whole ≈ 1 KB
+    /// token on every request cost more than the rest of a lookup; its tail is the end of its
+    /// signature, which differs between any two tokens this instance verified. A token whose
+    /// tail matches an entry is that entry's only if the whole text is the same.
     entries: RefCell<HashMap<Box<str>, Entry>>,
+}
+
+/// How much of a token's end keys the map: 32 base64url characters, 24 bytes of signature.
+const TAIL: usize = 32;
+
+/// The end of `token` the map is keyed by (all of it when short, or when the cut would split
+/// a character, which no well-formed token has).
+fn tail(token: &str) -> &str {
+    token
+        .len()
+        .checked_sub(TAIL)
+        .and_then(|start| token.get(start..))
+        .unwrap_or(token)
 }
 
 impl VerifiedTokens {
     /// What was learned from a token verified less than [`TTL`] before `now`.
     pub fn get(&self, token: &str, now: SystemTime) -> Option<Verified> {
         let entries = self.entries.borrow();
-        let entry = entries.get(token)?;
-        (now < entry.until).then(|| entry.verified.clone())
+        let entry = entries.get(tail(token))?;
+        (*entry.token == *token && now < entry.until).then(|| entry.verified.clone())
     }
 
     /// Records a token whose signature was just verified at `now`.
     pub fn insert(&self, token: &str, verified: Verified, now: SystemTime) {
         let mut entries = self.entries.borrow_mut();
-        if entries.len() >= CAPACITY && !entries.contains_key(token) {
+        let key = tail(token);
+        if entries.len() >= CAPACITY && !entries.contains_key(key) {
             entries.retain(|_, e| e.until > now);
             if entries.len() >= CAPACITY {
                 entries.clear();
             }
         }
         entries.insert(
-            token.into(),
+            key.into(),
             Entry {
+                token: token.into(),
                 verified,
                 until: now + TTL,
             },
@@ -102,6 +122,7 @@ mod tests {
                 expires_at: 0,
                 platform_admin_issuer: false,
                 membership: crate::auth::MembershipMode::Membership,
+                user_key: Default::default(),
             }),
             leeway: Duration::ZERO,
         }
@@ -118,6 +139,25 @@ mod tests {
         assert!(cache.get("a.b.c", t0 + TTL).is_none());
         assert!(cache.get("a.b.d", t0).is_none());
         assert!(cache.get("a.b.", t0).is_none(), "a prefix is another token");
+    }
+
+    #[test]
+    fn a_token_with_an_entrys_tail_is_not_that_entry() {
+        let cache = VerifiedTokens::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let signature = "S".repeat(342);
+        let verified = format!("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.{signature}");
+        let forged = format!("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiIn0.{signature}");
+        cache.insert(&verified, claims(), t0);
+        assert!(cache.get(&verified, t0).is_some());
+        assert!(
+            cache.get(&forged, t0).is_none(),
+            "same signature, other claims"
+        );
+        assert!(
+            cache.get(&verified[1..], t0).is_none(),
+            "a suffix is another token"
+        );
     }
 
     #[test]
