@@ -498,11 +498,11 @@ impl Config {
                 .unwrap_or_else(|| "edgefront".into()),
             otlp_delay: r.millis("OTEL_BSP_SCHEDULE_DELAY", 0)?,
         };
-        rate_limits.key_secret = chat
-            .visitor_secret
-            .as_ref()
-            .map(|s| s.expose().as_bytes().to_vec())
-            .unwrap_or_default();
+        rate_limits.set_key_secret(
+            chat.visitor_secret
+                .as_ref()
+                .map_or(&[][..], |s| s.expose().as_bytes()),
+        );
         Ok(Self {
             base_domain,
             origin,

@@ -125,17 +125,8 @@ pub fn is_uuid(s: &str) -> bool {
     Uuid::parse(s).is_some()
 }
 
-/// Lower-case hex, a digit per nibble (no formatting machinery and no indexing on request
-/// paths).
-pub fn hex(bytes: &[u8]) -> String {
-    let digit = |n: u8| char::from_digit(u32::from(n), 16).unwrap_or('0');
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(digit(b >> 4));
-        out.push(digit(b & 0x0f));
-    }
-    out
-}
+/// Lower-case hex, two digits a byte (one implementation: [`crate::obs::hex`]).
+pub use crate::obs::{hex, hex_into};
 
 #[cfg(test)]
 mod tests {

@@ -103,8 +103,34 @@ pub struct RateLimits {
     pub url: Option<http::Uri>,
     /// `RATE_LIMIT_TIMEOUT_MS`: past it the request goes through unlimited.
     pub timeout: Duration,
-    /// Hashes client IPs into keys (the visitor cookie secret, when set).
-    pub key_secret: Vec<u8>,
+    /// Turns client IPs into counter keys ([`RateLimits::set_key_secret`]).
+    pub ip_key: IpKey,
+}
+
+/// The SipHash-2-4 key that turns a client IP into its counters' key: derived from a secret
+/// (the visitor cookie secret, when set), so keys name no address and cannot be computed from
+/// one without the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpKey(pub [u8; 16]);
+
+impl IpKey {
+    pub fn from_secret(secret: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"edgefront rate-limit ip key\0")
+            .chain_update(secret)
+            .finalize();
+        let mut key = [0; 16];
+        key.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+        Self(key)
+    }
+}
+
+impl RateLimits {
+    /// Keys client IPs with `secret`.
+    pub fn set_key_secret(&mut self, secret: &[u8]) {
+        self.ip_key = IpKey::from_secret(secret);
+    }
 }
 
 /// Defaults: a storefront page load is a handful of public reads, a busy shopper a few visitor
@@ -128,7 +154,7 @@ impl Default for RateLimits {
             ],
             url: None,
             timeout: Duration::from_millis(250),
-            key_secret: Vec::new(),
+            ip_key: IpKey::from_secret(&[]),
         }
     }
 }

@@ -30,7 +30,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::code::Code;
 use crate::config::Config;
@@ -108,26 +107,41 @@ impl Verdict {
 
     /// Sets `RateLimit-Policy` (every policy) and `RateLimit` (the one closest to refusing).
     pub fn decorate(&self, headers: &mut HeaderMap) {
-        let policies = self
-            .checked
-            .iter()
-            .map(|c| {
-                format!(
-                    "\"{}\";q={};w={}",
-                    c.policy, c.rule.limit, c.rule.window_seconds
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        // `"ip";q=600;w=60, "tenant";q=6000;w=60`, then `"ip";r=599;t=42`: written out
+        // directly, every request carries them.
+        let item = |out: &mut String, policy: &str, (a, x): (&str, u32), (b, y): (&str, u32)| {
+            let mut n = itoa::Buffer::new();
+            for part in ["\"", policy, "\";", a, n.format(x), ";", b] {
+                out.push_str(part);
+            }
+            out.push_str(n.format(y));
+        };
+        let mut policies = String::with_capacity(48 * self.checked.len());
+        for (i, c) in self.checked.iter().enumerate() {
+            if i > 0 {
+                policies.push_str(", ");
+            }
+            let rule = c.rule;
+            item(
+                &mut policies,
+                c.policy,
+                ("q=", rule.limit),
+                ("w=", rule.window_seconds),
+            );
+        }
         let tightest = self
             .checked
             .iter()
             .min_by_key(|c| (c.decision.allowed, c.decision.remaining));
         if let (Ok(p), Some(t)) = (HeaderValue::from_str(&policies), tightest) {
             headers.insert(RATELIMIT_POLICY, p);
-            let value = format!(
-                "\"{}\";r={};t={}",
-                t.policy, t.decision.remaining, t.decision.reset_seconds
+            let mut value = String::with_capacity(40);
+            let d = &t.decision;
+            item(
+                &mut value,
+                t.policy,
+                ("r=", d.remaining),
+                ("t=", d.reset_seconds),
             );
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.insert(RATELIMIT, v);
@@ -157,22 +171,14 @@ pub async fn check<P: Platform>(
     let mut keys: Vec<(&'static str, String, Rule)> = Vec::with_capacity(2);
     if let Some(ip) = crate::visitor::client_address(headers, config.chat.client_ip_header.as_ref())
     {
-        let mut h = Sha256::new();
-        h.update(&limits.key_secret);
-        h.update(b"\0rate-limit\0");
-        h.update(scope.as_bytes());
-        h.update(b"\0");
-        h.update(ip.as_bytes());
-        let digest = h.finalize();
-        let hex = crate::ids::hex(digest.get(..16).unwrap_or_default());
-        keys.push((
-            "ip",
-            format!("rl:v1:{}:ip:{scope}:{hex}", class.name()),
-            ip_rule,
-        ));
+        keys.push(("ip", ip_key(limits.ip_key, class, scope, &ip), ip_rule));
     }
     if let Some(rule) = tenant_rule {
-        keys.push(("tenant", format!("rl:v1:{}:t:{scope}", class.name()), rule));
+        let mut key = String::with_capacity(64);
+        for part in ["rl:v2:", class.name(), ":t:", scope] {
+            key.push_str(part);
+        }
+        keys.push(("tenant", key, rule));
     }
     let now = platform.now();
     // The client's budget first: a request its address may not make must not spend the
@@ -208,6 +214,24 @@ pub async fn check<P: Platform>(
         })
         .collect();
     Verdict { checked }
+}
+
+/// The counters' key for client address `ip` on `scope` (a tenant, or the platform host):
+/// `rl:v2:{class}:ip:{scope}:{hash}`, where the hash is SipHash-2-4 of scope and address under
+/// the instance's [`IpKey`](crate::rate_policy::IpKey). A keyed hash, so the key names no
+/// address and nobody without the secret can tell which address a key counts.
+fn ip_key(key: crate::rate_policy::IpKey, class: Class, scope: &str, ip: &str) -> String {
+    use std::hash::Hasher as _;
+    let mut h = siphasher::sip::SipHasher24::new_with_key(&key.0);
+    h.write(scope.as_bytes());
+    h.write(&[0]);
+    h.write(ip.as_bytes());
+    let mut out = String::with_capacity(96);
+    for part in ["rl:v2:", class.name(), ":ip:", scope, ":"] {
+        out.push_str(part);
+    }
+    crate::ids::hex_into(&mut out, &h.finish().to_be_bytes());
+    out
 }
 
 /// What the origin's limiter endpoint (`RATE_LIMIT_URL`) and the Workers rate-limit object
