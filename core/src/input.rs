@@ -770,9 +770,33 @@ pub fn normalize_email(s: &str) -> String {
     s.to_lowercase()
 }
 
+/// A header value as text, when it is visible ASCII (or tabs): `HeaderValue::to_str`'s answer,
+/// checked a word at a time by std's UTF-8 and ASCII scans instead of a byte at a time. A
+/// `HeaderValue` holds no control byte but the tab, so an ASCII value is a visible one.
+pub fn header_str(value: &http::HeaderValue) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes())
+        .ok()
+        .filter(|s| s.is_ascii())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_str_answers_as_to_str_does() {
+        for bytes in [
+            &b"Bearer abc.def"[..],
+            b"a\tb",
+            b"",
+            b"caf\xc3\xa9",
+            b"\xff",
+            b"~!\"\\",
+        ] {
+            let v = http::HeaderValue::from_bytes(bytes).unwrap();
+            assert_eq!(header_str(&v), v.to_str().ok(), "{bytes:?}");
+        }
+    }
 
     #[test]
     fn emails_are_plausible_bounded_addresses() {

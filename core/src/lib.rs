@@ -37,6 +37,7 @@ pub mod health;
 pub mod identity;
 pub mod ids;
 pub mod input;
+pub mod json_writer;
 pub mod jwk;
 pub mod lease;
 pub mod me;

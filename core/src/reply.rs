@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 use crate::body::Body;
 use crate::error::ApiError;
 use crate::ids::hex;
-use crate::input::etag_matches;
+use crate::input::{etag_matches, header_str};
+use crate::json_writer::JsonObject;
 
 /// How caches may keep a response. Each policy is one `Cache-Control` value, named once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,31 +174,25 @@ pub fn headers_json(map: &HeaderMap) -> Result<String, serde_json::Error> {
     if map.get_all(header::SET_COOKIE).iter().nth(1).is_some() {
         let pairs: Vec<(&str, &str)> = map
             .iter()
-            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+            .filter_map(|(name, value)| Some((name.as_str(), header_str(value)?)))
             .collect();
-        serde_json::to_string(&pairs)
-    } else {
-        serde_json::to_string(&HeaderRecord(map))
+        return serde_json::to_string(&pairs);
     }
-}
-
-/// A header map serialized as a JSON object, one member per name (see [`headers_json`]).
-struct HeaderRecord<'a>(&'a HeaderMap);
-
-impl Serialize for HeaderRecord<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.keys().filter_map(|name| {
-            let mut values = self.0.get_all(name).iter().filter_map(|v| v.to_str().ok());
-            let first = values.next()?;
-            let value = values.fold(std::borrow::Cow::Borrowed(first), |mut all, v| {
-                let joined = all.to_mut();
-                joined.push_str(", ");
-                joined.push_str(v);
-                all
-            });
-            Some((name.as_str(), value))
-        }))
+    let mut record = JsonObject::with_capacity(48 * map.keys_len());
+    for name in map.keys() {
+        let mut values = map.get_all(name).iter().filter_map(header_str);
+        let Some(first) = values.next() else {
+            continue;
+        };
+        let value = values.fold(std::borrow::Cow::Borrowed(first), |mut all, v| {
+            let joined = all.to_mut();
+            joined.push_str(", ");
+            joined.push_str(v);
+            all
+        });
+        record.str(name.as_str(), &value);
     }
+    Ok(record.finish())
 }
 
 #[cfg(test)]

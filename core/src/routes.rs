@@ -371,12 +371,10 @@ async fn sign_in<P: Platform>(
     headers: &http::HeaderMap,
     tenant: Option<&tenancy::Tenant>,
 ) -> Result<(Rc<Principal>, Rc<Identity>), ApiError> {
-    // `HeaderValue::to_str`'s answer (visible ASCII or a tab: a value holds no other control
-    // byte), checked a word at a time instead of a byte at a time: a token is ≈ 1 KB.
+    // A token is ≈ 1 KB: read a word at a time.
     let header = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-        .filter(|v| v.is_ascii());
+        .and_then(crate::input::header_str);
     let principal = env
         .auth
         .authenticate(env.platform, env.platform.verifier(), header)
