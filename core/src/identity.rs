@@ -53,7 +53,7 @@ pub fn user_key(issuer: &str, subject: &str) -> String {
 
 /// `member:v1:{tenant}:{user}`: a user's role on a tenant (or none).
 pub fn member_key(tenant: &TenantId, user: &UserId) -> String {
-    format!("member:v1:{tenant}:{user}")
+    ["member:v1:", tenant.as_str(), ":", user.as_str()].concat()
 }
 
 #[derive(Serialize, Deserialize)]

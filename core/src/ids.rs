@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::ports::{Entropy, OutboundError};
 
 /// A UUID in canonical lower-case hyphenated form. Parsing accepts either case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Uuid(String);
 
 impl Uuid {
@@ -62,6 +62,13 @@ impl From<Uuid> for String {
     }
 }
 
+/// Serialized as its text, without the copy `#[serde(into = "String")]` would make.
+impl Serialize for Uuid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for Uuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -69,8 +76,8 @@ impl fmt::Display for Uuid {
 }
 
 /// A tenant id: a UUID in canonical lower-case hyphenated form.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct TenantId(Uuid);
 
 impl TenantId {
@@ -93,6 +100,13 @@ impl TryFrom<String> for TenantId {
 impl From<TenantId> for String {
     fn from(t: TenantId) -> String {
         t.0.into()
+    }
+}
+
+/// Serialized as its text, without the copy `#[serde(into = "String")]` would make.
+impl Serialize for TenantId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

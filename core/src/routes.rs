@@ -306,7 +306,7 @@ impl<P: Platform> Router<P> {
         // Tenant routes: tenant from Host, CORS, then credentials and the handler.
         let tenant = tenancy::resolve(platform, config, host.as_deref()).await?;
         crate::ports::note(platform, |t| {
-            t.note_tenant(&tenant.id.to_string(), &tenant.tier)
+            t.note_tenant(tenant.id.as_str(), &tenant.tier)
         });
         let origin = cors::allowed_origin(config, &tenant, &head.headers, host.as_deref());
         if is_options {
@@ -380,7 +380,7 @@ async fn sign_in<P: Platform>(
         .authenticate(env.platform, env.platform.verifier(), header)
         .await?;
     let identity = identity::resolve(env.platform, env.config, &principal, tenant).await?;
-    crate::ports::note(env.platform, |t| t.note_user(&identity.user.to_string()));
+    crate::ports::note(env.platform, |t| t.note_user(identity.user.as_str()));
     Ok((principal, Rc::new(identity)))
 }
 

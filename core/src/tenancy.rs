@@ -17,8 +17,8 @@ use crate::ports::Platform;
 use crate::sql;
 
 /// A tenant's subdomain label: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Slug(String);
 
 impl Slug {
@@ -48,6 +48,13 @@ impl TryFrom<String> for Slug {
 impl From<Slug> for String {
     fn from(s: Slug) -> String {
         s.0
+    }
+}
+
+/// Serialized as its text, without the copy `#[serde(into = "String")]` would make.
+impl Serialize for Slug {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

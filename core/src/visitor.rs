@@ -4,7 +4,7 @@
 //! the cookie is checked before the body.
 
 use std::marker::PhantomData;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
@@ -89,6 +89,11 @@ pub fn client_address(headers: &HeaderMap, header: Option<&HeaderName>) -> Optio
     let raw = headers.get(header?)?.to_str().ok()?;
     // A proxy that appends (`client, proxy1, …`): the first is the client.
     let first = raw.split(',').next()?.trim();
+    // The usual case, an IPv4 address, is canonical as sent when it parses (std refuses
+    // leading zeros): kept as is instead of being written out again.
+    if first.parse::<Ipv4Addr>().is_ok() {
+        return Some(first.to_owned());
+    }
     let ip: IpAddr = first
         .parse()
         .or_else(|_| first.parse::<SocketAddr>().map(|a| a.ip()))
@@ -216,6 +221,30 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(visitor_from_cookie(secret, &a, &forged), None);
+    }
+
+    #[test]
+    fn client_addresses_are_canonical() {
+        let name = HeaderName::from_static("cf-connecting-ip");
+        let of = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), HeaderValue::from_str(v).unwrap());
+            client_address(&h, Some(&name))
+        };
+        assert_eq!(of("203.0.113.7").as_deref(), Some("203.0.113.7"));
+        assert_eq!(
+            of(" 203.0.113.7 , 10.0.0.1").as_deref(),
+            Some("203.0.113.7")
+        );
+        assert_eq!(of("203.0.113.7:5555").as_deref(), Some("203.0.113.7"));
+        assert_eq!(of("::ffff:203.0.113.7").as_deref(), Some("203.0.113.7"));
+        assert_eq!(
+            of("2001:db8:1:2:3:4:5:6").as_deref(),
+            Some("2001:db8:1:2::/64")
+        );
+        // Leading zeros are not an address (octal or decimal, nobody can tell).
+        assert_eq!(of("203.0.113.07"), None);
+        assert_eq!(of("not-an-ip"), None);
     }
 
     #[test]
