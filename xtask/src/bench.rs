@@ -105,6 +105,9 @@ struct Target {
     addr: String,
     /// Whether requests go to the route's path (false: `/`, the hello-world worker).
     routed: bool,
+    /// The process group of the runtime serving it, when the benchmark started it alone
+    /// (each plain workerd): its CPU time is measured per request ([`group_cpu_seconds`]).
+    pgid: Option<u32>,
 }
 
 impl Target {
@@ -296,6 +299,7 @@ async fn peer() -> Result<i32> {
         label: QUIET_LABEL.into(),
         addr: quiet.addr.clone(),
         routed: true,
+        pgid: quiet.pgid(),
     };
     let token = mint(&stack_json)?;
     let replay = Workerd::start(
@@ -327,24 +331,28 @@ async fn peer() -> Result<i32> {
             label: "hello-world (workerd)".into(),
             addr: hello.addr.clone(),
             routed: false,
+            pgid: hello.pgid(),
         },
         Target {
             key: "floor",
             label: FLOOR_LABEL.into(),
             addr: floor.addr.clone(),
             routed: false,
+            pgid: floor.pgid(),
         },
         Target {
             key: "peer",
             label: "TypeScript peer (workerd)".into(),
             addr: peer.addr.clone(),
             routed: true,
+            pgid: peer.pgid(),
         },
         Target {
             key: "edge_workers",
             label: "edgefront (workerd)".into(),
             addr: edge.addr.clone(),
             routed: true,
+            pgid: edge.pgid(),
         },
         quiet_target,
         Target {
@@ -352,18 +360,21 @@ async fn peer() -> Result<i32> {
             label: REPLAY_LABEL.into(),
             addr: replay.addr.clone(),
             routed: true,
+            pgid: replay.pgid(),
         },
         Target {
             key: "edge_wrangler_dev",
             label: "edgefront (wrangler dev's workerd)".into(),
             addr: direct(Runtime::Workers)?,
             routed: true,
+            pgid: None,
         },
         Target {
             key: "edge_spin",
             label: format!("edgefront (Spin, {spin_served_by})"),
             addr: direct(Runtime::Spin)?,
             routed: true,
+            pgid: None,
         },
     ];
 
@@ -497,15 +508,23 @@ async fn peer() -> Result<i32> {
                 if cfg.warmup > 0 {
                     wrk_run(&wrk, &url, &script, cfg.warmup).await?;
                 }
-                let r = wrk_run(&wrk, &url, &script, cfg.seconds).await?;
+                let cpu_before = t.pgid.and_then(group_cpu_seconds);
+                let mut r = wrk_run(&wrk, &url, &script, cfg.seconds).await?;
+                let cpu_after = t.pgid.and_then(group_cpu_seconds);
+                if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+                    r.cpu_us = Some((b - a) * 1e6 / r.requests.max(1) as f64);
+                }
                 eprintln!(
-                    "  {:<10} {:<28} round {}: {:>8.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs{}",
+                    "  {:<10} {:<28} round {}: {:>8.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs{}{}",
                     route.key,
                     t.label,
                     round + 1,
                     r.rps,
                     r.p50_us,
                     r.p99_us,
+                    r.cpu_us
+                        .map(|c| format!("  cpu {c:>6.1} µs/req"))
+                        .unwrap_or_default(),
                     if r.bad > 0 {
                         format!(
                             "  ({} non-2xx, {} socket errors)",
@@ -619,7 +638,7 @@ const RATE_LIMITER_DO: (&str, &str) = ("RATE_LIMITER", "RateLimiterObject");
 
 /// A worker served by a fresh `workerd serve` of its `wrangler deploy --dry-run` bundle.
 struct Workerd {
-    _proc: Proc,
+    proc: Proc,
     addr: String,
 }
 
@@ -655,8 +674,49 @@ impl Workerd {
         )
         .await?;
         eprintln!("xtask: {name} on workerd {addr}");
-        Ok(Self { _proc: proc, addr })
+        Ok(Self { proc, addr })
     }
+
+    /// Its process group (workerd alone).
+    fn pgid(&self) -> Option<u32> {
+        Some(self.proc.pid())
+    }
+}
+
+/// User and system CPU time, in seconds, of every process in process group `pgid` (every
+/// thread of each), from `/proc`. `None` where `/proc` cannot tell.
+fn group_cpu_seconds(pgid: u32) -> Option<f64> {
+    // SAFETY: sysconf only reads a constant of the running system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks <= 0 {
+        return None;
+    }
+    let mut total = 0u64;
+    let mut found = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some((group, cpu)) = stat_group_cpu(&stat) {
+            if group == pgid {
+                total += cpu;
+                found = true;
+            }
+        }
+    }
+    found.then(|| total as f64 / ticks as f64)
+}
+
+/// A `/proc/<pid>/stat` line's process group and its user + system time in clock ticks. The
+/// command name in parentheses may hold spaces and parentheses: fields count from the last `)`.
+fn stat_group_cpu(stat: &str) -> Option<(u32, u64)> {
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state, ppid, pgrp (…), utime and stime are the 12th and 13th.
+    let group = fields.get(2)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((group, utime + stime))
 }
 
 /// The peer's settings, from the stack description: the `tenants` pool, the app role's SQL
@@ -1008,6 +1068,8 @@ async fn load_one(
 struct WrkRun {
     rps: f64,
     requests: u64,
+    /// CPU time of the target's runtime (its process group) per request, µs, during the run.
+    cpu_us: Option<f64>,
     p50_us: f64,
     p99_us: f64,
     non_2xx: u64,
@@ -1124,6 +1186,9 @@ struct Summary {
     p50_us: f64,
     p99_us: f64,
     bad: u64,
+    /// CPU µs per request of the target's runtime, over every request of its rounds (none where
+    /// the benchmark does not run the runtime alone).
+    cpu_us: Option<f64>,
 }
 
 impl Summary {
@@ -1145,7 +1210,7 @@ impl Summary {
         json!({
             "rps": self.rps, "rps_min": self.rps_min, "rps_max": self.rps_max,
             "p50_us": self.p50_us, "p99_us": self.p99_us, "errors": self.bad,
-            "per_request_us_c": per_request_us(self.rps),
+            "per_request_us_c": per_request_us(self.rps), "cpu_us_per_request": self.cpu_us,
         })
     }
 }
@@ -1159,7 +1224,20 @@ fn summarize(runs: &[WrkRun]) -> Summary {
         p50_us: runs.iter().map(|r| r.p50_us).sum::<f64>() / n,
         p99_us: runs.iter().map(|r| r.p99_us).sum::<f64>() / n,
         bad: runs.iter().map(|r| r.bad).sum(),
+        cpu_us: cpu_per_request(runs),
     }
+}
+
+/// CPU µs per request over all of `runs` (each run's CPU time is its per-request figure times
+/// its requests); `None` unless every run was measured.
+fn cpu_per_request(runs: &[WrkRun]) -> Option<f64> {
+    let mut cpu = 0.0;
+    let mut requests = 0u64;
+    for r in runs {
+        cpu += r.cpu_us? * r.requests as f64;
+        requests += r.requests;
+    }
+    (requests > 0).then(|| cpu / requests as f64)
 }
 
 /// Time one request occupies a connection, in µs: with `c` connections kept busy, Little's
@@ -1832,7 +1910,15 @@ impl Report<'_> {
              {CONNECTIONS}·1e6/rps(hello): with {CONNECTIONS} connections kept busy, {CONNECTIONS}·1e6/rps is the \
              time one request holds a connection (Little's law). 1e6/rps (per-request time if \
              the server were strictly serial) is half of it; the ratio to the peer's is the \
-             same either way. **× peer** = edgefront's marginal cost / the peer's."
+             same either way. **× peer** = edgefront's marginal cost / the peer's.\n\n\
+             **CPU µs/req** is the CPU time (user + system, every thread) of the target's own \
+             `workerd` process during its measured runs, over the requests it served; **CPU \
+             marginal** subtracts hello-world's, and **× peer (CPU)** divides by the peer's. It \
+             counts the runtime's work per request and nothing else: not wrk's, not the SQL \
+             proxy's or Postgres', not the time a request waits for a core. On a shared 2-core \
+             machine it moves far less from run to run than req/s. It is measured for the \
+             runtimes this benchmark starts alone (every plain `workerd`), not for wrangler dev's \
+             or Spin's."
         );
         let _ = writeln!(
             m,
@@ -1867,12 +1953,14 @@ impl Report<'_> {
             let peer_idx = self.targets.iter().position(|t| t.key == "peer");
             let marginal = |s: &Summary| per_request_us(s.rps) - per_request_us(hello.rps);
             let peer_marginal = peer_idx.map(|i| marginal(&sums[i]));
+            let cpu_marginal = |s: &Summary| Some(s.cpu_us? - hello.cpu_us?);
+            let peer_cpu = peer_idx.and_then(|i| cpu_marginal(&sums[i]));
             let _ = writeln!(m, "\n## {}\n\n{}\n", route.label, route.note);
             let _ = writeln!(
                 m,
-                "| target | req/s | p50 µs | p99 µs | marginal µs/req | × peer | SQL batches/req | errors |"
+                "| target | req/s | p50 µs | p99 µs | marginal µs/req | × peer | CPU µs/req | CPU marginal µs/req | × peer (CPU) | SQL batches/req | errors |"
             );
-            let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
             for (t, s) in self.targets.iter().zip(&sums) {
                 let (marg, ratio) = if t.key == "hello" {
                     ("—".to_owned(), "—".to_owned())
@@ -1889,9 +1977,21 @@ impl Report<'_> {
                     .get(t.key)
                     .and_then(|v| v["batches_per_request"].as_f64())
                     .map_or("—".to_owned(), |b| format!("{b:.2}"));
+                let dash = || "—".to_owned();
+                let cpu = s.cpu_us.map_or_else(dash, |c| format!("{c:.1}"));
+                let (cpu_marg, cpu_ratio) = match (t.key, cpu_marginal(s)) {
+                    ("hello", _) | (_, None) => (dash(), dash()),
+                    ("peer", Some(c)) => (format!("{c:.1}"), "1".to_owned()),
+                    (_, Some(c)) => (
+                        format!("{c:.1}"),
+                        peer_cpu
+                            .filter(|p| *p > 0.0)
+                            .map_or_else(|| "n/a".to_owned(), |p| format!("{:.2}", c / p)),
+                    ),
+                };
                 let _ = writeln!(
                     m,
-                    "| {} | {} | {:.0} | {:.0} | {marg} | {ratio} | {sql} | {} |",
+                    "| {} | {} | {:.0} | {:.0} | {marg} | {ratio} | {cpu} | {cpu_marg} | {cpu_ratio} | {sql} | {} |",
                     t.label,
                     s.rps_cell(self.cfg.rounds),
                     s.p50_us,
@@ -2051,6 +2151,35 @@ impl Report<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_stat_lines_give_the_group_and_its_cpu_ticks() {
+        // A command name with spaces and a parenthesis; pgrp 4321, utime 150, stime 25.
+        let line = "4321 (work erd) x) S 1 4321 4321 0 -1 4194560 9 0 0 0 150 25 0 0 20 0 8 0 \
+                    100 1000 10 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0";
+        assert_eq!(stat_group_cpu(line), Some((4321, 175)));
+        assert_eq!(stat_group_cpu("12 (sh) S 1"), None);
+        // This process's own group is found and has spent some CPU by now.
+        let me = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let (group, _) = stat_group_cpu(&me).unwrap();
+        assert!(group_cpu_seconds(group).is_some());
+    }
+
+    #[test]
+    fn cpu_per_request_weighs_runs_by_their_requests_and_needs_them_all() {
+        let run = |requests, cpu_us| WrkRun {
+            requests,
+            cpu_us,
+            ..WrkRun::default()
+        };
+        let both = [run(100, Some(10.0)), run(300, Some(30.0))];
+        assert_eq!(cpu_per_request(&both), Some(25.0));
+        assert_eq!(
+            cpu_per_request(&[run(100, Some(10.0)), run(100, None)]),
+            None
+        );
+        assert_eq!(cpu_per_request(&[]), None);
+    }
 
     #[test]
     fn wrk_output_is_read_in_microseconds() {
