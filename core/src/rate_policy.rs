@@ -110,7 +110,7 @@ pub struct RateLimits {
 /// The SipHash-2-4 key that turns a client IP into its counters' key: derived from a secret
 /// (the visitor cookie secret, when set), so keys name no address and cannot be computed from
 /// one without the secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct IpKey(pub [u8; 16]);
 
 impl IpKey {
@@ -121,8 +121,17 @@ impl IpKey {
             .chain_update(secret)
             .finalize();
         let mut key = [0; 16];
-        key.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+        for (k, d) in key.iter_mut().zip(digest) {
+            *k = d;
+        }
         Self(key)
+    }
+}
+
+/// Derived from a secret: never printed.
+impl std::fmt::Debug for IpKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IpKey(…)")
     }
 }
 

@@ -174,10 +174,7 @@ pub async fn check<P: Platform>(
         keys.push(("ip", ip_key(limits.ip_key, class, scope, &ip), ip_rule));
     }
     if let Some(rule) = tenant_rule {
-        let mut key = String::with_capacity(64);
-        for part in ["rl:v2:", class.name(), ":t:", scope] {
-            key.push_str(part);
-        }
+        let key = ["rl:v2:", class.name(), ":t:", scope].concat();
         keys.push(("tenant", key, rule));
     }
     let now = platform.now();
@@ -226,10 +223,7 @@ fn ip_key(key: crate::rate_policy::IpKey, class: Class, scope: &str, ip: &str) -
     h.write(scope.as_bytes());
     h.write(&[0]);
     h.write(ip.as_bytes());
-    let mut out = String::with_capacity(96);
-    for part in ["rl:v2:", class.name(), ":ip:", scope, ":"] {
-        out.push_str(part);
-    }
+    let mut out = ["rl:v2:", class.name(), ":ip:", scope, ":"].concat();
     crate::ids::hex_into(&mut out, &h.finish().to_be_bytes());
     out
 }
@@ -337,6 +331,34 @@ mod tests {
         limit: 5,
         window_seconds: 10,
     };
+    #[test]
+    fn ip_keys_are_keyed_per_secret_scope_and_address() {
+        use crate::rate_policy::IpKey;
+        let (a, b) = (IpKey::from_secret(b"one"), IpKey::from_secret(b"two"));
+        let scope = "00000000-0000-4000-8000-00000000d301";
+        let key = ip_key(a, Class::AuthRead, scope, "203.0.113.7");
+        let (prefix, hash) = key.rsplit_once(':').unwrap();
+        assert_eq!(prefix, format!("rl:v2:auth_read:ip:{scope}"));
+        assert_eq!(hash.len(), 16);
+        assert!(hash
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(!key.contains("203.0.113.7"), "the key names no address");
+        assert_eq!(key, ip_key(a, Class::AuthRead, scope, "203.0.113.7"));
+        for other in [
+            ip_key(b, Class::AuthRead, scope, "203.0.113.7"),
+            ip_key(a, Class::AuthRead, scope, "203.0.113.8"),
+            ip_key(a, Class::AuthRead, "platform", "203.0.113.7"),
+        ] {
+            assert_ne!(other.rsplit_once(':').unwrap().1, hash);
+        }
+        assert_eq!(
+            format!("{a:?}"),
+            "IpKey(…)",
+            "a key derived from a secret is not printed"
+        );
+    }
+
     #[test]
     fn headers_name_every_policy_and_the_tightest_state() {
         let v = Verdict {

@@ -1781,7 +1781,7 @@ impl Report<'_> {
         ] {
             let _ = writeln!(
                 m,
-                "| {label} | {} | {:.0} | {:.0} | — | — | 1.00 | {} |",
+                "| {label} | {} | {:.0} | {:.0} | — | — | — | — | — | 1.00 | {} |",
                 s.rps_cell(self.cfg.rounds),
                 s.p50_us,
                 s.p99_us,
