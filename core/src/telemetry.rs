@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri};
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::config::{Config, LogLevel, TelemetryConfig};
@@ -409,30 +408,17 @@ pub fn request_line(
 
 /// The line for a failure behind the answer, in the upstream's or backend's own words.
 pub fn error_line(trace: &Trace, record: &Record, why: &str, now: SystemTime) -> String {
-    #[derive(Serialize)]
-    struct Line<'a> {
-        code: Option<&'a str>,
-        error: &'a str,
-        level: &'static str,
-        method: &'a str,
-        msg: &'static str,
-        request_id: &'a str,
-        route: Option<&'a str>,
-        tenant_id: Option<&'a str>,
-        ts: String,
-    }
-    let line = Line {
-        code: record.code.as_deref(),
-        error: why,
-        level: "error",
-        method: &trace.method,
-        msg: "upstream error",
-        request_id: trace.request_id().as_str(),
-        route: record.route,
-        tenant_id: record.tenant_id.as_deref(),
-        ts: timestamp(now),
-    };
-    serde_json::to_string(&line).unwrap_or_default()
+    let mut line = JsonObject::with_capacity(256 + why.len());
+    line.opt_str("code", record.code.as_deref());
+    line.str("error", why);
+    line.str("level", "error");
+    line.str("method", &trace.method);
+    line.str("msg", "upstream error");
+    line.str("request_id", trace.request_id().as_str());
+    line.opt_str("route", record.route);
+    line.opt_str("tenant_id", record.tenant_id.as_deref());
+    line.str("ts", &timestamp(now));
+    line.finish()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -709,6 +695,34 @@ mod tests {
         assert_eq!(
             timestamp(UNIX_EPOCH + Duration::from_millis(1_700_000_000_042)),
             "2023-11-14T22:13:20.042Z"
+        );
+    }
+
+    #[test]
+    fn the_error_line_is_what_serde_json_writes() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let trace = Trace::new(
+            RequestId::from_random([1; 16]),
+            [2; 16],
+            [3; 8],
+            t0,
+            "POST",
+            "/v1/uploads",
+        );
+        let record = Record {
+            code: Some("upstream_unavailable".into()),
+            route: Some("/v1/uploads"),
+            ..Record::default()
+        };
+        let why = "S3 answered 503: \"slow down\"\n";
+        assert_eq!(
+            error_line(&trace, &record, why, t0),
+            json!({
+                "code": "upstream_unavailable", "error": why, "level": "error", "method": "POST",
+                "msg": "upstream error", "request_id": trace.request_id().as_str(),
+                "route": "/v1/uploads", "tenant_id": null, "ts": timestamp(t0),
+            })
+            .to_string()
         );
     }
 

@@ -284,7 +284,7 @@ pub fn member(user: &str, roles: &[&str]) -> Principal {
         expires_at: 2_000_000_000,
         platform_admin_issuer: false,
         membership: crate::auth::MembershipMode::Claims,
-        user_key: Default::default(),
+        kept_user_key: Default::default(),
     }
 }
 

@@ -56,14 +56,14 @@ pub struct Principal {
     pub membership: MembershipMode,
     /// The user's key-value key ([`Principal::user_key`]), derived once: the verified-token
     /// cache keeps this principal for every request that sends the same token.
-    pub user_key: UserKey,
+    pub(crate) kept_user_key: UserKey,
 }
 
 impl Principal {
     /// The key `derive` makes of the issuer and the subject (identity's cache key for this
     /// user), derived on the first call and kept with the principal.
     pub fn user_key(&self, derive: impl FnOnce(&str, &str) -> String) -> &str {
-        self.user_key
+        self.kept_user_key
             .0
             .get_or_init(|| derive(&self.issuer, &self.subject))
     }
@@ -72,7 +72,7 @@ impl Principal {
 /// A key derived from a principal's issuer and subject, kept once derived. Principals compare
 /// by what it is derived from, so it takes no part in their equality.
 #[derive(Debug, Clone, Default)]
-pub struct UserKey(std::cell::OnceCell<String>);
+pub(crate) struct UserKey(std::cell::OnceCell<String>);
 
 impl PartialEq for UserKey {
     fn eq(&self, _: &Self) -> bool {
@@ -371,7 +371,7 @@ impl Authenticator {
             expires_at: u64::try_from(exp.timestamp()).unwrap_or(0),
             platform_admin_issuer: issuer.platform_admin,
             membership: issuer.membership,
-            user_key: UserKey::default(),
+            kept_user_key: UserKey::default(),
         })
     }
 }

@@ -259,7 +259,7 @@ fn cognito_id_token_yields_a_principal() {
             expires_at: T0 + 3600,
             platform_admin_issuer: true,
             membership: MembershipMode::Membership,
-            user_key: Default::default(),
+            kept_user_key: Default::default(),
         }
     );
     assert_eq!(p.fetches(), 1);

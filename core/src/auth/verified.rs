@@ -122,7 +122,7 @@ mod tests {
                 expires_at: 0,
                 platform_admin_issuer: false,
                 membership: crate::auth::MembershipMode::Membership,
-                user_key: Default::default(),
+                kept_user_key: Default::default(),
             }),
             leeway: Duration::ZERO,
         }
