@@ -698,17 +698,16 @@ mod tests {
         );
     }
 
+    /// A request's trace, started at the test clock's zero.
+    fn started(method: &str, path: &str) -> (SystemTime, Trace) {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let id = RequestId::from_random([1; 16]);
+        (t0, Trace::new(id, [2; 16], [3; 8], t0, method, path))
+    }
+
     #[test]
     fn the_error_line_is_what_serde_json_writes() {
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let trace = Trace::new(
-            RequestId::from_random([1; 16]),
-            [2; 16],
-            [3; 8],
-            t0,
-            "POST",
-            "/v1/uploads",
-        );
+        let (t0, trace) = started("POST", "/v1/uploads");
         let record = Record {
             code: Some("upstream_unavailable".into()),
             route: Some("/v1/uploads"),
@@ -728,15 +727,7 @@ mod tests {
 
     #[test]
     fn the_request_line_is_what_serde_json_writes() {
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let trace = Trace::new(
-            RequestId::from_random([1; 16]),
-            [2; 16],
-            [3; 8],
-            t0,
-            "GET",
-            "/v1/me",
-        );
+        let (t0, trace) = started("GET", "/v1/me");
         let now = t0 + Duration::from_millis(1_234);
         let call = |kind, host: &str, outcome| Call {
             kind,
