@@ -1,5 +1,5 @@
 //! Builds the deployable artifacts: the Workers bundle (worker-build: wasm-bindgen, wasm-opt,
-//! JS shim) and the two builds of the Spin component (wasm32-wasip2 `wasi:http` components),
+//! JS glue; served by edge/worker/entry.mjs) and the two builds of the Spin component (wasm32-wasip2 `wasi:http` components),
 //! each checked by what it imports before it is put in place.
 
 use std::path::{Path, PathBuf};
@@ -122,8 +122,8 @@ pub fn build_worker(tools: &Tools) -> Result<()> {
         std::fs::read(&raw).context("reading worker wasm")?,
     ));
     let stamp = root.join("edge/worker/build/.edgefront-stamp");
-    let shim = root.join("edge/worker/build/worker/shim.mjs");
-    if shim.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(digest.as_str()) {
+    let bundle = root.join("edge/worker/build/index.js");
+    if bundle.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(digest.as_str()) {
         return Ok(());
     }
     let mut cmd = Command::new(&tools.worker_build);
@@ -208,7 +208,7 @@ pub const SPIN: (&str, &str) = ("edgefront-spin", "wasm32-wasip2");
 pub const FLOOR: (&str, &str) = ("edgefront-bench-floor", "wasm32-unknown-unknown");
 
 /// Builds bench/floor with worker-build, the tools and the profile the worker gets, so its
-/// shim and glue are the worker's.
+/// glue is the worker's (and its entry, edge/worker/src/entry.js, the same file).
 pub fn build_floor(tools: &Tools) -> Result<()> {
     let mut cmd = Command::new(&tools.worker_build);
     cmd.arg("--release")
@@ -218,6 +218,32 @@ pub fn build_floor(tools: &Tools) -> Result<()> {
     }
     cmd.envs(WORKER_PROFILE_ENV.iter().copied());
     run(&mut cmd)
+}
+
+/// What `wrangler deploy` would upload for the Worker `config` describes (a path under the
+/// repository), written to `outdir` offline (`--dry-run`): one JS module beside the wasm it
+/// imports. `logs` gets wrangler's own log files.
+pub fn deploy_bundle(tools: &Tools, config: &str, outdir: &Path, logs: &Path) -> Result<()> {
+    let mut cmd = Command::new(tools.node_bin.join("wrangler"));
+    cmd.current_dir(repo_root())
+        .args(["deploy", "--dry-run", "--outdir"])
+        .arg(outdir)
+        .arg("--config")
+        .arg(repo_root().join(config))
+        .env("WRANGLER_LOG_PATH", logs);
+    for (k, v) in tools.worker_env() {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("wrangler deploy --dry-run for {config}"))?;
+    ensure!(
+        out.status.success(),
+        "wrangler deploy --dry-run --config {config} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
 
 fn build_release(build: (&str, &str), features: &[&str]) -> Result<()> {

@@ -1279,7 +1279,7 @@ impl Bundles {
             ),
             (
                 "floor",
-                "Rust floor (bench/floor: worker-build's shim + glue + wasm, no work)",
+                "Rust floor (bench/floor: worker-build's glue + wasm behind edgefront's entry, no work)",
                 "bench/floor/wrangler.toml",
             ),
             (
@@ -1289,31 +1289,12 @@ impl Bundles {
             ),
             (
                 "edge_workers",
-                "edgefront worker (wrangler deploy bundle: shim + glue JS + index_bg.wasm)",
+                "edgefront worker (wrangler deploy bundle: entry + glue JS + index_bg.wasm)",
                 "wrangler.toml",
             ),
         ] {
             let outdir = dir.join(format!("bundle-{key}"));
-            let mut cmd = Command::new(tools.node_bin.join("wrangler"));
-            cmd.current_dir(repo_root())
-                .args(["deploy", "--dry-run", "--outdir"])
-                .arg(&outdir)
-                .arg("--config")
-                .arg(repo_root().join(config))
-                .env("WRANGLER_LOG_PATH", dir.join("wrangler-deploy-logs"));
-            for (k, v) in tools.worker_env() {
-                cmd.env(k, v);
-            }
-            let log = cmd
-                .output()
-                .with_context(|| format!("wrangler deploy --dry-run for {config}"))?;
-            if !log.status.success() {
-                bail!(
-                    "wrangler deploy --dry-run --config {config} failed:\n{}{}",
-                    String::from_utf8_lossy(&log.stdout),
-                    String::from_utf8_lossy(&log.stderr)
-                );
-            }
+            artifacts::deploy_bundle(tools, config, &outdir, &dir.join("wrangler-deploy-logs"))?;
             let mut files = Vec::new();
             for entry in std::fs::read_dir(&outdir)? {
                 let p = entry?.path();
@@ -1337,7 +1318,8 @@ impl Bundles {
         for p in [
             artifacts::worker_wasm(),
             build.join("index.js"),
-            build.join("worker/shim.mjs"),
+            repo_root().join("edge/worker/entry.mjs"),
+            repo_root().join("edge/worker/src/entry.js"),
         ] {
             if p.exists() {
                 let (raw, gz) = artifacts::sizes(&p)?;
@@ -1346,8 +1328,9 @@ impl Bundles {
         }
         out.push(Bundle {
             key: "edge_worker_build",
-            label: "edgefront worker as built (edge/worker/build: index_bg.wasm + JS glue + shim)"
-                .into(),
+            label:
+                "edgefront worker as built (edge/worker/build: index_bg.wasm + JS glue; its entry)"
+                    .into(),
             files,
             outdir: None,
         });
@@ -1579,8 +1562,8 @@ fn workerd_config(
             _ => {}
         }
     }
-    // The entry point: wrangler writes one JS module (index.js, or shim.js for worker-build's
-    // shim) beside any wasm modules it imports.
+    // The entry point: wrangler writes one JS module (index.js, or entry.js for a Worker whose
+    // `main` is entry.mjs) beside any wasm modules it imports.
     modules.sort_by_key(|(n, kind)| (*kind != "esModule", n.clone()));
     let js = modules.iter().filter(|(_, k)| *k == "esModule").count();
     if js != 1 {
@@ -1889,7 +1872,7 @@ impl Report<'_> {
              request (method, Host `{TENANT}.localhost`, headers, body); the hello-world worker \
              answers it at `/` with `ok`, the Rust floor at `/` with `{{\"status\":\"ok\"}}`.\n\n\
              **The Rust floor** (`bench/floor`) is a wasm Worker built exactly like edgefront's \
-             (the same `worker` crate, worker-build with its shim, glue and profile, a `fetch` \
+             (the same `worker` crate, worker-build with its glue and profile, edgefront's entry, a `fetch` \
              export that returns the `Response` itself) that does nothing: every request gets \
              edgefront's `/healthz` answer at once. Its marginal cost is what any Rust Worker \
              built this way pays per request before doing any work; on `/healthz` it bounds what \

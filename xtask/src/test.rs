@@ -306,6 +306,16 @@ async fn run_suites(filter: &Filter) -> Result<i32> {
             &mut node(None, &["wasm-tests/origin/".into()], &stack_json),
             &mut report,
         )?;
+        // The Worker entry's recovery after a panic, on bench/floor (same entry, a `/panic`).
+        artifacts::build_floor(&tools)?;
+        let floor = dir.path().join("floor-bundle");
+        let logs = dir.path().join("wrangler-floor-logs");
+        artifacts::deploy_bundle(&tools, "bench/floor/wrangler.toml", &floor, &logs)?;
+        let mut entry = node(None, &["wasm-tests/entry/".into()], &stack_json);
+        entry
+            .env("EDGEFRONT_FLOOR_BUNDLE", &floor)
+            .env("EDGEFRONT_WORKERD", tools.node_bin.join("workerd"));
+        counted("Worker entry (panic recovery)", &mut entry, &mut report)?;
     }
     run_edge_suites(filter, &edge_files, &stack, &stack_json, &mut report)?;
     let secrets = stack.secrets().to_vec();

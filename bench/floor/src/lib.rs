@@ -10,6 +10,9 @@
 //!   recorded answer for the path goes out as edge/worker answers (headers as one JSON record
 //!   through `JSON.parse`, the body copied out of wasm memory). What edgefront's answer costs
 //!   to receive and send, without edgefront's logic.
+//! - **panic** (`FLOOR_PANIC` set): bare, except that `/panic` panics. `cargo xtask test` uses
+//!   it to check that the Worker entry edgefront shares (edge/worker/src/entry.js) recovers:
+//!   the next request is answered by a fresh instance of the module.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -49,8 +52,22 @@ thread_local! {
         .iter()
         .map(|n| JsValue::from_str(n.as_str()))
         .collect();
-    /// The replay answers by path, read from the settings once per isolate (`None`: bare).
-    static ANSWERS: OnceCell<Option<HashMap<String, Ready>>> = const { OnceCell::new() };
+    /// The mode, read from the settings once per instance of the module.
+    static MODE: OnceCell<Mode> = const { OnceCell::new() };
+}
+
+enum Mode {
+    Bare,
+    /// The replay answers by path.
+    Replay(HashMap<String, Ready>),
+    Panic,
+}
+
+fn mode(env: &JsValue) -> Result<Mode, JsValue> {
+    if js_sys::Reflect::has(env, &"FLOOR_PANIC".into())? {
+        return Ok(Mode::Panic);
+    }
+    Ok(answers(env)?.map_or(Mode::Bare, Mode::Replay))
 }
 
 fn answers(env: &JsValue) -> Result<Option<HashMap<String, Ready>>, JsValue> {
@@ -90,15 +107,23 @@ pub fn fetch_handler(
     env: JsValue,
     _ctx: JsValue,
 ) -> Result<web_sys::Response, JsValue> {
-    ANSWERS.with(|cell| {
+    MODE.with(|cell| {
         if cell.get().is_none() {
-            let _ = cell.set(answers(&env)?);
+            let _ = cell.set(mode(&env)?);
         }
         match cell.get() {
-            Some(Some(answers)) => replay(&req, answers),
+            Some(Mode::Replay(answers)) => replay(&req, answers),
+            Some(Mode::Panic) if req.url().ends_with("/panic") => panic_now(),
             _ => bare(),
         }
     })
+}
+
+/// A Rust panic, as a bug would cause: `panic = "abort"` makes it a trap, which leaves this
+/// instance of the module unusable.
+#[allow(clippy::panic, reason = "the panic mode's purpose")]
+fn panic_now() -> ! {
+    panic!("bench/floor: /panic was requested")
 }
 
 /// edgefront's `/healthz` body, at once.

@@ -91,8 +91,8 @@ fn start() {
     }
 }
 
-/// The Worker's `fetch` handler (the export worker-build's shim calls; workers-rs'
-/// `#[event(fetch)]` would make it an `async` export). An answer that is ready when first
+/// The Worker's `fetch` handler (the export that `entry.mjs` calls, through the handler
+/// worker-build generates; workers-rs' `#[event(fetch)]` would make it an `async` export). An answer that is ready when first
 /// polled (every request that waits on no I/O: `/healthz`, `/v1/me` on warm caches, refusals,
 /// the storefront's `304`s) goes back as the `Response` itself. Otherwise the runtime gets a
 /// promise of it. An `async` export always pays for a promise, a spawned task and its
