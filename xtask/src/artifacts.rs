@@ -1,6 +1,7 @@
 //! Builds the deployable artifacts: the Workers bundle (worker-build: wasm-bindgen, wasm-opt,
-//! JS glue; served by edge/worker/entry.mjs) and the two builds of the Spin component (wasm32-wasip2 `wasi:http` components),
-//! each checked by what it imports before it is put in place.
+//! JS glue; served by edge/worker/entry.mjs) and the two builds of the Spin component
+//! (wasm32-wasip2 `wasi:http` components), each checked by what it imports before it is put
+//! in place.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -92,11 +92,12 @@ fn start() {
 }
 
 /// The Worker's `fetch` handler (the export that `entry.mjs` calls, through the handler
-/// worker-build generates; workers-rs' `#[event(fetch)]` would make it an `async` export). An answer that is ready when first
-/// polled (every request that waits on no I/O: `/healthz`, `/v1/me` on warm caches, refusals,
-/// the storefront's `304`s) goes back as the `Response` itself. Otherwise the runtime gets a
-/// promise of it. An `async` export always pays for a promise, a spawned task and its
-/// microtasks (wasm-bindgen-futures), even for an answer that was ready at once.
+/// worker-build generates; workers-rs' `#[event(fetch)]` would make it an `async` export).
+/// An answer that is ready when first polled (every request that waits on no I/O:
+/// `/healthz`, `/v1/me` on warm caches, refusals, the storefront's `304`s) goes back as the
+/// `Response` itself. Otherwise the runtime gets a promise of it. An `async` export always
+/// pays for a promise, a spawned task and its microtasks (wasm-bindgen-futures), even for an
+/// answer that was ready at once.
 ///
 /// The first poll uses a waker that does nothing. A future left pending by it is then driven
 /// by `future_to_promise`, whose first poll hands every pending leaf (a `JsFuture`, a
