@@ -95,10 +95,83 @@ impl RequestHeaders {
     }
 }
 
+/// How many bytes a request's head usually takes as text (method, URL and the headers above,
+/// a 1 KB bearer token included): what an adapter offers the runtime's encoder first.
+pub const HEAD_BYTES: usize = 4096;
+
+/// A request's head as text, from a runtime that encodes it into a buffer it is given
+/// (Workers: `TextEncoder.encodeInto` straight into wasm memory, instead of wasm-bindgen's copy
+/// of a returned string one UTF-16 unit at a time). `encode` writes the head into the buffer
+/// and returns the bytes written or, when it does not fit, minus the bytes it needs at most;
+/// it is called once more with that much room. A head that is still not written, or not
+/// UTF-8, comes back empty (an adapter answers that 400, as any head `http` refuses).
+pub fn head_text(mut encode: impl FnMut(&mut [u8]) -> i32) -> String {
+    let mut buf = vec![0; HEAD_BYTES];
+    let mut written = encode(&mut buf);
+    if written < 0 {
+        buf.resize(usize::try_from(written.unsigned_abs()).unwrap_or(0), 0);
+        written = encode(&mut buf);
+    }
+    buf.truncate(usize::try_from(written).unwrap_or(0));
+    String::from_utf8(buf).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    /// An encoder like `encodeInto`'s caller in request_head.js, for `head`.
+    fn encoder(head: &str) -> impl FnMut(&mut [u8]) -> i32 + '_ {
+        move |buf: &mut [u8]| match buf.get_mut(..head.len()) {
+            Some(room) => {
+                room.copy_from_slice(head.as_bytes());
+                i32::try_from(head.len()).unwrap()
+            }
+            None => -3 * i32::try_from(head.chars().count()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn head_text_takes_a_second_call_only_for_a_head_over_the_first_buffer() {
+        let small = "GET\nhttps://demo.example.com/v1/me\nauthorization,Bearer abc";
+        let mut calls = 0;
+        let mut enc = encoder(small);
+        assert_eq!(
+            head_text(|b| {
+                calls += 1;
+                enc(b)
+            }),
+            small
+        );
+        assert_eq!(calls, 1);
+
+        // Over 4 KB, with multi-byte characters: the second call has room for it.
+        let big = format!(
+            "GET\nhttps://demo.example.com/\ncookie,{}",
+            "é".repeat(3000)
+        );
+        let mut calls = 0;
+        let mut enc = encoder(&big);
+        assert_eq!(
+            head_text(|b| {
+                calls += 1;
+                enc(b)
+            }),
+            big
+        );
+        assert_eq!(calls, 2);
+
+        // An encoder that never fits, or writes what is not UTF-8: an empty head.
+        assert_eq!(head_text(|_| -1), "");
+        assert_eq!(
+            head_text(|b| {
+                b[0] = 0xff;
+                1
+            }),
+            ""
+        );
+    }
 
     fn config(overrides: &[(&'static str, &str)]) -> Config {
         let mut m = crate::config::tests::dev_settings();

@@ -40,8 +40,10 @@ struct Ready {
 
 #[wasm_bindgen(module = "/../../edge/worker/src/request_head.js")]
 extern "C" {
-    /// edge/worker's reading of a request's head (method, URL, the headers core reads).
-    fn request_head(request: &web_sys::Request, wanted: &js_sys::Array) -> String;
+    /// edge/worker's reading of a request's head (method, URL, the headers core reads), as
+    /// UTF-8 into `buf`.
+    fn request_head_into(request: &web_sys::Request, wanted: &js_sys::Array, buf: &mut [u8])
+        -> i32;
 }
 
 thread_local! {
@@ -142,7 +144,9 @@ fn replay(
     req: &web_sys::Request,
     answers: &HashMap<String, Ready>,
 ) -> Result<web_sys::Response, JsValue> {
-    let head = WANTED.with(|wanted| request_head(req, wanted));
+    let head = WANTED.with(|wanted| {
+        edgefront_core::request_headers::head_text(|buf| request_head_into(req, wanted, buf))
+    });
     let mut lines = head.split('\n');
     let _method = lines.next();
     let url = lines.next().unwrap_or("");

@@ -144,7 +144,8 @@ async fn serve_request(
     ctx: Context,
 ) -> worker::Result<web_sys::Response> {
     let (edge, wanted) = instance(&env);
-    let text = request_head(&req, &wanted);
+    let text =
+        edgefront_core::request_headers::head_text(|buf| request_head_into(&req, &wanted, buf));
     let head = match head_of_request(&text) {
         Ok(h) => h,
         Err(problem) => return Ok(respond(problem)?),
@@ -266,14 +267,17 @@ fn path_of(url: &str) -> &str {
 
 #[wasm_bindgen(module = "/src/request_head.js")]
 extern "C" {
-    /// A request's head in one crossing: its method, its URL, then a `name,value` line for
-    /// each of the `wanted` headers it has (`Headers.get`: repeated ones joined, as
-    /// iterating `Headers` joins them). A method is a token and a WHATWG-serialized URL holds
-    /// no line break, nor does a header value.
-    fn request_head(request: &web_sys::Request, wanted: &js_sys::Array) -> String;
+    /// A request's head in one crossing, written as UTF-8 into `buf` (wasm memory): its
+    /// method, its URL, then a `name,value` line for each of the `wanted` headers it has
+    /// (`Headers.get`: repeated ones joined, as iterating `Headers` joins them). A method is a
+    /// token and a WHATWG-serialized URL holds no line break, nor does a header value. Returns
+    /// the bytes written, or minus the bytes it needs when it does not fit
+    /// ([`edgefront_core::request_headers::head_text`]).
+    fn request_head_into(request: &web_sys::Request, wanted: &js_sys::Array, buf: &mut [u8])
+        -> i32;
 }
 
-/// The head [`request_head`] wrote, as `http` parts.
+/// The head [`request_head_into`] wrote, as `http` parts.
 /// A head `http` refuses is answered 400, its problem naming the request's path.
 fn head_of_request(text: &str) -> Result<http::request::Parts, http::Response<Bytes>> {
     let mut lines = text.split('\n');
