@@ -98,6 +98,25 @@ impl JsonObject {
         }
     }
 
+    pub fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    /// An array of strings.
+    pub fn strs<'a>(&mut self, key: &str, values: impl IntoIterator<Item = &'a str>) {
+        self.key(key);
+        self.out.push(b'[');
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            push_string(&mut self.out, v);
+        }
+        self.out.push(b']');
+    }
+
     pub fn null(&mut self, key: &str) {
         self.key(key);
         self.out.extend_from_slice(b"null");
