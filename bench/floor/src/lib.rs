@@ -46,6 +46,13 @@ extern "C" {
         -> i32;
 }
 
+#[wasm_bindgen(module = "/../../edge/worker/src/respond.js")]
+extern "C" {
+    /// edge/worker's answer: status, headers as JSON, body copied out of wasm memory.
+    #[wasm_bindgen(catch)]
+    fn respond(status: u16, headers: &str, body: &[u8]) -> Result<web_sys::Response, JsValue>;
+}
+
 thread_local! {
     /// The request headers edgefront's core reads with no optional setting configured (one
     /// fewer than edgefront's default configuration, which trusts `cf-connecting-ip`).
@@ -155,18 +162,19 @@ fn replay(
         .split_once("://")
         .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
         .unwrap_or("/");
-    let init = web_sys::ResponseInit::new();
     let Some(a) = answers.get(path_and_query) else {
-        init.set_status(404);
-        return web_sys::Response::new_with_opt_str_and_init(None, &init);
+        return empty(404);
     };
     // Used, as edgefront uses what it reads: the answer depends on the request having headers.
     if !has_headers {
-        init.set_status(400);
-        return web_sys::Response::new_with_opt_str_and_init(None, &init);
+        return empty(400);
     }
-    init.set_status(a.status);
-    init.set_headers(&js_sys::JSON::parse(&a.headers_json)?);
-    let body = js_sys::Uint8Array::from(a.body.as_slice());
-    web_sys::Response::new_with_opt_buffer_source_and_init(Some(&body), &init)
+    respond(a.status, &a.headers_json, &a.body)
+}
+
+/// An answer with no body.
+fn empty(status: u16) -> Result<web_sys::Response, JsValue> {
+    let init = web_sys::ResponseInit::new();
+    init.set_status(status);
+    web_sys::Response::new_with_opt_str_and_init(None, &init)
 }

@@ -322,9 +322,12 @@ fn header_lines<'a>(
 /// header (core's [`edgefront_core::reply::headers_json`]: a record, or pairs when `Set-Cookie`
 /// repeats).
 fn headers_init(map: &http::HeaderMap) -> Result<JsValue, JsValue> {
-    let json =
-        edgefront_core::reply::headers_json(map).map_err(|e| JsValue::from_str(&e.to_string()))?;
-    js_sys::JSON::parse(&json)
+    js_sys::JSON::parse(&headers_record(map)?)
+}
+
+/// The JSON text of [`headers_init`].
+fn headers_record(map: &http::HeaderMap) -> Result<String, JsValue> {
+    edgefront_core::reply::headers_json(map).map_err(|e| JsValue::from_str(&e.to_string()))
 }
 
 fn response_init(parts: &http::response::Parts) -> Result<web_sys::ResponseInit, JsValue> {
@@ -334,11 +337,22 @@ fn response_init(parts: &http::response::Parts) -> Result<web_sys::ResponseInit,
     Ok(init)
 }
 
+#[wasm_bindgen(module = "/src/respond.js")]
+extern "C" {
+    /// `new Response(body, { status, headers })` in one crossing: `headers` is the JSON record
+    /// [`edgefront_core::reply::headers_json`] writes, `body` is copied out of wasm memory.
+    #[wasm_bindgen(catch, js_name = respond)]
+    fn respond_with(status: u16, headers: &str, body: &[u8]) -> Result<web_sys::Response, JsValue>;
+}
+
+/// An answer with its whole body, as a JS `Response`.
 fn respond(resp: http::Response<Bytes>) -> Result<web_sys::Response, JsValue> {
     let (parts, body) = resp.into_parts();
-    let init = response_init(&parts)?;
-    let body = js_sys::Uint8Array::from(body.as_ref());
-    web_sys::Response::new_with_opt_buffer_source_and_init(Some(&body), &init)
+    respond_with(
+        parts.status.as_u16(),
+        &headers_record(&parts.headers)?,
+        &body,
+    )
 }
 
 /// A streamed answer (chat turns): each chunk goes out as core yields it.
