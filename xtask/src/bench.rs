@@ -158,11 +158,11 @@ fn env_u64(name: &str, default: u64) -> Result<u64> {
 
 impl Settings {
     fn from_env() -> Result<Self> {
-        let seconds = env_u64("BENCH_SECONDS", 10)?.max(1);
+        let seconds = env_u64("BENCH_SECONDS", 6)?.max(1);
         Ok(Self {
             seconds,
             warmup: env_u64("BENCH_WARMUP", 2)?,
-            rounds: u32::try_from(env_u64("BENCH_ROUNDS", 2)?.max(1))?,
+            rounds: u32::try_from(env_u64("BENCH_ROUNDS", 3)?.max(1))?,
             cold_starts: u32::try_from(env_u64("BENCH_COLD_STARTS", 5)?.max(1))?,
             rate_limits: std::env::var("BENCH_RATE_LIMITS").unwrap_or_else(|_| "raised".into()),
             log_level: std::env::var("BENCH_LOG_LEVEL").ok(),
@@ -1177,8 +1177,9 @@ struct RouteResult {
     runs: Vec<Vec<WrkRun>>,
 }
 
-/// Over a target's rounds: total requests over total time, mean p50/p99, and the range of
-/// the rounds' req/s.
+/// Over a target's rounds: the median round's req/s, p50, p99 and CPU per request (a round in
+/// which the shared machine stalled moves a mean, not a median of three or more), and the range
+/// of the rounds' req/s.
 struct Summary {
     rps: f64,
     rps_min: f64,
@@ -1186,13 +1187,13 @@ struct Summary {
     p50_us: f64,
     p99_us: f64,
     bad: u64,
-    /// CPU µs per request of the target's runtime, over every request of its rounds (none where
-    /// the benchmark does not run the runtime alone).
+    /// CPU µs per request of the target's runtime, the median round's (none where the
+    /// benchmark does not run the runtime alone).
     cpu_us: Option<f64>,
 }
 
 impl Summary {
-    /// A table's req/s cell: the mean, and the rounds' range when there were several.
+    /// A table's req/s cell: the median round's, and the rounds' range when there were several.
     fn rps_cell(&self, rounds: u32) -> String {
         if rounds > 1 {
             format!(
@@ -1216,28 +1217,25 @@ impl Summary {
 }
 
 fn summarize(runs: &[WrkRun]) -> Summary {
-    let n = runs.len().max(1) as f64;
+    let middle = |of: fn(&WrkRun) -> f64| median(&mut runs.iter().map(of).collect::<Vec<_>>());
     Summary {
-        rps: runs.iter().map(|r| r.rps).sum::<f64>() / n,
+        rps: middle(|r| r.rps),
         rps_min: runs.iter().map(|r| r.rps).fold(f64::INFINITY, f64::min),
         rps_max: runs.iter().map(|r| r.rps).fold(0.0, f64::max),
-        p50_us: runs.iter().map(|r| r.p50_us).sum::<f64>() / n,
-        p99_us: runs.iter().map(|r| r.p99_us).sum::<f64>() / n,
+        p50_us: middle(|r| r.p50_us),
+        p99_us: middle(|r| r.p99_us),
         bad: runs.iter().map(|r| r.bad).sum(),
         cpu_us: cpu_per_request(runs),
     }
 }
 
-/// CPU µs per request over all of `runs` (each run's CPU time is its per-request figure times
-/// its requests); `None` unless every run was measured.
+/// The median round's CPU µs per request; `None` unless every round was measured.
 fn cpu_per_request(runs: &[WrkRun]) -> Option<f64> {
-    let mut cpu = 0.0;
-    let mut requests = 0u64;
-    for r in runs {
-        cpu += r.cpu_us? * r.requests as f64;
-        requests += r.requests;
-    }
-    (requests > 0).then(|| cpu / requests as f64)
+    let mut each = runs
+        .iter()
+        .map(|r| r.cpu_us)
+        .collect::<Option<Vec<f64>>>()?;
+    (!each.is_empty()).then(|| median(&mut each))
 }
 
 /// Time one request occupies a connection, in µs: with `c` connections kept busy, Little's
@@ -1734,12 +1732,15 @@ fn kib(bytes: u64) -> String {
     format!("{:.1} KiB", bytes as f64 / 1024.0)
 }
 
+/// The middle value, or the mean of the two middle ones; NaN for none.
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
+    let n = v.len();
+    match (v.get(n / 2), n % 2) {
+        (Some(&upper), 0) => (v.get(n / 2 - 1).copied().unwrap_or(upper) + upper) / 2.0,
+        (Some(&mid), _) => mid,
+        (None, _) => f64::NAN,
     }
-    v[v.len() / 2]
 }
 
 impl Report<'_> {
@@ -1867,8 +1868,9 @@ impl Report<'_> {
             "\nLoad: wrk, {THREADS} thread, {CONNECTIONS} connections, keep-alive, on loopback to each runtime's \
              own port (workerd's, never wrangler dev's proxy; wasmtime's). Per route and target: \
              {} s warm-up, then {} s measured; {} round(s), the order of targets alternating \
-             between rounds and routes. req/s is the mean of the rounds (range in brackets), p50/p99 \
-             the means of the rounds' wrk `--latency` percentiles. Every target gets the same \
+             between rounds and routes. req/s, p50/p99 (wrk `--latency` percentiles) and CPU are the \
+             median round's (the mean of the two middle rounds for an even count); req/s gives \
+             the rounds' range in brackets. Every target gets the same \
              request (method, Host `{TENANT}.localhost`, headers, body); the hello-world worker \
              answers it at `/` with `ok`, the Rust floor at `/` with `{{\"status\":\"ok\"}}`.\n\n\
              **The Rust floor** (`bench/floor`) is a wasm Worker built exactly like edgefront's \
@@ -1895,7 +1897,8 @@ impl Report<'_> {
              the server were strictly serial) is half of it; the ratio to the peer's is the \
              same either way. **× peer** = edgefront's marginal cost / the peer's.\n\n\
              **CPU µs/req** is the CPU time (user + system, every thread) of the target's own \
-             `workerd` process during its measured runs, over the requests it served; **CPU \
+             `workerd` process during a measured round, over the requests it served (the median \
+             round's); **CPU \
              marginal** subtracts hello-world's, and **× peer (CPU)** divides by the peer's. It \
              counts the runtime's work per request and nothing else: not wrk's, not the SQL \
              proxy's or Postgres', not the time a request waits for a core. On a shared 2-core \
@@ -2149,19 +2152,32 @@ mod tests {
     }
 
     #[test]
-    fn cpu_per_request_weighs_runs_by_their_requests_and_needs_them_all() {
-        let run = |requests, cpu_us| WrkRun {
-            requests,
+    fn a_summary_is_the_median_round_so_one_stalled_round_does_not_move_it() {
+        let run = |rps, p99_us, cpu_us| WrkRun {
+            rps,
+            p99_us,
             cpu_us,
+            requests: 1000,
             ..WrkRun::default()
         };
-        let both = [run(100, Some(10.0)), run(300, Some(30.0))];
-        assert_eq!(cpu_per_request(&both), Some(25.0));
+        // The second round stalled: a tenth of the req/s, a p99 of 200 ms, its CPU doubled.
+        let rounds = [
+            run(5000.0, 900.0, Some(100.0)),
+            run(500.0, 200_000.0, Some(200.0)),
+            run(5200.0, 1000.0, Some(104.0)),
+        ];
+        let s = summarize(&rounds);
+        assert_eq!((s.rps, s.p99_us, s.cpu_us), (5000.0, 1000.0, Some(104.0)));
+        assert_eq!((s.rps_min, s.rps_max), (500.0, 5200.0));
+        // Two rounds: their mean.
+        assert_eq!(summarize(&rounds[..2]).cpu_us, Some(150.0));
+        // CPU needs every round measured.
         assert_eq!(
-            cpu_per_request(&[run(100, Some(10.0)), run(100, None)]),
+            cpu_per_request(&[run(1.0, 1.0, Some(10.0)), run(1.0, 1.0, None)]),
             None
         );
         assert_eq!(cpu_per_request(&[]), None);
+        assert!(median(&mut []).is_nan());
     }
 
     #[test]

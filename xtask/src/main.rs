@@ -73,7 +73,7 @@ enum Cmd {
         /// Instead: edgefront against a hello-world worker and a TypeScript peer
         /// (bench/hello, bench/peer) under wrk on workerd's own ports, plus edgefront on Spin;
         /// cold starts, bundle sizes, SQL batches. Report in target/bench/peer.md and .json.
-        /// BENCH_SECONDS (10), BENCH_WARMUP (2), BENCH_ROUNDS (2), BENCH_COLD_STARTS (5),
+        /// BENCH_SECONDS (6), BENCH_WARMUP (2), BENCH_ROUNDS (3), BENCH_COLD_STARTS (5),
         /// BENCH_RATE_LIMITS (raised | off), BENCH_LOG_LEVEL (edgefront's LOG_LEVEL; default info).
         #[arg(long, conflicts_with_all = ["edge", "core", "filter"])]
         peer: bool,
