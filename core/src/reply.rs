@@ -60,13 +60,17 @@ pub struct Reply {
 impl Reply {
     /// `status` with `value` as its JSON body.
     pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Self {
+        let body = serde_json::to_vec(value).map(Bytes::from);
+        Self::new(status, body.map_err(|e| e.to_string()), true)
+    }
+
+    /// A reply with no headers yet; `json` when the body is a JSON document.
+    fn new(status: StatusCode, body: Result<Bytes, String>, json: bool) -> Self {
         Self {
             status,
-            body: serde_json::to_vec(value)
-                .map(Bytes::from)
-                .map_err(|e| e.to_string()),
+            body,
             headers: http::HeaderMap::new(),
-            json: true,
+            json,
         }
     }
 
@@ -78,12 +82,7 @@ impl Reply {
     /// `200 OK` with a JSON body written by [`JsonObject`] (the answers of the hottest routes,
     /// which `serde_json` would write through several layers per member).
     pub fn ok_written(body: JsonObject) -> Self {
-        Self {
-            status: StatusCode::OK,
-            body: Ok(Bytes::from(body.finish())),
-            headers: http::HeaderMap::new(),
-            json: true,
-        }
+        Self::new(StatusCode::OK, Ok(Bytes::from(body.finish())), true)
     }
 
     /// `201 Created` at `location`.
@@ -93,12 +92,7 @@ impl Reply {
 
     /// `204 No Content`.
     pub fn no_content() -> Self {
-        Self {
-            status: StatusCode::NO_CONTENT,
-            body: Ok(Bytes::new()),
-            headers: http::HeaderMap::new(),
-            json: false,
-        }
+        Self::new(StatusCode::NO_CONTENT, Ok(Bytes::new()), false)
     }
 
     pub fn cache(self, policy: Cache) -> Self {

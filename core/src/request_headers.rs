@@ -112,6 +112,7 @@ pub fn head_text(mut encode: impl FnMut(&mut [u8]) -> i32) -> String {
         buf.resize(usize::try_from(written.unsigned_abs()).unwrap_or(0), 0);
         written = encode(&mut buf);
     }
+    // Never more than was offered, whatever the encoder says.
     buf.truncate(usize::try_from(written).unwrap_or(0));
     String::from_utf8(buf).unwrap_or_default()
 }
