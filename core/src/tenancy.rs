@@ -397,7 +397,7 @@ async fn lookup<P: Platform>(
     by: &'static str,
     key: &str,
 ) -> Result<Option<Rc<Tenant>>, ApiError> {
-    let cache_key = format!("tenant:v2:{by}:{key}");
+    let cache_key = ["tenant:v2:", by, ":", key].concat();
     // A cache that fails is a miss, never an outage. The record is decoded once per instance
     // and cached value, not on every request (`get_decoded`).
     if let Ok(Some(cached)) = platform.get_decoded(&cache_key, decode_cached).await {
