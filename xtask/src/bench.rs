@@ -7,6 +7,7 @@
 //! The machine is shared and small: only ratios inside one run mean anything, so every target
 //! is measured back to back, route by route, in alternating order.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,6 +29,9 @@ const THREADS: u32 = 1;
 const CONNECTIONS: u32 = 2;
 /// Sequential requests per route when counting SQL batches.
 const SQL_SAMPLES: u64 = 20;
+/// Sequential requests per route and target for the CPU a request costs without load: with
+/// `/proc`'s 10 ms clock ticks, 400 of them resolve 25 µs a request.
+const IDLE_SAMPLES: u64 = 400;
 /// The tenant and seeded member every request is for (membership mode: a member in the
 /// database, so edgefront's `/v1/me` and uploads pass).
 const TENANT: &str = "demo";
@@ -549,6 +553,11 @@ async fn peer() -> Result<i32> {
         });
     }
 
+    // After the load, so V8 has compiled what each target runs (its background compiles count
+    // as the process's CPU) and only the requests' own work is measured.
+    eprintln!("\n== bench --peer: CPU per request without load ==");
+    let idle_cpu = idle_cpu(&targets, &token).await?;
+
     eprintln!("\n== bench --peer: cold starts ==");
     let cold = cold_starts(&cfg, &tools, &spin_host, &stack, &bundles, dir.path()).await?;
 
@@ -568,6 +577,7 @@ async fn peer() -> Result<i32> {
         targets: &targets,
         results: &results,
         sql: &sql,
+        idle_cpu: &idle_cpu,
         bare: BareResult {
             sql: &bare_sql,
             runs: &bare_runs,
@@ -705,6 +715,35 @@ fn group_cpu_seconds(pgid: u32) -> Option<f64> {
         }
     }
     found.then(|| total as f64 / ticks as f64)
+}
+
+/// CPU µs per request without load, by route key, then target key.
+type IdleCpu = BTreeMap<&'static str, BTreeMap<&'static str, f64>>;
+
+/// Each plain workerd's CPU per request when requests come one at a time (each on a new
+/// connection, the next sent when the last is answered), per route and target key. An isolate
+/// that serves a request now and then starts each one with the CPU's caches holding other
+/// work; under load (the wrk rounds) its code and data stay warm. A deployment with little
+/// traffic per isolate pays the first figure.
+async fn idle_cpu(targets: &[Target], token: &str) -> Result<IdleCpu> {
+    let mut out = BTreeMap::new();
+    for route in ROUTES {
+        let mut per = BTreeMap::new();
+        for t in targets {
+            let Some(pgid) = t.pgid else { continue };
+            let Some(before) = group_cpu_seconds(pgid) else {
+                continue;
+            };
+            for _ in 0..IDLE_SAMPLES {
+                request(t, route, token, Duration::from_secs(30)).await?;
+            }
+            if let Some(after) = group_cpu_seconds(pgid) {
+                per.insert(t.key, (after - before) * 1e6 / IDLE_SAMPLES as f64);
+            }
+        }
+        out.insert(route.key, per);
+    }
+    Ok(out)
 }
 
 /// A `/proc/<pid>/stat` line's process group and its user + system time in clock ticks. The
@@ -1703,6 +1742,7 @@ struct Report<'a> {
     targets: &'a [Target],
     results: &'a [RouteResult],
     sql: &'a serde_json::Map<String, Value>,
+    idle_cpu: &'a IdleCpu,
     bare: BareResult<'a>,
     cold: &'a [ColdStart],
     bundles: &'a Bundles,
@@ -1804,6 +1844,62 @@ impl Report<'_> {
 
     /// Sequential requests of the routes that make SQL: the whole request against the proxy's
     /// own time for its SQL.
+    /// CPU per request one request at a time, against the same under load.
+    fn idle_cpu_table(&self, m: &mut String) {
+        let _ = writeln!(
+            m,
+            "\n## CPU per request without load\n\n\
+             Each plain workerd's CPU time (user + system, from `/proc`) over {IDLE_SAMPLES} \
+             sequential requests per route and target, each on a new connection, the next sent \
+             when the last is answered; beside it the median load round's. An isolate that \
+             serves a request now and then starts each one with the CPU's caches holding other \
+             work: a deployment with little traffic per isolate pays the first column. Marginal: \
+             over hello-world's, the same way.\n\n\
+             | route | target | CPU µs/req without load | marginal | under load | marginal | without ÷ under |\n\
+             |---|---|---:|---:|---:|---:|---:|"
+        );
+        for (route, r) in ROUTES.iter().zip(self.results) {
+            let Some(idle) = self.idle_cpu.get(route.key) else {
+                continue;
+            };
+            let sums = self.summaries(r);
+            let loaded = |key: &str| {
+                self.targets
+                    .iter()
+                    .zip(&sums)
+                    .find(|(t, _)| t.key == key)
+                    .and_then(|(_, s)| s.cpu_us)
+            };
+            let (idle_hello, loaded_hello) = (idle.get("hello").copied(), loaded("hello"));
+            for t in self.targets {
+                let Some(&cpu) = idle.get(t.key) else {
+                    continue;
+                };
+                let under = loaded(t.key);
+                let fmt = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.0}"));
+                let (idle_marginal, loaded_marginal) = if t.key == "hello" {
+                    (None, None)
+                } else {
+                    (
+                        idle_hello.map(|h| cpu - h),
+                        under.zip(loaded_hello).map(|(u, h)| u - h),
+                    )
+                };
+                let _ = writeln!(
+                    m,
+                    "| `{} {}` | {} | {cpu:.0} | {} | {} | {} | {} |",
+                    route.method,
+                    route.path,
+                    t.label,
+                    fmt(idle_marginal),
+                    fmt(under),
+                    fmt(loaded_marginal),
+                    under.map_or_else(|| "—".to_owned(), |u| format!("{:.2}", cpu / u)),
+                );
+            }
+        }
+    }
+
     fn sql_table(&self, m: &mut String) {
         let _ = writeln!(
             m,
@@ -1997,6 +2093,7 @@ impl Report<'_> {
              plus socket errors (should be 0)."
         );
         self.sql_table(&mut m);
+        self.idle_cpu_table(&mut m);
 
         let _ = writeln!(
             m,
@@ -2100,6 +2197,7 @@ impl Report<'_> {
                     "route": r.route_key, "label": route.label, "method": route.method,
                     "path": route.path, "note": route.note, "targets": targets,
                     "sql": self.sql.get(route.key), "bare_batch": bare,
+                    "cpu_us_per_request_without_load": self.idle_cpu.get(route.key),
                 })
             })
             .collect();
