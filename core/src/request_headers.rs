@@ -99,6 +99,11 @@ impl RequestHeaders {
 /// a 1 KB bearer token included): what an adapter offers the runtime's encoder first.
 pub const HEAD_BYTES: usize = 4096;
 
+/// The most room [`head_text`] gives a second call: far over what a runtime accepts as a
+/// request head (workerd: 128 KB of headers), so an encoder that asks for more is refused
+/// rather than answered with an allocation that could abort the isolate.
+pub const MAX_HEAD_BYTES: usize = 1 << 20;
+
 /// A request's head as text, from a runtime that encodes it into a buffer it is given
 /// (Workers: `TextEncoder.encodeInto` straight into wasm memory, instead of wasm-bindgen's copy
 /// of a returned string one UTF-16 unit at a time). `encode` writes the head into the buffer
@@ -109,7 +114,11 @@ pub fn head_text(mut encode: impl FnMut(&mut [u8]) -> i32) -> String {
     let mut buf = vec![0; HEAD_BYTES];
     let mut written = encode(&mut buf);
     if written < 0 {
-        buf.resize(usize::try_from(written.unsigned_abs()).unwrap_or(0), 0);
+        let needed = usize::try_from(written.unsigned_abs()).unwrap_or(usize::MAX);
+        if needed > MAX_HEAD_BYTES {
+            return String::new();
+        }
+        buf.resize(needed, 0);
         written = encode(&mut buf);
     }
     // Never more than was offered, whatever the encoder says.
@@ -150,8 +159,15 @@ mod tests {
         );
         assert_eq!(read(&big), (big.clone(), 2));
 
-        // An encoder that never fits, or writes what is not UTF-8: an empty head.
+        // An encoder that never fits, asks for more than any head, or writes what is not
+        // UTF-8: an empty head.
         assert_eq!(head_text(|_| -1), "");
+        let mut calls = 0;
+        let asked = head_text(|_| {
+            calls += 1;
+            i32::MIN
+        });
+        assert_eq!((asked.as_str(), calls), ("", 1));
         assert_eq!(
             head_text(|b| {
                 b[0] = 0xff;

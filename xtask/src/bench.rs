@@ -128,6 +128,14 @@ impl Target {
             "/"
         }
     }
+    /// The status `route` answers on this target (a target without routes answers 200).
+    fn status(&self, route: &Route) -> u16 {
+        if self.routed {
+            route.status
+        } else {
+            200
+        }
+    }
     fn headers(&self, route: &Route, token: &str) -> Vec<(String, String)> {
         let mut h = vec![("Host".to_owned(), self.host())];
         if route.auth {
@@ -385,7 +393,7 @@ async fn peer() -> Result<i32> {
     eprintln!("\n== bench --peer: checking every route on every target ==");
     for route in ROUTES {
         for t in &targets {
-            let want = if t.routed { route.status } else { 200 };
+            let want = t.status(route);
             let r = request(t, route, &token, Duration::from_secs(30)).await?;
             if r.status != want {
                 bail!(
@@ -736,7 +744,7 @@ async fn idle_cpu(targets: &[Target], token: &str) -> Result<IdleCpu> {
             };
             // An answer other than the route's (a refusal, an error) costs something else: the
             // figure is left out rather than reported for the wrong work.
-            let want = if t.routed { route.status } else { 200 };
+            let want = t.status(route);
             let mut unexpected = 0;
             for _ in 0..IDLE_SAMPLES {
                 if request(t, route, token, Duration::from_secs(30))
