@@ -108,30 +108,13 @@ pub async fn resolve<P: Platform>(
     let (user, db_role) = match (cached_user, cached_role) {
         (Some(user), Some(role)) => (user, role),
         _ => {
-            let r = lookup(platform, config, principal, member_tenant).await?;
-            write(
+            crate::ports::cold(look_up_and_remember(
                 platform,
-                ukey,
-                &CachedUser {
-                    user_id: r.user_id.clone(),
-                },
-                USER_TTL,
-            )
-            .await;
-            if let Some(t) = member_tenant {
-                let m = CachedMember {
-                    role: r.role.clone(),
-                    verified: principal.email_verified,
-                };
-                write(
-                    platform,
-                    &member_key(t, &r.user_id),
-                    &m,
-                    config.tenancy.cache_ttl,
-                )
-                .await;
-            }
-            (r.user_id, r.role)
+                config,
+                principal,
+                member_tenant,
+            ))
+            .await?
         }
     };
     let role = if platform_admin {
@@ -183,6 +166,40 @@ async fn lookup<P: Platform>(
 /// A cached entry, or `None` for a miss, an unreadable entry or a failing store (a cache that
 /// fails is a miss, never an outage). Decoded once per instance and value (`get_decoded`),
 /// not per request.
+/// The user (and membership) the memory tier did not have: from the database, then kept.
+async fn look_up_and_remember<P: Platform>(
+    platform: &P,
+    config: &Config,
+    principal: &Principal,
+    member_tenant: Option<&TenantId>,
+) -> Result<(UserId, Option<String>), ApiError> {
+    let ukey = principal.user_key(user_key);
+    let r = lookup(platform, config, principal, member_tenant).await?;
+    write(
+        platform,
+        ukey,
+        &CachedUser {
+            user_id: r.user_id.clone(),
+        },
+        USER_TTL,
+    )
+    .await;
+    if let Some(t) = member_tenant {
+        let m = CachedMember {
+            role: r.role.clone(),
+            verified: principal.email_verified,
+        };
+        write(
+            platform,
+            &member_key(t, &r.user_id),
+            &m,
+            config.tenancy.cache_ttl,
+        )
+        .await;
+    }
+    Ok((r.user_id, r.role))
+}
+
 async fn read<T: serde::de::DeserializeOwned + 'static, P: Platform>(
     platform: &P,
     key: &str,

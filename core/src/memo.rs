@@ -289,7 +289,7 @@ impl<P: KeyValue + Clock> KeyValue for Memo<P> {
             return Ok(hit);
         }
         // Not in memory: `get` reads the store and remembers what it found.
-        if self.get(key).await?.is_none() {
+        if crate::ports::cold(self.get(key)).await?.is_none() {
             return Ok(None);
         }
         Ok(self
@@ -335,7 +335,7 @@ impl<P: Platform> RateLimiter for Memo<P> {
             }
             let _flight = self.leases.fly(anchor);
             let asked = self.leases.to_ask(hits, &reserved);
-            return match self.inner.admit(anchor, &asked, now).await {
+            return match crate::ports::cold(self.inner.admit(anchor, &asked, now)).await {
                 Some(Ok(answers)) => Some(Ok(self
                     .leases
                     .settle(hits, reserved, &asked, answers, now_ms))),

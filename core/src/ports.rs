@@ -171,6 +171,82 @@ pub async fn with_timeout<C: Clock + ?Sized, T>(
     }
 }
 
+/// Paths a request rarely takes, kept out of line: see [`cold`](cold::cold).
+pub mod cold {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pin_project_lite::pin_project! {
+        /// A future polled by a function of its own, never inlined into its caller's: see
+        /// [`cold`].
+        #[must_use = "futures do nothing unless polled"]
+        pub struct Cold<F> {
+            #[pin]
+            inner: F,
+        }
+    }
+
+    impl<F: Future> Future for Cold<F> {
+        type Output = F::Output;
+
+        #[inline(never)]
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            self.project().inner.poll(cx)
+        }
+    }
+
+    /// Marks the path a request rarely takes (a cache miss, a verification, a remote call), so
+    /// its code stays out of the hot path's function.
+    ///
+    /// An `async fn` awaited from one place is inlined into its caller's state machine, so a
+    /// cache lookup that hits in nanoseconds ends up in one function with everything its
+    /// misses do: up to 40 KB of wasm. V8 runs new wasm with its baseline compiler and
+    /// recompiles a function with TurboFan, in the background and whole, once it is hot; a
+    /// hot 40 KB function costs tens of milliseconds of CPU to recompile in every new isolate,
+    /// for a path that runs a few hundred bytes of it. Awaiting `cold(miss())` keeps the miss
+    /// in a function of its own, recompiled only if the misses themselves are hot.
+    ///
+    /// `#[inline(never)]` holds for LLVM; binaryen's `wasm-opt` would still inline a function
+    /// with one caller, so the Worker's build tells it not to inline anything named
+    /// `*::cold::*` (`edge/worker/Cargo.toml`; BENCHMARKS.md, change 53).
+    pub fn cold<F: Future>(inner: F) -> Cold<F> {
+        Cold { inner }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::cell::Cell;
+        use std::future::Future as _;
+        use std::task::Poll;
+
+        use super::cold;
+
+        #[test]
+        fn a_cold_future_is_the_future_it_wraps() {
+            // Pending until its third poll, then its output, as the bare future would be.
+            let polls = Cell::new(0);
+            let inner = std::future::poll_fn(|_| {
+                polls.set(polls.get() + 1);
+                if polls.get() < 3 {
+                    Poll::Pending
+                } else {
+                    Poll::Ready("done")
+                }
+            });
+            let mut fut = std::pin::pin!(cold(inner));
+            let waker = futures_util::task::noop_waker();
+            let mut cx = std::task::Context::from_waker(&waker);
+            assert_eq!(fut.as_mut().poll(&mut cx), Poll::Pending);
+            assert_eq!(fut.as_mut().poll(&mut cx), Poll::Pending);
+            assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready("done"));
+            assert_eq!(polls.get(), 3);
+        }
+    }
+}
+
+pub use cold::cold;
+
 /// Milliseconds between two clock readings, saturating at zero if the clock went backwards.
 pub fn elapsed_ms(start: SystemTime, end: SystemTime) -> u64 {
     end.duration_since(start)

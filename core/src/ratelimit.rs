@@ -189,7 +189,7 @@ pub async fn check<P: Platform>(
         .collect();
     let fut = async {
         match &limits.url {
-            Some(url) => remote(platform, config, url, &hits, now).await,
+            Some(url) => crate::ports::cold(remote(platform, config, url, &hits, now)).await,
             // `Memo` always answers (its own memory when the platform shares nothing).
             None => platform
                 .admit(anchor, &hits, now)

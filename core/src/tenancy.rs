@@ -404,6 +404,18 @@ async fn lookup<P: Platform>(
         crate::ports::note(platform, |t| t.note_cache(Cache::Tenant, true));
         return Ok(Option::clone(&cached));
     }
+    crate::ports::cold(look_up(platform, config, by, key, cache_key)).await
+}
+
+/// A host the memory tier and the store did not have as a tenant: the negative slot, then the
+/// database, then both caches.
+async fn look_up<P: Platform>(
+    platform: &P,
+    config: &Config,
+    by: &'static str,
+    key: &str,
+    cache_key: String,
+) -> Result<Option<Rc<Tenant>>, ApiError> {
     let slot = negative_slot(&cache_key);
     if let Ok(Some(bytes)) = platform.get(&slot).await {
         if serde_json::from_slice::<Miss>(&bytes).is_ok_and(|m| m.key == cache_key) {

@@ -113,15 +113,20 @@ pub fn component_imports(bytes: &[u8]) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Builds the worker. Skips worker-build's post-processing when cargo's output is unchanged,
-/// which keeps `wrangler dev` (which runs this as its build command) quick to start.
+/// Builds the worker. Skips worker-build's post-processing when cargo's output and the crate's
+/// manifest are unchanged, which keeps `wrangler dev` (which runs this as its build command) quick to start.
 pub fn build_worker(tools: &Tools) -> Result<()> {
     let root = repo_root();
     build_release_with(WORKER, &[], WORKER_PROFILE_ENV)?;
     let raw = target_dir().join("wasm32-unknown-unknown/release/edgefront_worker.wasm");
-    let digest = hex(&Sha256::digest(
-        std::fs::read(&raw).context("reading worker wasm")?,
-    ));
+    // worker-build's own settings (its wasm-opt arguments) are in the crate's manifest.
+    let mut hasher = Sha256::new();
+    hasher.update(std::fs::read(&raw).context("reading worker wasm")?);
+    hasher.update(
+        std::fs::read(root.join("edge/worker/Cargo.toml"))
+            .context("reading the worker's manifest")?,
+    );
+    let digest = hex(&hasher.finalize());
     let stamp = root.join("edge/worker/build/.edgefront-stamp");
     let bundle = root.join("edge/worker/build/index.js");
     if bundle.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(digest.as_str()) {

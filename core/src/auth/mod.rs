@@ -225,6 +225,16 @@ impl Authenticator {
             check_times(&hit.claims, hit.leeway, now)?;
             return Ok(hit.principal);
         }
+        crate::ports::cold(self.verify(platform, verifier, token)).await
+    }
+
+    /// A token the instance has not verified yet: every check, then the cache.
+    async fn verify<P: Platform, V: SignatureVerifier>(
+        &self,
+        platform: &P,
+        verifier: &V,
+        token: &str,
+    ) -> Result<Rc<Principal>, AuthError> {
         check_compact_shape(token)?;
         crate::ports::note(platform, |t| t.note_cache(Cache::Token, false));
         let untrusted =

@@ -49,28 +49,42 @@ thread_local! {
 fn instance(env: &Env) -> (Rc<Edge<WorkersPlatform>>, js_sys::Array) {
     INSTANCE.with(|cell| {
         let mut cell = cell.borrow_mut();
-        let i = cell.get_or_insert_with(|| {
-            let source = |name: &str| {
-                env.secret(name)
-                    .map(|s| s.to_string())
-                    .or_else(|_| env.var(name).map(|v| v.to_string()))
-                    .ok()
-            };
-            let platform = WorkersPlatform {
-                kv: env.kv(KV_BINDING).ok(),
-                limiter: env.durable_object(ratelimit::BINDING).ok(),
-                crypto: webcrypto::WebCrypto::default(),
-            };
-            let edge = Rc::new(Edge::new(&source, platform));
-            let wanted = edge
-                .request_headers()
-                .iter()
-                .map(|n| JsValue::from_str(n.as_str()))
-                .collect();
-            Instance { edge, wanted }
-        });
+        let i = cell.get_or_insert_with(|| cold::build_instance(env));
         (i.edge.clone(), i.wanted.clone())
     })
+}
+
+/// Paths a request rarely takes, which `wasm-opt` must not inline (`*::cold::*`, in
+/// `Cargo.toml`; see `edgefront_core::ports::cold`).
+mod cold {
+    use super::*;
+
+    /// The instance's first request only. Kept out of [`instance`], which every request
+    /// calls: inlined, the configuration's whole parse made that a 38 KB function, which V8
+    /// recompiled with TurboFan in each new isolate (≈ 33 ms of CPU) for the few
+    /// instructions a request runs in it.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn build_instance(env: &Env) -> Instance {
+        let source = |name: &str| {
+            env.secret(name)
+                .map(|s| s.to_string())
+                .or_else(|_| env.var(name).map(|v| v.to_string()))
+                .ok()
+        };
+        let platform = WorkersPlatform {
+            kv: env.kv(KV_BINDING).ok(),
+            limiter: env.durable_object(ratelimit::BINDING).ok(),
+            crypto: webcrypto::WebCrypto::default(),
+        };
+        let edge = Rc::new(Edge::new(&source, platform));
+        let wanted = edge
+            .request_headers()
+            .iter()
+            .map(|n| JsValue::from_str(n.as_str()))
+            .collect();
+        Instance { edge, wanted }
+    }
 }
 
 #[wasm_bindgen(module = "cloudflare:workers")]
