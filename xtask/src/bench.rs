@@ -32,6 +32,8 @@ const SQL_SAMPLES: u64 = 20;
 /// Sequential requests per route and target for the CPU a request costs without load: with
 /// `/proc`'s 10 ms clock ticks, 400 of them resolve 25 µs a request.
 const IDLE_SAMPLES: u64 = 400;
+/// Sequential requests a fresh isolate serves per route in the fresh-isolate phase.
+const FRESH_REQUESTS: u64 = 1_000;
 /// The tenant and seeded member every request is for (membership mode: a member in the
 /// database, so edgefront's `/v1/me` and uploads pass).
 const TENANT: &str = "demo";
@@ -566,6 +568,43 @@ async fn peer() -> Result<i32> {
     eprintln!("\n== bench --peer: CPU per request without load ==");
     let idle_cpu = idle_cpu(&targets, &token).await?;
 
+    eprintln!(
+        "\n== bench --peer: fresh isolates ({FRESH_REQUESTS} sequential requests per route, each on a new workerd) =="
+    );
+    let no_bindings: Vec<(String, String)> = Vec::new();
+    let fresh = fresh_isolates(
+        &tools,
+        dir.path(),
+        &[
+            FreshSpec {
+                key: "hello",
+                label: "hello-world (workerd)",
+                outdir: bundle_dir("hello")?,
+                bindings: &no_bindings,
+                durable: None,
+                routed: false,
+            },
+            FreshSpec {
+                key: "peer",
+                label: "TypeScript peer (workerd)",
+                outdir: bundle_dir("peer")?,
+                bindings: &peer_env,
+                durable: None,
+                routed: true,
+            },
+            FreshSpec {
+                key: "edge_workers",
+                label: "edgefront (workerd)",
+                outdir: bundle_dir("edge_workers")?,
+                bindings: &edge_env,
+                durable: Some(RATE_LIMITER_DO),
+                routed: true,
+            },
+        ],
+        &token,
+    )
+    .await?;
+
     eprintln!("\n== bench --peer: cold starts ==");
     let cold = cold_starts(&cfg, &tools, &spin_host, &stack, &bundles, dir.path()).await?;
 
@@ -586,6 +625,7 @@ async fn peer() -> Result<i32> {
         results: &results,
         sql: &sql,
         idle_cpu: &idle_cpu,
+        fresh: &fresh,
         bare: BareResult {
             sql: &bare_sql,
             runs: &bare_runs,
@@ -658,6 +698,8 @@ const RATE_LIMITER_DO: (&str, &str) = ("RATE_LIMITER", "RateLimiterObject");
 struct Workerd {
     proc: Proc,
     addr: String,
+    /// What it wrote (stdout and stderr).
+    log: PathBuf,
 }
 
 impl Workerd {
@@ -673,13 +715,26 @@ impl Workerd {
         bindings: &[(String, String)],
         durable: Option<(&str, &str)>,
     ) -> Result<Self> {
-        let addr = format!("127.0.0.1:{}", free_port()?);
-        let config = outdir.join(format!("serve-{name}.capnp"));
         let served = Serve {
             network: true,
             durable,
+            v8_flags: &[],
         };
-        write_private(&config, &workerd_config(outdir, &addr, bindings, &served)?)?;
+        Self::serve(tools, dir, name, outdir, bindings, &served).await
+    }
+
+    /// [`Workerd::start`] with any [`Serve`].
+    async fn serve(
+        tools: &Tools,
+        dir: &Path,
+        name: &str,
+        outdir: &Path,
+        bindings: &[(String, String)],
+        served: &Serve<'_>,
+    ) -> Result<Self> {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let config = outdir.join(format!("serve-{name}.capnp"));
+        write_private(&config, &workerd_config(outdir, &addr, bindings, served)?)?;
         let log = dir.join(format!("workerd-{name}.log"));
         let mut cmd = Command::new(tools.node_bin.join("workerd"));
         cmd.arg("serve").arg(&config).current_dir(outdir);
@@ -692,7 +747,7 @@ impl Workerd {
         )
         .await?;
         eprintln!("xtask: {name} on workerd {addr}");
-        Ok(Self { proc, addr })
+        Ok(Self { proc, addr, log })
     }
 
     /// Its process group (workerd alone).
@@ -768,6 +823,154 @@ async fn idle_cpu(targets: &[Target], token: &str) -> Result<IdleCpu> {
         out.insert(route.key, per);
     }
     Ok(out)
+}
+
+/// What a fresh isolate spent on one route: its start and first [`FRESH_REQUESTS`] requests.
+struct Fresh {
+    /// CPU of workerd's main thread, where the isolate runs requests, per request (µs).
+    main_us: f64,
+    /// CPU of workerd's other threads over those requests (ms): V8's background compiles
+    /// (wasm recompiled with TurboFan once hot; JS optimised) and GC helpers.
+    background_ms: f64,
+    /// Wasm V8 recompiled with TurboFan from the start to the last of those requests: KiB of
+    /// function bodies, and how many functions (`None` for a Worker without wasm).
+    turbofan: Option<(f64, usize)>,
+}
+
+/// [`Fresh`] by route key, then target key.
+type FreshIsolates = BTreeMap<&'static str, BTreeMap<&'static str, Fresh>>;
+
+/// A Worker the fresh-isolate phase starts anew for each route.
+struct FreshSpec<'a> {
+    key: &'static str,
+    label: &'static str,
+    outdir: PathBuf,
+    bindings: &'a [(String, String)],
+    durable: Option<(&'a str, &'a str)>,
+    /// As [`Target::routed`].
+    routed: bool,
+}
+
+/// Each of `specs` on a fresh `workerd` per route, serving [`FRESH_REQUESTS`] sequential
+/// requests. A deployment whose isolates each see few requests pays this, not the warm
+/// figures: V8 first runs wasm with its baseline compiler (Liftoff) and recompiles a function
+/// with TurboFan in the background once it is hot, whole. workerd runs with V8's
+/// `--trace-wasm-compilation-times`, whose lines give what was recompiled.
+async fn fresh_isolates(
+    tools: &Tools,
+    dir: &Path,
+    specs: &[FreshSpec<'_>],
+    token: &str,
+) -> Result<FreshIsolates> {
+    let mut out = BTreeMap::new();
+    for route in ROUTES {
+        let mut per = BTreeMap::new();
+        for spec in specs {
+            let served = Serve {
+                network: true,
+                durable: spec.durable,
+                v8_flags: &["--trace-wasm-compilation-times"],
+            };
+            let name = format!("fresh-{}-{}", spec.key, route.key);
+            let w = Workerd::serve(tools, dir, &name, &spec.outdir, spec.bindings, &served).await?;
+            let t = Target {
+                key: spec.key,
+                label: spec.label.into(),
+                addr: w.addr.clone(),
+                routed: spec.routed,
+                pgid: w.pgid(),
+            };
+            let pid = w.proc.pid();
+            let before = thread_cpu_seconds(pid);
+            let want = t.status(route);
+            let mut unexpected = 0;
+            for _ in 0..FRESH_REQUESTS {
+                if request(&t, route, token, Duration::from_secs(30))
+                    .await?
+                    .status
+                    != want
+                {
+                    unexpected += 1;
+                }
+            }
+            let after = thread_cpu_seconds(pid);
+            let log = w.log.clone();
+            drop(w);
+            let turbofan = std::fs::read_to_string(&log)
+                .ok()
+                .and_then(|text| turbofan_bodies(&text));
+            match (before, after) {
+                (Some((m0, o0)), Some((m1, o1))) if unexpected == 0 => {
+                    per.insert(
+                        spec.key,
+                        Fresh {
+                            main_us: (m1 - m0) * 1e6 / FRESH_REQUESTS as f64,
+                            background_ms: (o1 - o0) * 1e3,
+                            turbofan,
+                        },
+                    );
+                }
+                _ => eprintln!(
+                    "  {} {}: {unexpected} of {FRESH_REQUESTS} answers were not HTTP {want}, or \
+                     /proc did not tell; no figure",
+                    route.key, spec.label
+                ),
+            }
+        }
+        out.insert(route.key, per);
+    }
+    Ok(out)
+}
+
+/// CPU seconds of process `pid`'s main thread and of all its other threads, from
+/// `/proc/<pid>/task`.
+fn thread_cpu_seconds(pid: u32) -> Option<(f64, f64)> {
+    // SAFETY: sysconf only reads a constant of the running system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks <= 0 {
+        return None;
+    }
+    let (mut main, mut others) = (None, 0u64);
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, cpu)) = stat_group_cpu(&stat) else {
+            continue;
+        };
+        if entry.file_name().to_str() == Some(pid.to_string().as_str()) {
+            main = Some(cpu);
+        } else {
+            others += cpu;
+        }
+    }
+    main.map(|m| (m as f64 / ticks as f64, others as f64 / ticks as f64))
+}
+
+/// From V8's `--trace-wasm-compilation-times` lines (`Compiled function …#12 using TurboFan,
+/// took … bodysize 3456 codesize …`): KiB of wasm bodies compiled with TurboFan, and how many
+/// compilations. `None` when no wasm was compiled at all (a JS Worker).
+fn turbofan_bodies(log: &str) -> Option<(f64, usize)> {
+    let mut any = false;
+    let (mut bytes, mut n) = (0u64, 0usize);
+    for line in log.lines().filter(|l| l.starts_with("Compiled function ")) {
+        any = true;
+        if !line.contains(" using TurboFan,") {
+            continue;
+        }
+        let size = line
+            .split_once("bodysize ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(size) = size {
+            bytes += size;
+            n += 1;
+        }
+    }
+    any.then(|| (bytes as f64 / 1024.0, n))
 }
 
 /// A `/proc/<pid>/stat` line's process group and its user + system time in clock ticks. The
@@ -1598,6 +1801,8 @@ struct Serve<'a> {
     network: bool,
     /// A Durable Object namespace `(binding, class)`, stored in memory.
     durable: Option<(&'a str, &'a str)>,
+    /// V8 flags (workerd's `v8Flags`), for measurement only.
+    v8_flags: &'a [&'a str],
 }
 
 /// A workerd configuration serving the modules of a `wrangler deploy --dry-run` directory
@@ -1646,9 +1851,14 @@ fn workerd_config(
     c.push_str(" ],\n");
     let _ = writeln!(
         c,
-        "  sockets = [ (name = \"http\", address = {}, http = (), service = \"main\") ],\n);\n",
+        "  sockets = [ (name = \"http\", address = {}, http = (), service = \"main\") ],",
         capnp(addr)
     );
+    if !serve.v8_flags.is_empty() {
+        let flags: Vec<String> = serve.v8_flags.iter().map(|f| capnp(f)).collect();
+        let _ = writeln!(c, "  v8Flags = [ {} ],", flags.join(", "));
+    }
+    c.push_str(");\n\n");
     c.push_str("const worker :Workerd.Worker = (\n  modules = [\n");
     for (name, kind) in &modules {
         let _ = writeln!(
@@ -1767,6 +1977,7 @@ struct Report<'a> {
     results: &'a [RouteResult],
     sql: &'a serde_json::Map<String, Value>,
     idle_cpu: &'a IdleCpu,
+    fresh: &'a FreshIsolates,
     bare: BareResult<'a>,
     cold: &'a [ColdStart],
     bundles: &'a Bundles,
@@ -1917,6 +2128,50 @@ impl Report<'_> {
                     fmt(under),
                     fmt(loaded_marginal),
                     under.map_or_else(|| "—".to_owned(), |u| format!("{:.2}", cpu / u)),
+                );
+            }
+        }
+    }
+
+    fn fresh_table(&self, m: &mut String) {
+        let _ = writeln!(
+            m,
+            "\n## A fresh isolate's first {} requests\n\n\
+             Per route and target, a new `workerd` serves them sequentially \
+             (each on a new connection). Main thread: the CPU where the isolate runs requests, \
+             per request, against the warm figures above; V8 runs new wasm with its baseline \
+             compiler until it recompiles the hot functions. Background: the other threads' CPU \
+             over the requests (V8's optimising compiles, GC helpers). TurboFan: the wasm V8 \
+             recompiled from the start to the last request (its \
+             `--trace-wasm-compilation-times`), KiB of function bodies and how many.\n\n\
+             | route | target | main thread µs/req | marginal | background ms | TurboFan |\n\
+             |---|---|---:|---:|---:|---:|",
+            thousands(FRESH_REQUESTS as f64)
+        );
+        for route in ROUTES {
+            let Some(per) = self.fresh.get(route.key) else {
+                continue;
+            };
+            let hello = per.get("hello").map(|f| f.main_us);
+            // In the targets' order: hello-world, the peer, edgefront.
+            for t in self.targets {
+                let Some(f) = per.get(t.key) else {
+                    continue;
+                };
+                let label = &t.label;
+                let marginal = match hello {
+                    Some(h) if t.key != "hello" => format!("{:.0}", f.main_us - h),
+                    _ => "—".to_owned(),
+                };
+                let _ = writeln!(
+                    m,
+                    "| `{} {}` | {label} | {:.0} | {marginal} | {:.0} | {} |",
+                    route.method,
+                    route.path,
+                    f.main_us,
+                    f.background_ms,
+                    f.turbofan
+                        .map_or_else(|| "—".to_owned(), |(kib, n)| format!("{kib:.1} KiB ({n})")),
                 );
             }
         }
@@ -2118,6 +2373,7 @@ impl Report<'_> {
         );
         self.sql_table(&mut m);
         self.idle_cpu_table(&mut m);
+        self.fresh_table(&mut m);
 
         let _ = writeln!(
             m,
@@ -2222,6 +2478,15 @@ impl Report<'_> {
                     "path": route.path, "note": route.note, "targets": targets,
                     "sql": self.sql.get(route.key), "bare_batch": bare,
                     "cpu_us_per_request_without_load": self.idle_cpu.get(route.key),
+                    "fresh_isolate": self.fresh.get(route.key).map(|per| per.iter().map(|(k, f)| {
+                        ((*k).to_owned(), json!({
+                            "requests": FRESH_REQUESTS,
+                            "main_thread_cpu_us_per_request": f.main_us,
+                            "background_cpu_ms": f.background_ms,
+                            "turbofan_body_kib": f.turbofan.map(|t| t.0),
+                            "turbofan_compilations": f.turbofan.map(|t| t.1),
+                        }))
+                    }).collect::<serde_json::Map<_, _>>()),
                 })
             })
             .collect();
@@ -2259,6 +2524,22 @@ impl Report<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn turbofan_lines_give_the_bodies_recompiled() {
+        // As V8 13 writes them (workerd 2026-04-26), with a line of another kind between.
+        let log = "workerd/server/server.c++:4460: info: Inspector is listening\n\
+            Compiled function 0x508bbfc2f198#3078 using Liftoff, took 42 μs and 16520 bytes; bodysize 77 codesize 552\n\
+            Compiled function 0x508bbfc2f198#150 using TurboFan, took 32740 μs and 9506960 / 25285296 max/total bytes; bodysize 37697 codesize 135172 name wasm-function#150\n\
+            Compiled function 0x508bbfc2f198#183 using TurboFan, took 4006 μs and 1047872 / 2795432 max/total bytes; bodysize 4607 codesize 10648 name wasm-function#183\n";
+        let (kib, n) = turbofan_bodies(log).unwrap();
+        assert_eq!(n, 2);
+        assert!((kib - (37_697.0 + 4_607.0) / 1024.0).abs() < 1e-9);
+        // Wasm compiled, none of it recompiled: zero, not unknown.
+        assert_eq!(turbofan_bodies(log.lines().nth(1).unwrap()), Some((0.0, 0)));
+        // No wasm at all (a JS Worker): unknown.
+        assert_eq!(turbofan_bodies("workerd: listening\n"), None);
+    }
 
     #[test]
     fn proc_stat_lines_give_the_group_and_its_cpu_ticks() {
