@@ -163,9 +163,6 @@ async fn lookup<P: Platform>(
     .map_err(|e| ApiError::upstream(format!("identity lookup failed: {e}")))
 }
 
-/// A cached entry, or `None` for a miss, an unreadable entry or a failing store (a cache that
-/// fails is a miss, never an outage). Decoded once per instance and value (`get_decoded`),
-/// not per request.
 /// The user (and membership) the memory tier did not have: from the database, then kept.
 async fn look_up_and_remember<P: Platform>(
     platform: &P,
@@ -200,6 +197,9 @@ async fn look_up_and_remember<P: Platform>(
     Ok((r.user_id, r.role))
 }
 
+/// A cached entry, or `None` for a miss, an unreadable entry or a failing store (a cache that
+/// fails is a miss, never an outage). Decoded once per instance and value (`get_decoded`),
+/// not per request.
 async fn read<T: serde::de::DeserializeOwned + 'static, P: Platform>(
     platform: &P,
     key: &str,
