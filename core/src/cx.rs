@@ -407,7 +407,11 @@ pub struct IdempotencyKey(pub Option<String>);
 
 impl<'a, P> Extract<'a, P> for IdempotencyKey {
     fn extract(parts: &RequestParts<'a, P>) -> Result<Self, ApiError> {
-        let Some(v) = parts.head.headers.get("idempotency-key") else {
+        let Some(v) = parts
+            .head
+            .headers
+            .get(crate::request_headers::IDEMPOTENCY_KEY)
+        else {
             return Ok(Self(None));
         };
         match v.to_str() {

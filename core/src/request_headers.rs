@@ -13,9 +13,9 @@ use http::header::{self, HeaderMap, HeaderName};
 use crate::config::Config;
 
 /// Idempotency keys on writes ([`crate::cx::IdempotencyKey`]).
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// The tenant's host behind a trusted proxy ([`crate::tenancy::request_host`]).
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// What every configuration reads, and who reads it.
 const ALWAYS: [HeaderName; 11] = [

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, StatusCode};
+use http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -414,16 +414,22 @@ fn platform_batch(audit: &AuditCx, statements: &[Statement]) -> Vec<Statement> {
     batch
 }
 
+/// The headers of Neon's SQL-over-HTTP protocol, as constants: a name given as
+/// text is parsed on every batch.
+const NEON_RAW_TEXT_OUTPUT: HeaderName = HeaderName::from_static("neon-raw-text-output");
+const NEON_ARRAY_MODE: HeaderName = HeaderName::from_static("neon-array-mode");
+const NEON_CONNECTION_STRING: HeaderName = HeaderName::from_static("neon-connection-string");
+
 fn build_request(cfg: &OriginConfig, body: &Value) -> Result<Request<Bytes>, SqlError> {
     let mut req = Request::builder()
         .method(Method::POST)
         .uri(cfg.url.clone())
         .header(header::CONTENT_TYPE, "application/json")
-        .header("Neon-Raw-Text-Output", "true")
-        .header("Neon-Array-Mode", "true");
+        .header(NEON_RAW_TEXT_OUTPUT, "true")
+        .header(NEON_ARRAY_MODE, "true");
     let conn = HeaderValue::from_str(cfg.connection_string.expose())
         .map_err(|_| SqlError::Protocol("connection string is not a valid header".into()))?;
-    req = req.header("Neon-Connection-String", conn);
+    req = req.header(NEON_CONNECTION_STRING, conn);
     if let Some(token) = &cfg.token {
         let v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             .map_err(|_| SqlError::Protocol("token is not a valid header".into()))?;

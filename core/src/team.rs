@@ -98,7 +98,7 @@ mod fixtures {
     pub fn request(method: Method, uri: &str, body: Option<&str>) -> Request<Bytes> {
         let b = Request::builder().method(method).uri(uri);
         let b = match body {
-            Some(_) => b.header("content-type", "application/json"),
+            Some(_) => b.header(http::header::CONTENT_TYPE, "application/json"),
             None => b,
         };
         b.body(Bytes::from(body.unwrap_or_default().to_owned()))

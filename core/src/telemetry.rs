@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderName, HeaderValue, Request, Response, Uri};
 use serde_json::{json, Value};
 
 use crate::config::{Config, LogLevel, TelemetryConfig};
@@ -23,8 +23,11 @@ use crate::ports::{
 };
 use crate::window::{Decision, Hit};
 
-/// The header that carries the request id on responses and outbound calls.
-pub const REQUEST_ID: &str = "x-request-id";
+/// The header that carries the request id on responses and outbound calls. A name, not text:
+/// a map given `&str` parses it on every insert.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The W3C trace context on outbound calls.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Which outbound calls are which, by authority and path prefix (the SQL proxy and the origin's
 /// rate limiter may share a host), from the configuration.
@@ -143,7 +146,7 @@ impl<P: Platform> Traced<P> {
         let span = self.new_span()?;
         let parent = format!("00-{}-{}-01", hex(&self.trace.trace_id), hex(&span));
         if let Ok(v) = HeaderValue::from_str(&parent) {
-            h.insert("traceparent", v);
+            h.insert(TRACEPARENT, v);
         }
         Some(span)
     }

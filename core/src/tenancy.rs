@@ -244,7 +244,7 @@ pub enum HostTarget {
 /// HTTP/2 `:authority`; `X-Forwarded-Host` only when configured, because anyone can send it.
 pub fn request_host(headers: &HeaderMap, uri: &Uri, trust_forwarded: bool) -> Option<String> {
     let forwarded = trust_forwarded
-        .then(|| headers.get("x-forwarded-host"))
+        .then(|| headers.get(crate::request_headers::X_FORWARDED_HOST))
         .flatten()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').next());

@@ -260,7 +260,7 @@ mod fixtures {
     pub fn request(method: Method, uri: &str, body: Option<&str>) -> Request<Bytes> {
         let mut b = Request::builder().method(method).uri(uri);
         if body.is_some() {
-            b = b.header("content-type", "application/json");
+            b = b.header(header::CONTENT_TYPE, "application/json");
         }
         b.body(Bytes::from(body.unwrap_or_default().to_owned()))
             .unwrap()
