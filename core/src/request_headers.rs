@@ -126,6 +126,28 @@ pub fn head_text(mut encode: impl FnMut(&mut [u8]) -> i32) -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
+/// `name,value` lines (what an adapter reads a runtime's headers as: [`head_text`]'s header
+/// lines, or a JS `Headers` joined) into `map`. Names are tokens (no comma) and values never
+/// hold a line break, so each line splits at its first comma. A name spelled as one of `known`
+/// is that name, cloned: `http`'s parser of a name (a 12 KB match over the standard names,
+/// which V8 recompiles with TurboFan in every new isolate: BENCHMARKS.md, change 55) then
+/// stays off the request path. Any other name is parsed; an invalid name or value is refused.
+pub fn header_lines<'a>(
+    lines: impl Iterator<Item = &'a str>,
+    known: &[HeaderName],
+    map: &mut HeaderMap,
+) -> Result<(), http::Error> {
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(',').unwrap_or((line, ""));
+        let name = match known.iter().find(|k| k.as_str() == name) {
+            Some(k) => k.clone(),
+            None => HeaderName::from_bytes(name.as_bytes())?,
+        };
+        map.append(name, http::HeaderValue::from_str(value)?);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +257,31 @@ mod tests {
         let default = RequestHeaders::new(Some(&config(&[])));
         assert!(default.wanted(&HeaderName::from_static("cf-connecting-ip")));
         assert_eq!(default.names().len(), ALWAYS.len() + 1);
+    }
+
+    #[test]
+    fn header_lines_take_known_names_and_parse_the_rest() {
+        let known = [header::AUTHORIZATION, IDEMPOTENCY_KEY];
+        let mut map = HeaderMap::new();
+        let text = "authorization,Bearer a,b\n\nIdempotency-Key,k1\nx-custom,1\nx-custom,2\naccept";
+        header_lines(text.split('\n'), &known, &mut map).unwrap();
+        // The value keeps its commas; a name not spelled as a known one is parsed (and
+        // lower-cased), repeats append, and a line without a comma is a name with no value.
+        assert_eq!(map[header::AUTHORIZATION], "Bearer a,b");
+        assert_eq!(map[IDEMPOTENCY_KEY], "k1");
+        let custom: Vec<_> = map.get_all("x-custom").iter().collect();
+        assert_eq!(custom, ["1", "2"]);
+        assert_eq!(map[header::ACCEPT], "");
+        assert_eq!(map.len(), 5);
+
+        // The same lines without known names give the same map.
+        let mut parsed = HeaderMap::new();
+        header_lines(text.split('\n'), &[], &mut parsed).unwrap();
+        assert_eq!(parsed, map);
+
+        // An invalid name or value is refused.
+        for bad in ["bad name,v", "x-ok,a\u{7f}b"] {
+            assert!(header_lines(std::iter::once(bad), &known, &mut HeaderMap::new()).is_err());
+        }
     }
 }

@@ -114,7 +114,8 @@ pub fn component_imports(bytes: &[u8]) -> Result<Vec<String>> {
 }
 
 /// Builds the worker. Skips worker-build's post-processing when cargo's output and the crate's
-/// manifest are unchanged, which keeps `wrangler dev` (which runs this as its build command) quick to start.
+/// manifest are unchanged, which keeps `wrangler dev` (which runs this as its build command)
+/// quick to start.
 pub fn build_worker(tools: &Tools) -> Result<()> {
     let root = repo_root();
     build_release_with(WORKER, &[], WORKER_PROFILE_ENV)?;

@@ -800,16 +800,7 @@ async fn idle_cpu(targets: &[Target], token: &str) -> Result<IdleCpu> {
             // An answer other than the route's (a refusal, an error) costs something else: the
             // figure is left out rather than reported for the wrong work.
             let want = t.status(route);
-            let mut unexpected = 0;
-            for _ in 0..IDLE_SAMPLES {
-                if request(t, route, token, Duration::from_secs(30))
-                    .await?
-                    .status
-                    != want
-                {
-                    unexpected += 1;
-                }
-            }
+            let unexpected = sequential(t, route, token, IDLE_SAMPLES).await?;
             match group_cpu_seconds(pgid) {
                 Some(after) if unexpected == 0 => {
                     per.insert(t.key, (after - before) * 1e6 / IDLE_SAMPLES as f64);
@@ -823,6 +814,23 @@ async fn idle_cpu(targets: &[Target], token: &str) -> Result<IdleCpu> {
         out.insert(route.key, per);
     }
     Ok(out)
+}
+
+/// `n` requests of `route` to `t`, one after another, each on a new connection: how many
+/// answers were not the route's status ([`Target::status`]).
+async fn sequential(t: &Target, route: &Route, token: &str, n: u64) -> Result<u64> {
+    let want = t.status(route);
+    let mut unexpected = 0;
+    for _ in 0..n {
+        if request(t, route, token, Duration::from_secs(30))
+            .await?
+            .status
+            != want
+        {
+            unexpected += 1;
+        }
+    }
+    Ok(unexpected)
 }
 
 /// What a fresh isolate spent on one route: its start and first [`FRESH_REQUESTS`] requests.
@@ -883,16 +891,7 @@ async fn fresh_isolates(
             let pid = w.proc.pid();
             let before = thread_cpu_seconds(pid);
             let want = t.status(route);
-            let mut unexpected = 0;
-            for _ in 0..FRESH_REQUESTS {
-                if request(&t, route, token, Duration::from_secs(30))
-                    .await?
-                    .status
-                    != want
-                {
-                    unexpected += 1;
-                }
-            }
+            let unexpected = sequential(&t, route, token, FRESH_REQUESTS).await?;
             let after = thread_cpu_seconds(pid);
             let log = w.log.clone();
             drop(w);

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use edgefront_core::ports::ByteStream;
+use edgefront_core::request_headers::header_lines;
 use edgefront_core::{Body, Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform};
 use futures_channel::oneshot;
 use futures_util::StreamExt;
@@ -317,7 +318,7 @@ fn head_of_request(
 /// `name,value` lines.
 fn read_headers(headers: &web_sys::Headers, map: &mut http::HeaderMap) -> Result<(), String> {
     let text = String::from(js_sys::Array::from(headers).join("\n"));
-    header_lines(text.split('\n'), &ANSWER_HEADERS, map)
+    header_lines(text.split('\n'), &ANSWER_HEADERS, map).map_err(|e| e.to_string())
 }
 
 /// The names an outbound answer usually carries (the SQL proxy's: type, length, date and its
@@ -330,28 +331,6 @@ const ANSWER_HEADERS: [http::HeaderName; 6] = [
     http::header::ETAG,
     edgefront_core::telemetry::REQUEST_ID,
 ];
-
-/// `name,value` lines into `map`. Names are tokens (no comma) and values never hold a line
-/// break, so each line splits at its first comma. A name spelled as one of `known` is that
-/// name, cloned: a request head's names are the wanted ones, and `http`'s parser of a name
-/// (a 12 KB match over the standard names) is then off the request path, where V8 would
-/// recompile it with TurboFan in every new isolate (BENCHMARKS.md, change 55).
-fn header_lines<'a>(
-    lines: impl Iterator<Item = &'a str>,
-    known: &[http::HeaderName],
-    map: &mut http::HeaderMap,
-) -> Result<(), String> {
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (name, value) = line.split_once(',').unwrap_or((line, ""));
-        let name = match known.iter().find(|k| k.as_str() == name) {
-            Some(k) => k.clone(),
-            None => http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?,
-        };
-        let value = http::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
-        map.append(name, value);
-    }
-    Ok(())
-}
 
 /// A header map as a JS `HeadersInit`, built with one `JSON.parse` instead of a call per
 /// header (core's [`edgefront_core::reply::headers_json`]: a record, or pairs when `Set-Cookie`
