@@ -158,6 +158,10 @@ struct Settings {
     rate_limits: String,
     /// `LOG_LEVEL` for edgefront (None: its default, info).
     log_level: Option<String>,
+    /// `BENCH_BASELINE`: an earlier edgefront's deploy bundle (a copy of what a run keeps in
+    /// `target/bench/bundle-edge_workers`), served beside this one with `LOG_LEVEL` off: an A/B
+    /// of two builds in one run, under the same load and in alternating order.
+    baseline: Option<PathBuf>,
 }
 
 fn env_u64(name: &str, default: u64) -> Result<u64> {
@@ -180,6 +184,7 @@ impl Settings {
             cold_starts: u32::try_from(env_u64("BENCH_COLD_STARTS", 5)?.max(1))?,
             rate_limits: std::env::var("BENCH_RATE_LIMITS").unwrap_or_else(|_| "raised".into()),
             log_level: std::env::var("BENCH_LOG_LEVEL").ok(),
+            baseline: std::env::var_os("BENCH_BASELINE").map(PathBuf::from),
         })
     }
 }
@@ -217,6 +222,19 @@ async fn peer() -> Result<i32> {
     // Bundles first (offline `wrangler deploy --dry-run`): sizes, and what fresh workerds run.
     eprintln!("\n== bench --peer: bundles ==");
     let bundles = Bundles::build(&tools, dir.path())?;
+    if let Some(b) = &cfg.baseline {
+        let has_wasm = std::fs::read_dir(b).ok().is_some_and(|mut d| {
+            d.any(|e| {
+                e.is_ok_and(|e| e.path().extension().and_then(|x| x.to_str()) == Some("wasm"))
+            })
+        });
+        if !has_wasm {
+            bail!(
+                "BENCH_BASELINE={}: not a deploy bundle of edgefront (no wasm module in it)",
+                b.display()
+            );
+        }
+    }
 
     let opts = Options {
         runtimes: vec![Runtime::Workers, Runtime::Spin],
@@ -248,6 +266,9 @@ async fn peer() -> Result<i32> {
             .and_then(|b| b.outdir.clone())
             .with_context(|| format!("no bundle for {key}"))
     };
+    // This run's edgefront bundle, kept for a later run's `BENCH_BASELINE`.
+    let kept = target_dir().join("bench").join("bundle-edge_workers");
+    copy_bundle(&bundle_dir("edge_workers")?, &kept)?;
     let hello = Workerd::start(
         &tools,
         dir.path(),
@@ -307,6 +328,26 @@ async fn peer() -> Result<i32> {
     )
     .await?;
 
+    // The baseline build, on the quiet edgefront's terms.
+    let baseline = match &cfg.baseline {
+        Some(b) => {
+            let served = dir.path().join("bundle-baseline");
+            copy_bundle(b, &served)?;
+            Some(
+                Workerd::start(
+                    &tools,
+                    dir.path(),
+                    "edgefront-baseline",
+                    &served,
+                    &quiet_env,
+                    Some(RATE_LIMITER_DO),
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
+
     // The Rust floor again, answering each route with what the quiet edgefront answered it.
     let quiet_target = Target {
         key: "edge_quiet",
@@ -339,7 +380,7 @@ async fn peer() -> Result<i32> {
         .as_str()
         .unwrap_or("?")
         .to_owned();
-    let targets = vec![
+    let mut targets = vec![
         Target {
             key: "hello",
             label: "hello-world (workerd)".into(),
@@ -391,6 +432,23 @@ async fn peer() -> Result<i32> {
             pgid: None,
         },
     ];
+    if let Some(b) = &baseline {
+        // Beside the quiet edgefront, so the two alternate with nothing between them.
+        let at = targets
+            .iter()
+            .position(|t| t.key == "edge_quiet")
+            .map_or(targets.len(), |i| i + 1);
+        targets.insert(
+            at,
+            Target {
+                key: "edge_baseline",
+                label: BASELINE_LABEL.into(),
+                addr: b.addr.clone(),
+                routed: true,
+                pgid: b.pgid(),
+            },
+        );
+    }
 
     eprintln!("\n== bench --peer: checking every route on every target ==");
     for route in ROUTES {
@@ -612,6 +670,7 @@ async fn peer() -> Result<i32> {
     let machine = machine();
     drop(forward);
     drop(replay);
+    drop(baseline);
     drop(quiet);
     drop(edge);
     drop(floor);
@@ -661,6 +720,8 @@ const FLOOR_LABEL: &str =
     "Rust floor (workerd): bench/floor, built like edgefront, answers at once";
 /// edgefront with `LOG_LEVEL=off`: what the request log line costs, and the peer's terms.
 const QUIET_LABEL: &str = "edgefront (workerd), `LOG_LEVEL` off";
+/// `BENCH_BASELINE`'s build, served like the quiet edgefront.
+const BASELINE_LABEL: &str = "edgefront baseline (`BENCH_BASELINE`, workerd), `LOG_LEVEL` off";
 /// The Rust floor replaying the quiet edgefront's answers: what they cost to receive and send.
 const REPLAY_LABEL: &str =
     "Rust floor replaying edgefront's answers (workerd): bench/floor, request read, answer recorded";
@@ -1802,6 +1863,33 @@ struct Serve<'a> {
     durable: Option<(&'a str, &'a str)>,
     /// V8 flags (workerd's `v8Flags`), for measurement only.
     v8_flags: &'a [&'a str],
+}
+
+/// The JS and wasm modules of deploy bundle `from`, copied into `to` (emptied first). workerd
+/// configurations are written beside the modules they embed, so a bundle served again gets a
+/// directory of its own.
+fn copy_bundle(from: &Path, to: &Path) -> Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to).with_context(|| format!("emptying {}", to.display()))?;
+    }
+    std::fs::create_dir_all(to)?;
+    let mut copied = 0;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let p = entry?.path();
+        if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("js" | "mjs" | "wasm")
+        ) {
+            if let Some(name) = p.file_name() {
+                std::fs::copy(&p, to.join(name))?;
+                copied += 1;
+            }
+        }
+    }
+    if copied == 0 {
+        bail!("{}: no JS or wasm module to copy", from.display());
+    }
+    Ok(())
 }
 
 /// A workerd configuration serving the modules of a `wrangler deploy --dry-run` directory
