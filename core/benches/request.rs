@@ -7,7 +7,8 @@
 //! on wasm32-wasip2 under wasmtime.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Benchmark set-up.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
 use edgefront_core::auth::RustCrypto;
 use edgefront_core::ports::{RateLimiter, Telemetry};
+use edgefront_core::ratelimit::{admit_chain, Counter, Decision, Hit};
 use edgefront_core::{Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform};
 use futures_executor::block_on;
 use http::{Request, Response};
@@ -30,6 +32,9 @@ const NOW: u64 = 1_700_000_000;
 
 struct Bench {
     counter: Cell<u64>,
+    /// The shared counters, as the Workers rate-limit Durable Object keeps them: the request
+    /// spends the leases they grant, as it does on Workers.
+    limits: RefCell<HashMap<String, Counter>>,
 }
 
 /// The issuer of the benchmark's tokens, its key set's URL and the app client they are for.
@@ -124,7 +129,23 @@ impl Entropy for Bench {
     }
 }
 
-impl RateLimiter for Bench {}
+impl RateLimiter for Bench {
+    async fn admit(
+        &self,
+        _anchor: &str,
+        hits: &[Hit<'_>],
+        now: SystemTime,
+    ) -> Option<Result<Vec<Decision>, OutboundError>> {
+        let now_ms = edgefront_core::ratelimit::unix_ms(now);
+        let mut counters = self.limits.borrow_mut();
+        Some(Ok(admit_chain(hits, |h| {
+            counters
+                .entry(h.key.to_owned())
+                .or_default()
+                .admit_hit(now_ms, h)
+        })))
+    }
+}
 
 impl Telemetry for Bench {
     fn log(&self, line: &str) {
@@ -162,7 +183,7 @@ fn edge() -> Edge<Bench> {
             "JWT_ISSUERS",
             r#"[{"issuer":"https://idp.example.com/pool","client_ids":["app"],"token_use":["id","access"]}]"#,
         ),
-        // The platform's in-memory counters: a limit every request of a run stays under.
+        // The shared counters' limits: every request of a run stays under them.
         (
             "RATE_LIMITS",
             r#"{"ip":{"public_read":100000000,"auth_read":100000000},"tiers":{"basic":{"public_read":100000000,"auth_read":100000000}}}"#,
@@ -178,6 +199,7 @@ fn edge() -> Edge<Bench> {
         &source,
         Bench {
             counter: Cell::new(0),
+            limits: RefCell::default(),
         },
     )
 }
