@@ -69,25 +69,39 @@ fn rules(limits: &RateLimits, class: Class, tenant: Option<&Tenant>) -> (Rule, O
 }
 
 /// A limit that was checked: the policy's name in the headers, its rule and the decision.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Checked {
     pub policy: &'static str,
     pub rule: Rule,
     pub decision: Decision,
 }
 
-/// The outcome for a request: the limits that apply (for the headers), or a 429.
-#[derive(Debug, Clone, Default)]
+/// The outcome for a request: the limits that apply (for the headers), or a 429. A request
+/// counts against two budgets at most, its client's and its tenant's, kept in place.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Verdict {
-    pub checked: Vec<Checked>,
+    checked: [Option<Checked>; 2],
 }
 
 impl Verdict {
+    /// The first two of `checked`, in order.
+    pub fn new(checked: impl IntoIterator<Item = Checked>) -> Self {
+        let mut v = Self::default();
+        for (slot, c) in v.checked.iter_mut().zip(checked) {
+            *slot = Some(c);
+        }
+        v
+    }
+
+    /// The limits checked, in order.
+    pub fn checked(&self) -> impl Iterator<Item = &Checked> {
+        self.checked.iter().flatten()
+    }
+
     /// The 429 when a limit refused the request.
     pub fn refusal(&self) -> Option<ApiError> {
         let refused = self
-            .checked
-            .iter()
+            .checked()
             .filter(|c| !c.decision.allowed)
             .max_by_key(|c| c.decision.reset_seconds)?;
         let who = if refused.policy == "tenant" {
@@ -116,8 +130,8 @@ impl Verdict {
             }
             out.push_str(n.format(y));
         };
-        let mut policies = String::with_capacity(48 * self.checked.len());
-        for (i, c) in self.checked.iter().enumerate() {
+        let mut policies = String::with_capacity(96);
+        for (i, c) in self.checked().enumerate() {
             if i > 0 {
                 policies.push_str(", ");
             }
@@ -130,8 +144,7 @@ impl Verdict {
             );
         }
         let tightest = self
-            .checked
-            .iter()
+            .checked()
             .min_by_key(|c| (c.decision.allowed, c.decision.remaining));
         if let (Ok(p), Some(t)) = (HeaderValue::from_str(&policies), tightest) {
             headers.insert(RATELIMIT_POLICY, p);
@@ -168,31 +181,35 @@ pub async fn check<P: Platform>(
     }
     let (ip_rule, tenant_rule) = rules(limits, class, tenant);
     let scope = tenant.map_or("platform", |t| t.id.as_str());
-    let mut keys: Vec<(&'static str, String, Rule)> = Vec::with_capacity(2);
-    if let Some(ip) = crate::visitor::client_address(headers, config.chat.client_ip_header.as_ref())
-    {
-        keys.push(("ip", ip_key(limits.ip_key, class, scope, &ip), ip_rule));
-    }
-    if let Some(rule) = tenant_rule {
-        let key = ["rl:v2:", class.name(), ":t:", scope].concat();
-        keys.push(("tenant", key, rule));
-    }
-    let now = platform.now();
+    let ip = crate::visitor::client_address(headers, config.chat.client_ip_header.as_ref());
+    let ip_key = ip.map(|ip| ip_key(limits.ip_key, class, scope, &ip));
+    let tenant_key = tenant_rule.map(|_| ["rl:v2:", class.name(), ":t:", scope].concat());
     // The client's budget first: a request its address may not make must not spend the
     // tenant's budget too, or one abuser would lock the tenant's other clients out. Both in
     // one call to the store (`admit_chain`'s order and stopping rule).
+    let budgets = [
+        ip_key.as_deref().map(|key| ("ip", key, ip_rule)),
+        tenant_key
+            .as_deref()
+            .zip(tenant_rule)
+            .map(|(key, rule)| ("tenant", key, rule)),
+    ];
+    let mut hits = [Hit::new("", ip_rule); 2];
+    let mut n = 0;
+    for ((_, key, rule), slot) in budgets.iter().flatten().zip(&mut hits) {
+        *slot = Hit::new(key, *rule);
+        n += 1;
+    }
+    let hits = hits.get(..n).unwrap_or_default();
     // Where the request's counters live together: the last key's store (the tenant's).
-    let anchor = keys.last().map_or("", |(_, key, _)| key.as_str());
-    let hits: Vec<Hit<'_>> = keys
-        .iter()
-        .map(|(_, key, rule)| Hit::new(key, *rule))
-        .collect();
+    let anchor = hits.last().map_or("", |h| h.key);
+    let now = platform.now();
     let fut = async {
         match &limits.url {
-            Some(url) => crate::ports::cold(remote(platform, config, url, &hits, now)).await,
+            Some(url) => crate::ports::cold(remote(platform, config, url, hits, now)).await,
             // `Memo` always answers (its own memory when the platform shares nothing).
             None => platform
-                .admit(anchor, &hits, now)
+                .admit(anchor, hits, now)
                 .await
                 .unwrap_or_else(|| Err(OutboundError::Invalid("no limiter".into()))),
         }
@@ -201,16 +218,17 @@ pub async fn check<P: Platform>(
     let decisions = with_timeout(platform, limits.timeout, fut)
         .await
         .unwrap_or_default();
-    let checked = keys
-        .iter()
-        .zip(decisions)
-        .map(|((policy, _, rule), decision)| Checked {
-            policy,
-            rule: *rule,
-            decision,
-        })
-        .collect();
-    Verdict { checked }
+    Verdict::new(
+        budgets
+            .iter()
+            .flatten()
+            .zip(decisions)
+            .map(|((policy, _, rule), decision)| Checked {
+                policy,
+                rule: *rule,
+                decision,
+            }),
+    )
 }
 
 /// The counters' key for client address `ip` on `scope` (a tenant, or the platform host):
@@ -361,33 +379,31 @@ mod tests {
 
     #[test]
     fn headers_name_every_policy_and_the_tightest_state() {
-        let v = Verdict {
-            checked: vec![
-                Checked {
-                    policy: "ip",
-                    rule: RULE,
-                    decision: Decision {
-                        allowed: true,
-                        remaining: 3,
-                        reset_seconds: 20,
-                        leased: 0,
-                    },
+        let v = Verdict::new([
+            Checked {
+                policy: "ip",
+                rule: RULE,
+                decision: Decision {
+                    allowed: true,
+                    remaining: 3,
+                    reset_seconds: 20,
+                    leased: 0,
                 },
-                Checked {
-                    policy: "tenant",
-                    rule: Rule {
-                        limit: 100,
-                        window_seconds: 10,
-                    },
-                    decision: Decision {
-                        allowed: true,
-                        remaining: 1,
-                        reset_seconds: 15,
-                        leased: 0,
-                    },
+            },
+            Checked {
+                policy: "tenant",
+                rule: Rule {
+                    limit: 100,
+                    window_seconds: 10,
                 },
-            ],
-        };
+                decision: Decision {
+                    allowed: true,
+                    remaining: 1,
+                    reset_seconds: 15,
+                    leased: 0,
+                },
+            },
+        ]);
         let mut h = HeaderMap::new();
         v.decorate(&mut h);
         assert_eq!(

@@ -3,6 +3,7 @@
 //! on another tenant and cannot be forged. [`Visitor`] and [`KnownVisitor`] are extractors, so
 //! the cookie is checked before the body.
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -85,26 +86,29 @@ pub fn client_key(
 
 /// The client's address from the configured trusted header, canonical: an IPv4 address, or an
 /// IPv6 client's /64. `None` without the header or with a value that is not an IP address.
-pub fn client_address(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<String> {
+pub fn client_address<'h>(
+    headers: &'h HeaderMap,
+    header: Option<&HeaderName>,
+) -> Option<Cow<'h, str>> {
     let raw = headers.get(header?)?.to_str().ok()?;
     // A proxy that appends (`client, proxy1, …`): the first is the client.
     let first = raw.split(',').next()?.trim();
     // The usual case, an IPv4 address, is canonical as sent when it parses (std refuses
     // leading zeros): kept as is instead of being written out again.
     if first.parse::<Ipv4Addr>().is_ok() {
-        return Some(first.to_owned());
+        return Some(Cow::Borrowed(first));
     }
     let ip: IpAddr = first
         .parse()
         .or_else(|_| first.parse::<SocketAddr>().map(|a| a.ip()))
         .ok()?;
-    Some(match ip.to_canonical() {
+    Some(Cow::Owned(match ip.to_canonical() {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => {
             let [a, b, c, d, ..] = v6.segments();
             format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
         }
-    })
+    }))
 }
 
 /// The visitor of a storefront request: from their cookie, or a new one with the `Set-Cookie` to
@@ -229,7 +233,7 @@ mod tests {
         let of = |v: &str| {
             let mut h = HeaderMap::new();
             h.insert(name.clone(), HeaderValue::from_str(v).unwrap());
-            client_address(&h, Some(&name))
+            client_address(&h, Some(&name)).map(Cow::into_owned)
         };
         assert_eq!(of("203.0.113.7").as_deref(), Some("203.0.113.7"));
         assert_eq!(
