@@ -9,19 +9,22 @@ use serde::{Deserialize, Serialize};
 use crate::ports::{Entropy, OutboundError};
 
 /// A UUID in canonical lower-case hyphenated form. Parsing accepts either case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+///
+/// Its 36 ASCII bytes are held in place: every request copies its tenant's and its caller's
+/// ids into the contexts it builds, and a copy is a `memcpy`, never an allocation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Uuid(String);
+pub struct Uuid([u8; 36]);
 
 impl Uuid {
     pub fn parse(s: &str) -> Option<Self> {
-        let b = s.as_bytes();
-        let valid = b.len() == 36
-            && b.iter().enumerate().all(|(i, c)| match i {
-                8 | 13 | 18 | 23 => *c == b'-',
-                _ => c.is_ascii_hexdigit(),
-            });
-        valid.then(|| Self(s.to_ascii_lowercase()))
+        let mut b: [u8; 36] = s.as_bytes().try_into().ok()?;
+        let valid = b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        });
+        b.make_ascii_lowercase();
+        valid.then_some(Self(b))
     }
 
     /// A random (v4) UUID from the platform's entropy.
@@ -34,18 +37,26 @@ impl Uuid {
         b[8] = (b[8] & 0x3f) | 0x80;
         let h = hex(&b);
         let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or_default();
-        Ok(Self(format!(
-            "{}-{}-{}-{}-{}",
+        let text = [
             part(0..8),
             part(8..12),
             part(12..16),
             part(16..20),
-            part(20..32)
-        )))
+            part(20..32),
+        ]
+        .join("-");
+        Self::parse(&text).ok_or_else(|| OutboundError::Invalid("uuid".into()))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ASCII goes in (`parse`): this never falls back.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Uuid").field(&self.as_str()).finish()
     }
 }
 
@@ -58,7 +69,7 @@ impl TryFrom<String> for Uuid {
 
 impl From<Uuid> for String {
     fn from(u: Uuid) -> String {
-        u.0
+        u.as_str().to_owned()
     }
 }
 
@@ -71,12 +82,12 @@ impl Serialize for Uuid {
 
 impl fmt::Display for Uuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 /// A tenant id: a UUID in canonical lower-case hyphenated form.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(try_from = "String")]
 pub struct TenantId(Uuid);
 
@@ -118,7 +129,7 @@ impl fmt::Display for TenantId {
 
 /// Our id for a person (`users.id`): one per (issuer, subject), whatever tenants they belong to.
 /// Everything that records who did something keys them by this, never by a token's `sub`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct UserId(pub Uuid);
 
@@ -152,6 +163,10 @@ mod tests {
     fn hex_is_lower_case_two_digits_a_byte() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
         assert_eq!(hex(&[]), "");
+        // Longer than the 32 bytes written at a time.
+        let long: Vec<u8> = (0..=70).collect();
+        let want: String = long.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex(&long), want);
     }
 
     #[test]
@@ -174,5 +189,29 @@ mod tests {
             "00000000-0000-4000-8000-00000000ac3e"
         );
         assert!(serde_json::from_str::<Uuid>("\"x\"").is_err());
+    }
+
+    #[test]
+    fn a_uuid_is_its_text_held_in_place() {
+        let text = "7d1f3f4e-1b2c-4d5e-8f90-0a1b2c3d4e5f";
+        let id: Uuid = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+        let copy = id;
+        assert_eq!((id.as_str(), copy.as_str()), (text, text));
+        assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{text}\""));
+        assert_eq!(format!("{id:?}"), format!("Uuid({text:?})"));
+        assert_eq!(String::from(id), text);
+        // Wrong length, misplaced hyphens, non-hex and non-ASCII text are refused.
+        for bad in [
+            "",
+            &text[1..],
+            "7d1f3f4e1-b2c-4d5e-8f90-0a1b2c3d4e5f",
+            "7d1f3f4e-1b2c-4d5e-8f90-0a1b2c3d4e5g",
+            "7d1f3f4e-1b2c-4d5e-8f90-0a1b2c3d4eé",
+        ] {
+            assert!(Uuid::parse(bad).is_none(), "{bad}");
+        }
+        // Ordered as their text.
+        let low = Uuid::parse("00000000-0000-4000-8000-000000000001").unwrap();
+        assert!(low < id && TenantId::parse(text).is_some_and(|t| t.as_str() == text));
     }
 }
