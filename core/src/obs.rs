@@ -51,11 +51,16 @@ pub fn hex(bytes: &[u8]) -> String {
 /// [`hex`], appended to `out`.
 pub fn hex_into(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digit = |n: u8| char::from(DIGITS.get(usize::from(n)).copied().unwrap_or(b'0'));
-    out.reserve(bytes.len() * 2);
-    for b in bytes {
-        out.push(digit(b >> 4));
-        out.push(digit(b & 0x0f));
+    let digit = |n: u8| DIGITS.get(usize::from(n)).copied().unwrap_or(b'0');
+    // Up to 32 bytes (the ids) through a buffer and one append, not a `push` per digit.
+    let mut buf = [0u8; 64];
+    for chunk in bytes.chunks(buf.len() / 2) {
+        for (pair, b) in buf.as_chunks_mut::<2>().0.iter_mut().zip(chunk) {
+            *pair = [digit(b >> 4), digit(b & 0x0f)];
+        }
+        let text = buf.get(..chunk.len() * 2).unwrap_or_default();
+        // Hex digits are ASCII: this never falls back.
+        out.push_str(std::str::from_utf8(text).unwrap_or_default());
     }
 }
 
