@@ -204,18 +204,30 @@ fn edge() -> Edge<Bench> {
     )
 }
 
-/// A request as wrk sends it; `/v1/me` carries a bearer token.
-fn request(path: &str, token: &str) -> Request<Bytes> {
+/// A request as wrk sends it; `/v1/me` carries a bearer token. Built as the Workers adapter
+/// builds one: the head as `name,value` lines read by `request_headers::header_lines`, which
+/// takes the names core reads as they are and checks every value.
+fn request(edge: &Edge<Bench>, path: &str, token: &str) -> Request<Bytes> {
+    let bearer = format!("authorization,Bearer {token}");
+    let lines = [
+        if path == "/v1/me" {
+            bearer.as_str()
+        } else {
+            ""
+        },
+        "host,demo.localhost:8787",
+        "user-agent,wrk",
+        "accept,*/*",
+        "cf-connecting-ip,203.0.113.9",
+    ];
     let mut r = Request::get(path);
-    if path == "/v1/me" {
-        r = r.header("authorization", format!("Bearer {token}"));
-    }
-    r.header("host", "demo.localhost:8787")
-        .header("user-agent", "wrk")
-        .header("accept", "*/*")
-        .header("cf-connecting-ip", "203.0.113.9")
-        .body(Bytes::new())
-        .unwrap()
+    edgefront_core::request_headers::header_lines(
+        lines.into_iter(),
+        edge.request_headers(),
+        r.headers_mut().unwrap(),
+    )
+    .unwrap();
+    r.body(Bytes::new()).unwrap()
 }
 
 fn whole_request(c: &mut Criterion) {
@@ -235,11 +247,11 @@ fn whole_request(c: &mut Criterion) {
         };
         // Warm: the tenant (and the token, the user, the membership) are in the instance's
         // memory from here on.
-        let resp = block_on(edge.handle(request(path, &token)));
+        let resp = block_on(edge.handle(request(&edge, path, &token)));
         assert_eq!(resp.status(), status, "{name}: {:?}", resp.body());
         g.bench_function(name, |b| {
             b.iter(|| {
-                let resp = block_on(edge.handle(black_box(request(path, &token))));
+                let resp = block_on(edge.handle(black_box(request(&edge, path, &token))));
                 black_box(edgefront_core::reply::headers_json(resp.headers()).ok());
                 resp
             })
@@ -261,10 +273,10 @@ fn main() {
         let edge = edge();
         let token = id_token();
         // The first request warms the caches; it must be answered as a run would be.
-        let first = block_on(edge.handle(request(&path, &token)));
+        let first = block_on(edge.handle(request(&edge, &path, &token)));
         eprintln!("{path}: {}", first.status());
         for _ in 1..n.parse::<u32>().unwrap_or(1) {
-            let resp = block_on(edge.handle(request(&path, &token)));
+            let resp = block_on(edge.handle(request(&edge, &path, &token)));
             // What the Workers adapter does next: the answer's headers as one JSON record.
             black_box(edgefront_core::reply::headers_json(resp.headers()).ok());
             black_box(resp);
