@@ -6,6 +6,7 @@ use crate::authz::{is_platform_admin, Role};
 use crate::cx::Member;
 use crate::error::ApiError;
 use crate::ids::UserId;
+use crate::json_key;
 use crate::json_writer::JsonObject;
 use crate::ports::Platform;
 use crate::reply::{Cache, Reply};
@@ -21,31 +22,31 @@ pub async fn get<P: Platform>(cx: Member<'_, P>) -> Result<Reply, ApiError> {
 /// most, and `serde_json` cost about a tenth of core's work on it (BENCHMARKS.md, change 47).
 fn answer(p: &Principal, t: &Tenant, role: Role, user: &UserId) -> JsonObject {
     let mut o = JsonObject::with_capacity(640);
-    o.opt_str("email", p.email.as_deref());
-    o.bool("email_verified", p.email_verified);
-    o.str("issuer", &p.issuer);
+    o.opt_str(json_key!("email"), p.email.as_deref());
+    o.bool(json_key!("email_verified"), p.email_verified);
+    o.str(json_key!("issuer"), &p.issuer);
     o.str(
-        "membership",
+        json_key!("membership"),
         match p.membership {
             MembershipMode::Membership => "membership",
             MembershipMode::Claims => "claims",
         },
     );
-    o.opt_str("name", p.name.as_deref());
-    o.bool("platform_admin", is_platform_admin(p));
-    o.str("role", role.as_str());
+    o.opt_str(json_key!("name"), p.name.as_deref());
+    o.bool(json_key!("platform_admin"), is_platform_admin(p));
+    o.str(json_key!("role"), role.as_str());
     // The token's role claims, as sent; they grant nothing in membership mode.
-    o.strs("roles", p.roles.iter().map(String::as_str));
-    o.str("subject", &p.subject);
-    o.open("tenant");
-    o.str("id", t.id.as_str());
-    o.str("name", &t.name);
-    o.str("slug", t.slug.as_str());
-    o.str("tier", &t.tier);
+    o.strs(json_key!("roles"), p.roles.iter().map(String::as_str));
+    o.str(json_key!("subject"), &p.subject);
+    o.open(json_key!("tenant"));
+    o.str(json_key!("id"), t.id.as_str());
+    o.str(json_key!("name"), &t.name);
+    o.str(json_key!("slug"), t.slug.as_str());
+    o.str(json_key!("tier"), &t.tier);
     o.close();
-    o.num("token_expires_at", p.expires_at);
-    o.opt_str("token_use", p.token_use.as_deref());
-    o.str("user_id", user.as_str());
+    o.num(json_key!("token_expires_at"), p.expires_at);
+    o.opt_str(json_key!("token_use"), p.token_use.as_deref());
+    o.str(json_key!("user_id"), user.as_str());
     o
 }
 

@@ -15,6 +15,7 @@ use http::{HeaderName, HeaderValue, Request, Response, Uri};
 use serde_json::{json, Value};
 
 use crate::config::{Config, LogLevel, TelemetryConfig};
+use crate::json_key;
 use crate::json_writer::JsonObject;
 use crate::obs::{hex, Cache, Call, CallKind, Outcome, Record, RequestId, Trace};
 use crate::ports::{
@@ -364,63 +365,66 @@ pub fn request_line(
     now: SystemTime,
 ) -> String {
     let mut line = JsonObject::with_capacity(512);
-    line.opt_num("bytes_out", bytes_out);
-    line.open("cache");
+    line.opt_num(json_key!("bytes_out"), bytes_out);
+    line.open(json_key!("cache"));
     for (name, cache) in [
-        ("jwks", Cache::Jwks),
-        ("membership", Cache::Membership),
-        ("tenant", Cache::Tenant),
-        ("token", Cache::Token),
+        (json_key!("jwks"), Cache::Jwks),
+        (json_key!("membership"), Cache::Membership),
+        (json_key!("tenant"), Cache::Tenant),
+        (json_key!("token"), Cache::Token),
     ] {
         let n = record.cache(cache);
         line.open(name);
-        line.num("hits", n.hits.into());
-        line.num("misses", n.misses.into());
+        line.num(json_key!("hits"), n.hits.into());
+        line.num(json_key!("misses"), n.misses.into());
         line.close();
     }
     line.close();
-    line.open_array("calls");
+    line.open_array(json_key!("calls"));
     for c in &record.calls {
         let (status, outcome) = line_outcome(&c.outcome);
         line.element();
-        line.num("duration_ms", c.duration_ms);
-        line.str("host", &c.host);
-        line.str("kind", c.kind.as_str());
-        line.str("method", &c.method);
-        line.str("outcome", outcome);
-        line.opt_num("status", status.map(u64::from));
+        line.num(json_key!("duration_ms"), c.duration_ms);
+        line.str(json_key!("host"), &c.host);
+        line.str(json_key!("kind"), c.kind.as_str());
+        line.str(json_key!("method"), &c.method);
+        line.str(json_key!("outcome"), outcome);
+        line.opt_num(json_key!("status"), status.map(u64::from));
         line.close();
     }
     line.end_array();
-    line.opt_str("code", record.code.as_deref());
-    line.num("duration_ms", crate::ports::elapsed_ms(trace.start, now));
-    line.str("level", "info");
-    line.str("method", &trace.method);
-    line.str("msg", "request");
-    line.str("request_id", trace.request_id().as_str());
-    line.opt_str("route", record.route);
-    line.str("runtime", runtime);
-    line.num("sql_batches", record.sql_batches.into());
-    line.num("status", status.into());
-    line.opt_str("tenant_id", record.tenant_id.as_deref());
-    line.opt_str("tier", record.tier.as_deref());
-    line.str("ts", &timestamp(now));
-    line.opt_str("user_id", record.user_id.as_deref());
+    line.opt_str(json_key!("code"), record.code.as_deref());
+    line.num(
+        json_key!("duration_ms"),
+        crate::ports::elapsed_ms(trace.start, now),
+    );
+    line.str(json_key!("level"), "info");
+    line.str(json_key!("method"), &trace.method);
+    line.str(json_key!("msg"), "request");
+    line.str(json_key!("request_id"), trace.request_id().as_str());
+    line.opt_str(json_key!("route"), record.route);
+    line.str(json_key!("runtime"), runtime);
+    line.num(json_key!("sql_batches"), record.sql_batches.into());
+    line.num(json_key!("status"), status.into());
+    line.opt_str(json_key!("tenant_id"), record.tenant_id.as_deref());
+    line.opt_str(json_key!("tier"), record.tier.as_deref());
+    line.str(json_key!("ts"), &timestamp(now));
+    line.opt_str(json_key!("user_id"), record.user_id.as_deref());
     line.finish()
 }
 
 /// The line for a failure behind the answer, in the upstream's or backend's own words.
 pub fn error_line(trace: &Trace, record: &Record, why: &str, now: SystemTime) -> String {
     let mut line = JsonObject::with_capacity(256 + why.len());
-    line.opt_str("code", record.code.as_deref());
-    line.str("error", why);
-    line.str("level", "error");
-    line.str("method", &trace.method);
-    line.str("msg", "upstream error");
-    line.str("request_id", trace.request_id().as_str());
-    line.opt_str("route", record.route);
-    line.opt_str("tenant_id", record.tenant_id.as_deref());
-    line.str("ts", &timestamp(now));
+    line.opt_str(json_key!("code"), record.code.as_deref());
+    line.str(json_key!("error"), why);
+    line.str(json_key!("level"), "error");
+    line.str(json_key!("method"), &trace.method);
+    line.str(json_key!("msg"), "upstream error");
+    line.str(json_key!("request_id"), trace.request_id().as_str());
+    line.opt_str(json_key!("route"), record.route);
+    line.opt_str(json_key!("tenant_id"), record.tenant_id.as_deref());
+    line.str(json_key!("ts"), &timestamp(now));
     line.finish()
 }
 
