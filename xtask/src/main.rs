@@ -13,6 +13,7 @@ mod artifacts;
 mod bench;
 mod devlog;
 mod doh;
+mod instructions;
 mod jwks;
 mod llm;
 mod logscan;
@@ -77,6 +78,12 @@ enum Cmd {
         /// BENCH_RATE_LIMITS (raised | off), BENCH_LOG_LEVEL (edgefront's LOG_LEVEL; default info).
         #[arg(long, conflicts_with_all = ["edge", "core", "filter"])]
         peer: bool,
+        /// Instead: core's instructions per request as the Worker compiles it (its request
+        /// benchmark for wasm32-wasip2 at opt-level z with simd128, under wasmtime inside
+        /// callgrind; installs valgrind), with the functions that take most of them. Counted,
+        /// so one run shows a change. Report in target/bench/instructions.md.
+        #[arg(long, conflicts_with_all = ["edge", "core", "filter", "peer"])]
+        instructions: bool,
     },
     /// Print a dev token for the running `cargo xtask dev` stack (signed with `jose`): an ID
     /// token of the seeded user with that role in that tenant (the stack runs membership mode:
@@ -222,6 +229,9 @@ fn main() {
             Cmd::Test(filter) => test::run_all(filter).await,
             Cmd::Build { target } => build(target),
             Cmd::Bench { peer: true, .. } => bench::run_peer().await,
+            Cmd::Bench {
+                instructions: true, ..
+            } => instructions::run_instructions(),
             Cmd::Bench {
                 filter, edge, core, ..
             } => {

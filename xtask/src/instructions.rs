@@ -1,0 +1,327 @@
+//! `cargo xtask bench --instructions`: how many instructions core's work on a request takes as
+//! the Worker compiles it, counted, not timed.
+//!
+//! Core's request benchmark (`core/benches/request.rs`: whole requests through `Edge::handle`,
+//! the request built as the Workers adapter builds it, the answer's headers as the record it
+//! hands to JS) is built for `wasm32-wasip2` with the Worker's code generation (`opt-level = z`,
+//! `simd128`) and run by wasmtime inside valgrind's callgrind, once with 1 request per route and
+//! once with 1,001. The difference over 1,000 is what one more request costs: the machine code
+//! Cranelift made of core's wasm, and the host calls that wasm makes (wasmtime's `memory.copy`).
+//! V8's TurboFan makes other machine code of the same wasm, so the figures rank changes; they
+//! are not workerd's. Counts do not move with the machine's load, unlike the timings of
+//! `bench --peer`: a change's effect shows in one run.
+//!
+//! With each count, the functions that take most of it, by name: wasmtime's perf map
+//! (`--profile=perfmap`) says which wasm function each address of compiled code belongs to.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::tools::{self, Needs};
+use crate::{repo_root, run, target_dir};
+
+/// The routes core's request benchmark serves in its profile mode (`EDGEFRONT_PROFILE`).
+const ROUTES: &[&str] = &["/healthz", "/v1/storefront", "/v1/me"];
+/// Requests in the longer of the two runs; the shorter serves one.
+const REQUESTS: u32 = 1_001;
+/// Functions listed per route.
+const TOP: usize = 15;
+
+pub fn run_instructions() -> Result<i32> {
+    let tools = tools::ensure(Needs {
+        worker: false,
+        node: false,
+    })?;
+    let valgrind = tools::ensure_apt("valgrind", "valgrind")?;
+    let out = target_dir().join("bench").join("instructions");
+    std::fs::create_dir_all(&out)?;
+    eprintln!("== bench --instructions: core's request benchmark, built as the Worker is ==");
+    let wasm = build_bench()?;
+    let cwasm = out.join("request.cwasm");
+    // Ahead of time and for the baseline x86-64 (valgrind runs no AVX-512): the compile is
+    // then in neither run's count.
+    run(Command::new(&tools.wasmtime)
+        .args(["compile", "--target", "x86_64-unknown-linux-gnu", "-o"])
+        .arg(&cwasm)
+        .arg(&wasm))?;
+    let mut md = String::from(
+        "# Core's instructions per request, as the Worker compiles it\n\n\
+         `cargo xtask bench --instructions`: core's request benchmark for wasm32-wasip2 at \
+         `opt-level = z` with `simd128`, compiled by wasmtime's Cranelift and counted by \
+         callgrind: (1,001 requests − 1) / 1,000. `wasm`: the compiled module's functions and \
+         wasmtime's builtins they call (`memory.copy`); `host`: the rest (wasmtime's runtime, \
+         libc).\n\n\
+         | route | instructions / request | wasm | host |\n|---|---:|---:|---:|\n",
+    );
+    let mut tops = String::new();
+    for route in ROUTES {
+        let one = count(&valgrind, &tools.wasmtime, &cwasm, &out, route, 1)?;
+        let many = count(&valgrind, &tools.wasmtime, &cwasm, &out, route, REQUESTS)?;
+        let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / f64::from(REQUESTS - 1);
+        let (mut wasm_ir, mut host_ir) = (0.0, 0.0);
+        let mut by_fn: Vec<(String, f64)> = Vec::new();
+        for (name, &n) in &many.by_function {
+            let d = per(one.by_function.get(name).copied().unwrap_or(0), n);
+            if name == HOST {
+                host_ir += d;
+            } else {
+                wasm_ir += d;
+                by_fn.push((name.clone(), d));
+            }
+        }
+        let total = per(one.total, many.total);
+        let _ = writeln!(
+            md,
+            "| `GET {route}` | {total:.0} | {wasm_ir:.0} | {host_ir:.0} |"
+        );
+        eprintln!("  {route:<16} {total:>9.0} instructions / request");
+        by_fn.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let _ = writeln!(
+            tops,
+            "\n## `GET {route}`: the functions with most of it\n\n| instructions / request | share of wasm | function |\n|---:|---:|---|"
+        );
+        for (name, n) in by_fn.iter().take(TOP) {
+            let _ = writeln!(
+                tops,
+                "| {n:.0} | {:.1}% | `{}` |",
+                100.0 * n / wasm_ir.max(1.0),
+                demangle(name)
+            );
+        }
+    }
+    md.push_str(&tops);
+    let report = target_dir().join("bench").join("instructions.md");
+    std::fs::write(&report, &md)?;
+    println!("\n{md}");
+    eprintln!("xtask: report written to {}", report.display());
+    Ok(0)
+}
+
+/// Builds core's request benchmark as the Worker is built (in a target directory of its own,
+/// so its flags never invalidate the Spin build's), and returns the module's path.
+fn build_bench() -> Result<PathBuf> {
+    let output = Command::new("cargo")
+        .current_dir(repo_root())
+        .args([
+            "bench",
+            "-p",
+            "edgefront-core",
+            "--bench",
+            "request",
+            "--target",
+            "wasm32-wasip2",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
+        .env("CARGO_TARGET_DIR", target_dir().join("instructions"))
+        .env("CARGO_PROFILE_BENCH_OPT_LEVEL", "z")
+        .env(
+            "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+            "-C target-feature=+simd128",
+        )
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo bench --no-run")?;
+    if !output.status.success() {
+        bail!("building core's request benchmark for wasm32-wasip2 failed");
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .find(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .context("cargo named no wasm executable for the request benchmark")
+}
+
+/// What callgrind counted in one run: in all, and by function of the compiled module.
+struct Counted {
+    total: u64,
+    by_function: HashMap<String, u64>,
+}
+
+/// Instructions outside the compiled module (wasmtime, libc, the kernel's vDSO).
+const HOST: &str = "(host)";
+
+fn count(
+    valgrind: &Path,
+    wasmtime: &Path,
+    cwasm: &Path,
+    out: &Path,
+    route: &str,
+    requests: u32,
+) -> Result<Counted> {
+    let cg = out.join(format!(
+        "callgrind-{}-{requests}.out",
+        route.trim_start_matches('/').replace('/', "_")
+    ));
+    let status = Command::new(valgrind)
+        .args(["--tool=callgrind", "--dump-instr=yes", "--quiet"])
+        .arg(format!("--callgrind-out-file={}", cg.display()))
+        .arg(wasmtime)
+        .args([
+            "run",
+            "--profile=perfmap",
+            "--allow-precompiled",
+            "-S",
+            "cli=y",
+            "--env",
+        ])
+        .arg(format!("EDGEFRONT_PROFILE={route}:{requests}"))
+        .arg(cwasm)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("running valgrind")?;
+    if !status.success() {
+        bail!("{route} under callgrind failed ({status})");
+    }
+    let text = std::fs::read_to_string(&cg)?;
+    let pid = text
+        .lines()
+        .find_map(|l| l.strip_prefix("pid: "))
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .context("callgrind's output names no pid")?;
+    let map_path = PathBuf::from(format!("/tmp/perf-{pid}.map"));
+    let map = PerfMap::read(&map_path);
+    let _ = std::fs::remove_file(&map_path);
+    let map = map?;
+    let (total, by_address) = costs(&text)?;
+    let mut by_function: HashMap<String, u64> = HashMap::new();
+    for (addr, n) in by_address {
+        let name = map.function_at(addr).unwrap_or(HOST);
+        *by_function.entry(name.to_owned()).or_default() += n;
+    }
+    Ok(Counted { total, by_function })
+}
+
+/// Callgrind's total, and its self cost per instruction address (`--dump-instr=yes`
+/// positions: absolute `0x…`, or relative `+n`/`-n`/`*` to the line before; the line after a
+/// `calls=` line is the call's inclusive cost, counted at its callee).
+fn costs(text: &str) -> Result<(u64, HashMap<u64, u64>)> {
+    let mut by_address: HashMap<u64, u64> = HashMap::new();
+    let mut total = None;
+    let mut last: u64 = 0;
+    let mut after_call = false;
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("summary: ") {
+            total = t.trim().parse().ok();
+            continue;
+        }
+        if line.starts_with("calls=") {
+            after_call = true;
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let Some(pos) = parts.next() else { continue };
+        let addr = if let Some(hex) = pos.strip_prefix("0x") {
+            u64::from_str_radix(hex, 16).ok()
+        } else if let Some(n) = pos.strip_prefix('+') {
+            n.parse::<u64>().ok().map(|n| last.wrapping_add(n))
+        } else if let Some(n) = pos.strip_prefix('-') {
+            n.parse::<u64>().ok().map(|n| last.wrapping_sub(n))
+        } else if pos == "*" {
+            Some(last)
+        } else {
+            None
+        };
+        let Some(addr) = addr else { continue };
+        last = addr;
+        if std::mem::take(&mut after_call) {
+            continue;
+        }
+        // Position, line, then the events (Ir only).
+        if let Some(n) = parts.nth(1).and_then(|n| n.parse::<u64>().ok()) {
+            *by_address.entry(addr).or_default() += n;
+        }
+    }
+    Ok((
+        total.context("callgrind's output has no summary")?,
+        by_address,
+    ))
+}
+
+/// wasmtime's perf map: the address range of each compiled wasm function.
+struct PerfMap(BTreeMap<u64, (u64, String)>);
+
+impl PerfMap {
+    fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading wasmtime's perf map {}", path.display()))?;
+        let mut map = BTreeMap::new();
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ' ');
+            let (Some(start), Some(size), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let parse = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+            if let (Some(start), Some(size)) = (parse(start), parse(size)) {
+                map.insert(start, (size, name.to_owned()));
+            }
+        }
+        Ok(Self(map))
+    }
+
+    fn function_at(&self, addr: u64) -> Option<&str> {
+        let (start, (size, name)) = self.0.range(..=addr).next_back()?;
+        (addr < start + size).then_some(name.as_str())
+    }
+}
+
+/// A perf map's name, readable: `wasm[0]::function[N]::` dropped and a Rust symbol (legacy
+/// or v0) demangled without its hash. Other names (libc's, wasmtime's builtins) as they are.
+fn demangle(name: &str) -> String {
+    let symbol = name.rsplit("]::").next().unwrap_or(name);
+    format!("{:#}", rustc_demangle::demangle(symbol))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_symbols_are_read_without_their_hash() {
+        assert_eq!(
+            demangle("wasm[0]::function[1922]::_ZN14edgefront_core11json_writer11push_string17h158ef4e1bdef7d1eE"),
+            "edgefront_core::json_writer::push_string"
+        );
+        assert_eq!(
+            demangle(
+                "wasm[0]::function[604]::_ZN5alloc3vec16Vec$LT$T$C$A$GT$4push17h1935dc25e7c6093bE"
+            ),
+            "alloc::vec::Vec<T,A>::push"
+        );
+        assert_eq!(demangle("wasm[0]::function[5894]::dlmalloc"), "dlmalloc");
+        assert_eq!(
+            demangle("wasm[0]::function[110]::_RNvNtNtCs9pv848UzQwQ_4core3str8converts9from_utf8"),
+            "core::str::converts::from_utf8"
+        );
+    }
+
+    #[test]
+    fn callgrind_positions_are_absolute_or_relative_and_calls_are_not_self_cost() {
+        let text = "events: Ir\nfn=(1) 0x10\n0x100 1 5\n+4 * 3\ncalls=2 0x200\n* * 99\n-4 * 1\nsummary: 108\n";
+        let (total, by) = costs(text).unwrap();
+        assert_eq!(total, 108);
+        assert_eq!(by[&0x100], 6);
+        assert_eq!(by[&0x104], 3);
+        assert_eq!(by.len(), 2);
+    }
+
+    #[test]
+    fn an_address_belongs_to_the_function_whose_range_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("perf.map");
+        std::fs::write(&p, "0x1000 10 a\n0x1010 8 b\n").unwrap();
+        let m = PerfMap::read(&p).unwrap();
+        assert_eq!(m.function_at(0x1000), Some("a"));
+        assert_eq!(m.function_at(0x100f), Some("a"));
+        assert_eq!(m.function_at(0x1017), Some("b"));
+        assert_eq!(m.function_at(0x1018), None);
+        assert_eq!(m.function_at(0xfff), None);
+    }
+}
