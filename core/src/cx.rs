@@ -190,7 +190,7 @@ fn tenant_db<'a, P: Platform>(
     let db = Db::new(
         parts.env.platform,
         &parts.env.config.origin,
-        tenant.id,
+        tenant.id.clone(),
         audit_cx(parts),
     );
     Ok((tenant, db))
@@ -225,7 +225,7 @@ impl<'a, P: Platform> Extract<'a, P> for Member<'a, P> {
             env: parts.env,
             tenant,
             principal,
-            user: identity.user,
+            user: identity.user.clone(),
             role,
             platform_admin: identity.platform_admin,
             db,
@@ -242,7 +242,7 @@ impl<'a, P: Platform> Extract<'a, P> for SignedIn<'a, P> {
             env: parts.env,
             tenant,
             principal,
-            user: identity.user,
+            user: identity.user.clone(),
             role: identity.role,
             db,
             head: parts.head.clone(),
@@ -259,7 +259,7 @@ impl<'a, P: Platform> Extract<'a, P> for PlatformAdmin<'a, P> {
         Ok(Self {
             env: parts.env,
             principal,
-            user: identity.user,
+            user: identity.user.clone(),
             db: PlatformDb::new(
                 parts.env.platform,
                 &parts.env.config.origin,
@@ -279,7 +279,7 @@ impl<'a, P: Platform> Extract<'a, P> for Account<'a, P> {
         Ok(Self {
             env: parts.env,
             principal,
-            user: identity.user,
+            user: identity.user.clone(),
             db: PlatformDb::new(
                 parts.env.platform,
                 &parts.env.config.origin,

@@ -93,7 +93,7 @@ pub async fn resolve<P: Platform>(
     let ukey = principal.user_key(user_key);
     let cached_user = read::<CachedUser, _>(platform, ukey)
         .await
-        .map(|c| c.user_id);
+        .map(|c| c.user_id.clone());
     let cached_role = match (&cached_user, member_tenant) {
         (Some(user), Some(t)) => read::<CachedMember, _>(platform, &member_key(t, user))
             .await
@@ -172,7 +172,15 @@ async fn look_up_and_remember<P: Platform>(
 ) -> Result<(UserId, Option<String>), ApiError> {
     let ukey = principal.user_key(user_key);
     let r = lookup(platform, config, principal, member_tenant).await?;
-    write(platform, ukey, &CachedUser { user_id: r.user_id }, USER_TTL).await;
+    write(
+        platform,
+        ukey,
+        &CachedUser {
+            user_id: r.user_id.clone(),
+        },
+        USER_TTL,
+    )
+    .await;
     if let Some(t) = member_tenant {
         let m = CachedMember {
             role: r.role.clone(),

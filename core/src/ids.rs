@@ -3,6 +3,7 @@
 //! UUIDs come from the entropy port. A leaf module apart from that port.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -10,21 +11,23 @@ use crate::ports::{Entropy, OutboundError};
 
 /// A UUID in canonical lower-case hyphenated form. Parsing accepts either case.
 ///
-/// Its 36 ASCII bytes are held in place: every request copies its tenant's and its caller's
-/// ids into the contexts it builds, and a copy is a `memcpy`, never an allocation.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+/// Shared, not owned: every request copies its tenant's and its caller's ids into the
+/// contexts it builds, and a copy is a reference count, never an allocation. (Held in place as
+/// `[u8; 36]` the copies were `memcpy`s, which cost the Worker 6 KiB gzip: BENCHMARKS.md,
+/// change 56.)
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Uuid([u8; 36]);
+pub struct Uuid(Arc<str>);
 
 impl Uuid {
     pub fn parse(s: &str) -> Option<Self> {
-        let mut b: [u8; 36] = s.as_bytes().try_into().ok()?;
-        let valid = b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        });
-        b.make_ascii_lowercase();
-        valid.then_some(Self(b))
+        let b = s.as_bytes();
+        let valid = b.len() == 36
+            && b.iter().enumerate().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => *c == b'-',
+                _ => c.is_ascii_hexdigit(),
+            });
+        valid.then(|| Self(s.to_ascii_lowercase().into()))
     }
 
     /// A random (v4) UUID from the platform's entropy.
@@ -37,20 +40,21 @@ impl Uuid {
         b[8] = (b[8] & 0x3f) | 0x80;
         let h = hex(&b);
         let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or_default();
-        let text = [
-            part(0..8),
-            part(8..12),
-            part(12..16),
-            part(16..20),
-            part(20..32),
-        ]
-        .join("-");
-        Self::parse(&text).ok_or_else(|| OutboundError::Invalid("uuid".into()))
+        Ok(Self(
+            format!(
+                "{}-{}-{}-{}-{}",
+                part(0..8),
+                part(8..12),
+                part(12..16),
+                part(16..20),
+                part(20..32)
+            )
+            .into(),
+        ))
     }
 
     pub fn as_str(&self) -> &str {
-        // Only ASCII goes in (`parse`): this never falls back.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        &self.0
     }
 }
 
@@ -87,7 +91,7 @@ impl fmt::Display for Uuid {
 }
 
 /// A tenant id: a UUID in canonical lower-case hyphenated form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
 #[serde(try_from = "String")]
 pub struct TenantId(Uuid);
 
@@ -129,7 +133,7 @@ impl fmt::Display for TenantId {
 
 /// Our id for a person (`users.id`): one per (issuer, subject), whatever tenants they belong to.
 /// Everything that records who did something keys them by this, never by a token's `sub`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct UserId(pub Uuid);
 
@@ -192,14 +196,14 @@ mod tests {
     }
 
     #[test]
-    fn a_uuid_is_its_text_held_in_place() {
+    fn a_uuid_is_its_text_shared_by_its_copies() {
         let text = "7d1f3f4e-1b2c-4d5e-8f90-0a1b2c3d4e5f";
         let id: Uuid = serde_json::from_str(&format!("\"{text}\"")).unwrap();
-        let copy = id;
+        let copy = id.clone();
         assert_eq!((id.as_str(), copy.as_str()), (text, text));
         assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{text}\""));
         assert_eq!(format!("{id:?}"), format!("Uuid({text:?})"));
-        assert_eq!(String::from(id), text);
+        assert_eq!(String::from(id.clone()), text);
         // Wrong length, misplaced hyphens, non-hex and non-ASCII text are refused.
         for bad in [
             "",
