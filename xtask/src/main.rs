@@ -75,7 +75,9 @@ enum Cmd {
         /// (bench/hello, bench/peer) under wrk on workerd's own ports, plus edgefront on Spin;
         /// cold starts, bundle sizes, SQL batches. Report in target/bench/peer.md and .json.
         /// BENCH_SECONDS (6), BENCH_WARMUP (2), BENCH_ROUNDS (3), BENCH_COLD_STARTS (5),
-        /// BENCH_RATE_LIMITS (raised | off), BENCH_LOG_LEVEL (edgefront's LOG_LEVEL; default info).
+        /// BENCH_RATE_LIMITS (raised | off), BENCH_LOG_LEVEL (edgefront's LOG_LEVEL; default info),
+        /// BENCH_BASELINE (an earlier run's target/bench/bundle-edge_workers, copied: served
+        /// beside this build as one more row, an A/B in one run).
         #[arg(long, conflicts_with_all = ["edge", "core", "filter"])]
         peer: bool,
         /// Instead: core's instructions per request as the Worker compiles it (its request
