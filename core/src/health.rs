@@ -17,6 +17,7 @@ use crate::ports::{elapsed_ms, OutboundError, Platform};
 use crate::reply::{Cache, Reply};
 use crate::s3::S3Error;
 use crate::sql::SqlError;
+use crate::words::same_bytes;
 use crate::{s3, sql, VERSION};
 
 /// `?deep=1` (also `deep=true`, bare `deep`).
@@ -137,7 +138,7 @@ fn operator(config: &Config, authorization: Option<&http::HeaderValue>) -> Resul
     let presented = authorization.and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
     match (&config.platform.operator_token, presented) {
         (Some(expected), Some(presented))
-            if constant_time_eq(presented, expected.expose().as_bytes()) =>
+            if same_bytes(presented, expected.expose().as_bytes()) =>
         {
             Ok(())
         }
@@ -146,11 +147,6 @@ fn operator(config: &Config, authorization: Option<&http::HeaderValue>) -> Resul
             "`?deep=1` needs `Authorization: Bearer <OPERATOR_TOKEN>`; `/healthz` alone is public.",
         )),
     }
-}
-
-/// Compares without an early exit, so the token cannot be found byte by byte from timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn check(result: Result<(), Failure>, latency_ms: u64) -> Check {
@@ -234,8 +230,8 @@ mod tests {
 
     #[test]
     fn token_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(same_bytes(b"abc", b"abc"));
+        assert!(!same_bytes(b"abc", b"abd"));
+        assert!(!same_bytes(b"abc", b"abcd"));
     }
 }

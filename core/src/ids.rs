@@ -15,7 +15,7 @@ use crate::ports::{Entropy, OutboundError};
 /// contexts it builds, and a copy is a reference count, never an allocation. (Held in place as
 /// `[u8; 36]` the copies were `memcpy`s, which cost the Worker 6 KiB gzip: BENCHMARKS.md,
 /// change 56.)
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Uuid(Arc<str>);
 
@@ -55,12 +55,6 @@ impl Uuid {
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl fmt::Debug for Uuid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Uuid").field(&self.as_str()).finish()
     }
 }
 

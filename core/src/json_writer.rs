@@ -226,18 +226,14 @@ pub fn push_string(out: &mut Vec<u8>, value: &str) {
 const HEX: [u8; 16] = *b"0123456789abcdef";
 
 /// Whether any byte of `bytes` is `"`, `\` or a control character, checked eight bytes at a
-/// time. Exact: a lane borrows from the next only when it is itself under the bound.
+/// time.
 fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte of `v` is zero (or, for `below`, under 0x20): the high bit of its lane is set.
-    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let below = |v: u64| v.wrapping_sub(ONES * 0x20) & !v & HIGH;
-    let (words, rest) = bytes.as_chunks::<8>();
-    words.iter().any(|w| {
-        let v = u64::from_le_bytes(*w);
-        below(v) | zero(v ^ (ONES * u64::from(b'"'))) | zero(v ^ (ONES * u64::from(b'\\'))) != 0
-    }) || rest.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    use crate::words::{any, below, equal};
+    any(
+        bytes,
+        |v| below(v, 0x20) | equal(v, b'"') | equal(v, b'\\'),
+        |b| b < 0x20 || b == b'"' || b == b'\\',
+    )
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 // Layers, lowest first; a module imports only from layers below it (a test in
 // tests/layering.rs proves the module graph has no cycle):
 // - leaves: `code` (the error-code table), `jwk`, `obs` (the request record), `ports`, `ids`,
-//   `body`, `memo`, `expiring`
+//   `body`, `memo`, `expiring`, `words` (byte scans eight bytes at a time)
 // - services: `auth`, `config`, `sql`, `s3`, `doh` (DNS over HTTPS: custom-domain checks),
 //   `telemetry` (the request's own platform, its log lines and spans)
 // - the API's edges: `error` (problem+json), `input` (reading requests), `reply`, `page`
@@ -64,6 +64,7 @@ pub mod tenancy;
 pub mod uploads;
 pub mod visitor;
 pub mod window;
+pub mod words;
 
 #[cfg(test)]
 mod edge_tests;

@@ -153,63 +153,25 @@ pub fn header_lines<'a>(
 /// other than a tab. `http` checks a byte at a time, which at the Worker's `opt-level = "z"`
 /// costs ≈ 16 instructions a byte, a tenth of an authenticated request's work with its ≈ 1 KB
 /// bearer token (BENCHMARKS.md, change 57). A value of visible ASCII alone, which
-/// [`visible_ascii`] finds eight bytes at a time, is what nearly every header holds, and is
+/// [`crate::words::visible_ascii`] finds eight bytes at a time, is what nearly every header holds, and is
 /// valid: it is taken without `http` checking it again. Any other value goes through `http`'s
 /// own check.
 #[allow(unsafe_code)]
 fn header_value(value: &str) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
-    if !visible_ascii(value.as_bytes()) {
+    if !crate::words::visible_ascii(value.as_bytes()) {
         return http::HeaderValue::from_str(value);
     }
     let bytes = Bytes::copy_from_slice(value.as_bytes());
     // SAFETY: `from_maybe_shared_unchecked`'s one requirement is that the bytes are UTF-8,
     // and they are a `str`'s. That they are a valid header value (no byte under 0x20 but the
-    // tab, no 0x7f) is what `visible_ascii` just established: every byte is 0x20..=0x7e.
+    // tab, no 0x7f) is what `words::visible_ascii` just established: every byte is 0x20..=0x7e.
     Ok(unsafe { http::HeaderValue::from_maybe_shared_unchecked(bytes) })
-}
-
-/// Whether every byte of `bytes` is visible ASCII or a space (0x20..=0x7e), eight bytes at a
-/// time. Exact: a lane borrows from (or carries into) the next only when it is itself outside
-/// the range.
-fn visible_ascii(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A lane under 0x20, or at 0x7f and above, sets the high bit of some lane.
-    let outside = |v: u64| (v.wrapping_sub(ONES * 0x20) & !v | v.wrapping_add(ONES) | v) & HIGH;
-    let (words, rest) = bytes.as_chunks::<8>();
-    let flagged = words
-        .iter()
-        .fold(0, |acc, w| acc | outside(u64::from_le_bytes(*w)));
-    flagged == 0 && rest.iter().all(|&b| (0x20..0x7f).contains(&b))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
-
-    #[test]
-    fn visible_ascii_is_exact_for_every_byte_anywhere_in_a_word_or_the_tail() {
-        let plain = [b'a'; 19];
-        for b in 0..=255u8 {
-            for at in 0..plain.len() {
-                for len in [at + 1, plain.len()] {
-                    let mut v = plain;
-                    v[at] = b;
-                    // A neighbour at the range's edges, where a borrow or a carry would show.
-                    for edge in [0x20, 0x7e, b'a'] {
-                        if at + 1 < len {
-                            v[at + 1] = edge;
-                        }
-                        let bytes = &v[..len];
-                        let want = bytes.iter().all(|c| (0x20..0x7f).contains(c));
-                        assert_eq!(visible_ascii(bytes), want, "{bytes:?}");
-                    }
-                }
-            }
-        }
-        assert!(visible_ascii(b""));
-    }
 
     #[test]
     fn header_values_are_taken_as_http_takes_them() {

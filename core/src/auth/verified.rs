@@ -73,7 +73,7 @@ impl VerifiedTokens {
     pub fn get(&self, token: &str, now: SystemTime) -> Option<Verified> {
         let entries = self.entries.borrow();
         let entry = entries.get(tail(token))?;
-        let same = same_bytes(entry.token.as_bytes(), token.as_bytes());
+        let same = crate::words::same_bytes(entry.token.as_bytes(), token.as_bytes());
         (same && now < entry.until).then(|| entry.verified.clone())
     }
 
@@ -103,47 +103,9 @@ impl VerifiedTokens {
     }
 }
 
-/// Whether `a` and `b` are the same bytes, compared eight at a time, every word of them (no
-/// early exit, so the time depends on the length alone). Slice equality calls `memcmp`, which
-/// on wasm is compiler-builtins' loop of a byte at a time: ≈ 10,000 instructions for the ≈ 1 KB
-/// bearer token an authenticated request matches against the verified-token cache
-/// (BENCHMARKS.md, change 57).
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let (wa, ra) = a.as_chunks::<8>();
-    let (wb, rb) = b.as_chunks::<8>();
-    let words = wa.iter().zip(wb).fold(0, |diff, (x, y)| {
-        diff | (u64::from_ne_bytes(*x) ^ u64::from_ne_bytes(*y))
-    });
-    let rest = ra.iter().zip(rb).fold(0, |diff, (x, y)| diff | (x ^ y));
-    words == 0 && rest == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn same_bytes_is_slice_equality() {
-        let token: Vec<u8> = (0..1_031u32).map(|i| (i * 7 % 251) as u8).collect();
-        assert!(same_bytes(&token, &token.clone()));
-        assert!(same_bytes(b"", b""));
-        // Any one byte differing, in a word or in the tail, and any length difference.
-        for i in [0, 7, 8, 500, 1_023, 1_024, 1_030] {
-            let mut other = token.clone();
-            other[i] ^= 0x20;
-            assert!(!same_bytes(&token, &other), "byte {i}");
-        }
-        assert!(!same_bytes(&token, &token[..1_030]));
-        assert!(!same_bytes(b"abc", b"abd"));
-        for n in 0..20 {
-            let a = &token[..n];
-            assert!(same_bytes(a, a));
-            assert_eq!(same_bytes(a, &token[1..=n]), a == &token[1..=n]);
-        }
-    }
 
     fn claims() -> Verified {
         Verified {
