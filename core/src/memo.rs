@@ -234,9 +234,17 @@ impl<P> Memo<P> {
     }
 }
 
-impl<P: HttpClient> HttpClient for Memo<P> {
+impl<P: HttpClient + Clock> HttpClient for Memo<P> {
     async fn send(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
         self.inner.send(req).await
+    }
+
+    async fn send_within(
+        &self,
+        req: Request<Bytes>,
+        limit: Duration,
+    ) -> Result<Response<Bytes>, OutboundError> {
+        self.inner.send_within(req, limit).await
     }
 
     async fn send_streaming(

@@ -41,10 +41,26 @@ impl fmt::Display for OutboundError {
 /// A response body arriving in chunks (server-sent events from an AI provider, …).
 pub type ByteStream = futures_util::stream::LocalBoxStream<'static, Result<Bytes, OutboundError>>;
 
-/// Outbound HTTP through the runtime's own client. Implementations need not enforce timeouts:
-/// core wraps every call in [`with_timeout`].
+/// Outbound HTTP through the runtime's own client. Core makes every whole-body call through
+/// [`HttpClient::send_within`], and wraps streaming calls in [`with_timeout`]: `send` itself
+/// need not enforce a deadline.
 pub trait HttpClient {
     async fn send(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OutboundError>;
+
+    /// [`HttpClient::send`], given up after `limit` with [`OutboundError::Timeout`]`(limit)`.
+    /// The default races core's timer ([`with_timeout`]). A runtime whose own client takes a
+    /// deadline overrides it (Workers: `fetch` with `AbortSignal.timeout`), which spares a
+    /// timer set and cleared from wasm on every call.
+    async fn send_within(
+        &self,
+        req: Request<Bytes>,
+        limit: Duration,
+    ) -> Result<Response<Bytes>, OutboundError>
+    where
+        Self: Clock,
+    {
+        with_timeout(self, limit, self.send(req)).await
+    }
 
     /// Like [`HttpClient::send`], but hands over the body as it arrives. Runtimes that can
     /// stream override this; the default reads the whole body first (one chunk).
@@ -157,7 +173,8 @@ pub trait Platform: HttpClient + Clock + KeyValue + Entropy + RateLimiter + Tele
 }
 
 /// Runs `fut` but gives up after `limit`, measured by the platform's clock. Every outbound call
-/// in core goes through here, so no runtime can hang a request on a silent peer.
+/// in core goes through here or through [`HttpClient::send_within`], so no runtime can hang a
+/// request on a silent peer.
 pub async fn with_timeout<C: Clock + ?Sized, T>(
     clock: &C,
     limit: Duration,

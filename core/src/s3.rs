@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{header, Method, Request, Uri};
 
 use crate::config::S3Config;
-use crate::ports::{with_timeout, Clock, HttpClient, OutboundError};
+use crate::ports::{Clock, HttpClient, OutboundError};
 use crate::sigv4::{self as v4, Location, Signer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,7 +361,8 @@ pub async fn head_object<P: HttpClient + Clock>(
 ) -> Result<Option<ObjectInfo>, S3Error> {
     let mut req = object_request(cfg, Method::HEAD, key)?;
     sign_request(cfg, &mut req, platform.now())?;
-    let resp = with_timeout(platform, cfg.timeout, platform.send(req))
+    let resp = platform
+        .send_within(req, cfg.timeout)
         .await
         .map_err(S3Error::Unavailable)?;
     let status = resp.status();
@@ -395,7 +396,8 @@ pub async fn delete_object<P: HttpClient + Clock>(
 ) -> Result<(), S3Error> {
     let mut req = object_request(cfg, Method::DELETE, key)?;
     sign_request(cfg, &mut req, platform.now())?;
-    let resp = with_timeout(platform, cfg.timeout, platform.send(req))
+    let resp = platform
+        .send_within(req, cfg.timeout)
         .await
         .map_err(S3Error::Unavailable)?;
     let status = resp.status();
@@ -429,7 +431,8 @@ pub async fn copy_object<P: HttpClient + Clock>(
             .insert("x-amz-copy-source-if-match", value(etag)?);
     }
     sign_request(cfg, &mut req, platform.now())?;
-    let resp = with_timeout(platform, cfg.timeout, platform.send(req))
+    let resp = platform
+        .send_within(req, cfg.timeout)
         .await
         .map_err(S3Error::Unavailable)?;
     let status = resp.status();
@@ -460,7 +463,8 @@ pub async fn head_bucket<P: HttpClient + Clock>(
         .body(Bytes::new())
         .map_err(|e| S3Error::Signing(e.to_string()))?;
     sign_request(cfg, &mut req, platform.now())?;
-    let resp = with_timeout(platform, cfg.timeout, platform.send(req))
+    let resp = platform
+        .send_within(req, cfg.timeout)
         .await
         .map_err(S3Error::Unavailable)?;
     if resp.status().is_success() {

@@ -19,8 +19,8 @@ use crate::json_key;
 use crate::json_writer::JsonObject;
 use crate::obs::{hex, Cache, Call, CallKind, Outcome, Record, RequestId, Trace};
 use crate::ports::{
-    with_timeout, ByteStream, Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform,
-    RateLimiter, Telemetry,
+    ByteStream, Clock, Entropy, HttpClient, KeyValue, OutboundError, Platform, RateLimiter,
+    Telemetry,
 };
 use crate::window::{Decision, Hit};
 
@@ -232,6 +232,18 @@ impl<P: Platform> HttpClient for Traced<P> {
         let span = self.stamp(&mut req);
         let watch = self.watch(&req, span);
         let r = self.inner.send(req).await;
+        watch.end(outcome_of(&r));
+        r
+    }
+
+    async fn send_within(
+        &self,
+        mut req: Request<Bytes>,
+        limit: Duration,
+    ) -> Result<Response<Bytes>, OutboundError> {
+        let span = self.stamp(&mut req);
+        let watch = self.watch(&req, span);
+        let r = self.inner.send_within(req, limit).await;
         watch.end(outcome_of(&r));
         r
     }
@@ -625,7 +637,7 @@ pub async fn export<P: Platform>(
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Bytes::from(body));
     let failed = match req {
-        Ok(req) => match with_timeout(platform, cfg.otlp_timeout, platform.send(req)).await {
+        Ok(req) => match platform.send_within(req, cfg.otlp_timeout).await {
             Ok(resp) if resp.status().is_success() => None,
             Ok(resp) => Some(format!("OTLP endpoint answered {}", resp.status().as_u16())),
             Err(e) => Some(format!("OTLP export: {e}")),

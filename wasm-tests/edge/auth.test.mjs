@@ -218,3 +218,27 @@ test('key rotation: a new kid is accepted after one refetch; unknown kids cost a
     rmSync(join(stack.auth.jwks_dir, `${issuer}.down`), { force: true });
   }
 });
+
+test('a key set that never answers: 503 jwks_unavailable once the fetch deadline (3 s) passes, not a hung request', async () => {
+  // The stalled issuer has no keys in any cache, so the token's kid sends the edge to its key
+  // set, which takes the request and says nothing (its `.hang` file). On Workers the deadline
+  // is the runtime's own (`AbortSignal.timeout` on the fetch), on Spin core's timer.
+  const issuer = `stalled-${runtime}`;
+  const hang = join(stack.auth.jwks_dir, `${issuer}.hang`);
+  const key = await makeKey('RS256');
+  const c = cognitoClaims(stack, issuer, { tenant: 'demo' });
+  const token = await sign(stack, issuer, c, { jwk: key.private });
+  writeFileSync(hang, 'hang');
+  try {
+    const before = await fetches(issuer);
+    const started = Date.now();
+    const res = await me(token);
+    const took = Date.now() - started;
+    await assertProblem(res, 503, 'jwks_unavailable');
+    assert.ok(took >= 2_500, `answered after ${took} ms: before the deadline, so not by it`);
+    assert.ok(took < 9_000, `answered after ${took} ms: the deadline did not end the call`);
+    assert.ok((await fetches(issuer)) > before, 'the key set was never asked');
+  } finally {
+    rmSync(hang, { force: true });
+  }
+});

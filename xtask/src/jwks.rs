@@ -1,6 +1,7 @@
 //! The dev identity provider's JWKS endpoints: `GET /{issuer}/.well-known/jwks.json` serves
 //! `{dir}/{issuer}.json`, counting fetches (`GET /_stats`). A `{issuer}.down` file makes it
-//! answer 503, so tests can rotate keys and simulate outages by writing files.
+//! answer 503, and a `{issuer}.hang` file makes it say nothing for a minute (then 503), so tests
+//! can rotate keys and simulate outages and silent peers by writing files.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,7 +37,11 @@ async fn jwks(State(s): State<Shared>, Path(name): Path<String>) -> impl IntoRes
             String::new(),
         );
     }
-    if s.dir.join(format!("{name}.down")).exists() {
+    if s.dir.join(format!("{name}.hang")).exists() {
+        // A peer that takes the request and never answers: the caller's deadline must end it.
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    }
+    if s.dir.join(format!("{name}.down")).exists() || s.dir.join(format!("{name}.hang")).exists() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CONTENT_TYPE, "text/plain")],

@@ -201,7 +201,8 @@ pub const CUSTOM_DOMAIN: (&str, &str) = ("shop.acme.test", "acme");
 
 /// Dev issuers: (name, key algorithms, client id, platform-admin issuer, membership). The
 /// rotation issuers start without keys; the black-box suite rotates them, one per runtime so
-/// counts don't mix. `claims` is a pool whose tokens carry the tenant and role themselves (the
+/// counts don't mix. The stalled issuers, also one per runtime and without keys, are the ones
+/// whose key set the suite makes hang (a silent peer: the outbound deadline must end the call). `claims` is a pool whose tokens carry the tenant and role themselves (the
 /// pre-membership model), so that mode stays tested end to end.
 pub const ISSUERS: &[(&str, &str, &str, bool, Membership)] = &[
     (
@@ -229,6 +230,20 @@ pub const ISSUERS: &[(&str, &str, &str, bool, Membership)] = &[
         "rotation-spin",
         "",
         "edgefront-rotation",
+        false,
+        Membership::Default,
+    ),
+    (
+        "stalled-workers",
+        "",
+        "edgefront-stalled",
+        false,
+        Membership::Default,
+    ),
+    (
+        "stalled-spin",
+        "",
+        "edgefront-stalled",
         false,
         Membership::Default,
     ),

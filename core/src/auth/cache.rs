@@ -243,7 +243,8 @@ async fn fetch<P: HttpClient + Clock>(
         .header(header::ACCEPT, "application/json")
         .body(Bytes::new())
         .map_err(|e| format!("bad JWKS URL: {e}"))?;
-    let resp = with_timeout(platform, policy.fetch_timeout, platform.send(req))
+    let resp = platform
+        .send_within(req, policy.fetch_timeout)
         .await
         .map_err(|e| format!("JWKS fetch failed: {e}"))?;
     if resp.status() != StatusCode::OK {

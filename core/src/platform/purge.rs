@@ -15,7 +15,7 @@ use crate::cx::{PlatformAdmin, Query};
 use crate::error::ApiError;
 use crate::ids::TenantId;
 use crate::input::{BodyCx, FromQuery, QueryString};
-use crate::ports::{with_timeout, Clock, HttpClient, Platform};
+use crate::ports::{Clock, HttpClient, Platform};
 use crate::reply::{Cache, Reply};
 use crate::s3::{self, S3Error};
 use crate::sql::Statement;
@@ -188,7 +188,8 @@ async fn list_page<P: HttpClient + Clock>(
 ) -> Result<Listing, S3Error> {
     let mut req = list_request(cfg, prefix, token)?;
     s3::sign_request(cfg, &mut req, platform.now())?;
-    let resp = with_timeout(platform, cfg.timeout, platform.send(req))
+    let resp = platform
+        .send_within(req, cfg.timeout)
         .await
         .map_err(S3Error::Unavailable)?;
     if !resp.status().is_success() {

@@ -429,15 +429,91 @@ async fn fetch_head(
     Ok((head, resp))
 }
 
+#[wasm_bindgen(module = "/src/fetch.js")]
+extern "C" {
+    /// `fetch`, the answer's `arrayBuffer()` and its head, in one crossing and one promise
+    /// (`src/fetch.js`): `headers` is the JSON record [`edgefront_core::reply::headers_json`]
+    /// writes, `body` is copied out of wasm memory, `ms` > 0 is the deadline
+    /// (`AbortSignal.timeout`). Resolves to a [`WholeAnswer`].
+    fn fetch_whole(url: &str, method: &str, headers: &str, body: &[u8], ms: u32)
+        -> js_sys::Promise;
+
+    /// What [`fetch_whole`] resolves to.
+    type WholeAnswer;
+
+    /// The status, then a `name,value` line per header.
+    #[wasm_bindgen(method, getter)]
+    fn head(this: &WholeAnswer) -> String;
+
+    /// The whole body.
+    #[wasm_bindgen(method, getter)]
+    fn body(this: &WholeAnswer) -> js_sys::Uint8Array;
+}
+
+/// A request whose whole answer core wants, through [`fetch_whole`]; `limit`, if any, is
+/// enforced by the runtime and reported as [`OutboundError::Timeout`].
+async fn send_whole(
+    req: http::Request<Bytes>,
+    limit: Option<Duration>,
+) -> Result<http::Response<Bytes>, OutboundError> {
+    let (parts, body) = req.into_parts();
+    let headers =
+        headers_record(&parts.headers).map_err(|e| OutboundError::Invalid(js_text(&e)))?;
+    let ms = limit.map_or(0, |l| {
+        u32::try_from(l.as_millis()).unwrap_or(u32::MAX).max(1)
+    });
+    let promise = fetch_whole(
+        &parts.uri.to_string(),
+        parts.method.as_str(),
+        &headers,
+        &body,
+        ms,
+    );
+    let answer: WholeAnswer = JsFuture::from(promise)
+        .await
+        .map_err(|e| match limit {
+            Some(limit) if is_timeout(&e) => OutboundError::Timeout(limit),
+            _ => js_error(e),
+        })?
+        .unchecked_into();
+    let head = answer.head();
+    let mut lines = head.split('\n');
+    let status = lines
+        .next()
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| network("an answer without a status"))?;
+    let mut builder = http::Response::builder().status(status);
+    if let Some(map) = builder.headers_mut() {
+        header_lines(lines, &ANSWER_HEADERS, map).map_err(network)?;
+    }
+    builder
+        .body(Bytes::from(answer.body().to_vec()))
+        .map_err(network)
+}
+
+/// Whether a rejected `fetch` ran out of time: `AbortSignal.timeout` rejects with a
+/// `DOMException` named `TimeoutError`.
+fn is_timeout(e: &JsValue) -> bool {
+    js_sys::Reflect::get(e, &JsValue::from_str("name"))
+        .ok()
+        .and_then(|n| n.as_string())
+        .is_some_and(|n| n == "TimeoutError")
+}
+
 impl HttpClient for WorkersPlatform {
     async fn send(
         &self,
         req: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, OutboundError> {
-        let (head, resp) = fetch_head(req).await?;
-        // The whole answer at once, not a stream reader's chunk at a time.
-        head.body(array_buffer(resp.array_buffer()).await?)
-            .map_err(network)
+        send_whole(req, None).await
+    }
+
+    async fn send_within(
+        &self,
+        req: http::Request<Bytes>,
+        limit: Duration,
+    ) -> Result<http::Response<Bytes>, OutboundError> {
+        send_whole(req, Some(limit)).await
     }
 
     async fn send_streaming(
