@@ -31,6 +31,9 @@ use serde_json::{json, Value};
 const NOW: u64 = 1_700_000_000;
 
 struct Bench {
+    /// The SQL proxy's answer to the storefront catalog's batch: a page of 20 items and one
+    /// more row (so the page has a next cursor), built once, as the proxy writes it.
+    catalog: Bytes,
     counter: Cell<u64>,
     /// The shared counters, as the Workers rate-limit Durable Object keeps them: the request
     /// spends the leases they grant, as it does on Workers.
@@ -87,6 +90,9 @@ impl HttpClient for Bench {
                     "rows": [[row.to_string()]] })
                 .to_string(),
             )));
+        }
+        if body.contains("'sku', i.sku") {
+            return Ok(Response::new(self.catalog.clone()));
         }
         if body.contains("resolve_tenant_by_slug") {
             return Ok(Response::new(Bytes::from_static(
@@ -198,10 +204,43 @@ fn edge() -> Edge<Bench> {
     Edge::new(
         &source,
         Bench {
+            catalog: catalog_answer(),
             counter: Cell::new(0),
             limits: RefCell::default(),
         },
     )
+}
+
+/// The proxy's answer to a storefront catalog batch (`?limit=20`): the prelude's result, then
+/// 21 rows of `{"doc", "key", "id"}` as Postgres's text output (Neon's raw text mode), items
+/// shaped as the demo tenant's are (no images).
+fn catalog_answer() -> Bytes {
+    let rows: Vec<Value> = (0..21)
+        .map(|i| {
+            let id = format!("{i:08x}-83d9-4127-a7db-af6e67bdd33c");
+            let updated = format!("2026-12-05T03:51:{:02}.642446Z", i % 60);
+            let row = json!({
+                "doc": {
+                    "id": id, "sku": format!("SKU-{i}"), "name": format!("Waterproof shell jacket {i}"),
+                    "description": format!("Waterproof shell jacket {i} from Demo Outfitters"),
+                    "price": "189.000", "currency": "USD", "category": "apparel",
+                    "in_stock": true, "images": [], "updated_at": updated,
+                },
+                "key": updated,
+                "id": id,
+            });
+            json!([row.to_string()])
+        })
+        .collect();
+    let text = |name: &str| json!({ "name": name, "dataTypeID": 25 });
+    let answer = json!({ "results": [
+        { "command": "SELECT", "rowCount": 1,
+          "fields": [text("set_config"), text("set_config"), text("set_config")],
+          "rows": [["00000000-0000-4000-8000-00000000d301", "", ""]] },
+        { "command": "SELECT", "rowCount": 21,
+          "fields": [{ "name": "row", "dataTypeID": 3802 }], "rows": rows },
+    ] });
+    Bytes::from(answer.to_string())
 }
 
 /// A request as wrk sends it; `/v1/me` carries a bearer token. Built as the Workers adapter
@@ -237,6 +276,7 @@ fn whole_request(c: &mut Criterion) {
         ("healthz", "/healthz", 200),
         ("not_found", "/nope", 404),
         ("storefront_profile", "/v1/storefront", 200),
+        ("storefront_catalog", "/v1/storefront/catalog?limit=20", 200),
         ("me_without_token", "/v1/me", 401),
         ("me", "/v1/me", 200),
     ] {

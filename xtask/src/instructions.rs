@@ -25,7 +25,12 @@ use crate::tools::{self, Needs};
 use crate::{repo_root, run, target_dir};
 
 /// The routes core's request benchmark serves in its profile mode (`EDGEFRONT_PROFILE`).
-const ROUTES: &[&str] = &["/healthz", "/v1/storefront", "/v1/me"];
+const ROUTES: &[&str] = &[
+    "/healthz",
+    "/v1/storefront",
+    "/v1/storefront/catalog?limit=20",
+    "/v1/me",
+];
 /// Requests in the longer of the two runs; the shorter serves one.
 const REQUESTS: u32 = 1_001;
 /// Functions listed per route.
@@ -156,7 +161,9 @@ fn count(
 ) -> Result<Counted> {
     let cg = out.join(format!(
         "callgrind-{}-{requests}.out",
-        route.trim_start_matches('/').replace('/', "_")
+        route
+            .trim_start_matches('/')
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
     ));
     let status = Command::new(valgrind)
         .args(["--tool=callgrind", "--dump-instr=yes", "--quiet"])
