@@ -177,11 +177,26 @@ impl JsonObject {
         self.out.extend_from_slice(b"null");
     }
 
+    /// A boolean, or `null`.
+    pub fn opt_bool(&mut self, key: impl Name, value: Option<bool>) {
+        match value {
+            Some(v) => self.bool(key, v),
+            None => self.null(key),
+        }
+    }
+
     /// The text, with the outermost object closed.
     pub fn finish(mut self) -> String {
         self.out.push(b'}');
         // Only `str`s and ASCII went in: this never comes back empty.
         String::from_utf8(self.out).unwrap_or_default()
+    }
+
+    /// The same text as [`Self::finish`], as bytes: UTF-8 by construction (only `str`s and
+    /// ASCII went in), so a body need not be checked again, a byte at a time.
+    pub fn finish_bytes(mut self) -> Vec<u8> {
+        self.out.push(b'}');
+        self.out
     }
 }
 

@@ -82,7 +82,7 @@ impl Reply {
     /// `200 OK` with a JSON body written by [`JsonObject`] (the answers of the hottest routes,
     /// which `serde_json` would write through several layers per member).
     pub fn ok_written(body: JsonObject) -> Self {
-        Self::new(StatusCode::OK, Ok(Bytes::from(body.finish())), true)
+        Self::new(StatusCode::OK, Ok(Bytes::from(body.finish_bytes())), true)
     }
 
     /// `201 Created` at `location`.

@@ -13,6 +13,9 @@ use crate::config::S3Config;
 use crate::cx::{Path, Public, Query};
 use crate::error::ApiError;
 use crate::ids::Uuid;
+use crate::json_key;
+use crate::json_writer::JsonObject;
+use crate::page::Page;
 use crate::ports::Platform;
 use crate::reply::Reply;
 
@@ -111,11 +114,56 @@ fn with_image_urls(
 
 /// A public, cacheable answer, or `304 Not Modified` when the client has it already.
 fn cacheable<P, T: Serialize>(cx: &Public<'_, P>, body: &T) -> Reply {
+    public(cx, Reply::ok(body))
+}
+
+/// [`cacheable`] for an answer written by [`JsonObject`].
+fn public<P>(cx: &Public<'_, P>, reply: Reply) -> Reply {
     let if_none_match = cx
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok());
-    Reply::ok(body).public(cx.env.config.tenancy.storefront_max_age, if_none_match)
+    reply.public(cx.env.config.tenancy.storefront_max_age, if_none_match)
+}
+
+impl PublicItem<ImageLink> {
+    /// This item's members, into the object open in `o`: the JSON `serde` writes for it,
+    /// member for member (a test holds them to it), without `serde_json`'s byte-at-a-time
+    /// escaping: a catalog page is several kilobytes of text (BENCHMARKS.md, change 60).
+    fn write_members(&self, o: &mut JsonObject) {
+        o.str(json_key!("id"), self.id.as_str());
+        o.str(json_key!("sku"), &self.sku);
+        o.str(json_key!("name"), &self.name);
+        o.opt_str(json_key!("description"), self.description.as_deref());
+        o.str(json_key!("price"), &self.price);
+        o.str(json_key!("currency"), &self.currency);
+        o.opt_str(json_key!("category"), self.category.as_deref());
+        o.opt_bool(json_key!("in_stock"), self.in_stock);
+        o.open_array(json_key!("images"));
+        for image in &self.images {
+            o.element();
+            o.str(json_key!("id"), image.id.as_str());
+            o.str(json_key!("content_type"), &image.content_type);
+            o.str(json_key!("url"), &image.url);
+            o.close();
+        }
+        o.end_array();
+        o.str(json_key!("updated_at"), &self.updated_at);
+    }
+}
+
+/// A page of items as `{"items":[…],"next_cursor":…}`, as [`Page`]'s `Serialize` writes it.
+fn write_page(page: &Page<PublicItem<ImageLink>>) -> JsonObject {
+    let mut o = JsonObject::with_capacity(512 * page.items.len() + 64);
+    o.open_array(json_key!("items"));
+    for item in &page.items {
+        o.element();
+        item.write_members(&mut o);
+        o.close();
+    }
+    o.end_array();
+    o.opt_str(json_key!("next_cursor"), page.next_cursor.as_deref());
+    o
 }
 
 /// `GET /v1/storefront`: served from the cached tenant record, no SQL at all.
@@ -142,7 +190,7 @@ pub async fn list<P: Platform>(
         .page()
         .page::<PublicItem<StoredImage>>(&result)?
         .map(|item| with_image_urls(s3, now, item));
-    Ok(cacheable(&cx, &page))
+    Ok(public(&cx, Reply::ok_written(write_page(&page))))
 }
 
 pub async fn get<P: Platform>(
@@ -152,5 +200,67 @@ pub async fn get<P: Platform>(
     let item: PublicItem<StoredImage> =
         find_item(&cx.db, &id, PUBLIC_ITEM, "i.status = 'active'").await?;
     let item = with_image_urls(&cx.env.config.s3, cx.env.platform.now(), item);
-    Ok(cacheable(&cx, &item))
+    let mut o = JsonObject::with_capacity(512);
+    item.write_members(&mut o);
+    Ok(public(&cx, Reply::ok_written(o)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(n: usize, images: Vec<ImageLink>) -> PublicItem<ImageLink> {
+        PublicItem {
+            id: Uuid::parse("c31b1765-83d9-4127-a7db-af6e67bdd33c").unwrap(),
+            sku: format!("SKU-{n}"),
+            name: "Jacket \"Storm\" \\ 2.0\n\u{1} é 😀".into(),
+            description: n
+                .is_multiple_of(2)
+                .then(|| "Waterproof <shell> & more\t".into()),
+            price: "189.000".into(),
+            currency: "USD".into(),
+            category: (!n.is_multiple_of(3)).then(|| "apparel".into()),
+            in_stock: [Some(true), Some(false), None][n % 3],
+            images,
+            updated_at: "2026-12-05T03:51:36.642446Z".into(),
+        }
+    }
+
+    fn link(n: usize) -> ImageLink {
+        ImageLink {
+            id: Uuid::parse("7db2c1ff-7db8-4576-b9ee-37d87b489793").unwrap(),
+            content_type: "image/png".into(),
+            url: format!("http://s3.test/b/k{n}?X-Amz-Signature=ab&response-content-disposition=inline%3B%22"),
+        }
+    }
+
+    /// The written page is, byte for byte, what `serde_json` writes for the same page: every
+    /// member, `null`s, escapes, images or none, with and without a next cursor.
+    #[test]
+    fn pages_are_written_as_serde_writes_them() {
+        for next_cursor in [None, Some("eyJrIjoidiJ9".to_owned())] {
+            let page = Page {
+                items: vec![
+                    item(0, vec![]),
+                    item(1, vec![link(1)]),
+                    item(2, vec![link(2), link(3)]),
+                ],
+                next_cursor,
+            };
+            let written = String::from_utf8(write_page(&page).finish_bytes()).unwrap();
+            assert_eq!(written, serde_json::to_string(&page).unwrap());
+        }
+        let empty: Page<PublicItem<ImageLink>> = Page {
+            items: vec![],
+            next_cursor: None,
+        };
+        assert_eq!(
+            String::from_utf8(write_page(&empty).finish_bytes()).unwrap(),
+            r#"{"items":[],"next_cursor":null}"#
+        );
+        let one = item(4, vec![link(4)]);
+        let mut o = JsonObject::with_capacity(0);
+        one.write_members(&mut o);
+        assert_eq!(o.finish(), serde_json::to_string(&one).unwrap());
+    }
 }
