@@ -15,19 +15,35 @@ use crate::ports::{Entropy, OutboundError};
 /// contexts it builds, and a copy is a reference count, never an allocation. (Held in place as
 /// `[u8; 36]` the copies were `memcpy`s, which cost the Worker 6 KiB gzip: BENCHMARKS.md,
 /// change 56.)
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Uuid(Arc<str>);
 
 impl Uuid {
+    /// The canonical form of `s`, if it is a UUID in hyphenated form. Text already canonical
+    /// (what Postgres prints, what we hand out) is shared as it is: one allocation.
     pub fn parse(s: &str) -> Option<Self> {
         let b = s.as_bytes();
-        let valid = b.len() == 36
-            && b.iter().enumerate().all(|(i, c)| match i {
-                8 | 13 | 18 | 23 => *c == b'-',
-                _ => c.is_ascii_hexdigit(),
-            });
-        valid.then(|| Self(s.to_ascii_lowercase().into()))
+        if b.len() != 36 {
+            return None;
+        }
+        let mut upper = false;
+        for (i, &c) in b.iter().enumerate() {
+            let ok = match i {
+                8 | 13 | 18 | 23 => c == b'-',
+                _ => {
+                    upper |= c.is_ascii_uppercase();
+                    c.is_ascii_hexdigit()
+                }
+            };
+            if !ok {
+                return None;
+            }
+        }
+        Some(Self(if upper {
+            s.to_ascii_lowercase().into()
+        } else {
+            Arc::from(s)
+        }))
     }
 
     /// A random (v4) UUID from the platform's entropy.
@@ -68,6 +84,25 @@ impl TryFrom<String> for Uuid {
 impl From<Uuid> for String {
     fn from(u: Uuid) -> String {
         u.as_str().to_owned()
+    }
+}
+
+/// Read from a string as [`Uuid::parse`] reads it, without first copying the text into a
+/// `String` of its own (what `#[serde(try_from = "String")]` would do: a catalog page holds
+/// two UUIDs an item).
+impl<'de> Deserialize<'de> for Uuid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Uuid;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a UUID")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Uuid, E> {
+                Uuid::parse(s).ok_or_else(|| E::custom(format!("invalid UUID {s:?}")))
+            }
+        }
+        d.deserialize_str(Text)
     }
 }
 
@@ -187,6 +222,12 @@ mod tests {
             "00000000-0000-4000-8000-00000000ac3e"
         );
         assert!(serde_json::from_str::<Uuid>("\"x\"").is_err());
+        // Read from JSON as `parse` reads it: escaped text, upper case; not a string at all.
+        let escaped: Uuid =
+            serde_json::from_str(r#""\u0037d1f3f4e-1b2c-4d5e-8f90-0A1B2C3D4E5F""#).unwrap();
+        assert_eq!(escaped.as_str(), "7d1f3f4e-1b2c-4d5e-8f90-0a1b2c3d4e5f");
+        assert!(serde_json::from_str::<Uuid>("7").is_err());
+        assert!(serde_json::from_str::<Uuid>("null").is_err());
     }
 
     #[test]
