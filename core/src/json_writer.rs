@@ -186,10 +186,9 @@ impl JsonObject {
     }
 
     /// The text, with the outermost object closed.
-    pub fn finish(mut self) -> String {
-        self.out.push(b'}');
+    pub fn finish(self) -> String {
         // Only `str`s and ASCII went in: this never comes back empty.
-        String::from_utf8(self.out).unwrap_or_default()
+        String::from_utf8(self.finish_bytes()).unwrap_or_default()
     }
 
     /// The same text as [`Self::finish`], as bytes: UTF-8 by construction (only `str`s and

@@ -179,18 +179,9 @@ pub async fn transaction<P: HttpClient + Clock>(
 /// by [`push_string`], a word at a time where `serde_json` goes a byte at a time (a 20-item
 /// catalog page's query is over a kilobyte).
 fn batch_body(prelude: &Statement, statements: &[Statement]) -> Vec<u8> {
-    let size: usize = std::iter::once(prelude)
-        .chain(statements)
-        .map(|s| {
-            s.query.len()
-                + s.params
-                    .iter()
-                    .flatten()
-                    .map(|p| p.len() + 3)
-                    .sum::<usize>()
-        })
-        .sum();
-    let mut out = Vec::with_capacity(size + 32 * (statements.len() + 1) + 16);
+    // Room for every query and its punctuation; the parameters (short) grow it if need be.
+    let queries: usize = statements.iter().map(|s| s.query.len()).sum();
+    let mut out = Vec::with_capacity(prelude.query.len() + queries + 64 * (statements.len() + 2));
     out.extend_from_slice(b"{\"queries\":[");
     for (i, s) in std::iter::once(prelude).chain(statements).enumerate() {
         if i > 0 {
