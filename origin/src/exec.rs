@@ -3,7 +3,7 @@
 //! `Neon-Batch-*` options and committed whole or rolled back at its first failure.
 
 use crate::pg::{Budget, PgConnection, PgError};
-use crate::sql::{BatchOptions, Payload, QueryData, QueryResult};
+use crate::sql::{BatchOptions, Payload, QueryData, QueryResult, RowFormat};
 
 /// What a request produced, before it is written as Neon's JSON.
 #[derive(Debug)]
@@ -13,7 +13,8 @@ pub(crate) enum Outcome {
 }
 
 /// Runs `payload` on `conn`. `batch_options` only matter for a batch (the defaults when `None`);
-/// every statement's rows draw on the one `budget`.
+/// every statement's rows draw on the one `budget`; `format` is the request's row format
+/// (a query's `arrayMode` overrides its row mode).
 ///
 /// After an error that is not `connection_usable` the session is in an unknown state and must
 /// be closed. After a usable one (a Postgres error) a batch has been rolled back, unless the
@@ -23,13 +24,14 @@ pub(crate) async fn execute(
     payload: &Payload,
     batch_options: Option<&BatchOptions>,
     budget: &mut Budget,
+    format: RowFormat,
 ) -> Result<Outcome, PgError> {
     match payload {
-        Payload::Single(q) => Ok(Outcome::Single(run_one(conn, q, budget).await?)),
+        Payload::Single(q) => Ok(Outcome::Single(run_one(conn, q, budget, format).await?)),
         Payload::Batch(b) => {
             let default_options = BatchOptions::default();
             let options = batch_options.unwrap_or(&default_options);
-            let results = run_batch(conn, &b.queries, options, budget).await?;
+            let results = run_batch(conn, &b.queries, options, budget, format).await?;
             Ok(Outcome::Batch(results))
         }
     }
@@ -39,9 +41,10 @@ async fn run_one(
     conn: &mut PgConnection,
     q: &QueryData,
     budget: &mut Budget,
+    format: RowFormat,
 ) -> Result<QueryResult, PgError> {
     let out = conn.query(&q.query, &q.pg_params(), budget).await?;
-    Ok(QueryResult::from(out))
+    Ok(QueryResult::from_output(out, format.for_query(q)))
 }
 
 /// Runs the batch as one transaction in one round trip to Postgres
@@ -52,9 +55,10 @@ async fn run_batch(
     queries: &[QueryData],
     options: &BatchOptions,
     budget: &mut Budget,
+    format: RowFormat,
 ) -> Result<Vec<QueryResult>, PgError> {
     if queries.iter().any(|q| may_copy(&q.query)) {
-        return run_batch_in_turns(conn, queries, options, budget).await;
+        return run_batch_in_turns(conn, queries, options, budget, format).await;
     }
     let statements: Vec<(&str, Vec<Option<String>>)> = queries
         .iter()
@@ -63,7 +67,11 @@ async fn run_batch(
     let outputs = conn
         .transaction(&options.begin_statement(), &statements, budget)
         .await?;
-    Ok(outputs.into_iter().map(QueryResult::from).collect())
+    Ok(outputs
+        .into_iter()
+        .zip(queries)
+        .map(|(out, q)| QueryResult::from_output(out, format.for_query(q)))
+        .collect())
 }
 
 /// Whether a statement might be a `COPY … FROM STDIN`. Postgres reads the next pipelined message
@@ -83,11 +91,12 @@ async fn run_batch_in_turns(
     queries: &[QueryData],
     options: &BatchOptions,
     budget: &mut Budget,
+    format: RowFormat,
 ) -> Result<Vec<QueryResult>, PgError> {
     conn.simple_query(&options.begin_statement()).await?;
     let mut results = Vec::with_capacity(queries.len());
     for q in queries {
-        match run_one(conn, q, budget).await {
+        match run_one(conn, q, budget, format).await {
             Ok(r) => results.push(r),
             Err(e) => {
                 if e.connection_usable() {
@@ -135,7 +144,14 @@ mod tests {
         options: Option<&BatchOptions>,
     ) -> Result<Outcome, PgError> {
         let payload = parse_payload(body.to_string().as_bytes()).unwrap();
-        execute(conn, &payload, options, &mut Budget::unlimited()).await
+        execute(
+            conn,
+            &payload,
+            options,
+            &mut Budget::unlimited(),
+            RowFormat::DRIVER,
+        )
+        .await
     }
 
     fn db_code(e: &PgError) -> &str {

@@ -20,8 +20,9 @@ use crate::conninfo;
 use crate::error::ApiError;
 use crate::exec::{execute, Outcome};
 use crate::pg::{Budget, PgError, Pool, PoolKey, PooledConnection};
-use crate::sql::{parse_payload, BatchOptions, BatchResult, Payload};
+use crate::sql::{parse_payload, BatchOptions, BatchResult, Payload, QueryResult, RowFormat};
 use crate::throttle::{LoginKey, LoginThrottle};
+use crate::typed::{Shapes, LOOKUP};
 use crate::Config;
 
 const HDR_CONNECTION_STRING: &str = "neon-connection-string";
@@ -42,6 +43,8 @@ pub(crate) struct AppState {
     /// the proxy, to measure the bare batch the route is compared with.
     last_sql: Option<Arc<std::sync::Mutex<bytes::Bytes>>>,
     limiter: Arc<crate::limiter::Limiter>,
+    /// Which types outside Postgres' fixed ones are arrays, per database (typed output).
+    shapes: Arc<Shapes>,
 }
 
 pub(crate) fn router(config: Config, pool: Pool) -> Router {
@@ -55,6 +58,7 @@ pub(crate) fn router(config: Config, pool: Pool) -> Router {
         sql_micros: Arc::default(),
         last_sql: expose_stats.then(Arc::default),
         limiter: Arc::default(),
+        shapes: Arc::default(),
     };
     let router = if expose_stats {
         Router::new().route("/_stats", axum::routing::get(stats))
@@ -194,6 +198,7 @@ async fn handle(
         Payload::Single(_) => None,
     };
 
+    let format = RowFormat::from_headers(headers);
     let key = PoolKey {
         user: info.user,
         password: info.password,
@@ -218,7 +223,15 @@ async fn handle(
             return Err(api_error(config, e));
         }
     };
-    let outcome = run(&mut pooled, &payload, batch_options.as_ref(), config).await;
+    let outcome = run(
+        &mut pooled,
+        &payload,
+        batch_options.as_ref(),
+        format,
+        (&state.shapes, &key.database),
+        config,
+    )
+    .await;
     finish(pooled, &outcome);
     let json = outcome.map_err(|e| api_error(config, e))?;
     if json.len() > config.max_response_bytes {
@@ -264,13 +277,33 @@ async fn run(
     pooled: &mut PooledConnection,
     payload: &Payload,
     batch_options: Option<&BatchOptions>,
+    format: RowFormat,
+    (shapes, database): (&Shapes, &str),
     config: &Config,
 ) -> Result<Vec<u8>, PgError> {
     let conn = pooled.conn()?;
     let mut budget = Budget {
         remaining: config.max_response_bytes,
     };
-    let json = match execute(conn, payload, batch_options, &mut budget).await? {
+    let mut outcome = execute(conn, payload, batch_options, &mut budget, format).await?;
+    let results = match &mut outcome {
+        Outcome::Single(result) => std::slice::from_mut(result),
+        Outcome::Batch(results) => results.as_mut_slice(),
+    };
+    let columns = results.iter().flat_map(QueryResult::typed_columns);
+    if let Some(asked) = shapes.unknown(database, columns) {
+        // Types met for the first time in this database: which are arrays. After the
+        // request's own statements, on its session (a batch's transaction is over by now).
+        let mut lookup = Budget::unlimited();
+        let found = conn
+            .query(LOOKUP, &[Some(asked.clone())], &mut lookup)
+            .await?;
+        shapes.learn(database, &asked, &found.rows);
+    }
+    for result in results.iter_mut() {
+        result.type_values(|oid| shapes.get(database, oid));
+    }
+    let json = match outcome {
         Outcome::Single(result) => serde_json::to_vec(&result),
         Outcome::Batch(results) => serde_json::to_vec(&BatchResult { results }),
     };

@@ -14,6 +14,7 @@ mod params;
 pub mod pg;
 mod sql;
 mod throttle;
+mod typed;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,6 +24,7 @@ pub use error::{ApiError, ErrorBody};
 pub use params::json_to_pg_text;
 pub use sql::parse_command_tag;
 pub use throttle::LoginBackoff;
+pub use typed::BUILTIN_ARRAYS;
 
 /// Server settings. Postgres host and port are fixed here: the host in a client's connection
 /// string is ignored, so clients cannot point the origin at other servers.

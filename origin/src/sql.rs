@@ -2,25 +2,29 @@
 //! and the result JSON Neon's proxy writes (command tag parsing, field descriptions).
 
 use axum::http::HeaderMap;
-use serde::{Deserialize, Serialize};
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::params::json_to_pg_text;
 use crate::pg::{Column, QueryOutput};
+use crate::typed::{RowJson, Shape};
 
 pub const HDR_ISOLATION: &str = "neon-batch-isolation-level";
 pub const HDR_READ_ONLY: &str = "neon-batch-read-only";
 pub const HDR_DEFERRABLE: &str = "neon-batch-deferrable";
+pub const HDR_ARRAY_MODE: &str = "neon-array-mode";
+pub const HDR_RAW_TEXT_OUTPUT: &str = "neon-raw-text-output";
 
 #[derive(Debug, Deserialize)]
 pub struct QueryData {
     pub query: String,
     #[serde(default)]
     pub params: Vec<Value>,
-    /// Accepted for compatibility; rows are always arrays (see `QueryResult`).
+    /// Rows as arrays or objects for this query, over the `Neon-Array-Mode` header.
     #[serde(default, rename = "arrayMode")]
-    pub _array_mode: Option<bool>,
+    pub array_mode: Option<bool>,
 }
 
 impl QueryData {
@@ -164,28 +168,120 @@ impl From<&Column> for FieldJson {
     }
 }
 
-/// One statement's result as Neon writes it with `Neon-Array-Mode: true` and
-/// `Neon-Raw-Text-Output: true` (what the npm driver always sends).
-#[derive(Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+/// One statement's result as Neon writes it: its rows in the mode the request asked for
+/// ([`RowFormat`]; the npm driver always asks for arrays of raw text).
+#[derive(Debug, PartialEq, Eq)]
 pub struct QueryResult {
     pub command: String,
     pub row_count: Option<i64>,
     pub rows: Vec<Vec<Option<String>>>,
     pub fields: Vec<FieldJson>,
-    pub row_as_array: bool,
+    pub format: RowFormat,
+    /// Each column's shape, for typed values (set by [`QueryResult::type_values`]).
+    shapes: Option<Vec<Shape>>,
 }
 
-impl From<QueryOutput> for QueryResult {
-    fn from(out: QueryOutput) -> Self {
+/// How rows are written: as arrays (`Neon-Array-Mode: true`, or the query's `arrayMode`) or
+/// as objects by column name; with every value raw text (`Neon-Raw-Text-Output: true`) or
+/// typed by its column ([`crate::typed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowFormat {
+    pub array_mode: bool,
+    pub raw_text: bool,
+}
+
+impl RowFormat {
+    /// What the npm driver always asks for.
+    #[cfg(test)]
+    pub const DRIVER: RowFormat = RowFormat {
+        array_mode: true,
+        raw_text: true,
+    };
+
+    /// The request's defaults, from its headers: each flag is on only when exactly `true`.
+    pub fn from_headers(headers: &HeaderMap) -> RowFormat {
+        let flag = |name: &str| headers.get(name).is_some_and(|v| v.as_bytes() == b"true");
+        RowFormat {
+            array_mode: flag(HDR_ARRAY_MODE),
+            raw_text: flag(HDR_RAW_TEXT_OUTPUT),
+        }
+    }
+
+    /// This format for one query, whose `arrayMode` (if given) overrides the header's.
+    pub fn for_query(self, q: &QueryData) -> RowFormat {
+        RowFormat {
+            array_mode: q.array_mode.unwrap_or(self.array_mode),
+            ..self
+        }
+    }
+}
+
+impl QueryResult {
+    pub fn from_output(out: QueryOutput, format: RowFormat) -> Self {
         let (command, row_count) = parse_command_tag(out.tag.as_deref().unwrap_or(""));
         QueryResult {
             command,
             row_count,
             fields: out.columns.iter().map(FieldJson::from).collect(),
             rows: out.rows,
-            row_as_array: true,
+            format,
+            shapes: None,
         }
+    }
+
+    /// The types of the columns whose values are to be typed (none in raw text).
+    pub fn typed_columns(&self) -> impl Iterator<Item = u32> + '_ {
+        let typed = !self.format.raw_text;
+        self.fields
+            .iter()
+            .filter(move |_| typed)
+            .map(|f| f.data_type_id)
+    }
+
+    /// Sets each column's shape for typed output; a type `shape` does not know is written as
+    /// text.
+    pub fn type_values(&mut self, shape: impl Fn(u32) -> Option<Shape>) {
+        if !self.format.raw_text {
+            self.shapes = Some(
+                self.fields
+                    .iter()
+                    .map(|f| shape(f.data_type_id).unwrap_or(Shape::Scalar(0)))
+                    .collect(),
+            );
+        }
+    }
+}
+
+impl Serialize for QueryResult {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Rows<'a>(&'a QueryResult, &'a [String]);
+        impl Serialize for Rows<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let r = self.0;
+                let mut seq = s.serialize_seq(Some(r.rows.len()))?;
+                for values in &r.rows {
+                    seq.serialize_element(&RowJson {
+                        values,
+                        names: self.1,
+                        shapes: r.shapes.as_deref(),
+                        array_mode: r.format.array_mode,
+                    })?;
+                }
+                seq.end()
+            }
+        }
+        let names: Vec<String> = if self.format.array_mode {
+            Vec::new()
+        } else {
+            self.fields.iter().map(|f| f.name.clone()).collect()
+        };
+        let mut st = s.serialize_struct("QueryResult", 5)?;
+        st.serialize_field("command", &self.command)?;
+        st.serialize_field("rowCount", &self.row_count)?;
+        st.serialize_field("rows", &Rows(self, &names))?;
+        st.serialize_field("fields", &self.fields)?;
+        st.serialize_field("rowAsArray", &self.format.array_mode)?;
+        st.end()
     }
 }
 
@@ -298,7 +394,7 @@ mod tests {
             rows: vec![vec![Some("42".into())], vec![None]],
             tag: Some("SELECT 2".into()),
         };
-        let v = serde_json::to_value(QueryResult::from(out)).unwrap();
+        let v = serde_json::to_value(QueryResult::from_output(out, RowFormat::DRIVER)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({

@@ -31,12 +31,33 @@ async fn sql(config: &Config, url: &str, body: Value) -> (u16, Value) {
     sql_on(&router(config.clone()), url, body).await
 }
 
-/// One `/sql` request to `app` (its pool outlives the request).
+/// One `/sql` request to `app` (its pool outlives the request), with the npm driver's
+/// headers: rows as arrays of raw text.
 async fn sql_on(app: &axum::Router, url: &str, body: Value) -> (u16, Value) {
-    let req = Request::post("/sql")
-        .header("Neon-Connection-String", url)
-        .body(Body::from(body.to_string()))
-        .unwrap();
+    sql_with(
+        app,
+        url,
+        &[
+            ("Neon-Raw-Text-Output", "true"),
+            ("Neon-Array-Mode", "true"),
+        ],
+        body,
+    )
+    .await
+}
+
+/// One `/sql` request to `app` with these headers besides the connection string.
+async fn sql_with(
+    app: &axum::Router,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (u16, Value) {
+    let mut req = Request::post("/sql").header("Neon-Connection-String", url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Body::from(body.to_string())).unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status().as_u16();
     let bytes = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
@@ -385,6 +406,105 @@ async fn text_results_and_errors_in_process() {
     assert_eq!(body["code"], "22012");
     assert_eq!(body["severity"], "ERROR");
     assert!(body["detail"].is_null());
+}
+
+/// Without `Neon-Raw-Text-Output: true` values are typed by their columns as Neon's proxy
+/// types them, arrays of any type included (a user's enum array is looked up in the
+/// catalog); without `Neon-Array-Mode: true` rows are objects, unless a query's `arrayMode`
+/// says otherwise.
+#[tokio::test]
+#[ignore = "needs Postgres; `cargo xtask test` runs it with --include-ignored"]
+async fn typed_values_and_object_rows_as_neon_writes_them() {
+    let url = database_url();
+    let app = router(config_for(&url));
+    let mood = format!("mood_{}", std::process::id());
+    let (status, body) = sql_on(
+        &app,
+        &url,
+        json!({"query": format!("CREATE TYPE {mood} AS ENUM ('ok', 'meh')")}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let query = format!(
+        "SELECT true AS b, 7::int2 AS s, $1::int AS i, 9007199254740993::int8 AS l, \
+         1.25::numeric AS n, 0.5::float4 AS f, 'NaN'::float8 AS nan, \
+         '{{\"k\": [1, null]}}'::jsonb AS j, ' [1] '::json AS js, 'x\"y'::text AS t, \
+         ARRAY[1, NULL]::int[] AS ia, '{{{{t,f}},{{NULL,t}}}}'::bool[] AS ba, \
+         ARRAY['a b', NULL, 'NULL', '']::text[] AS ta, '{{}}'::int[] AS ea, \
+         ARRAY['{{\"a\": 1}}'::jsonb] AS ja, '[0:1]={{1.5,2}}'::float8[] AS fa, \
+         ARRAY['ok', 'meh']::{mood}[] AS ma, 'ok'::{mood} AS m, NULL::int AS z, 2 AS i"
+    );
+    let typed_row = json!([true, 7, 41, "9007199254740993", "1.25", 0.5, "NaN",
+        {"k": [1, null]}, [1], "x\"y", [1, null], [[true, false], [null, true]],
+        ["a b", null, "NULL", ""], [], [{"a": 1}], [1.5, 2.0], ["ok", "meh"], "ok", null, 2]);
+    let (status, body) = sql_with(
+        &app,
+        &url,
+        &[("Neon-Array-Mode", "true")],
+        json!({"query": query, "params": ["41"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], json!([typed_row]));
+    assert_eq!(body["rowAsArray"], true);
+
+    // Objects by column name (the last of a repeated name is what a JSON reader keeps), in a
+    // batch whose second query asks for arrays itself.
+    let (status, body) = sql_with(
+        &app,
+        &url,
+        &[],
+        json!({"queries": [
+            {"query": "SELECT 1 AS a, 'x' AS b, 2 AS a"},
+            {"query": "SELECT 1 AS a, 'x' AS b", "arrayMode": true}
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["rows"], json!([{"a": 2, "b": "x"}]));
+    assert_eq!(body["results"][0]["rowAsArray"], false);
+    assert_eq!(body["results"][1]["rows"], json!([[1, "x"]]));
+    assert_eq!(body["results"][1]["rowAsArray"], true);
+
+    // Raw text in object rows.
+    let (status, body) = sql_with(
+        &app,
+        &url,
+        &[("Neon-Raw-Text-Output", "true")],
+        json!({"query": "SELECT 1 AS a, ARRAY[true] AS b"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], json!([{"a": "1", "b": "{t}"}]));
+
+    let (status, _) = sql_on(&app, &url, json!({"query": format!("DROP TYPE {mood}")})).await;
+    assert_eq!(status, 200);
+}
+
+/// The array types whose OIDs Postgres fixes, as the proxy knows them, are the catalog's.
+#[tokio::test]
+#[ignore = "needs Postgres; `cargo xtask test` runs it with --include-ignored"]
+async fn builtin_array_types_match_the_catalog() {
+    let url = database_url();
+    let rows = rows(
+        &url,
+        "SELECT t.oid::text, e.oid::text, e.typdelim::text FROM pg_type t \
+         JOIN pg_type e ON e.oid = t.typelem AND e.typarray = t.oid \
+         WHERE t.oid < 10000 ORDER BY t.oid",
+    )
+    .await;
+    let catalog: Vec<(u32, u32, String)> = rows
+        .into_iter()
+        .map(|r| match r.as_slice() {
+            [Some(a), Some(e), Some(d)] => (a.parse().unwrap(), e.parse().unwrap(), d.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let ours: Vec<(u32, u32, String)> = edgefront_origin::BUILTIN_ARRAYS
+        .iter()
+        .map(|&(a, e)| (a, e, if e == 603 { ";" } else { "," }.to_owned()))
+        .collect();
+    assert_eq!(ours, catalog);
 }
 
 /// A pooled session goes back without anything a request left in it (the pool's reset), and

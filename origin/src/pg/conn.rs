@@ -59,8 +59,9 @@ pub struct QueryOutput {
 }
 
 /// How many bytes of row data a request may still receive. Shared by all statements of a
-/// batch; raw text is never longer than its JSON encoding, so exceeding it here proves the
-/// JSON response would exceed it too.
+/// batch. Raw text is never longer than its JSON encoding, so exceeding it here means the JSON
+/// response would exceed it too (give or take a byte a float in typed output, which writes
+/// `1e+300` as `1e300`).
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
     pub remaining: usize,
