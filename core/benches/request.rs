@@ -86,8 +86,8 @@ impl HttpClient for Bench {
             let row = json!({ "user_id": "7d1f3f4e-1b2c-4d5e-8f90-0a1b2c3d4e5f", "role": "admin" });
             return Ok(Response::new(Bytes::from(
                 json!({ "command": "SELECT", "rowCount": 1,
-                    "fields": [{ "name": "identity_resolve", "dataTypeID": 25 }],
-                    "rows": [[row.to_string()]] })
+                    "fields": [{ "name": "identity_resolve", "dataTypeID": 3802 }],
+                    "rows": [[row]] })
                 .to_string(),
             )));
         }
@@ -229,7 +229,7 @@ fn catalog_answer() -> Bytes {
                 "key": updated,
                 "id": id,
             });
-            json!([row.to_string()])
+            json!([row])
         })
         .collect();
     let text = |name: &str| json!({ "name": name, "dataTypeID": 25 });
@@ -238,7 +238,7 @@ fn catalog_answer() -> Bytes {
           "fields": [text("set_config"), text("set_config"), text("set_config")],
           "rows": [["00000000-0000-4000-8000-00000000d301", "", ""]] },
         { "command": "SELECT", "rowCount": 21,
-          "fields": [{ "name": "row", "dataTypeID": 3802 }], "rows": rows },
+          "fields": [{ "name": "row", "dataTypeID": 114 }], "rows": rows },
     ] });
     Bytes::from(answer.to_string())
 }

@@ -417,7 +417,7 @@ pub async fn create<P: Platform>(
     let outcome: Write = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.catalog_create($1, $2, $3::jsonb)::text AS outcome",
+            "SELECT public.catalog_create($1, $2, $3::jsonb) AS outcome",
             vec![key, hash, Some(doc)],
         ))
         .await
@@ -446,7 +446,7 @@ pub(crate) async fn find_item<P: Platform, T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     db.find(Statement::new(
         format!(
-            "SELECT ({document})::text AS item FROM public.catalog_items i \
+            "SELECT ({document}) AS item FROM public.catalog_items i \
              WHERE i.id = $1::uuid AND {condition}"
         ),
         vec![Some(id.to_string())],
@@ -472,7 +472,7 @@ async fn apply_update<P: Platform>(
     let outcome: Write = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.catalog_update($1::uuid, $2::int, $3::jsonb)::text AS outcome",
+            "SELECT public.catalog_update($1::uuid, $2::int, $3::jsonb) AS outcome",
             vec![
                 Some(id.to_string()),
                 version.map(|v| v.to_string()),

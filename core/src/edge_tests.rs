@@ -18,7 +18,7 @@ use crate::testing::{Responder, TestPlatform as FakePlatform};
 fn healthy(req: &Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
     if req.uri().path() == "/sql" {
         Ok(Response::new(Bytes::from_static(
-            br#"{"command":"SELECT","rowCount":1,"fields":[{"name":"?column?","dataTypeID":23}],"rows":[["1"]]}"#,
+            br#"{"command":"SELECT","rowCount":1,"fields":[{"name":"?column?","dataTypeID":23}],"rows":[[1]]}"#,
         )))
     } else {
         Ok(Response::new(Bytes::new()))

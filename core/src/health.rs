@@ -170,7 +170,7 @@ async fn check_database<P: Platform>(env: Env<'_, P>) -> Check {
         .await
         .map_err(|e| Failure::of_sql(&e))
         .and_then(|r| match r.rows.as_slice() {
-            [row] if row.first() == Some(&Some("1".to_owned())) => Ok(()),
+            [row] if row.first().and_then(|v| v.as_deref()).map(|v| v.get()) == Some("1") => Ok(()),
             _ => Err(Failure::UnexpectedAnswer),
         });
     check(result, elapsed_ms(start, env.platform.now()))

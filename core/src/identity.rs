@@ -155,7 +155,7 @@ async fn lookup<P: Platform>(
     sql::query(
         platform,
         &config.origin,
-        "SELECT public.identity_resolve($1, $2, $3, $4::boolean, $5, $6::uuid)::text",
+        "SELECT public.identity_resolve($1, $2, $3, $4::boolean, $5, $6::uuid)",
         &params,
     )
     .await
@@ -240,8 +240,8 @@ mod tests {
             let row = json!({ "user_id": USER, "role": role });
             Ok(Response::new(Bytes::from(
                 json!({ "command": "SELECT", "rowCount": 1,
-                    "fields": [{ "name": "identity_resolve", "dataTypeID": 25 }],
-                    "rows": [[row.to_string()]] })
+                    "fields": [{ "name": "identity_resolve", "dataTypeID": 3802 }],
+                    "rows": [[row]] })
                 .to_string(),
             )))
         }))

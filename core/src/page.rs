@@ -144,7 +144,7 @@ impl PageRequest {
             filters.join(" AND ")
         };
         let query = format!(
-            "SELECT json_build_object('doc', {doc}, 'key', {key}, 'id', {id})::text AS row \
+            "SELECT json_build_object('doc', {doc}, 'key', {key}, 'id', {id}) AS row \
              FROM {from} WHERE {filters} \
              ORDER BY {col} {dir}, {id} {dir} LIMIT {limit}::int",
             key = self.sort.key,

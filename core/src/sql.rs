@@ -1,12 +1,14 @@
 //! Client side of Neon's SQL-over-HTTP protocol: how core talks to origin Postgres through the
 //! SQL proxy. One HTTP POST per query or per batch; a batch is one transaction on the server.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::config::OriginConfig;
 use crate::ids::TenantId;
@@ -33,33 +35,39 @@ impl Statement {
     }
 }
 
-/// Field metadata; the OID tells how to read the text value.
+/// A column's metadata: its type tells how its values are written.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Field {
-    pub name: String,
     #[serde(rename = "dataTypeID")]
     pub data_type_id: u32,
 }
 
+/// Postgres' `json` and `jsonb`, whose values the proxy writes as the JSON they are.
+const JSON: u32 = 114;
+const JSONB: u32 = 3802;
+
+/// One statement's result as the proxy writes it without `Neon-Raw-Text-Output` (Neon's
+/// typed output): a `json` or `jsonb` value is the document itself, any other value JSON of its
+/// own (text a string, `int4` a number, …). The command tag and row count are not read.
 #[derive(Debug, Clone, Deserialize)]
 pub struct QueryResult {
-    pub command: String,
-    #[serde(rename = "rowCount")]
-    pub row_count: Option<u64>,
     pub fields: Vec<Field>,
-    /// Rows as arrays of Postgres text output.
-    pub rows: Vec<Vec<Option<String>>>,
+    /// Each row's values, as the proxy wrote them.
+    pub rows: Vec<Vec<Option<Box<RawValue>>>>,
 }
 
 impl QueryResult {
     /// Every row's only column, a JSON document, read as `T`. Documents are built in SQL
     /// (`json_build_object` and the `*_json` functions of `migrations/`), so a shape is defined
-    /// once, next to its query; Rust reads them into types and never indexes a `Value`.
+    /// once, next to its query; Rust reads them into types and never indexes a `Value`. A
+    /// `json` or `jsonb` column's document is read once, where it stands in the answer; a text
+    /// column's (`…::text`) is the string's content, unescaped and then read.
     pub fn docs<T: DeserializeOwned>(&self) -> Result<Vec<T>, SqlError> {
+        let json = self.document_is_json();
         self.rows
             .iter()
             .map(|r| {
-                serde_json::from_slice(document(r)?)
+                serde_json::from_str(&document(r, json)?)
                     .map_err(|e| SqlError::Protocol(format!("unexpected row shape: {e}")))
             })
             .collect()
@@ -75,7 +83,7 @@ impl QueryResult {
     /// The only row's document, what a SQL function decided (`{"outcome": …}`), read as `T`.
     pub fn outcome<T: Outcome>(&self) -> Result<T, SqlError> {
         match self.rows.as_slice() {
-            [row] => outcome::from_slice(document(row)?)
+            [row] => outcome::from_slice(document(row, self.document_is_json())?.as_bytes())
                 .map_err(|e| SqlError::Protocol(format!("unexpected outcome: {e}"))),
             rows => Err(SqlError::Protocol(format!(
                 "{} rows where one outcome was expected",
@@ -83,12 +91,23 @@ impl QueryResult {
             ))),
         }
     }
+
+    /// Whether the one column is `json` or `jsonb` (otherwise its documents are text).
+    fn document_is_json(&self) -> bool {
+        matches!(self.fields.as_slice(), [f] if f.data_type_id == JSON || f.data_type_id == JSONB)
+    }
 }
 
-/// A row's only column, a non-NULL JSON document.
-fn document(row: &[Option<String>]) -> Result<&[u8], SqlError> {
+/// A row's only column, a JSON document: the value itself in a `json` column (where typed
+/// output writes SQL NULL as JSON's `null`, so the two read alike), the text a non-NULL string
+/// holds in any other.
+fn document(row: &[Option<Box<RawValue>>], json: bool) -> Result<Cow<'_, str>, SqlError> {
     match row {
-        [Some(text)] => Ok(text.as_bytes()),
+        [Some(value)] if json => Ok(Cow::Borrowed(value.get())),
+        [None] if json => Ok(Cow::Borrowed("null")),
+        [Some(value)] => serde_json::from_str::<String>(value.get())
+            .map(Cow::Owned)
+            .map_err(|e| SqlError::Protocol(format!("a document that is not text: {e}"))),
         [None] => Err(SqlError::Protocol("a NULL document".into())),
         other => Err(SqlError::Protocol(format!(
             "{} columns where one document was expected",
@@ -443,8 +462,8 @@ fn platform_prelude(audit: &AuditCx) -> Statement {
 }
 
 /// The headers of Neon's SQL-over-HTTP protocol, as constants: a name given as
-/// text is parsed on every batch.
-const NEON_RAW_TEXT_OUTPUT: HeaderName = HeaderName::from_static("neon-raw-text-output");
+/// text is parsed on every batch. No `Neon-Raw-Text-Output`: without it the proxy writes a
+/// `json` value as the document it is, not as a string holding it ([`QueryResult`]).
 const NEON_ARRAY_MODE: HeaderName = HeaderName::from_static("neon-array-mode");
 const NEON_CONNECTION_STRING: HeaderName = HeaderName::from_static("neon-connection-string");
 
@@ -453,7 +472,6 @@ fn build_request(cfg: &OriginConfig, body: Vec<u8>) -> Result<Request<Bytes>, Sq
         .method(Method::POST)
         .uri(cfg.url.clone())
         .header(header::CONTENT_TYPE, "application/json")
-        .header(NEON_RAW_TEXT_OUTPUT, "true")
         .header(NEON_ARRAY_MODE, "true");
     let conn = HeaderValue::from_str(cfg.connection_string.expose())
         .map_err(|_| SqlError::Protocol("connection string is not a valid header".into()))?;
@@ -508,7 +526,7 @@ mod tests {
         let req = build_request(&cfg, body).unwrap();
         assert_eq!(req.method(), Method::POST);
         assert_eq!(req.uri(), "http://127.0.0.1:4444/sql");
-        assert_eq!(req.headers()["neon-raw-text-output"], "true");
+        assert!(req.headers().get("neon-raw-text-output").is_none());
         assert_eq!(req.headers()["neon-array-mode"], "true");
         assert_eq!(
             req.headers()["neon-connection-string"],
@@ -618,15 +636,66 @@ mod tests {
         let r: QueryResult = serde_json::from_str(
             r#"{"command":"SELECT","rowCount":1,"rowAsArray":true,
                 "fields":[{"name":"x","dataTypeID":23,"tableID":0,"columnID":0,"dataTypeSize":4,"dataTypeModifier":-1,"format":"text"}],
-                "rows":[["1"],[null]]}"#,
+                "rows":[[1],[null]]}"#,
         )
         .unwrap();
         assert_eq!(r.fields[0].data_type_id, 23);
-        assert_eq!(r.rows, vec![vec![Some("1".to_owned())], vec![None]]);
+        let values: Vec<Option<&str>> = r
+            .rows
+            .iter()
+            .map(|row| row[0].as_deref().map(RawValue::get))
+            .collect();
+        assert_eq!(values, vec![Some("1"), None]);
         let e: DbError = serde_json::from_str(
             r#"{"message":"boom","code":"42P01","detail":null,"constraint":null}"#,
         )
         .unwrap();
         assert_eq!(e.code, "42P01");
+    }
+
+    /// A document reads the same from a `json`, a `jsonb` and a text column; a JSON string is
+    /// a document of its own in a `json` column.
+    #[test]
+    fn documents_read_from_json_and_text_columns() {
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Doc {
+            name: String,
+            n: i64,
+        }
+        let doc = r#"{"name":"q\"é\\","n":2}"#;
+        let result = |type_id: u32, cell: String| -> QueryResult {
+            serde_json::from_str(&format!(
+                r#"{{"fields":[{{"name":"row","dataTypeID":{type_id}}}],"rows":[[{cell}]]}}"#
+            ))
+            .unwrap()
+        };
+        let expected = Doc {
+            name: "q\"é\\".into(),
+            n: 2,
+        };
+        for r in [
+            result(JSON, doc.to_owned()),
+            result(JSONB, doc.to_owned()),
+            result(25, serde_json::to_string(doc).unwrap()),
+        ] {
+            assert_eq!(r.doc::<Doc>().unwrap(), expected);
+        }
+        assert_eq!(
+            result(JSON, r#""text""#.into()).doc::<String>().unwrap(),
+            "text"
+        );
+        assert!(matches!(
+            result(25, doc.to_owned()).doc::<Doc>(),
+            Err(SqlError::Protocol(_))
+        ));
+        assert_eq!(result(JSONB, "null".into()).doc::<Option<Doc>>(), Ok(None));
+        assert!(matches!(
+            result(JSON, "null".into()).doc::<Doc>(),
+            Err(SqlError::Protocol(_))
+        ));
+        assert!(matches!(
+            result(25, "null".into()).doc::<Option<Doc>>(),
+            Err(SqlError::Protocol(m)) if m.contains("NULL")
+        ));
     }
 }

@@ -425,8 +425,8 @@ async fn look_up<P: Platform>(
     }
     crate::ports::note(platform, |t| t.note_cache(Cache::Tenant, false));
     let query = match by {
-        "slug" => "SELECT row_to_json(t)::text FROM resolve_tenant_by_slug($1) t",
-        _ => "SELECT row_to_json(t)::text FROM resolve_tenant_by_domain($1) t",
+        "slug" => "SELECT row_to_json(t) FROM resolve_tenant_by_slug($1) t",
+        _ => "SELECT row_to_json(t) FROM resolve_tenant_by_domain($1) t",
     };
     let tenant = sql::query(platform, &config.origin, query, &[Some(key.to_owned())])
         .await

@@ -364,10 +364,10 @@ impl Instance {
 }
 
 /// The proxy's answer to a one-statement tenant batch: the tenant's `set_config`, then `doc`
-/// as the statement's only row.
+/// as the statement's only row, a `jsonb` value as typed output writes it.
 pub fn sql_answer(doc: &Value) -> Response<Bytes> {
     let one = json!({ "command": "SELECT", "rowCount": 1,
-        "fields": [{ "name": "doc", "dataTypeID": 25 }], "rows": [[doc.to_string()]] });
+        "fields": [{ "name": "doc", "dataTypeID": 3802 }], "rows": [[doc]] });
     let set = json!({ "command": "SELECT", "rowCount": 1,
         "fields": [{ "name": "set_config", "dataTypeID": 25 }], "rows": [[TENANT]] });
     Response::new(Bytes::from(json!({ "results": [set, one] }).to_string()))

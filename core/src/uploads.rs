@@ -391,7 +391,7 @@ impl FromQuery for DownloadOptions {
 /// The live (not deleted) file `id` of the request's tenant.
 async fn load_file<P: Platform>(db: &Db<'_, P>, id: &FileId) -> Result<FileRecord, ApiError> {
     db.find(Statement::new(
-        "SELECT public.file_json(f)::text AS file FROM public.files f \
+        "SELECT public.file_json(f) AS file FROM public.files f \
          WHERE f.id = $1::uuid AND f.status <> 'deleted'",
         vec![Some(id.to_string())],
     ))
@@ -435,7 +435,7 @@ pub async fn create<P: Platform>(
     let answer = cx
         .db
         .one(Statement::new(
-            "SELECT public.upload_create($1::uuid, $2, $3, $4, $5::bigint, $6, $7::integer)::text \
+            "SELECT public.upload_create($1::uuid, $2, $3, $4, $5::bigint, $6, $7::integer) \
              AS outcome",
             vec![
                 Some(id.to_string()),
@@ -615,7 +615,7 @@ pub async fn complete<P: Platform>(
     let outcome: UploadComplete = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.upload_complete($1::uuid, $2::bigint, $3)::text AS outcome",
+            "SELECT public.upload_complete($1::uuid, $2::bigint, $3) AS outcome",
             vec![
                 Some(id.to_string()),
                 Some(info.size.to_string()),
@@ -711,7 +711,7 @@ pub async fn delete<P: Platform>(
     let outcome: FileDelete = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.file_delete($1::uuid)::text AS outcome",
+            "SELECT public.file_delete($1::uuid) AS outcome",
             vec![Some(id.to_string())],
         ))
         .await?;

@@ -1274,7 +1274,6 @@ impl BareBatch {
         let mut headers = vec![
             ("Host".to_owned(), addr.to_owned()),
             ("Content-Type".into(), "application/json".into()),
-            ("Neon-Raw-Text-Output".into(), "true".into()),
             ("Neon-Array-Mode".into(), "true".into()),
             (
                 "Neon-Connection-String".into(),

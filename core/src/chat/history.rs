@@ -115,7 +115,7 @@ pub(super) async fn conversations<P: Platform>(
 /// Whether `owner` owns conversation `id`, and the page of its complete messages.
 fn messages_statements(owner: &Owner, id: &ConversationId, page: &MessagePage) -> [Statement; 2] {
     let owned = Statement::new(
-        "SELECT to_json(count(*) = 1)::text AS owned FROM public.conversations \
+        "SELECT to_json(count(*) = 1) AS owned FROM public.conversations \
          WHERE id = $1::uuid AND owner_kind = $2 AND owner_id = $3",
         vec![
             Some(id.to_string()),

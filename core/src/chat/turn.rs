@@ -325,7 +325,7 @@ impl<'a, P: Platform> Turn<'a, P> {
         });
         let outcome: Begin = db
             .outcome(Statement::new(
-                "SELECT public.chat_begin($1, $2, $3, $4::uuid, $5, $6::bigint, ARRAY(SELECT jsonb_array_elements_text($7::jsonb)), $8::jsonb)::text AS outcome",
+                "SELECT public.chat_begin($1, $2, $3, $4::uuid, $5, $6::bigint, ARRAY(SELECT jsonb_array_elements_text($7::jsonb)), $8::jsonb) AS outcome",
                 vec![
                     Some(owner.kind().into()),
                     Some(owner.id().into()),
@@ -406,7 +406,7 @@ impl<'a, P: Platform> Turn<'a, P> {
         let outcome: Finish = self
             .db
             .outcome(Statement::new(
-                "SELECT public.chat_finish($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9::int, $10::int, $11)::text AS outcome",
+                "SELECT public.chat_finish($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9::int, $10::int, $11) AS outcome",
                 vec![
                     Some(self.reservation.to_string()),
                     Some(self.conversation.to_string()),

@@ -324,7 +324,7 @@ pub async fn checkout<P: Platform>(
     let outcome: Checkout = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.checkout($1::uuid, $2, $3, $4, $5::jsonb)::text",
+            "SELECT public.checkout($1::uuid, $2, $3, $4, $5::jsonb)",
             vec![
                 Some(id.to_string()),
                 Some(key),
@@ -360,7 +360,7 @@ pub async fn get<P: Platform>(
     let order: Order = cx
         .db
         .find(Statement::new(
-            "SELECT public.order_json(o)::text FROM public.orders o \
+            "SELECT public.order_json(o) FROM public.orders o \
              WHERE o.id = $1::uuid AND o.visitor_id = $2",
             vec![Some(id.to_string()), Some(visitor)],
         ))

@@ -164,7 +164,7 @@ pub async fn get<P: Platform>(
     let order: Order = cx
         .db
         .find(Statement::new(
-            "SELECT public.order_json(o)::text FROM public.orders o WHERE o.id = $1::uuid",
+            "SELECT public.order_json(o) FROM public.orders o WHERE o.id = $1::uuid",
             vec![Some(id.to_string())],
         ))
         .await?
@@ -217,7 +217,7 @@ pub async fn update<P: Platform>(
     let outcome: OrderTransition = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.order_transition($1::uuid, $2::int, $3)::text",
+            "SELECT public.order_transition($1::uuid, $2::int, $3)",
             vec![
                 Some(id.to_string()),
                 version.map(|v| v.to_string()),
@@ -323,7 +323,7 @@ async fn report<P: Platform, T: DeserializeOwned + Serialize>(
     let report: T = cx
         .db
         .call(Statement::new(
-            format!("SELECT public.{function}($1::timestamptz, $2::timestamptz)::text"),
+            format!("SELECT public.{function}($1::timestamptz, $2::timestamptz)"),
             vec![Some(rfc3339(from)), Some(rfc3339(to))],
         ))
         .await?;

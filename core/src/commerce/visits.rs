@@ -107,7 +107,7 @@ pub async fn record<P: Platform>(
     let outcome: VisitRecord = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.visit_record($1::uuid, $2, $3::jsonb, $4::int)::text",
+            "SELECT public.visit_record($1::uuid, $2, $3::jsonb, $4::int)",
             vec![
                 Some(id.to_string()),
                 Some(visitor.id.clone()),

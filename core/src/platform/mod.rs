@@ -438,7 +438,7 @@ pub async fn create<P: Platform>(
         .db
         .outcome(Statement::new(
             "SELECT public.platform_tenant_create($1::uuid, $2, $3, $4, $5::jsonb, $6, $7::uuid, \
-             $8, $9::int)::text",
+             $8, $9::int)",
             vec![
                 Some(id.to_string()),
                 Some(new.slug.to_string()),
@@ -490,7 +490,7 @@ pub async fn get<P: Platform>(
     let tenant: Option<PlatformTenant> = cx
         .db
         .call(Statement::new(
-            "SELECT coalesce(public.platform_tenant_get($1::uuid)::text, 'null')",
+            "SELECT coalesce(public.platform_tenant_get($1::uuid), 'null')",
             vec![Some(id.to_string())],
         ))
         .await?;
@@ -510,7 +510,7 @@ pub async fn update<P: Platform>(
     let outcome: UpdateOutcome = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.platform_tenant_update($1::uuid, $2::int, $3::jsonb)::text",
+            "SELECT public.platform_tenant_update($1::uuid, $2::int, $3::jsonb)",
             vec![
                 Some(id.to_string()),
                 version.map(|v| v.to_string()),
@@ -541,7 +541,7 @@ pub async fn delete<P: Platform>(
     let outcome: DeleteOutcome = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.platform_tenant_delete($1::uuid)::text",
+            "SELECT public.platform_tenant_delete($1::uuid)",
             vec![Some(id.to_string())],
         ))
         .await?;
@@ -567,7 +567,7 @@ pub async fn signup<P: Platform>(
     let outcome: SignupOutcome = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.signup_create($1::uuid, $2::uuid, $3, $4)::text",
+            "SELECT public.signup_create($1::uuid, $2::uuid, $3, $4)",
             vec![
                 Some(cx.user.to_string()),
                 Some(id.to_string()),
@@ -642,12 +642,12 @@ mod tests {
     /// The proxy's answer to a one-statement platform batch (no tenant `set_config`, the
     /// audit prelude's row first): `docs` as its rows.
     fn rows(docs: &[Value]) -> Response<Bytes> {
-        let rows: Vec<Vec<String>> = docs.iter().map(|d| vec![d.to_string()]).collect();
+        let rows: Vec<Vec<&Value>> = docs.iter().map(|d| vec![d]).collect();
         let prelude = json!({ "command": "SELECT", "rowCount": 1,
             "fields": [{ "name": "set_config", "dataTypeID": 25 },
                        { "name": "set_config", "dataTypeID": 25 }], "rows": [["", ""]] });
         let one = json!({ "command": "SELECT", "rowCount": rows.len(),
-            "fields": [{ "name": "doc", "dataTypeID": 25 }], "rows": rows });
+            "fields": [{ "name": "doc", "dataTypeID": 3802 }], "rows": rows });
         Response::new(Bytes::from(
             json!({ "results": [prelude, one] }).to_string(),
         ))
@@ -876,7 +876,7 @@ mod tests {
                 // The tenant lookup (one autocommit query): no such tenant.
                 Ok(Response::new(Bytes::from(
                     json!({"command": "SELECT", "rowCount": 0,
-                        "fields": [{"name": "row_to_json", "dataTypeID": 25}], "rows": []})
+                        "fields": [{"name": "row_to_json", "dataTypeID": 114}], "rows": []})
                     .to_string(),
                 )))
             }),

@@ -71,7 +71,7 @@ pub async fn purge<P: Platform>(
     let candidates: Candidates = cx
         .db
         .call(Statement::new(
-            "SELECT public.platform_purge_candidates($1::bigint, $2::int)::text",
+            "SELECT public.platform_purge_candidates($1::bigint, $2::int)",
             vec![Some(grace.clone()), Some(req.limit.to_string())],
         ))
         .await?;
@@ -104,7 +104,7 @@ pub async fn purge<P: Platform>(
         let done: Purged = cx
             .db
             .call(Statement::new(
-                "SELECT public.platform_purge_tenants($1::uuid[], $2::bigint)::text",
+                "SELECT public.platform_purge_tenants($1::uuid[], $2::bigint)",
                 vec![Some(ids), Some(grace)],
             ))
             .await?;

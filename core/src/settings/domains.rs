@@ -235,7 +235,7 @@ pub async fn add_domain<P: Platform>(
     let outcome: DomainAdd = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.domain_add($1, $2)::text",
+            "SELECT public.domain_add($1, $2)",
             vec![Some(host.to_string()), Some(hex(&token))],
         ))
         .await?;
@@ -266,7 +266,7 @@ pub async fn verify_domain<P: Platform>(
         .db
         .outcome(Statement::new(
             "SELECT public.domain_verify($1, \
-             ARRAY(SELECT jsonb_array_elements_text($2::jsonb)))::text",
+             ARRAY(SELECT jsonb_array_elements_text($2::jsonb)))",
             vec![
                 Some(host.to_string()),
                 Some(Value::from(proofs(records)).to_string()),
@@ -299,7 +299,7 @@ pub async fn remove_domain<P: Platform>(
     let outcome: DomainDelete = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.domain_delete($1)::text",
+            "SELECT public.domain_delete($1)",
             vec![Some(host.to_string())],
         ))
         .await?;
@@ -433,7 +433,7 @@ mod tests {
     fn a_claim_gets_a_random_token_and_201_with_its_location() {
         let i = instance(Box::new(|req| {
             let s = statement(req);
-            assert_eq!(s["query"], "SELECT public.domain_add($1, $2)::text");
+            assert_eq!(s["query"], "SELECT public.domain_add($1, $2)");
             assert_eq!(s["params"], json!([HOST, TOKEN]));
             Ok(sql_answer(
                 &json!({"outcome": "created", "domain": domain_doc(HOST, false)}),
@@ -508,9 +508,9 @@ mod tests {
         call(verify_domain::<P>, parts(i, Some(host), req))
     }
 
-    /// The proxy's answer to a single (not batched) query: `rows`, one document each.
+    /// The proxy's answer to a single (not batched) query: `rows`, one `json` document each.
     fn rows(docs: &[Value]) -> Response<Bytes> {
-        let rows: Vec<Value> = docs.iter().map(|d| json!([d.to_string()])).collect();
+        let rows: Vec<Value> = docs.iter().map(|d| json!([d])).collect();
         Response::new(Bytes::from(
             json!({"command": "SELECT", "rowCount": rows.len(),
                    "fields": [{"name": "row_to_json", "dataTypeID": 114}], "rows": rows})
@@ -713,7 +713,7 @@ mod tests {
     fn removing_a_domain_is_204_and_forgets_the_hosts_it_had() {
         let i = instance(Box::new(|req| {
             let s = statement(req);
-            assert_eq!(s["query"], "SELECT public.domain_delete($1)::text");
+            assert_eq!(s["query"], "SELECT public.domain_delete($1)");
             assert_eq!(s["params"], json!([HOST]));
             Ok(sql_answer(&json!({"outcome": "deleted",
                 "hosts_before": {"slug": "demo", "domains": [HOST, "other.example.org"]}})))

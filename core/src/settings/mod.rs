@@ -145,7 +145,7 @@ impl crate::outcome::Outcome for TenantWrite {}
 async fn tenant_doc<P: Platform>(cx: &Member<'_, P>) -> Result<TenantDoc, ApiError> {
     Ok(cx
         .db
-        .call(Statement::new("SELECT public.tenant_json()::text", vec![]))
+        .call(Statement::new("SELECT public.tenant_json()", vec![]))
         .await?)
 }
 
@@ -181,7 +181,7 @@ pub async fn update<P: Platform>(
     let outcome: TenantWrite = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.tenant_update($1::int, $2, $3::jsonb)::text",
+            "SELECT public.tenant_update($1::int, $2, $3::jsonb)",
             vec![
                 version.map(|v| v.to_string()),
                 patch.name.clone(),
@@ -213,7 +213,7 @@ pub async fn update<P: Platform>(
 pub async fn usage<P: Platform>(cx: Member<'_, P>) -> Result<Reply, ApiError> {
     let usage: Usage = cx
         .db
-        .call(Statement::new("SELECT public.tenant_usage()::text", vec![]))
+        .call(Statement::new("SELECT public.tenant_usage()", vec![]))
         .await?;
     Ok(Reply::ok(&usage).cache(Cache::Private))
 }
@@ -358,10 +358,7 @@ mod tests {
         );
         let sent = i.platform.sent.borrow();
         assert_eq!(sent.len(), 1);
-        assert_eq!(
-            statement(&sent[0])["query"],
-            "SELECT public.tenant_json()::text"
-        );
+        assert_eq!(statement(&sent[0])["query"], "SELECT public.tenant_json()");
     }
 
     #[test]
@@ -392,7 +389,7 @@ mod tests {
             let s = statement(req);
             assert_eq!(
                 s["query"],
-                "SELECT public.tenant_update($1::int, $2, $3::jsonb)::text"
+                "SELECT public.tenant_update($1::int, $2, $3::jsonb)"
             );
             assert_eq!(s["params"][0], "4");
             assert_eq!(s["params"][1], "Acme");
@@ -536,7 +533,7 @@ mod tests {
         assert_eq!(json_body(&resp), doc);
         assert_eq!(
             statement(&i.platform.sent.borrow()[0])["query"],
-            "SELECT public.tenant_usage()::text"
+            "SELECT public.tenant_usage()"
         );
         // A document of another shape is a 502, not a guess.
         let i = instance(Box::new(|_| Ok(sql_answer(&json!({"period": 1})))));

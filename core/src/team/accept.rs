@@ -64,7 +64,7 @@ pub async fn accept<P: Platform>(
     let outcome: Acceptance = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.invitation_accept($1, $2::uuid, $3, $4::boolean)::text",
+            "SELECT public.invitation_accept($1, $2::uuid, $3, $4::boolean)",
             vec![
                 Some(token.hash()),
                 Some(cx.user.to_string()),
@@ -178,7 +178,7 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(
             s[0]["query"],
-            "SELECT public.invitation_accept($1, $2::uuid, $3, $4::boolean)::text"
+            "SELECT public.invitation_accept($1, $2::uuid, $3, $4::boolean)"
         );
         assert_eq!(
             s[0]["params"],

@@ -261,7 +261,7 @@ pub async fn invite<P: Platform>(
     let outcome: Creation = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.invitation_create($1::uuid, $2, $3::uuid, $4, $5, $6, $7::int)::text",
+            "SELECT public.invitation_create($1::uuid, $2, $3::uuid, $4, $5, $6, $7::int)",
             vec![
                 Some(cx.user().to_owned()),
                 Some(cx.role.as_str().to_owned()),
@@ -309,7 +309,7 @@ pub async fn revoke<P: Platform>(
     let outcome: Revocation = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.invitation_revoke($1::uuid)::text",
+            "SELECT public.invitation_revoke($1::uuid)",
             vec![Some(id.to_string())],
         ))
         .await?;
@@ -458,7 +458,7 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(
             s[0]["query"],
-            "SELECT public.invitation_create($1::uuid, $2, $3::uuid, $4, $5, $6, $7::int)::text"
+            "SELECT public.invitation_create($1::uuid, $2, $3::uuid, $4, $5, $6, $7::int)"
         );
         assert_eq!(
             s[0]["params"],
@@ -560,10 +560,7 @@ mod tests {
                 None => assert_eq!(r.unwrap_err().code(), Code::NotFound),
             }
             let s = statements(&i);
-            assert_eq!(
-                s[0]["query"],
-                "SELECT public.invitation_revoke($1::uuid)::text"
-            );
+            assert_eq!(s[0]["query"], "SELECT public.invitation_revoke($1::uuid)");
             assert_eq!(s[0]["params"], json!([INVITATION]));
         }
         let i = instance(json!(null));

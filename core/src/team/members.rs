@@ -173,7 +173,7 @@ pub async fn update<P: Platform>(
     let outcome: RoleUpdate = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.member_update_role($1::uuid, $2, $3::uuid, $4)::text",
+            "SELECT public.member_update_role($1::uuid, $2, $3::uuid, $4)",
             vec![
                 Some(cx.user().to_owned()),
                 Some(cx.role.as_str().to_owned()),
@@ -208,7 +208,7 @@ pub async fn remove<P: Platform>(
     let outcome: Removal = cx
         .db
         .outcome(Statement::new(
-            "SELECT public.member_remove($1::uuid, $2, $3::uuid)::text",
+            "SELECT public.member_remove($1::uuid, $2, $3::uuid)",
             vec![
                 Some(cx.user().to_owned()),
                 Some(cx.role.as_str().to_owned()),
@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(
             s[0]["query"],
-            "SELECT public.member_update_role($1::uuid, $2, $3::uuid, $4)::text"
+            "SELECT public.member_update_role($1::uuid, $2, $3::uuid, $4)"
         );
         assert_eq!(
             s[0]["params"],
@@ -456,7 +456,7 @@ mod tests {
         let s = statements(&i);
         assert_eq!(
             s[0]["query"],
-            "SELECT public.member_remove($1::uuid, $2, $3::uuid)::text"
+            "SELECT public.member_remove($1::uuid, $2, $3::uuid)"
         );
         assert_eq!(s[0]["params"], json!([alice, "member", alice]));
         assert!(i.platform.kv_get(&key).is_none());
