@@ -106,10 +106,15 @@ describe('edgefront-origin with @neondatabase/serverless', { skip }, () => {
         ['b', 17, -1, -1, 'text'],
       ],
     );
-    // Bypass the driver's parsers to see the wire values.
+    // Bypass the driver's parsers to see the wire values, with the headers it always sends.
     const res = await fetch(origin.url, {
       method: 'POST',
-      headers: { 'Neon-Connection-String': origin.app_connection_string, ...authHeaders() },
+      headers: {
+        'Neon-Connection-String': origin.app_connection_string,
+        'Neon-Raw-Text-Output': 'true',
+        'Neon-Array-Mode': 'true',
+        ...authHeaders(),
+      },
       body: JSON.stringify({
         query: `SELECT 42::int4, 1.50::numeric, true, '{"a":1}'::jsonb, '\\x01ff'::bytea,
                 '2024-01-02 03:04:05.678+00'::timestamptz, '{1,NULL}'::int[], NULL::text`,
@@ -122,6 +127,22 @@ describe('edgefront-origin with @neondatabase/serverless', { skip }, () => {
     assert.equal(body.rowAsArray, true);
     assert.deepEqual(body.rows, [
       ['42', '1.50', 't', '{"a": 1}', '\\x01ff', '2024-01-02 03:04:05.678+00', '{1,NULL}', null],
+    ]);
+    // Without them, as Neon's proxy: values typed by their columns, rows as objects.
+    const typed = await fetch(origin.url, {
+      method: 'POST',
+      headers: { 'Neon-Connection-String': origin.app_connection_string, ...authHeaders() },
+      body: JSON.stringify({
+        query: `SELECT 42::int4 AS i, 1.50::numeric AS n, true AS t, '{"a":1}'::jsonb AS j,
+                '{1,NULL}'::int[] AS a, 9007199254740993::int8 AS l, NULL::text AS z`,
+        params: [],
+      }),
+    });
+    assert.equal(typed.status, 200);
+    const tb = await typed.json();
+    assert.equal(tb.rowAsArray, false);
+    assert.deepEqual(tb.rows, [
+      { i: 42, n: '1.50', t: true, j: { a: 1 }, a: [1, null], l: '9007199254740993', z: null },
     ]);
   });
 
@@ -227,6 +248,7 @@ describe('edgefront-origin with @neondatabase/serverless', { skip }, () => {
             'Neon-Connection-String': origin.app_connection_string,
             'Neon-Batch-Isolation-Level': level,
             'Neon-Batch-Read-Only': 'yes',
+            'Neon-Array-Mode': 'true',
             ...authHeaders(),
           },
           body: JSON.stringify({ queries: [{ query: 'SHOW transaction_read_only', params: [] }] }),
