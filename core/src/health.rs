@@ -169,8 +169,8 @@ async fn check_database<P: Platform>(env: Env<'_, P>) -> Check {
     let result = sql::query(env.platform, &env.config.origin, "SELECT 1", &[])
         .await
         .map_err(|e| Failure::of_sql(&e))
-        .and_then(|r| match r.rows.as_slice() {
-            [row] if row.first().and_then(|v| v.as_deref()).map(|v| v.get()) == Some("1") => Ok(()),
+        .and_then(|r| match (r.len(), r.value(0, 0)) {
+            (1, Some(b"1")) => Ok(()),
             _ => Err(Failure::UnexpectedAnswer),
         });
     check(result, elapsed_ms(start, env.platform.now()))

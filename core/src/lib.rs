@@ -57,6 +57,7 @@ pub mod s3;
 pub mod settings;
 pub mod sigv4;
 pub mod sql;
+pub mod sql_answer;
 pub mod storefront;
 pub mod team;
 pub mod telemetry;

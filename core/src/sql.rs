@@ -3,18 +3,19 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::config::OriginConfig;
 use crate::ids::TenantId;
 use crate::json_writer::push_string;
 use crate::outcome::{self, Outcome};
 use crate::ports::{Clock, HttpClient, OutboundError};
+use crate::sql_answer::{self, RawResult};
 
 /// A parameter as the protocol carries it: Postgres text input, or NULL.
 pub type Param = Option<String>;
@@ -35,28 +36,62 @@ impl Statement {
     }
 }
 
-/// A column's metadata: its type tells how its values are written.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Field {
-    #[serde(rename = "dataTypeID")]
-    pub data_type_id: u32,
-}
-
 /// Postgres' `json` and `jsonb`, whose values the proxy writes as the JSON they are.
 const JSON: u32 = 114;
 const JSONB: u32 = 3802;
 
 /// One statement's result as the proxy writes it without `Neon-Raw-Text-Output` (Neon's
 /// typed output): a `json` or `jsonb` value is the document itself, any other value JSON of its
-/// own (text a string, `int4` a number, …). The command tag and row count are not read.
-#[derive(Debug, Clone, Deserialize)]
+/// own (text a string, `int4` a number, …). Its values stay in the answer, found but not read
+/// ([`crate::sql_answer`]), until a caller reads them as its types.
+#[derive(Debug, Clone)]
 pub struct QueryResult {
-    pub fields: Vec<Field>,
-    /// Each row's values, as the proxy wrote them.
-    pub rows: Vec<Vec<Option<Box<RawValue>>>>,
+    /// The proxy's whole answer (shared by a batch's results).
+    answer: Bytes,
+    /// Each column's type OID.
+    types: Vec<u32>,
+    /// Each row's values: where each stands in `answer`, `None` for `null`.
+    rows: Vec<Vec<Option<Range<usize>>>>,
 }
 
 impl QueryResult {
+    fn new(answer: &Bytes, raw: RawResult) -> Self {
+        QueryResult {
+            answer: answer.clone(),
+            types: raw.types,
+            rows: raw.rows,
+        }
+    }
+
+    /// A single statement's result, from the proxy's answer.
+    pub fn read(answer: Bytes) -> Result<Self, SqlError> {
+        let raw = sql_answer::single(&answer)
+            .map_err(|e| SqlError::Protocol(format!("bad result: {e}")))?;
+        Ok(Self::new(&answer, raw))
+    }
+
+    /// A batch's results, from the proxy's answer.
+    pub fn read_batch(answer: Bytes) -> Result<Vec<Self>, SqlError> {
+        let raw = sql_answer::batch(&answer)
+            .map_err(|e| SqlError::Protocol(format!("bad batch result: {e}")))?;
+        Ok(raw.into_iter().map(|r| Self::new(&answer, r)).collect())
+    }
+
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// A value as the proxy wrote it (JSON text); `None` for `null` or outside the result.
+    pub fn value(&self, row: usize, column: usize) -> Option<&[u8]> {
+        let range = self.rows.get(row)?.get(column)?.clone()?;
+        self.answer.get(range)
+    }
+
     /// Every row's only column, a JSON document, read as `T`. Documents are built in SQL
     /// (`json_build_object` and the `*_json` functions of `migrations/`), so a shape is defined
     /// once, next to its query; Rust reads them into types and never indexes a `Value`. A
@@ -64,10 +99,9 @@ impl QueryResult {
     /// column's (`…::text`) is the string's content, unescaped and then read.
     pub fn docs<T: DeserializeOwned>(&self) -> Result<Vec<T>, SqlError> {
         let json = self.document_is_json();
-        self.rows
-            .iter()
-            .map(|r| {
-                serde_json::from_str(&document(r, json)?)
+        (0..self.rows.len())
+            .map(|i| {
+                serde_json::from_slice(&self.document(i, json)?)
                     .map_err(|e| SqlError::Protocol(format!("unexpected row shape: {e}")))
             })
             .collect()
@@ -82,37 +116,38 @@ impl QueryResult {
 
     /// The only row's document, what a SQL function decided (`{"outcome": …}`), read as `T`.
     pub fn outcome<T: Outcome>(&self) -> Result<T, SqlError> {
-        match self.rows.as_slice() {
-            [row] => outcome::from_slice(document(row, self.document_is_json())?.as_bytes())
+        match self.rows.len() {
+            1 => outcome::from_slice(&self.document(0, self.document_is_json())?)
                 .map_err(|e| SqlError::Protocol(format!("unexpected outcome: {e}"))),
-            rows => Err(SqlError::Protocol(format!(
-                "{} rows where one outcome was expected",
-                rows.len()
+            n => Err(SqlError::Protocol(format!(
+                "{n} rows where one outcome was expected"
             ))),
         }
     }
 
     /// Whether the one column is `json` or `jsonb` (otherwise its documents are text).
     fn document_is_json(&self) -> bool {
-        matches!(self.fields.as_slice(), [f] if f.data_type_id == JSON || f.data_type_id == JSONB)
+        matches!(self.types.as_slice(), [JSON | JSONB])
     }
-}
 
-/// A row's only column, a JSON document: the value itself in a `json` column (where typed
-/// output writes SQL NULL as JSON's `null`, so the two read alike), the text a non-NULL string
-/// holds in any other.
-fn document(row: &[Option<Box<RawValue>>], json: bool) -> Result<Cow<'_, str>, SqlError> {
-    match row {
-        [Some(value)] if json => Ok(Cow::Borrowed(value.get())),
-        [None] if json => Ok(Cow::Borrowed("null")),
-        [Some(value)] => serde_json::from_str::<String>(value.get())
-            .map(Cow::Owned)
-            .map_err(|e| SqlError::Protocol(format!("a document that is not text: {e}"))),
-        [None] => Err(SqlError::Protocol("a NULL document".into())),
-        other => Err(SqlError::Protocol(format!(
-            "{} columns where one document was expected",
-            other.len()
-        ))),
+    /// Row `i`'s only column, a JSON document: the value itself in a `json` column (where
+    /// typed output writes SQL NULL as JSON's `null`, so the two read alike), the text a
+    /// non-NULL string holds in any other.
+    fn document(&self, i: usize, json: bool) -> Result<Cow<'_, [u8]>, SqlError> {
+        let row = self.rows.get(i).map(Vec::as_slice).unwrap_or_default();
+        let value = |range: &Range<usize>| self.answer.get(range.clone()).unwrap_or_default();
+        match row {
+            [Some(v)] if json => Ok(Cow::Borrowed(value(v))),
+            [None] if json => Ok(Cow::Borrowed(b"null")),
+            [Some(v)] => serde_json::from_slice::<String>(value(v))
+                .map(|text| Cow::Owned(text.into_bytes()))
+                .map_err(|e| SqlError::Protocol(format!("a document that is not text: {e}"))),
+            [None] => Err(SqlError::Protocol("a NULL document".into())),
+            other => Err(SqlError::Protocol(format!(
+                "{} columns where one document was expected",
+                other.len()
+            ))),
+        }
     }
 }
 
@@ -121,11 +156,6 @@ impl DbError {
     pub fn is(&self, sqlstate: &str) -> bool {
         self.code == sqlstate
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct BatchResult {
-    results: Vec<QueryResult>,
 }
 
 /// A Postgres error as the proxy reports it (HTTP 400).
@@ -166,8 +196,7 @@ pub async fn query<P: HttpClient + Clock>(
 ) -> Result<QueryResult, SqlError> {
     let mut body = Vec::with_capacity(query.len() + 64);
     write_statement(&mut body, query, params);
-    let bytes = post(platform, cfg, body).await?;
-    serde_json::from_slice(&bytes).map_err(|e| SqlError::Protocol(format!("bad result: {e}")))
+    QueryResult::read(post(platform, cfg, body).await?)
 }
 
 /// Runs `prelude` and then `statements` as one transaction: all commit, or none do. The
@@ -178,17 +207,15 @@ pub async fn transaction<P: HttpClient + Clock>(
     prelude: &Statement,
     statements: &[Statement],
 ) -> Result<Vec<QueryResult>, SqlError> {
-    let bytes = post(platform, cfg, batch_body(prelude, statements)).await?;
-    let batch: BatchResult = serde_json::from_slice(&bytes)
-        .map_err(|e| SqlError::Protocol(format!("bad batch result: {e}")))?;
-    if batch.results.len() != statements.len() + 1 {
+    let mut results =
+        QueryResult::read_batch(post(platform, cfg, batch_body(prelude, statements)).await?)?;
+    if results.len() != statements.len() + 1 {
         return Err(SqlError::Protocol(format!(
             "{} results for {} statements",
-            batch.results.len(),
+            results.len(),
             statements.len() + 1
         )));
     }
-    let mut results = batch.results;
     results.remove(0);
     Ok(results)
 }
@@ -633,19 +660,21 @@ mod tests {
 
     #[test]
     fn results_and_errors_parse() {
-        let r: QueryResult = serde_json::from_str(
-            r#"{"command":"SELECT","rowCount":1,"rowAsArray":true,
+        let r = QueryResult::read(Bytes::from_static(
+            br#"{"command":"SELECT","rowCount":1,"rowAsArray":true,
                 "fields":[{"name":"x","dataTypeID":23,"tableID":0,"columnID":0,"dataTypeSize":4,"dataTypeModifier":-1,"format":"text"}],
                 "rows":[[1],[null]]}"#,
-        )
+        ))
         .unwrap();
-        assert_eq!(r.fields[0].data_type_id, 23);
-        let values: Vec<Option<&str>> = r
-            .rows
-            .iter()
-            .map(|row| row[0].as_deref().map(RawValue::get))
-            .collect();
-        assert_eq!(values, vec![Some("1"), None]);
+        assert_eq!(r.types, vec![23]);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.value(0, 0), Some(&b"1"[..]));
+        assert_eq!(r.value(1, 0), None);
+        assert_eq!(r.value(2, 0), None);
+        assert!(matches!(
+            QueryResult::read(Bytes::from_static(b"{\"rows\":[[1]")),
+            Err(SqlError::Protocol(_))
+        ));
         let e: DbError = serde_json::from_str(
             r#"{"message":"boom","code":"42P01","detail":null,"constraint":null}"#,
         )
@@ -664,9 +693,9 @@ mod tests {
         }
         let doc = r#"{"name":"q\"é\\","n":2}"#;
         let result = |type_id: u32, cell: String| -> QueryResult {
-            serde_json::from_str(&format!(
+            QueryResult::read(Bytes::from(format!(
                 r#"{{"fields":[{{"name":"row","dataTypeID":{type_id}}}],"rows":[[{cell}]]}}"#
-            ))
+            )))
             .unwrap()
         };
         let expected = Doc {
