@@ -233,7 +233,7 @@ async fn handle(
     )
     .await;
     finish(pooled, &outcome);
-    let json = outcome.map_err(|e| api_error(config, e))?;
+    let json = outcome.map_err(|e| api_error(config, e))?.json;
     if json.len() > config.max_response_bytes {
         return Err(ApiError::ResponseTooLarge {
             limit: config.max_response_bytes,
@@ -255,9 +255,10 @@ async fn handle(
 }
 
 /// Returns a healthy session to the pool; closes one whose state is unknown.
-fn finish(pooled: PooledConnection, outcome: &Result<Vec<u8>, PgError>) {
+fn finish(pooled: PooledConnection, outcome: &Result<Answer, PgError>) {
     match outcome {
-        Ok(_) => pooled.release(),
+        Ok(answer) if answer.session_usable => pooled.release(),
+        Ok(_) => drop(pooled),
         Err(e) if e.connection_usable() => pooled.release(),
         Err(_) => drop(pooled),
     }
@@ -280,12 +281,13 @@ async fn run(
     format: RowFormat,
     (shapes, database): (&Shapes, &str),
     config: &Config,
-) -> Result<Vec<u8>, PgError> {
+) -> Result<Answer, PgError> {
     let conn = pooled.conn()?;
     let mut budget = Budget {
         remaining: config.max_response_bytes,
     };
     let mut outcome = execute(conn, payload, batch_options, &mut budget, format).await?;
+    let mut session_usable = true;
     let results = match &mut outcome {
         Outcome::Single(result) => std::slice::from_mut(result),
         Outcome::Batch(results) => results.as_mut_slice(),
@@ -294,11 +296,20 @@ async fn run(
     if let Some(asked) = shapes.unknown(database, columns) {
         // Types met for the first time in this database: which are arrays. After the
         // request's own statements, on its session (a batch's transaction is over by now).
+        // If the lookup fails, the request has still run (and a batch committed): its answer
+        // goes out with those types as text, the next request asks again, and a session the
+        // failure left in an unknown state is closed.
         let mut lookup = Budget::unlimited();
-        let found = conn
+        match conn
             .query(LOOKUP, &[Some(asked.clone())], &mut lookup)
-            .await?;
-        shapes.learn(database, &asked, &found.rows);
+            .await
+        {
+            Ok(found) => shapes.learn(database, &asked, &found.rows),
+            Err(e) => {
+                tracing::warn!("type lookup failed, those types go out as text: {e}");
+                session_usable = e.connection_usable();
+            }
+        }
     }
     for result in results.iter_mut() {
         result.type_values(|oid| shapes.get(database, oid));
@@ -307,7 +318,17 @@ async fn run(
         Outcome::Single(result) => serde_json::to_vec(&result),
         Outcome::Batch(results) => serde_json::to_vec(&BatchResult { results }),
     };
-    json.map_err(|e| PgError::Protocol(format!("cannot serialize result: {e}")))
+    let json = json.map_err(|e| PgError::Protocol(format!("cannot serialize result: {e}")))?;
+    Ok(Answer {
+        json,
+        session_usable,
+    })
+}
+
+/// What a request produced: its JSON, and whether its session may serve another.
+struct Answer {
+    json: Vec<u8>,
+    session_usable: bool,
 }
 
 /// Postgres refused the login itself (SQLSTATE class 28: wrong password, no such role, no
