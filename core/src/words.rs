@@ -57,6 +57,21 @@ pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     words == 0 && rest == 0
 }
 
+/// Where the first byte of `bytes` is that `test` flags in its word (or `tail` meets in the
+/// tail), looked for eight bytes at a time. Exact: the lowest lane a test flags is always a
+/// true one (only lanes above a true one may be flagged falsely).
+pub fn first(bytes: &[u8], test: impl Fn(u64) -> u64, tail: impl Fn(u8) -> bool) -> Option<usize> {
+    let (words, rest) = bytes.as_chunks::<8>();
+    for (i, w) in words.iter().enumerate() {
+        let flagged = test(u64::from_le_bytes(*w));
+        if flagged != 0 {
+            return Some(i * 8 + (flagged.trailing_zeros() / 8) as usize);
+        }
+    }
+    let start = words.len() * 8;
+    rest.iter().position(|&b| tail(b)).map(|p| start + p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +117,38 @@ mod tests {
             let a = &token[..n];
             assert!(same_bytes(a, a));
             assert_eq!(same_bytes(a, &token[1..=n]), a == &token[1..=n]);
+        }
+    }
+
+    #[test]
+    fn first_finds_quotes_and_backslashes_at_every_position() {
+        let find = |bytes: &[u8]| {
+            first(
+                bytes,
+                |v| equal(v, b'"') | equal(v, b'\\'),
+                |b| b == b'"' || b == b'\\',
+            )
+        };
+        for len in 0..20 {
+            for at in 0..len {
+                for c in [b'"', b'\\'] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = c;
+                    // A byte next to the two in value must not be taken for them.
+                    if at > 0 {
+                        bytes[at - 1] = c ^ 1;
+                    }
+                    assert_eq!(find(&bytes), Some(at), "{len} {at}");
+                    // Two in one word: the first is found.
+                    if at + 1 < len {
+                        bytes[at + 1] = b'"';
+                        assert_eq!(find(&bytes), Some(at), "{len} {at}");
+                        bytes[at + 1] = b'a';
+                    }
+                    bytes[at] = c + 128;
+                    assert_eq!(find(&bytes), None, "{len} {at}");
+                }
+            }
         }
     }
 }

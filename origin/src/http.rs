@@ -293,7 +293,8 @@ async fn run(
         Outcome::Batch(results) => results.as_mut_slice(),
     };
     let columns = results.iter().flat_map(QueryResult::typed_columns);
-    if let Some(asked) = shapes.unknown(database, columns) {
+    let asked = shapes.unknown(database, columns);
+    if !asked.is_empty() {
         // Types met for the first time in this database: which are arrays. After the
         // request's own statements, on its session (a batch's transaction is over by now).
         // If the lookup fails, the request has still run (and a batch committed): its answer
@@ -301,7 +302,7 @@ async fn run(
         // failure left in an unknown state is closed.
         let mut lookup = Budget::unlimited();
         match conn
-            .query(LOOKUP, &[Some(asked.clone())], &mut lookup)
+            .query(LOOKUP, &[Some(Shapes::oid_array(&asked))], &mut lookup)
             .await
         {
             Ok(found) => shapes.learn(database, &asked, &found.rows),

@@ -231,11 +231,12 @@ impl QueryResult {
 
     /// The types of the columns whose values are to be typed (none in raw text).
     pub fn typed_columns(&self) -> impl Iterator<Item = u32> + '_ {
-        let typed = !self.format.raw_text;
-        self.fields
-            .iter()
-            .filter(move |_| typed)
-            .map(|f| f.data_type_id)
+        let typed: &[FieldJson] = if self.format.raw_text {
+            &[]
+        } else {
+            &self.fields
+        };
+        typed.iter().map(|f| f.data_type_id)
     }
 
     /// Sets each column's shape for typed output; a type `shape` does not know is written as

@@ -168,25 +168,19 @@ impl Shapes {
         Shape::builtin(oid).or_else(|| self.lock().get(&(database.to_owned(), oid)).copied())
     }
 
-    /// Of `oids`, those whose shape is not known yet, each once, for [`LOOKUP`]'s parameter
-    /// (`{1,2}`); `None` when every one is known.
-    pub fn unknown(&self, database: &str, oids: impl Iterator<Item = u32>) -> Option<String> {
+    /// Of `oids`, those whose shape is not known yet, each once, in order.
+    pub fn unknown(&self, database: &str, oids: impl Iterator<Item = u32>) -> Vec<u32> {
         let mut missing: Vec<u32> = oids.filter(|&o| self.get(database, o).is_none()).collect();
         missing.sort_unstable();
         missing.dedup();
-        if missing.is_empty() {
-            return None;
-        }
-        let list: Vec<String> = missing.iter().map(u32::to_string).collect();
-        Some(format!("{{{}}}", list.join(",")))
+        missing
     }
 
-    /// Records what [`LOOKUP`] answered for `asked` (its parameter): the types in `rows` are
-    /// arrays, every other one asked about is a scalar.
-    pub fn learn(&self, database: &str, asked: &str, rows: &[Vec<Option<String>>]) {
+    /// Records what [`LOOKUP`] answered about `asked`: the types in `rows` are arrays, every
+    /// other one asked about is a scalar.
+    pub fn learn(&self, database: &str, asked: &[u32], rows: &[Vec<Option<String>>]) {
         let mut known = self.lock();
-        let list = asked.trim_start_matches('{').trim_end_matches('}');
-        for oid in list.split(',').filter_map(|o| o.parse::<u32>().ok()) {
+        for &oid in asked {
             known.insert((database.to_owned(), oid), Shape::Scalar(oid));
         }
         for row in rows {
@@ -202,6 +196,12 @@ impl Shapes {
                 Shape::Array { element, delimiter },
             );
         }
+    }
+
+    /// [`LOOKUP`]'s parameter: `oids` as an `oid[]` literal, `{1,2}`.
+    pub fn oid_array(oids: &[u32]) -> String {
+        let list: Vec<String> = oids.iter().map(u32::to_string).collect();
+        format!("{{{}}}", list.join(","))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Shape>> {
@@ -586,10 +586,11 @@ mod tests {
     fn looked_up_shapes_are_remembered_per_database() {
         let shapes = Shapes::default();
         let asked = shapes.unknown("db", [16_390, 25, 16_391, 16_390].into_iter());
-        assert_eq!(asked.as_deref(), Some("{16390,16391}"));
+        assert_eq!(asked, vec![16_390, 16_391]);
+        assert_eq!(Shapes::oid_array(&asked), "{16390,16391}");
         shapes.learn(
             "db",
-            "{16390,16391}",
+            &asked,
             &[vec![
                 Some("16390".into()),
                 Some("16389".into()),
@@ -605,7 +606,10 @@ mod tests {
         );
         assert_eq!(shapes.get("db", 16_391), Some(Shape::Scalar(16_391)));
         assert_eq!(shapes.get("other", 16_390), None);
-        assert_eq!(shapes.unknown("db", [16_390, 16_391].into_iter()), None);
+        assert_eq!(
+            shapes.unknown("db", [16_390, 16_391].into_iter()),
+            Vec::<u32>::new()
+        );
     }
 
     #[test]
