@@ -369,6 +369,29 @@ async fn peer() -> Result<i32> {
         None,
     )
     .await?;
+    // And once more, doing `/v1/me`'s own work the leanest way (bench/floor's lean mode).
+    let lean = Workerd::start(
+        &tools,
+        dir.path(),
+        "floor-lean",
+        &bundle_dir("floor")?,
+        &[
+            (
+                "FLOOR_ANSWERS".to_owned(),
+                recorded_answers(&quiet_target, &token).await?,
+            ),
+            (
+                "FLOOR_LEAN".to_owned(),
+                json!({
+                    "host": format!("{TENANT}.{}", stack::BASE_DOMAIN),
+                    "token": token,
+                })
+                .to_string(),
+            ),
+        ],
+        None,
+    )
+    .await?;
 
     let direct = |rt: Runtime| -> Result<String> {
         let url = stack
@@ -416,6 +439,13 @@ async fn peer() -> Result<i32> {
             addr: replay.addr.clone(),
             routed: true,
             pgid: replay.pgid(),
+        },
+        Target {
+            key: "floor_lean",
+            label: LEAN_LABEL.into(),
+            addr: lean.addr.clone(),
+            routed: true,
+            pgid: lean.pgid(),
         },
         Target {
             key: "edge_wrangler_dev",
@@ -470,6 +500,8 @@ async fn peer() -> Result<i32> {
             }
         }
     }
+
+    same_work(&targets, &token).await?;
 
     eprintln!("\n== bench --peer: SQL batches per route ==");
     let stats_url = d["origin"]["stats_url"]
@@ -670,6 +702,7 @@ async fn peer() -> Result<i32> {
     let machine = machine();
     drop(forward);
     drop(replay);
+    drop(lean);
     drop(baseline);
     drop(quiet);
     drop(edge);
@@ -725,6 +758,58 @@ const BASELINE_LABEL: &str = "edgefront baseline (`BENCH_BASELINE`, workerd), `L
 /// The Rust floor replaying the quiet edgefront's answers: what they cost to receive and send.
 const REPLAY_LABEL: &str =
     "Rust floor replaying edgefront's answers (workerd): bench/floor, request read, answer recorded";
+
+/// The Rust floor doing `/v1/me`'s own work and nothing else (other routes replayed).
+const LEAN_LABEL: &str =
+    "Rust floor doing /v1/me's work leanly (workerd): bench/floor, other routes replayed";
+
+/// Checks that the lean floor answers `/v1/me` as the quiet edgefront does: the same document
+/// and the same headers, values included but for the two it writes per request (the request id
+/// and the `RateLimit` state). Otherwise it would not be a floor of edgefront's work.
+async fn same_work(targets: &[Target], token: &str) -> Result<()> {
+    let (Some(lean), Some(edge)) = (
+        targets.iter().find(|t| t.key == "floor_lean"),
+        targets.iter().find(|t| t.key == "edge_quiet"),
+    ) else {
+        return Ok(());
+    };
+    let route = ROUTES
+        .iter()
+        .find(|r| r.key == "me")
+        .context("no /v1/me route")?;
+    let (a, b) = (
+        request(lean, route, token, Duration::from_secs(30)).await?,
+        request(edge, route, token, Duration::from_secs(30)).await?,
+    );
+    if a.body != b.body {
+        bail!(
+            "the lean floor's /v1/me document differs from edgefront's:\n{}\n{}",
+            String::from_utf8_lossy(&a.body),
+            String::from_utf8_lossy(&b.body)
+        );
+    }
+    let fixed = |h: &[(String, String)]| -> BTreeMap<String, String> {
+        h.iter()
+            .map(|(k, v)| {
+                let k = k.to_ascii_lowercase();
+                let v = match k.as_str() {
+                    "x-request-id" => format!("{} hex digits", v.len()),
+                    // Which policy is tightest depends on what each has counted.
+                    "ratelimit" => String::new(),
+                    // The clock's, on each.
+                    "date" => String::new(),
+                    _ => v.clone(),
+                };
+                (k, v)
+            })
+            .collect()
+    };
+    let (ha, hb) = (fixed(&a.headers), fixed(&b.headers));
+    if ha != hb {
+        bail!("the lean floor's /v1/me headers differ from edgefront's:\n{ha:?}\n{hb:?}");
+    }
+    Ok(())
+}
 
 /// Each route's answer from `t` (status, headers, body), as bench/floor's `FLOOR_ANSWERS`.
 async fn recorded_answers(t: &Target, token: &str) -> Result<String> {
@@ -2151,7 +2236,7 @@ impl Report<'_> {
             .targets
             .iter()
             .zip(sums)
-            .filter(|(t, _)| t.routed && t.key != "floor_replay")
+            .filter(|(t, _)| t.routed && !t.key.starts_with("floor_"))
         {
             let _ = writeln!(
                 m,
@@ -2347,7 +2432,14 @@ impl Report<'_> {
              recorded answer as edgefront's adapter does. Against the quiet edgefront, the \
              difference is edgefront's own work (routing, sign-in, tenant, rate limit, SQL, \
              building the answer); what the replay costs is the price of receiving this request \
-             and sending this answer from wasm.",
+             and sending this answer from wasm. **The Rust floor doing `/v1/me`'s work leanly** \
+             is `bench/floor` a third time: it replays every route but `/v1/me`, which it \
+             answers by doing that route's work from in-memory tables filled from edgefront's \
+             recorded answer (the head scanned for `Host` and `Authorization`, the tenant found \
+             by host, the token among verified tokens and its expiry checked, the caller's role \
+             found, a request id drawn, the document written by core's JSON writer), with no \
+             rate limit and no log line: what any Rust Worker built this way pays for that \
+             route's work, done with the fewest structures.",
             c.warmup, c.seconds, c.rounds
         );
         let _ = writeln!(
