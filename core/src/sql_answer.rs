@@ -125,13 +125,8 @@ impl<'a> Reader<'a> {
             let key = self.b.get(key.start + 1..key.end - 1).unwrap_or_default();
             self.take(b':', "`:`")?;
             member(self, key)?;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return self.error("`,` or `}`"),
+            if !self.more(b'}', "`,` or `}`")? {
+                return Ok(());
             }
         }
     }
@@ -145,14 +140,25 @@ impl<'a> Reader<'a> {
         }
         loop {
             element(self)?;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return self.error("`,` or `]`"),
+            if !self.more(b']', "`,` or `]`")? {
+                return Ok(());
             }
+        }
+    }
+
+    /// After a member or an element: past a `,` (true: another follows) or past `close`
+    /// (false: the object or array ends here).
+    fn more(&mut self, close: u8, expected: &'static str) -> Read<bool> {
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(false)
+            }
+            _ => self.error(expected),
         }
     }
 

@@ -357,15 +357,14 @@ async fn peer() -> Result<i32> {
         pgid: quiet.pgid(),
     };
     let token = mint(&stack_json)?;
+    // Recorded once, for both floors that replay them.
+    let answers = recorded_answers(&quiet_target, &token).await?;
     let replay = Workerd::start(
         &tools,
         dir.path(),
         "floor-replay",
         &bundle_dir("floor")?,
-        &[(
-            "FLOOR_ANSWERS".to_owned(),
-            recorded_answers(&quiet_target, &token).await?,
-        )],
+        &[("FLOOR_ANSWERS".to_owned(), answers.clone())],
         None,
     )
     .await?;
@@ -376,10 +375,7 @@ async fn peer() -> Result<i32> {
         "floor-lean",
         &bundle_dir("floor")?,
         &[
-            (
-                "FLOOR_ANSWERS".to_owned(),
-                recorded_answers(&quiet_target, &token).await?,
-            ),
+            ("FLOOR_ANSWERS".to_owned(), answers),
             (
                 "FLOOR_LEAN".to_owned(),
                 json!({

@@ -258,7 +258,9 @@ impl Window {
             };
         }
         self.count = self.count.saturating_add(1);
-        let reset = (self.start_ms + limit.window_ms)
+        let reset = self
+            .start_ms
+            .saturating_add(limit.window_ms)
             .saturating_sub(now_ms)
             .div_ceil(1000);
         limit
@@ -336,19 +338,20 @@ impl Lean {
         };
         let opt = |k: &str| doc.get(k).and_then(|s| s.as_str()).map(str::to_owned);
         let tenant = doc.get("tenant").ok_or("/v1/me's answer has no tenant")?;
+        let subject = text(&doc, "subject")?;
         let t = LeanTenant {
             id: text(tenant, "id")?,
             name: text(tenant, "name")?,
             slug: text(tenant, "slug")?,
             tier: text(tenant, "tier")?,
             members: HashMap::from([(
-                text(&doc, "subject")?,
+                subject.clone(),
                 (text(&doc, "role")?, text(&doc, "user_id")?),
             )]),
             window: Cell::default(),
         };
         let claims = Claims {
-            subject: text(&doc, "subject")?,
+            subject,
             email: opt("email"),
             email_verified: doc.get("email_verified").and_then(|b| b.as_bool()) == Some(true),
             issuer: text(&doc, "issuer")?,
