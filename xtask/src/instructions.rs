@@ -13,6 +13,11 @@
 //!
 //! With each count, the functions that take most of it, by name: wasmtime's perf map
 //! (`--profile=perfmap`) says which wasm function each address of compiled code belongs to.
+//!
+//! And how much compiled code runs on every request (64-byte cache lines, from a third run):
+//! what a request fetches into the instruction cache again whenever the runtime's own work
+//! between two requests has evicted it. On workerd that, more than the count, is what a
+//! request's wasm costs (BENCHMARKS.md, "Code run per request").
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -31,7 +36,8 @@ const ROUTES: &[&str] = &[
     "/v1/storefront/catalog?limit=20",
     "/v1/me",
 ];
-/// Requests in the longer of the two runs; the shorter serves one.
+/// Requests in the longer of the two runs counted; the shorter serves one. The code run on
+/// every request is found with a third run of `2 × REQUESTS − 1`.
 const REQUESTS: u32 = 1_001;
 /// Functions listed per route.
 const TOP: usize = 15;
@@ -60,7 +66,11 @@ pub fn run_instructions() -> Result<i32> {
          callgrind: (1,001 requests − 1) / 1,000. `wasm`: the compiled module's functions and \
          wasmtime's builtins they call (`memory.copy`); `host`: the rest (wasmtime's runtime, \
          libc).\n\n\
-         | route | instructions / request | wasm | host |\n|---|---:|---:|---:|\n",
+         `code run`: the compiled code that runs on every request, in 64-byte cache lines \
+         (KiB), and the functions it belongs to: what a request brings back into the CPU's \
+         instruction cache each time the runtime's own work has evicted it.\n\n\
+         | route | instructions / request | wasm | host | code run (KiB) | its functions |\n\
+         |---|---:|---:|---:|---:|---:|\n",
     );
     let mut tops = String::new();
     for route in ROUTES {
@@ -79,11 +89,28 @@ pub fn run_instructions() -> Result<i32> {
             }
         }
         let total = per(one.total, many.total);
+        let more = count(
+            &valgrind,
+            &tools.wasmtime,
+            &cwasm,
+            &out,
+            route,
+            2 * REQUESTS - 1,
+        )?;
+        let lines = lines_every_request([&one.code, &many.code, &more.code], REQUESTS - 1);
+        let mut lines_by_fn: HashMap<&str, usize> = HashMap::new();
+        for owners in lines.values() {
+            for name in owners {
+                *lines_by_fn.entry(name.as_str()).or_default() += 1;
+            }
+        }
+        let kib = (lines.len() as u64 * LINE) as f64 / 1024.0;
         let _ = writeln!(
             md,
-            "| `GET {route}` | {total:.0} | {wasm_ir:.0} | {host_ir:.0} |"
+            "| `GET {route}` | {total:.0} | {wasm_ir:.0} | {host_ir:.0} | {kib:.1} | {} |",
+            lines_by_fn.len()
         );
-        eprintln!("  {route:<16} {total:>9.0} instructions / request");
+        eprintln!("  {route:<16} {total:>9.0} instructions / request, {kib:.1} KiB of code run");
         by_fn.sort_by(|a, b| b.1.total_cmp(&a.1));
         let _ = writeln!(
             tops,
@@ -94,6 +121,20 @@ pub fn run_instructions() -> Result<i32> {
                 tops,
                 "| {n:.0} | {:.1}% | `{}` |",
                 100.0 * n / wasm_ir.max(1.0),
+                demangle(name)
+            );
+        }
+        let mut by_lines: Vec<(&str, usize)> = lines_by_fn.into_iter().collect();
+        by_lines.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let _ = writeln!(
+            tops,
+            "\n`GET {route}`: the functions with most of the code run on every request\n\n| cache lines | KiB | function |\n|---:|---:|---|"
+        );
+        for (name, n) in by_lines.iter().take(TOP) {
+            let _ = writeln!(
+                tops,
+                "| {n} | {:.1} | `{}` |",
+                (*n as u64 * LINE) as f64 / 1024.0,
                 demangle(name)
             );
         }
@@ -142,10 +183,12 @@ fn build_bench() -> Result<PathBuf> {
         .context("cargo named no wasm executable for the request benchmark")
 }
 
-/// What callgrind counted in one run: in all, and by function of the compiled module.
+/// What callgrind counted in one run: in all, by function of the compiled module, and by
+/// address of its code (each with the function it belongs to).
 struct Counted {
     total: u64,
     by_function: HashMap<String, u64>,
+    code: HashMap<u64, (u64, String)>,
 }
 
 /// Instructions outside the compiled module (wasmtime, libc, the kernel's vDSO).
@@ -198,11 +241,21 @@ fn count(
     let map = map?;
     let (total, by_address) = costs(&text)?;
     let mut by_function: HashMap<String, u64> = HashMap::new();
+    let mut code = HashMap::new();
     for (addr, n) in by_address {
-        let name = map.function_at(addr).unwrap_or(HOST);
-        *by_function.entry(name.to_owned()).or_default() += n;
+        let name = map.function_at(addr);
+        *by_function
+            .entry(name.unwrap_or(HOST).to_owned())
+            .or_default() += n;
+        if let Some(name) = name {
+            code.insert(addr, (n, name.to_owned()));
+        }
     }
-    Ok(Counted { total, by_function })
+    Ok(Counted {
+        total,
+        by_function,
+        code,
+    })
 }
 
 /// Callgrind's total, and its self cost per instruction address (`--dump-instr=yes`
@@ -249,6 +302,40 @@ fn costs(text: &str) -> Result<(u64, HashMap<u64, u64>)> {
         total.context("callgrind's output has no summary")?,
         by_address,
     ))
+}
+
+/// A line of the CPU's instruction cache.
+const LINE: u64 = 64;
+
+/// The compiled module's code that runs on every request: the cache lines holding an
+/// instruction whose count grew by at least nine in ten of the `extra` requests from the first
+/// run to the second, and again, by about as much (within a tenth), from the second to the
+/// third (which served `extra` more again). Work done once per run whose count varies between
+/// runs (a signature's random blinding) grows by different amounts and is left out. Each line
+/// comes with the functions that own those instructions. An L1 instruction cache holds
+/// 32–64 KiB; what a request runs beyond that, or what the runtime's own work evicted since the
+/// last request, comes from the slower caches again on every request.
+fn lines_every_request(
+    runs: [&HashMap<u64, (u64, String)>; 3],
+    extra: u32,
+) -> BTreeMap<u64, Vec<String>> {
+    let [one, many, more] = runs;
+    let at_least = (u64::from(extra) * 9 / 10).max(1);
+    let count =
+        |run: &HashMap<u64, (u64, String)>, addr: &u64| run.get(addr).map_or(0, |(n, _)| *n);
+    let mut lines: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for (addr, (n, name)) in more {
+        let first = count(many, addr).saturating_sub(count(one, addr));
+        let second = n.saturating_sub(count(many, addr));
+        let steady = first.abs_diff(second) <= first.max(second) / 10;
+        if first >= at_least && second >= at_least && steady {
+            let owners = lines.entry(addr / LINE).or_default();
+            if !owners.contains(name) {
+                owners.push(name.clone());
+            }
+        }
+    }
+    lines
 }
 
 /// wasmtime's perf map: the address range of each compiled wasm function.
@@ -317,6 +404,51 @@ mod tests {
         assert_eq!(by[&0x100], 6);
         assert_eq!(by[&0x104], 3);
         assert_eq!(by.len(), 2);
+    }
+
+    #[test]
+    fn code_run_on_every_request_is_the_lines_that_grew_steadily_with_the_requests() {
+        let code = |rows: &[(u64, u64, &str)]| -> HashMap<u64, (u64, String)> {
+            rows.iter()
+                .map(|(a, n, f)| (*a, (*n, (*f).to_owned())))
+                .collect()
+        };
+        // Runs of 1, 11 and 21 requests: 10 more each time.
+        let one = code(&[
+            (0x1000, 5, "a"),
+            (0x1004, 5, "a"),
+            (0x2000, 1, "b"),
+            (0x5000, 500, "f"),
+        ]);
+        let many = code(&[
+            (0x1000, 25, "a"),
+            (0x1004, 15, "a"),
+            (0x2000, 10, "b"),
+            (0x2010, 9, "c"),
+            (0x3000, 3, "d"),
+            (0x4000, 8, "e"),
+            (0x5000, 530, "f"),
+        ]);
+        let more = code(&[
+            // Twice a request: its line counts.
+            (0x1000, 45, "a"),
+            // The same line, another instruction: still one line.
+            (0x1004, 25, "a"),
+            // Nine in ten of the requests: counts; a second function in that line is named too.
+            (0x2000, 19, "b"),
+            (0x2010, 18, "c"),
+            // Only at start, or on a few of the requests: not every request's.
+            (0x3000, 3, "d"),
+            (0x4000, 16, "e"),
+            // Work done once whose count differs between runs (+30, then +12): left out.
+            (0x5000, 542, "f"),
+        ]);
+        let lines = lines_every_request([&one, &many, &more], 10);
+        assert_eq!(lines.keys().copied().collect::<Vec<_>>(), [0x40, 0x80]);
+        assert_eq!(lines[&0x40], ["a"]);
+        let mut second = lines[&0x80].clone();
+        second.sort();
+        assert_eq!(second, ["b", "c"]);
     }
 
     #[test]
