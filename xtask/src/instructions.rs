@@ -16,8 +16,8 @@
 //!
 //! And how much compiled code runs on every request (64-byte cache lines, from a third run):
 //! what a request fetches into the instruction cache again whenever the runtime's own work
-//! between two requests has evicted it. On workerd that, more than the count, is what a
-//! request's wasm costs (BENCHMARKS.md, "Code run per request").
+//! between two requests has evicted it: on workerd, possibly more of what a request's wasm
+//! costs than the count (not shown yet; BENCHMARKS.md, "Code run per request").
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -97,20 +97,22 @@ pub fn run_instructions() -> Result<i32> {
             route,
             2 * REQUESTS - 1,
         )?;
-        let lines = lines_every_request([&one.code, &many.code, &more.code], REQUESTS - 1);
+        let lines = lines_every_request([&one.code, &many.code, &more.code], REQUESTS - 1, |a| {
+            more.map.function_at(a)
+        });
         let mut lines_by_fn: HashMap<&str, usize> = HashMap::new();
-        for owners in lines.values() {
-            for name in owners {
-                *lines_by_fn.entry(name.as_str()).or_default() += 1;
-            }
+        for name in lines.values().flatten() {
+            *lines_by_fn.entry(name).or_default() += 1;
         }
-        let kib = (lines.len() as u64 * LINE) as f64 / 1024.0;
+        let code_kib = kib(lines.len());
         let _ = writeln!(
             md,
-            "| `GET {route}` | {total:.0} | {wasm_ir:.0} | {host_ir:.0} | {kib:.1} | {} |",
+            "| `GET {route}` | {total:.0} | {wasm_ir:.0} | {host_ir:.0} | {code_kib:.1} | {} |",
             lines_by_fn.len()
         );
-        eprintln!("  {route:<16} {total:>9.0} instructions / request, {kib:.1} KiB of code run");
+        eprintln!(
+            "  {route:<16} {total:>9.0} instructions / request, {code_kib:.1} KiB of code run"
+        );
         by_fn.sort_by(|a, b| b.1.total_cmp(&a.1));
         let _ = writeln!(
             tops,
@@ -131,12 +133,7 @@ pub fn run_instructions() -> Result<i32> {
             "\n`GET {route}`: the functions with most of the code run on every request\n\n| cache lines | KiB | function |\n|---:|---:|---|"
         );
         for (name, n) in by_lines.iter().take(TOP) {
-            let _ = writeln!(
-                tops,
-                "| {n} | {:.1} | `{}` |",
-                (*n as u64 * LINE) as f64 / 1024.0,
-                demangle(name)
-            );
+            let _ = writeln!(tops, "| {n} | {:.1} | `{}` |", kib(*n), demangle(name));
         }
     }
     md.push_str(&tops);
@@ -184,11 +181,12 @@ fn build_bench() -> Result<PathBuf> {
 }
 
 /// What callgrind counted in one run: in all, by function of the compiled module, and by
-/// address of its code (each with the function it belongs to).
+/// address of its code, with the perf map that names those addresses.
 struct Counted {
     total: u64,
     by_function: HashMap<String, u64>,
-    code: HashMap<u64, (u64, String)>,
+    code: HashMap<u64, u64>,
+    map: PerfMap,
 }
 
 /// Instructions outside the compiled module (wasmtime, libc, the kernel's vDSO).
@@ -247,14 +245,15 @@ fn count(
         *by_function
             .entry(name.unwrap_or(HOST).to_owned())
             .or_default() += n;
-        if let Some(name) = name {
-            code.insert(addr, (n, name.to_owned()));
+        if name.is_some() {
+            code.insert(addr, n);
         }
     }
     Ok(Counted {
         total,
         by_function,
         code,
+        map,
     })
 }
 
@@ -307,31 +306,37 @@ fn costs(text: &str) -> Result<(u64, HashMap<u64, u64>)> {
 /// A line of the CPU's instruction cache.
 const LINE: u64 = 64;
 
+/// `lines` cache lines, in KiB.
+fn kib(lines: usize) -> f64 {
+    (lines as u64 * LINE) as f64 / 1024.0
+}
+
 /// The compiled module's code that runs on every request: the cache lines holding an
 /// instruction whose count grew by at least nine in ten of the `extra` requests from the first
 /// run to the second, and again, by about as much (within a tenth), from the second to the
 /// third (which served `extra` more again). Work done once per run whose count varies between
 /// runs (a signature's random blinding) grows by different amounts and is left out. Each line
-/// comes with the functions that own those instructions. An L1 instruction cache holds
+/// comes with the functions that own those instructions (`owner`: the function an address
+/// belongs to). An L1 instruction cache holds
 /// 32–64 KiB; what a request runs beyond that, or what the runtime's own work evicted since the
 /// last request, comes from the slower caches again on every request.
-fn lines_every_request(
-    runs: [&HashMap<u64, (u64, String)>; 3],
+fn lines_every_request<'m>(
+    runs: [&HashMap<u64, u64>; 3],
     extra: u32,
-) -> BTreeMap<u64, Vec<String>> {
+    owner: impl Fn(u64) -> Option<&'m str>,
+) -> BTreeMap<u64, Vec<&'m str>> {
     let [one, many, more] = runs;
     let at_least = (u64::from(extra) * 9 / 10).max(1);
-    let count =
-        |run: &HashMap<u64, (u64, String)>, addr: &u64| run.get(addr).map_or(0, |(n, _)| *n);
-    let mut lines: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for (addr, (n, name)) in more {
+    let count = |run: &HashMap<u64, u64>, addr: &u64| run.get(addr).copied().unwrap_or(0);
+    let mut lines: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
+    for (addr, n) in more {
         let first = count(many, addr).saturating_sub(count(one, addr));
         let second = n.saturating_sub(count(many, addr));
         let steady = first.abs_diff(second) <= first.max(second) / 10;
         if first >= at_least && second >= at_least && steady {
             let owners = lines.entry(addr / LINE).or_default();
-            if !owners.contains(name) {
-                owners.push(name.clone());
+            if let Some(name) = owner(*addr).filter(|n| !owners.contains(n)) {
+                owners.push(name);
             }
         }
     }
@@ -408,9 +413,23 @@ mod tests {
 
     #[test]
     fn code_run_on_every_request_is_the_lines_that_grew_steadily_with_the_requests() {
-        let code = |rows: &[(u64, u64, &str)]| -> HashMap<u64, (u64, String)> {
+        let owner = |a: u64| -> Option<&str> {
+            [
+                (0x1000, "a"),
+                (0x1004, "a"),
+                (0x2000, "b"),
+                (0x2010, "c"),
+                (0x3000, "d"),
+            ]
+            .into_iter()
+            .chain([(0x4000, "e"), (0x5000, "f")])
+            .find(|(at, _)| *at == a)
+            .map(|(_, f)| f)
+        };
+        let code = |rows: &[(u64, u64, &str)]| -> HashMap<u64, u64> {
             rows.iter()
-                .map(|(a, n, f)| (*a, (*n, (*f).to_owned())))
+                .inspect(|(a, _, f)| assert_eq!(owner(*a), Some(*f)))
+                .map(|(a, n, _)| (*a, *n))
                 .collect()
         };
         // Runs of 1, 11 and 21 requests: 10 more each time.
@@ -443,7 +462,7 @@ mod tests {
             // Work done once whose count differs between runs (+30, then +12): left out.
             (0x5000, 542, "f"),
         ]);
-        let lines = lines_every_request([&one, &many, &more], 10);
+        let lines = lines_every_request([&one, &many, &more], 10, owner);
         assert_eq!(lines.keys().copied().collect::<Vec<_>>(), [0x40, 0x80]);
         assert_eq!(lines[&0x40], ["a"]);
         let mut second = lines[&0x80].clone();
