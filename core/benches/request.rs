@@ -15,12 +15,16 @@ use std::time::{Duration, SystemTime};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
-use edgefront_core::auth::RustCrypto;
+use edgefront_core::auth::{Authenticator, RustCrypto};
+use edgefront_core::authz::{self, Role};
+use edgefront_core::json_writer::JsonObject;
+use edgefront_core::memo::Memo;
 use edgefront_core::ports::{RateLimiter, Telemetry};
-use edgefront_core::ratelimit::{admit_chain, Counter, Decision, Hit};
-use edgefront_core::{Clock, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform};
+use edgefront_core::ratelimit::{self, admit_chain, Class, Counter, Decision, Hit};
+use edgefront_core::{identity, me, tenancy};
+use edgefront_core::{Clock, Config, Edge, Entropy, HttpClient, KeyValue, OutboundError, Platform};
 use futures_executor::block_on;
-use http::{Request, Response};
+use http::{HeaderMap, Method, Request, Response};
 use jwt_compact::alg::{Rsa, RsaPrivateKey};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as _, AlgorithmSignature as _};
@@ -169,8 +173,9 @@ impl Platform for Bench {
     }
 }
 
-fn edge() -> Edge<Bench> {
-    let settings = [
+/// The benchmark's settings, as the dev stack's (its rate limits high enough for any run).
+fn settings() -> Vec<(&'static str, &'static str)> {
+    vec![
         ("BASE_DOMAIN", "localhost"),
         ("ORIGIN_SQL_URL", "http://127.0.0.1:4444/sql"),
         (
@@ -194,21 +199,96 @@ fn edge() -> Edge<Bench> {
             "RATE_LIMITS",
             r#"{"ip":{"public_read":100000000,"auth_read":100000000},"tiers":{"basic":{"public_read":100000000,"auth_read":100000000}}}"#,
         ),
-    ];
-    let source = move |k: &str| {
-        settings
-            .iter()
+    ]
+}
+
+/// The benchmark's settings with `extra` in front (an earlier setting wins).
+fn source(extra: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    let all: Vec<_> = extra.iter().copied().chain(settings()).collect();
+    move |k: &str| {
+        all.iter()
             .find(|(name, _)| *name == k)
             .map(|(_, v)| v.to_string())
-    };
-    Edge::new(
-        &source,
-        Bench {
-            catalog: catalog_answer(),
-            counter: Cell::new(0),
-            limits: RefCell::default(),
-        },
-    )
+    }
+}
+
+fn bench_platform() -> Bench {
+    Bench {
+        catalog: catalog_answer(),
+        counter: Cell::new(0),
+        limits: RefCell::default(),
+    }
+}
+
+fn edge() -> Edge<Bench> {
+    edge_with(&[])
+}
+
+fn edge_with(extra: &[(&'static str, &'static str)]) -> Edge<Bench> {
+    Edge::new(&source(extra), bench_platform())
+}
+
+/// `GET /v1/me`'s required work, through core's own parts and nothing else: the tenant from
+/// the memory tier, the limiter's counters, the token from the verified cache, the caller's
+/// role, a request id, the document and the answer's headers as the JSON record the Workers
+/// adapter hands JS. No request path: no `http` request or response, no route table, no
+/// trace, no log line. The floor a request path could reach with core's caches and limiter
+/// as they are (`cargo xtask bench --instructions`, BENCHMARKS.md's eighteenth round).
+struct Required {
+    config: Config,
+    auth: Authenticator,
+    platform: Memo<Bench>,
+    bearer: String,
+}
+
+impl Required {
+    fn new(token: &str) -> Self {
+        let config = Config::load(&source(&[("LOG_LEVEL", "off")])).unwrap();
+        Self {
+            auth: Authenticator::new(config.auth.clone()),
+            config,
+            platform: Memo::new(bench_platform()),
+            bearer: format!("Bearer {token}"),
+        }
+    }
+
+    /// The answer's headers (a JSON record) and body; `None` for any refusal.
+    async fn serve(&self) -> Option<(String, Vec<u8>)> {
+        let (config, platform) = (&self.config, &self.platform);
+        let tenant = tenancy::resolve(platform, config, Some("demo.localhost"))
+            .await
+            .ok()?;
+        let class = Class::of(&Method::GET, true);
+        let none = HeaderMap::new();
+        let verdict = ratelimit::check(platform, config, class, Some(&tenant), &none).await;
+        if verdict.refusal().is_some() {
+            return None;
+        }
+        let principal = self
+            .auth
+            .authenticate(platform, platform.verifier(), Some(&self.bearer))
+            .await
+            .ok()?;
+        let identity = identity::resolve(platform, config, &principal, Some(&tenant))
+            .await
+            .ok()?;
+        let role = authz::authorize(&principal, identity.role, &tenant, Role::Member).ok()?;
+        let body = me::answer(&principal, &tenant, role, &identity.user).finish_bytes();
+        let mut id = [0u8; 16];
+        platform.fill(&mut id).ok()?;
+        let mut request_id = String::with_capacity(32);
+        edgefront_core::obs::hex_into(&mut request_id, &id);
+        let mut headers = JsonObject::with_capacity(256);
+        headers.str("content-type", "application/json");
+        headers.str("cache-control", "private, no-store");
+        headers.str("vary", "Origin");
+        if let Some((policy, limit)) = verdict.header_values() {
+            headers.str("ratelimit-policy", &policy);
+            headers.str("ratelimit", &limit);
+        }
+        headers.str("x-request-id", &request_id);
+        Some((headers.finish(), body))
+    }
 }
 
 /// The proxy's answer to a storefront catalog batch (`?limit=20`): the prelude's result, then
@@ -308,15 +388,36 @@ criterion_group!(benches, whole_request);
 fn main() {
     if let Some((path, n)) = std::env::var("EDGEFRONT_PROFILE").ok().and_then(|v| {
         v.rsplit_once(':')
-            .map(|(p, n)| (p.to_owned(), n.to_owned()))
+            .map(|(p, n)| (p.to_owned(), n.parse::<u32>().unwrap_or(1)))
     }) {
-        let edge = edge();
         let token = id_token();
+        // `required:` is the floor above; `quiet:` is the request as the Workers benchmark's
+        // quiet rows make it (`LOG_LEVEL` off, no client address); anything else, a request
+        // as wrk sends it through a dev stack.
+        if let Some(path) = path.strip_prefix("required:") {
+            assert_eq!(path, "/v1/me", "the required work is /v1/me's");
+            let required = Required::new(&token);
+            for _ in 0..n {
+                black_box(block_on(required.serve()).expect("/v1/me's required work"));
+            }
+            return;
+        }
+        let (edge, path, address) = match path.strip_prefix("quiet:") {
+            Some(path) => (edge_with(&[("LOG_LEVEL", "off")]), path.to_owned(), false),
+            None => (edge(), path, true),
+        };
+        let request = |path: &str| {
+            let mut r = request(&edge, path, &token);
+            if !address {
+                r.headers_mut().remove("cf-connecting-ip");
+            }
+            r
+        };
         // The first request warms the caches; it must be answered as a run would be.
-        let first = block_on(edge.handle(request(&edge, &path, &token)));
+        let first = block_on(edge.handle(request(&path)));
         eprintln!("{path}: {}", first.status());
-        for _ in 1..n.parse::<u32>().unwrap_or(1) {
-            let resp = block_on(edge.handle(request(&edge, &path, &token)));
+        for _ in 1..n {
+            let resp = block_on(edge.handle(request(&path)));
             // What the Workers adapter does next: the answer's headers as one JSON record.
             black_box(edgefront_core::reply::headers_json(resp.headers()).ok());
             black_box(resp);

@@ -20,7 +20,8 @@ pub async fn get<P: Platform>(cx: Member<'_, P>) -> Result<Reply, ApiError> {
 /// The answer. Members in alphabetical order: the order the document has always had.
 /// Written member by member ([`JsonObject`]): this is the authenticated request clients make
 /// most, and `serde_json` cost about a tenth of core's work on it (BENCHMARKS.md, change 47).
-fn answer(p: &Principal, t: &Tenant, role: Role, user: &UserId) -> JsonObject {
+/// Public for the request benchmark's floor of this route's own work (`benches/request.rs`).
+pub fn answer(p: &Principal, t: &Tenant, role: Role, user: &UserId) -> JsonObject {
     let mut o = JsonObject::with_capacity(640);
     o.opt_str(json_key!("email"), p.email.as_deref());
     o.bool(json_key!("email_verified"), p.email_verified);

@@ -121,6 +121,20 @@ impl Verdict {
 
     /// Sets `RateLimit-Policy` (every policy) and `RateLimit` (the one closest to refusing).
     pub fn decorate(&self, headers: &mut HeaderMap) {
+        let Some((policies, tightest)) = self.header_values() else {
+            return;
+        };
+        if let Ok(p) = HeaderValue::from_str(&policies) {
+            headers.insert(RATELIMIT_POLICY, p);
+            if let Ok(v) = HeaderValue::from_str(&tightest) {
+                headers.insert(RATELIMIT, v);
+            }
+        }
+    }
+
+    /// The values of `RateLimit-Policy` and `RateLimit` ([`Verdict::decorate`]); `None` when
+    /// no limit was checked.
+    pub fn header_values(&self) -> Option<(String, String)> {
         // `"ip";q=600;w=60, "tenant";q=6000;w=60`, then `"ip";r=599;t=42`: written out
         // directly, every request carries them.
         let item = |out: &mut String, policy: &str, (a, x): (&str, u32), (b, y): (&str, u32)| {
@@ -130,6 +144,9 @@ impl Verdict {
             }
             out.push_str(n.format(y));
         };
+        let tightest = self
+            .checked()
+            .min_by_key(|c| (c.decision.allowed, c.decision.remaining))?;
         let mut policies = String::with_capacity(96);
         for (i, c) in self.checked().enumerate() {
             if i > 0 {
@@ -143,23 +160,15 @@ impl Verdict {
                 ("w=", rule.window_seconds),
             );
         }
-        let tightest = self
-            .checked()
-            .min_by_key(|c| (c.decision.allowed, c.decision.remaining));
-        if let (Ok(p), Some(t)) = (HeaderValue::from_str(&policies), tightest) {
-            headers.insert(RATELIMIT_POLICY, p);
-            let mut value = String::with_capacity(40);
-            let d = &t.decision;
-            item(
-                &mut value,
-                t.policy,
-                ("r=", d.remaining),
-                ("t=", d.reset_seconds),
-            );
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(RATELIMIT, v);
-            }
-        }
+        let mut value = String::with_capacity(40);
+        let d = &tightest.decision;
+        item(
+            &mut value,
+            tightest.policy,
+            ("r=", d.remaining),
+            ("t=", d.reset_seconds),
+        );
+        Some((policies, value))
     }
 }
 
@@ -411,6 +420,19 @@ mod tests {
             "\"ip\";q=5;w=10, \"tenant\";q=100;w=10"
         );
         assert_eq!(h[RATELIMIT], "\"tenant\";r=1;t=15");
+        assert_eq!(
+            v.header_values(),
+            Some((
+                h[RATELIMIT_POLICY].to_str().unwrap().to_owned(),
+                h[RATELIMIT].to_str().unwrap().to_owned()
+            )),
+            "the values are the headers'"
+        );
         assert!(v.refusal().is_none());
+        // Nothing checked (an unlimited route, limits off): no values and no headers.
+        let mut h = HeaderMap::new();
+        Verdict::default().decorate(&mut h);
+        assert!(h.is_empty());
+        assert_eq!(Verdict::default().header_values(), None);
     }
 }

@@ -29,12 +29,21 @@ use anyhow::{bail, Context, Result};
 use crate::tools::{self, Needs};
 use crate::{repo_root, run, target_dir};
 
-/// The routes core's request benchmark serves in its profile mode (`EDGEFRONT_PROFILE`).
-const ROUTES: &[&str] = &[
-    "/healthz",
-    "/v1/storefront",
-    "/v1/storefront/catalog?limit=20",
-    "/v1/me",
+/// What core's request benchmark serves in its profile mode (`EDGEFRONT_PROFILE`), with the
+/// report's name for it: requests as wrk sends them through a dev stack (the log line written,
+/// a client address), `/v1/me` as the Workers benchmark's quiet rows send it (`quiet:`:
+/// `LOG_LEVEL` off, no client address), and the floor under that (`required:`): `/v1/me`'s
+/// own work through core's caches and limiter, without the request path.
+const ROUTES: &[(&str, &str)] = &[
+    ("GET /healthz", "/healthz"),
+    ("GET /v1/storefront", "/v1/storefront"),
+    (
+        "GET /v1/storefront/catalog?limit=20",
+        "/v1/storefront/catalog?limit=20",
+    ),
+    ("GET /v1/me", "/v1/me"),
+    ("GET /v1/me, quiet", "quiet:/v1/me"),
+    ("/v1/me's required work", "required:/v1/me"),
 ];
 /// Requests in the longer of the two runs counted; the shorter serves one. The code run on
 /// every request is found with a third run of `2 × REQUESTS − 1`.
@@ -69,11 +78,18 @@ pub fn run_instructions() -> Result<i32> {
          `code run`: the compiled code that runs on every request, in 64-byte cache lines \
          (KiB), and the functions it belongs to: what a request brings back into the CPU's \
          instruction cache each time the runtime's own work has evicted it.\n\n\
+         Requests are made as wrk sends them through a dev stack (the log line written, a \
+         client address), except `GET /v1/me, quiet`: as the Workers benchmark's `LOG_LEVEL` \
+         off rows send it (no log line, no client address). `/v1/me's required work` is that \
+         route's own work through core's caches and limiter (tenant, limits, token, role, \
+         request id, the document and the headers' JSON record) with no request path: no \
+         `http` request or response, route table or trace. What `GET /v1/me, quiet` runs over \
+         it is the request path's.\n\n\
          | route | instructions / request | wasm | host | code run (KiB) | its functions |\n\
          |---|---:|---:|---:|---:|---:|\n",
     );
     let mut tops = String::new();
-    for route in ROUTES {
+    for &(name, route) in ROUTES {
         let one = count(&valgrind, &tools.wasmtime, &cwasm, &out, route, 1)?;
         let many = count(&valgrind, &tools.wasmtime, &cwasm, &out, route, REQUESTS)?;
         let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / f64::from(REQUESTS - 1);
@@ -98,7 +114,7 @@ pub fn run_instructions() -> Result<i32> {
             2 * REQUESTS - 1,
         )?;
         let lines = lines_every_request([&one.code, &many.code, &more.code], REQUESTS - 1, |a| {
-            more.map.function_at(a)
+            more.map.function_at(a + more.base)
         });
         let mut lines_by_fn: HashMap<&str, usize> = HashMap::new();
         for name in lines.values().flatten() {
@@ -107,16 +123,24 @@ pub fn run_instructions() -> Result<i32> {
         let code_kib = kib(lines.len());
         let _ = writeln!(
             md,
-            "| `GET {route}` | {total:.0} | {wasm_ir:.0} | {host_ir:.0} | {code_kib:.1} | {} |",
+            "| {name} | {total:.0} | {wasm_ir:.0} | {host_ir:.0} | {code_kib:.1} | {} |",
             lines_by_fn.len()
         );
         eprintln!(
-            "  {route:<16} {total:>9.0} instructions / request, {code_kib:.1} KiB of code run"
+            "  {name:<36} {total:>9.0} instructions / request, {code_kib:.1} KiB of code run"
         );
         by_fn.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let all: String = by_fn
+            .iter()
+            .map(|(name, n)| format!("{n:.0}\t{}\n", demangle(name)))
+            .collect();
+        std::fs::write(
+            out.join(format!("instructions-{}.tsv", file_stem(route))),
+            all,
+        )?;
         let _ = writeln!(
             tops,
-            "\n## `GET {route}`: the functions with most of it\n\n| instructions / request | share of wasm | function |\n|---:|---:|---|"
+            "\n## {name}: the functions with most of it\n\n| instructions / request | share of wasm | function |\n|---:|---:|---|"
         );
         for (name, n) in by_fn.iter().take(TOP) {
             let _ = writeln!(
@@ -130,11 +154,17 @@ pub fn run_instructions() -> Result<i32> {
         by_lines.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         let _ = writeln!(
             tops,
-            "\n`GET {route}`: the functions with most of the code run on every request\n\n| cache lines | KiB | function |\n|---:|---:|---|"
+            "\n{name}: the functions with most of the code run on every request\n\n| cache lines | KiB | function |\n|---:|---:|---|"
         );
         for (name, n) in by_lines.iter().take(TOP) {
             let _ = writeln!(tops, "| {n} | {:.1} | `{}` |", kib(*n), demangle(name));
         }
+        // Every function, for a change that moves less than the top of the list.
+        let all: String = by_lines
+            .iter()
+            .map(|(name, n)| format!("{n}\t{}\n", demangle(name)))
+            .collect();
+        std::fs::write(out.join(format!("code-run-{}.tsv", file_stem(route))), all)?;
     }
     md.push_str(&tops);
     let report = target_dir().join("bench").join("instructions.md");
@@ -180,12 +210,22 @@ fn build_bench() -> Result<PathBuf> {
         .context("cargo named no wasm executable for the request benchmark")
 }
 
+/// `route` in a file name: `/v1/me` → `v1_me`.
+fn file_stem(route: &str) -> String {
+    route
+        .trim_start_matches('/')
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+}
+
 /// What callgrind counted in one run: in all, by function of the compiled module, and by
 /// address of its code, with the perf map that names those addresses.
 struct Counted {
     total: u64,
     by_function: HashMap<String, u64>,
+    /// By offset from `base`: the same in every run, wherever the module's code was mapped.
     code: HashMap<u64, u64>,
+    /// The start of the page the module's code begins in, in this run.
+    base: u64,
     map: PerfMap,
 }
 
@@ -200,12 +240,7 @@ fn count(
     route: &str,
     requests: u32,
 ) -> Result<Counted> {
-    let cg = out.join(format!(
-        "callgrind-{}-{requests}.out",
-        route
-            .trim_start_matches('/')
-            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-    ));
+    let cg = out.join(format!("callgrind-{}-{requests}.out", file_stem(route)));
     let status = Command::new(valgrind)
         .args(["--tool=callgrind", "--dump-instr=yes", "--quiet"])
         .arg(format!("--callgrind-out-file={}", cg.display()))
@@ -238,6 +273,9 @@ fn count(
     let _ = std::fs::remove_file(&map_path);
     let map = map?;
     let (total, by_address) = costs(&text)?;
+    // Runs map the code at addresses a few pages apart; offsets from its first page keep
+    // both the instructions and the cache lines (page-aligned) the same from run to run.
+    let base = map.base() & !(PAGE - 1);
     let mut by_function: HashMap<String, u64> = HashMap::new();
     let mut code = HashMap::new();
     for (addr, n) in by_address {
@@ -246,13 +284,14 @@ fn count(
             .entry(name.unwrap_or(HOST).to_owned())
             .or_default() += n;
         if name.is_some() {
-            code.insert(addr, n);
+            code.insert(addr - base, n);
         }
     }
     Ok(Counted {
         total,
         by_function,
         code,
+        base,
         map,
     })
 }
@@ -305,6 +344,8 @@ fn costs(text: &str) -> Result<(u64, HashMap<u64, u64>)> {
 
 /// A line of the CPU's instruction cache.
 const LINE: u64 = 64;
+/// A page of memory, the unit code is mapped in.
+const PAGE: u64 = 4096;
 
 /// `lines` cache lines, in KiB.
 fn kib(lines: usize) -> f64 {
@@ -344,13 +385,19 @@ fn lines_every_request<'m>(
 }
 
 /// wasmtime's perf map: the address range of each compiled wasm function.
-struct PerfMap(BTreeMap<u64, (u64, String)>);
+struct PerfMap {
+    functions: BTreeMap<u64, (u64, String)>,
+    /// Where the compiled module's first function starts (0 with none): the lowest start of
+    /// a `wasm[…]` line, whatever name a later line at the same address gives it.
+    base: u64,
+}
 
 impl PerfMap {
     fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading wasmtime's perf map {}", path.display()))?;
-        let mut map = BTreeMap::new();
+        let mut functions = BTreeMap::new();
+        let mut base: Option<u64> = None;
         for line in text.lines() {
             let mut parts = line.splitn(3, ' ');
             let (Some(start), Some(size), Some(name)) = (parts.next(), parts.next(), parts.next())
@@ -359,14 +406,24 @@ impl PerfMap {
             };
             let parse = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
             if let (Some(start), Some(size)) = (parse(start), parse(size)) {
-                map.insert(start, (size, name.to_owned()));
+                if name.starts_with("wasm[") {
+                    base = Some(base.map_or(start, |b| b.min(start)));
+                }
+                functions.insert(start, (size, name.to_owned()));
             }
         }
-        Ok(Self(map))
+        Ok(Self {
+            functions,
+            base: base.unwrap_or(0),
+        })
+    }
+
+    fn base(&self) -> u64 {
+        self.base
     }
 
     fn function_at(&self, addr: u64) -> Option<&str> {
-        let (start, (size, name)) = self.0.range(..=addr).next_back()?;
+        let (start, (size, name)) = self.functions.range(..=addr).next_back()?;
         (addr < start + size).then_some(name.as_str())
     }
 }
@@ -399,6 +456,26 @@ mod tests {
             demangle("wasm[0]::function[110]::_RNvNtNtCs9pv848UzQwQ_4core3str8converts9from_utf8"),
             "core::str::converts::from_utf8"
         );
+    }
+
+    #[test]
+    fn the_module_is_placed_by_its_first_function_whatever_precedes_it() {
+        let path = std::env::temp_dir().join(format!("xtask-perfmap-{}.map", std::process::id()));
+        std::fs::write(
+            &path,
+            "0x7000 10 wasm[0]::function[2]::b\n0x2000 8 host_trampoline\n\
+             0x5040 20 wasm[0]::function[1]::a\n0x5040 20 a\n",
+        )
+        .unwrap();
+        let map = PerfMap::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(map.base(), 0x5040);
+        assert_eq!(map.base() & !(PAGE - 1), 0x5000);
+        assert_eq!(map.function_at(0x5050), Some("a"));
+        assert_eq!(map.function_at(0x7004), Some("wasm[0]::function[2]::b"));
+        assert_eq!(map.function_at(0x7010), None);
+        // The same code a page higher in another run: the same offsets from its page.
+        assert_eq!(0x7004 - 0x5000, 0x8004 - 0x6000);
     }
 
     #[test]
