@@ -902,3 +902,45 @@ mod rate_limits {
         }
     }
 }
+
+#[test]
+fn a_request_keeps_its_record_only_when_a_line_or_a_span_will_be_written() {
+    for (level, otlp, kept, lines) in [
+        ("off", false, false, 0),
+        ("off", true, true, 0),
+        ("error", false, true, 0),
+        ("info", false, true, 1),
+    ] {
+        let mut settings = operator_settings();
+        settings.insert("LOG_LEVEL", level.into());
+        if otlp {
+            settings.insert(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://127.0.0.1:4318".into(),
+            );
+        }
+        let edge = edge_with(settings, Box::new(healthy));
+        // A request that is routed and calls out: both are noted when notes are kept.
+        let req = Request::get("/healthz?deep=1")
+            .header("host", "demo.localhost:8787")
+            .header("authorization", format!("Bearer {OPERATOR_TOKEN}"))
+            .body(Bytes::new())
+            .unwrap();
+        let (head, body) = req.into_parts();
+        let rp = edge.begin(&head);
+        let status = block_on(edge.serve(&rp, Request::from_parts(head, body))).status();
+        assert_eq!(status, 200, "{level}");
+        let record = rp.request_trace().record();
+        assert_eq!(record.route == Some("/healthz"), kept, "{level} {otlp}");
+        assert_eq!(
+            record.calls.len(),
+            if kept { 2 } else { 0 },
+            "{level} {otlp}"
+        );
+        let spans = edge.log_request(&rp, 200, None);
+        assert_eq!(spans.is_some(), otlp, "{level} {otlp}");
+        assert_eq!(edge.platform().logs.borrow().len(), lines, "{level} {otlp}");
+        // The request id is the trace's either way.
+        assert_eq!(rp.request_trace().request_id().as_str().len(), 32);
+    }
+}

@@ -195,6 +195,9 @@ pub struct Trace {
     /// The request path (never its query).
     pub path: String,
     record: RefCell<Record>,
+    /// Whether notes are kept: not when nothing will be written from them (no log line at
+    /// the configured level, no spans), so a quiet request does not build a record.
+    kept: bool,
 }
 
 impl Trace {
@@ -214,7 +217,15 @@ impl Trace {
             method: method.to_owned(),
             path: path.to_owned(),
             record: RefCell::new(Record::default()),
+            kept: true,
         }
+    }
+
+    /// The same trace, keeping no notes: [`Trace::record`] stays empty. For a request whose
+    /// record nothing will read (`LOG_LEVEL` off and no OTLP endpoint).
+    pub fn without_record(mut self) -> Self {
+        self.kept = false;
+        self
     }
 
     pub fn request_id(&self) -> &RequestId {
@@ -227,6 +238,9 @@ impl Trace {
     }
 
     fn note(&self, f: impl FnOnce(&mut Record)) {
+        if !self.kept {
+            return;
+        }
         if let Ok(mut r) = self.record.try_borrow_mut() {
             f(&mut r);
         }

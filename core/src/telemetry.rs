@@ -121,6 +121,11 @@ impl<P: Platform> Traced<P> {
             head.method.as_str(),
             head.uri.path(),
         );
+        let trace = if writes(cfg) {
+            trace
+        } else {
+            trace.without_record()
+        };
         Self {
             inner,
             trace,
@@ -577,6 +582,13 @@ pub async fn finish<P: Platform>(
 /// A request's spans, still to be sent to the OTLP endpoint.
 pub struct PendingSpans(Vec<Value>);
 
+/// Whether anything is written from a request's record: a log line at the configured level
+/// (an error line at `error`, the request line at `info`; `info` when there is no
+/// configuration), or spans to an OTLP endpoint.
+fn writes(cfg: Option<&TelemetryConfig>) -> bool {
+    cfg.is_none_or(|c| c.log_level > LogLevel::Off || c.otlp_endpoint.is_some())
+}
+
 /// The first part of [`finish`]: the request's log lines, written now. Returns its spans when
 /// an OTLP endpoint is configured (their export, [`export`], waits on I/O), else `None`: an
 /// adapter then has nothing left to run after the response.
@@ -586,6 +598,9 @@ pub fn log_request<P: Platform>(
     status: u16,
     bytes_out: Option<u64>,
 ) -> Option<PendingSpans> {
+    if !writes(cfg) {
+        return None;
+    }
     let platform = traced.inner();
     let trace = traced.request_trace();
     let record = trace.record();
