@@ -944,3 +944,34 @@ fn a_request_keeps_its_record_only_when_a_line_or_a_span_will_be_written() {
         assert_eq!(rp.request_trace().request_id().as_str().len(), 32);
     }
 }
+
+#[test]
+fn a_quiet_request_is_still_limited_and_notes_no_calls() {
+    for (level, kept) in [("off", false), ("info", true)] {
+        let mut settings = dev_settings();
+        settings.insert("LOG_LEVEL", level.into());
+        let edge = edge_with(settings, Box::new(demo_tenant));
+        let req = Request::get("/v1/storefront")
+            .header("host", "demo.localhost:8787")
+            .body(Bytes::new())
+            .unwrap();
+        let (head, body) = req.into_parts();
+        let rp = edge.begin(&head);
+        let resp = block_on(edge.serve(&rp, Request::from_parts(head, body)));
+        assert_eq!(resp.status(), 200, "{level}");
+        assert!(resp.headers().contains_key("ratelimit-policy"), "{level}");
+        let kinds: Vec<_> = rp
+            .request_trace()
+            .record()
+            .calls
+            .iter()
+            .map(|c| c.kind)
+            .collect();
+        let expected = if kept {
+            vec![crate::obs::CallKind::Sql, crate::obs::CallKind::RateLimit]
+        } else {
+            vec![]
+        };
+        assert_eq!(kinds, expected, "{level}");
+    }
+}

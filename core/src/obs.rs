@@ -228,6 +228,12 @@ impl Trace {
         self
     }
 
+    /// Whether notes are kept ([`Trace::without_record`]): a caller with work to do only for
+    /// a note (timing a call) can skip it when they are not.
+    pub fn keeps_record(&self) -> bool {
+        self.kept
+    }
+
     pub fn request_id(&self) -> &RequestId {
         &self.id
     }
