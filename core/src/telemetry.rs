@@ -601,11 +601,12 @@ pub fn log_request<P: Platform>(
     status: u16,
     bytes_out: Option<u64>,
 ) -> Option<PendingSpans> {
-    if !writes(cfg) {
+    let trace = traced.request_trace();
+    // Kept when the request began only if something will be written ([`writes`]).
+    if !trace.keeps_record() {
         return None;
     }
     let platform = traced.inner();
-    let trace = traced.request_trace();
     let record = trace.record();
     let now = platform.now();
     let level = cfg.map_or(LogLevel::Info, |c| c.log_level);

@@ -130,13 +130,11 @@ pub fn run_instructions() -> Result<i32> {
             "  {name:<36} {total:>9.0} instructions / request, {code_kib:.1} KiB of code run"
         );
         by_fn.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let all: String = by_fn
-            .iter()
-            .map(|(name, n)| format!("{n:.0}\t{}\n", demangle(name)))
-            .collect();
-        std::fs::write(
-            out.join(format!("instructions-{}.tsv", file_stem(route))),
-            all,
+        write_listing(
+            &out.join(format!("instructions-{}.tsv", file_stem(route))),
+            by_fn
+                .iter()
+                .map(|(name, n)| (format!("{n:.0}"), name.as_str())),
         )?;
         let _ = writeln!(
             tops,
@@ -159,12 +157,10 @@ pub fn run_instructions() -> Result<i32> {
         for (name, n) in by_lines.iter().take(TOP) {
             let _ = writeln!(tops, "| {n} | {:.1} | `{}` |", kib(*n), demangle(name));
         }
-        // Every function, for a change that moves less than the top of the list.
-        let all: String = by_lines
-            .iter()
-            .map(|(name, n)| format!("{n}\t{}\n", demangle(name)))
-            .collect();
-        std::fs::write(out.join(format!("code-run-{}.tsv", file_stem(route))), all)?;
+        write_listing(
+            &out.join(format!("code-run-{}.tsv", file_stem(route))),
+            by_lines.iter().map(|(name, n)| (n.to_string(), *name)),
+        )?;
     }
     md.push_str(&tops);
     let report = target_dir().join("bench").join("instructions.md");
@@ -208,6 +204,15 @@ fn build_bench() -> Result<PathBuf> {
         .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
         .find(|p| p.extension().is_some_and(|e| e == "wasm"))
         .context("cargo named no wasm executable for the request benchmark")
+}
+
+/// Every function of a route with its figure, one `figure<TAB>name` line each, beside the
+/// report (which lists only the top): for a change that moves less than the top of the list.
+fn write_listing<'a>(path: &Path, rows: impl Iterator<Item = (String, &'a str)>) -> Result<()> {
+    let text: String = rows
+        .map(|(figure, name)| format!("{figure}\t{}\n", demangle(name)))
+        .collect();
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `route` in a file name: `/v1/me` → `v1_me`.
@@ -275,7 +280,7 @@ fn count(
     let (total, by_address) = costs(&text)?;
     // Runs map the code at addresses a few pages apart; offsets from its first page keep
     // both the instructions and the cache lines (page-aligned) the same from run to run.
-    let base = map.base() & !(PAGE - 1);
+    let base = map.base & !(PAGE - 1);
     let mut by_function: HashMap<String, u64> = HashMap::new();
     let mut code = HashMap::new();
     for (addr, n) in by_address {
@@ -418,10 +423,6 @@ impl PerfMap {
         })
     }
 
-    fn base(&self) -> u64 {
-        self.base
-    }
-
     fn function_at(&self, addr: u64) -> Option<&str> {
         let (start, (size, name)) = self.functions.range(..=addr).next_back()?;
         (addr < start + size).then_some(name.as_str())
@@ -469,8 +470,8 @@ mod tests {
         .unwrap();
         let map = PerfMap::read(&path).unwrap();
         let _ = std::fs::remove_file(&path);
-        assert_eq!(map.base(), 0x5040);
-        assert_eq!(map.base() & !(PAGE - 1), 0x5000);
+        assert_eq!(map.base, 0x5040);
+        assert_eq!(map.base & !(PAGE - 1), 0x5000);
         assert_eq!(map.function_at(0x5050), Some("a"));
         assert_eq!(map.function_at(0x7004), Some("wasm[0]::function[2]::b"));
         assert_eq!(map.function_at(0x7010), None);
