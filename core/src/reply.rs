@@ -195,28 +195,48 @@ impl<'a> IntoReply<'a> for Response<Body<'a>> {
 /// `Set-Cookie` cannot be joined, so a map that repeats it is written as pairs. Values that are
 /// not visible ASCII are left out, as the runtime's `Headers` would refuse them.
 pub fn headers_json(map: &HeaderMap) -> Result<String, serde_json::Error> {
-    if map.get_all(header::SET_COOKIE).iter().nth(1).is_some() {
-        let pairs: Vec<(&str, &str)> = map
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str(), header_str(value)?)))
-            .collect();
-        return serde_json::to_string(&pairs);
-    }
     let mut record = JsonObject::with_capacity(48 * map.keys_len());
-    for name in map.keys() {
-        let mut values = map.get_all(name).iter().filter_map(header_str);
-        let Some(first) = values.next() else {
+    // One pass: `iter` gives each name's values one after another, so a name is written once,
+    // its values joined, with no lookup of it by name.
+    let mut current: Option<(&HeaderName, std::borrow::Cow<'_, str>)> = None;
+    let mut cookies = 0;
+    for (name, value) in map {
+        if name == header::SET_COOKIE {
+            cookies += 1;
+            if cookies > 1 {
+                return header_pairs_json(map);
+            }
+        }
+        let Some(value) = header_str(value) else {
             continue;
         };
-        let value = values.fold(std::borrow::Cow::Borrowed(first), |mut all, v| {
-            let joined = all.to_mut();
-            joined.push_str(", ");
-            joined.push_str(v);
-            all
-        });
-        record.str(name.as_str(), &value);
+        match &mut current {
+            Some((same, joined)) if *same == name => {
+                let joined = joined.to_mut();
+                joined.push_str(", ");
+                joined.push_str(value);
+            }
+            _ => {
+                if let Some((done, joined)) = current.replace((name, value.into())) {
+                    record.str(done.as_str(), &joined);
+                }
+            }
+        }
+    }
+    if let Some((done, joined)) = current {
+        record.str(done.as_str(), &joined);
     }
     Ok(record.finish())
+}
+
+/// [`headers_json`] for a map that repeats `Set-Cookie`: `[[name, value], …]`, one pair per
+/// value, in order.
+fn header_pairs_json(map: &HeaderMap) -> Result<String, serde_json::Error> {
+    let pairs: Vec<(&str, &str)> = map
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), header_str(value)?)))
+        .collect();
+    serde_json::to_string(&pairs)
 }
 
 #[cfg(test)]
@@ -250,6 +270,12 @@ mod tests {
                 "set-cookie": "ef_v=1; Path=/",
             })
         );
+        // A name's values are joined however they were interleaved with other names.
+        let m = map(&[("vary", b"A"), ("x-request-id", b"1"), ("vary", b"B")]);
+        assert_eq!(
+            headers_json(&m).unwrap(),
+            r#"{"vary":"A, B","x-request-id":"1"}"#
+        );
     }
 
     #[test]
@@ -272,6 +298,8 @@ mod tests {
         // A value `Headers` would refuse is left out; a name with none left is left out.
         let m = map(&[("x-a", b"caf\xc3\xa9"), ("x-b", b"ok"), ("x-b", b"\xff")]);
         assert_eq!(headers_json(&m).unwrap(), r#"{"x-b":"ok"}"#);
+        let m = map(&[("x-c", b"\xff"), ("x-c", b"ok"), ("x-d", b"\xff")]);
+        assert_eq!(headers_json(&m).unwrap(), r#"{"x-c":"ok"}"#);
     }
 
     #[test]
