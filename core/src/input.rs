@@ -93,10 +93,12 @@ pub const NO_BODY_LIMIT: usize = 1024;
 /// without one (chunked) or longer than it claimed is 413 as soon as it crosses the limit. The
 /// rest is never read: dropping `chunks` tells the runtime to stop. Adapters read every request
 /// through this, before routing or authentication, so an oversized body costs neither.
+/// `limit` is asked for only when there is a body to measure against it (a declared length,
+/// or a first chunk): a request without one (most GETs) costs no route lookup here.
 pub async fn read_body<S, C, E>(
     headers: &HeaderMap,
     chunks: &mut S,
-    limit: usize,
+    limit: impl FnOnce() -> usize,
 ) -> Result<Bytes, ApiError>
 where
     S: Stream<Item = Result<C, E>> + Unpin,
@@ -107,12 +109,27 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    let mut next = match declared {
+        Some(_) => None,
+        None => match chunks.next().await {
+            Some(first) => Some(first),
+            None => return Ok(Bytes::new()),
+        },
+    };
+    let limit = limit();
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::payload_too_large(limit));
     }
     let expected = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
     let mut body = BytesMut::with_capacity(expected.min(limit));
-    while let Some(chunk) = chunks.next().await {
+    loop {
+        let chunk = match next.take() {
+            Some(chunk) => chunk,
+            None => match chunks.next().await {
+                Some(chunk) => chunk,
+                None => break,
+            },
+        };
         // The runtime's text says nothing useful to the client (who cut the body off).
         let chunk = chunk.map_err(|_| ApiError::bad_request("the body ended early"))?;
         let chunk = chunk.as_ref();
@@ -996,7 +1013,7 @@ mod tests {
         let err = futures_executor::block_on(read_body(
             &declaring("314572800"),
             &mut Box::pin(chunks(&[1024; 4], &taken)),
-            16 * 1024,
+            || 16 * 1024,
         ))
         .unwrap_err();
         assert_eq!(err.code(), crate::error::Code::PayloadTooLarge);
@@ -1011,7 +1028,7 @@ mod tests {
         let err = futures_executor::block_on(read_body(
             &HeaderMap::new(),
             &mut Box::pin(chunks(&[1024; 10], &taken)),
-            4 * 1024,
+            || 4 * 1024,
         ))
         .unwrap_err();
         assert_eq!(err.code(), crate::error::Code::PayloadTooLarge);
@@ -1025,7 +1042,7 @@ mod tests {
         let err = futures_executor::block_on(read_body(
             &declaring("100"),
             &mut Box::pin(chunks(&[3000, 3000], &taken)),
-            4 * 1024,
+            || 4 * 1024,
         ))
         .unwrap_err();
         assert_eq!(err.code(), crate::error::Code::PayloadTooLarge);
@@ -1037,17 +1054,52 @@ mod tests {
         let body = futures_executor::block_on(read_body(
             &declaring("4096"),
             &mut Box::pin(chunks(&[1000, 3000, 96, 0], &taken)),
-            4 * 1024,
+            || 4 * 1024,
         ))
         .unwrap();
         assert_eq!(body.len(), 4096);
         let empty = futures_executor::block_on(read_body(
             &HeaderMap::new(),
             &mut Box::pin(chunks(&[], &taken)),
-            NO_BODY_LIMIT,
+            || NO_BODY_LIMIT,
         ))
         .unwrap();
         assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn the_limit_is_asked_for_only_when_there_is_a_body() {
+        let taken = std::cell::Cell::new(0);
+        let asked = std::cell::Cell::new(0);
+        let limit = || {
+            asked.set(asked.get() + 1);
+            1024
+        };
+        // No length declared and no chunk: nothing to measure.
+        let empty = futures_executor::block_on(read_body(
+            &HeaderMap::new(),
+            &mut Box::pin(chunks(&[], &taken)),
+            limit,
+        ))
+        .unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(asked.get(), 0);
+        // A first chunk is measured against it, as is a declared length (even of 0).
+        let err = futures_executor::block_on(read_body(
+            &HeaderMap::new(),
+            &mut Box::pin(chunks(&[2048], &taken)),
+            limit,
+        ))
+        .unwrap_err();
+        assert_eq!(err.status(), 413);
+        let body = futures_executor::block_on(read_body(
+            &declaring("0"),
+            &mut Box::pin(chunks(&[], &taken)),
+            limit,
+        ))
+        .unwrap();
+        assert!(body.is_empty());
+        assert_eq!(asked.get(), 2);
     }
 
     #[test]
@@ -1056,7 +1108,7 @@ mod tests {
             Ok(vec![b'{']),
             Err("connection reset by peer (os error 104)".to_owned()),
         ]);
-        let err = futures_executor::block_on(read_body(&HeaderMap::new(), &mut broken, 1024))
+        let err = futures_executor::block_on(read_body(&HeaderMap::new(), &mut broken, || 1024))
             .unwrap_err();
         assert_eq!(err.status(), 400);
         assert!(!format!("{:?}", err).contains("os error"));

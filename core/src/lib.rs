@@ -238,30 +238,24 @@ impl<P: Platform> Edge<P> {
         S: Stream<Item = Result<C, E>> + Unpin,
         C: AsRef<[u8]>,
     {
-        let limit = self.body_limit(&head.method, head.uri.path());
+        let limit = || self.body_limit(&head.method, head.uri.path());
         match input::read_body(&head.headers, chunks, limit).await {
             Ok(body) => self.serve(rp, Request::from_parts(head, body)).await,
             Err(err) => stamped(rp, self.problem(rp, err, head.uri.path())),
         }
     }
 
-    /// Handles one request, leaving a streamed body (server-sent events) to the adapter.
+    /// Handles one request, leaving a streamed body (server-sent events) to the adapter. A
+    /// body over its route's limit is 413 here too (the route table checks it).
     pub async fn serve<'e>(
         &'e self,
         rp: &'e RequestPlatform<P>,
         mut req: Request<Bytes>,
     ) -> Response<Body<'e>> {
         self.request_headers.keep(req.headers_mut());
-        let instance = req.uri().path().to_owned();
-        // The same limit whether or not the adapter read the body through `serve_body`.
-        let limit = self.body_limit(req.method(), &instance);
-        let resp = if req.body().len() > limit {
-            self.problem(rp, ApiError::payload_too_large(limit), &instance)
-        } else {
-            match self.dispatch(rp, req).await {
-                Ok(resp) => resp,
-                Err(err) => self.problem(rp, err, &instance),
-            }
+        let resp = match self.env(rp) {
+            Ok(env) => self.routes.dispatch(env, req).await,
+            Err(err) => self.problem(rp, err, req.uri().path()),
         };
         stamped(rp, resp)
     }
@@ -276,11 +270,12 @@ impl<P: Platform> Edge<P> {
             .map(Body::Full)
     }
 
-    async fn dispatch<'e>(
+    /// What every handler is given: the configuration, the request's platform, the
+    /// authenticator; the configuration's error when the instance has none.
+    fn env<'e>(
         &'e self,
         rp: &'e RequestPlatform<P>,
-        req: Request<Bytes>,
-    ) -> Result<Response<Body<'e>>, ApiError> {
+    ) -> Result<cx::Env<'e, RequestPlatform<P>>, ApiError> {
         let config = self
             .config
             .as_ref()
@@ -291,12 +286,11 @@ impl<P: Platform> Edge<P> {
                 problem: "no authenticator".into(),
             })
         })?;
-        let env = cx::Env {
+        Ok(cx::Env {
             config,
             platform: rp,
             auth,
-        };
-        self.routes.dispatch(env, req).await
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
-use http::{header, HeaderValue, Method, Request, Response};
+use http::{header, request, HeaderValue, Method, Request, Response};
 
 use crate::auth::Principal;
 use crate::authz::{self, Role};
@@ -206,26 +206,50 @@ impl<P: Platform> Router<P> {
             .map_or(NO_BODY_LIMIT, |r| r.body_limit)
     }
 
-    pub async fn dispatch<'a>(
+    /// Answers one request; every refusal is a problem document naming the request's path.
+    /// The route is looked up once: its body limit, its access rules and its handler all come
+    /// from that one match.
+    pub async fn dispatch<'a>(&self, env: Env<'a, P>, req: Request<Bytes>) -> Response<Body<'a>> {
+        let (head, body) = req.into_parts();
+        let head = Rc::new(head);
+        match self.route(env, &head, body).await {
+            Ok(resp) => resp,
+            Err(err) => err
+                .into_traced_response(head.uri.path(), env.platform.trace())
+                .map(Body::Full),
+        }
+    }
+
+    async fn route<'a>(
         &self,
         env: Env<'a, P>,
-        req: Request<Bytes>,
+        head: &Rc<request::Parts>,
+        body: Bytes,
     ) -> Result<Response<Body<'a>>, ApiError> {
-        let matched = self
-            .paths
-            .at(req.uri().path())
-            .map_err(|_| ApiError::no_route())?;
-        let id = matched.params.get("id").map(str::to_owned);
-        let candidates = || matched.value.iter().filter_map(|i| self.routes.get(*i));
-        let mut allow: Vec<Method> = candidates().map(|r| r.method.clone()).collect();
-        if allow.contains(&Method::GET) {
-            allow.push(Method::HEAD);
-        }
+        let matched = self.paths.at(head.uri.path());
+        let indices = matched.as_ref().map_or(&[][..], |m| m.value.as_slice());
+        let candidates = || indices.iter().filter_map(|i| self.routes.get(*i));
         // HEAD is GET without a body, for every GET route.
-        let is_head = req.method() == Method::HEAD;
-        let is_options = req.method() == Method::OPTIONS;
-        let wanted = if is_head { &Method::GET } else { req.method() };
+        let is_head = head.method == Method::HEAD;
+        let is_options = head.method == Method::OPTIONS;
+        let wanted = if is_head { &Method::GET } else { &head.method };
         let route = candidates().find(|r| r.method == *wanted);
+        // The same limit whether or not the adapter read the body through `Edge::serve_body`
+        // (see `body_limit`); before the path's existence, as there.
+        let limit = route.map_or(NO_BODY_LIMIT, |r| r.body_limit);
+        if body.len() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        let matched = matched.map_err(|_| ApiError::no_route())?;
+        let id = matched.params.get("id").map(str::to_owned);
+        // The methods the path has, for a 405 or a preflight: built only for those.
+        let allow = || {
+            let mut allow: Vec<Method> = candidates().map(|r| r.method.clone()).collect();
+            if allow.contains(&Method::GET) {
+                allow.push(Method::HEAD);
+            }
+            allow
+        };
         if let Some(r) = route {
             crate::ports::note(env.platform, |t| t.note_route(r.path));
         }
@@ -235,11 +259,9 @@ impl<P: Platform> Router<P> {
             (None, true) => candidates()
                 .map(|r| r.access)
                 .find(|a| *a != Access::Open && !a.on_platform_host())
-                .ok_or_else(|| ApiError::method_not_allowed(allow.clone()))?,
-            (None, false) => return Err(ApiError::method_not_allowed(allow)),
+                .ok_or_else(|| ApiError::method_not_allowed(allow()))?,
+            (None, false) => return Err(ApiError::method_not_allowed(allow())),
         };
-        let (head, body) = req.into_parts();
-        let head = Rc::new(head);
         let parts = |tenant, principal, identity| RequestParts {
             env,
             head: head.clone(),
@@ -258,7 +280,7 @@ impl<P: Platform> Router<P> {
         let on_platform_host = host.as_deref() == Some(config.platform.host.as_str());
         if access == Access::Open || access.on_platform_host() {
             let Some(route) = route else {
-                return Err(ApiError::method_not_allowed(allow));
+                return Err(ApiError::method_not_allowed(allow()));
             };
             // Platform routes do not exist on tenant hosts, nor tenant routes on the platform's.
             if access.on_platform_host() && !on_platform_host {
@@ -311,12 +333,12 @@ impl<P: Platform> Router<P> {
         let origin = cors::allowed_origin(config, &tenant, &head.headers, host.as_deref());
         if is_options {
             return match head.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD) {
-                Some(m) => cors::preflight(origin, &allow, m.to_str().unwrap_or_default())
+                Some(m) => cors::preflight(origin, &allow(), m.to_str().unwrap_or_default())
                     .map(|r| r.map(Body::Full)),
                 None => {
                     let mut resp = Response::new(Body::empty());
                     *resp.status_mut() = http::StatusCode::NO_CONTENT;
-                    let list = allow
+                    let list = allow()
                         .iter()
                         .map(Method::as_str)
                         .collect::<Vec<_>>()
@@ -328,7 +350,6 @@ impl<P: Platform> Router<P> {
                 }
             };
         }
-        let instance = head.uri.path().to_owned();
         // Limits before credentials: a flood of bad tokens costs a counter, not a verification.
         let verdict = match route {
             Some(route) => {
@@ -347,10 +368,10 @@ impl<P: Platform> Router<P> {
                     Err(e) => Err(e),
                 }
             }
-            (None, None) => Err(ApiError::method_not_allowed(allow)),
+            (None, None) => Err(ApiError::method_not_allowed(allow())),
         };
         let mut resp = result.unwrap_or_else(|e| {
-            e.into_traced_response(&instance, platform.trace())
+            e.into_traced_response(head.uri.path(), platform.trace())
                 .map(Body::Full)
         });
         verdict.decorate(resp.headers_mut());
