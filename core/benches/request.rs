@@ -266,7 +266,7 @@ impl Required {
         }
         let principal = self
             .auth
-            .authenticate(platform, platform.verifier(), Some(&self.bearer))
+            .authenticate(platform, platform.verifier(), Some(self.bearer.as_bytes()))
             .await
             .ok()?;
         let identity = identity::resolve(platform, config, &principal, Some(&tenant))

@@ -209,22 +209,26 @@ impl Authenticator {
         &self.cache
     }
 
-    /// `authorization` is the raw Authorization header value (`"Bearer <jwt>"`), if any.
+    /// `authorization` is the raw Authorization header value (`"Bearer <jwt>"`), if any, as
+    /// bytes: a token the instance verified before is found by its bytes alone, so the ≈ 1 KB
+    /// value is read as text (checked to be visible ASCII) only when it is verified.
     pub async fn authenticate<P: Platform, V: SignatureVerifier>(
         &self,
         platform: &P,
         verifier: &V,
-        authorization: Option<&str>,
+        authorization: Option<&[u8]>,
     ) -> Result<Rc<Principal>, AuthError> {
         let token = bearer(authorization, self.config.max_token_bytes)?;
         let now = platform.now();
-        // A cached token is this exact text, which passed every check below when it was
+        // A cached token is these exact bytes, which passed every check below when it was
         // verified: only its times are checked again.
         if let Some(hit) = self.verified.get(token, now) {
             crate::ports::note(platform, |t| t.note_cache(Cache::Token, true));
             check_times(&hit.claims, hit.leeway, now)?;
             return Ok(hit.principal);
         }
+        // Not UTF-8 is not a compact JWS (which `verify` checks the characters of).
+        let token = std::str::from_utf8(token).map_err(|_| AuthError::Malformed)?;
         crate::ports::cold(self.verify(platform, verifier, token)).await
     }
 
@@ -413,8 +417,8 @@ fn check_times(
 }
 
 /// The token from `Bearer <token>`, length-checked before anything looks inside it.
-fn bearer(authorization: Option<&str>, max: usize) -> Result<&str, AuthError> {
-    let value = authorization.map(str::trim).unwrap_or_default();
+fn bearer(authorization: Option<&[u8]>, max: usize) -> Result<&[u8], AuthError> {
+    let value = authorization.map(<[u8]>::trim_ascii).unwrap_or_default();
     if value.is_empty() {
         return Err(AuthError::Missing);
     }
@@ -422,17 +426,18 @@ fn bearer(authorization: Option<&str>, max: usize) -> Result<&str, AuthError> {
     if value.len() > max.saturating_add(7) {
         return Err(AuthError::TooLarge);
     }
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return Err(if value.eq_ignore_ascii_case("bearer") {
+    let Some(space) = value.iter().position(|&b| b == b' ') else {
+        return Err(if value.eq_ignore_ascii_case(b"bearer") {
             AuthError::Missing
         } else {
             AuthError::Malformed
         });
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let (scheme, token) = value.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(AuthError::Malformed);
     }
-    let token = token.trim_start();
+    let token = token.trim_ascii_start();
     if token.is_empty() {
         return Err(AuthError::Missing);
     }

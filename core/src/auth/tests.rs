@@ -230,12 +230,17 @@ fn setup() -> (Fake, Authenticator) {
 }
 
 fn run(p: &Fake, a: &Authenticator, token: &str) -> Result<Principal, AuthError> {
-    block_on(a.authenticate(&p.platform, &RustCrypto, Some(&format!("Bearer {token}"))))
-        .map(Rc::unwrap_or_clone)
+    block_on(a.authenticate(
+        &p.platform,
+        &RustCrypto,
+        Some(format!("Bearer {token}").as_bytes()),
+    ))
+    .map(Rc::unwrap_or_clone)
 }
 
 fn run_header(p: &Fake, a: &Authenticator, header: Option<&str>) -> Result<Principal, AuthError> {
-    block_on(a.authenticate(&p.platform, &RustCrypto, header)).map(Rc::unwrap_or_clone)
+    block_on(a.authenticate(&p.platform, &RustCrypto, header.map(str::as_bytes)))
+        .map(Rc::unwrap_or_clone)
 }
 
 // ---------------------------------------------------------------- happy paths
@@ -632,6 +637,9 @@ fn malformed_and_oversized_tokens_are_refused_early() {
         assert_eq!(run_header(&p, &a, h), Err(want), "{h:?}");
     }
     assert!(run_header(&p, &a, Some(&format!("bearer  {good}"))).is_ok());
+    // A header is taken as bytes: bytes that are not UTF-8 are no token.
+    let not_text = block_on(a.authenticate(&p.platform, &RustCrypto, Some(b"Bearer \xff.a.b")));
+    assert_eq!(not_text.err(), Some(AuthError::Malformed));
 
     let huge = "a".repeat(8193);
     assert_eq!(run(&p, &a, &huge), Err(AuthError::TooLarge));
@@ -766,7 +774,10 @@ fn concurrent_requests_share_one_fetch() {
                 let h = format!("Bearer {t}");
                 let a = &a;
                 let p = &p;
-                async move { a.authenticate(&p.platform, &RustCrypto, Some(&h)).await }
+                async move {
+                    a.authenticate(&p.platform, &RustCrypto, Some(h.as_bytes()))
+                        .await
+                }
             }),
     ));
     assert_eq!(p.fetches(), 1, "cold cache, ten requests, one fetch");
@@ -962,7 +973,7 @@ fn a_verified_token_is_not_verified_again_but_still_expires() {
     let t = token(&rsa1(), "RS256", "rsa1", &claims);
     let bearer = format!("Bearer {t}");
     for _ in 0..3 {
-        let principal = block_on(a.authenticate(&p.platform, &v, Some(&bearer))).unwrap();
+        let principal = block_on(a.authenticate(&p.platform, &v, Some(bearer.as_bytes()))).unwrap();
         assert_eq!(principal.subject, "user-1");
     }
     assert_eq!(v.0.get(), 1, "one verification for three requests");
@@ -973,7 +984,7 @@ fn a_verified_token_is_not_verified_again_but_still_expires() {
     let mut bytes = Base64UrlUnpadded::decode_vec(sig).unwrap();
     bytes[0] ^= 1;
     let forged = format!("Bearer {head}.{}", Base64UrlUnpadded::encode_string(&bytes));
-    let err = block_on(a.authenticate(&p.platform, &v, Some(&forged))).unwrap_err();
+    let err = block_on(a.authenticate(&p.platform, &v, Some(forged.as_bytes()))).unwrap_err();
     assert!(matches!(err, AuthError::BadSignature), "{err:?}");
     assert_eq!(v.0.get(), 2);
 
@@ -981,7 +992,7 @@ fn a_verified_token_is_not_verified_again_but_still_expires() {
     // time, the cached token is refused without another verification.
     p.advance(100 + 61);
     assert!(p.now() < SystemTime::UNIX_EPOCH + Duration::from_secs(T0) + verified::TTL);
-    let err = block_on(a.authenticate(&p.platform, &v, Some(&bearer))).unwrap_err();
+    let err = block_on(a.authenticate(&p.platform, &v, Some(bearer.as_bytes()))).unwrap_err();
     assert!(matches!(err, AuthError::Expired), "{err:?}");
     assert_eq!(v.0.get(), 2);
 }

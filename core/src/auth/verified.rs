@@ -52,7 +52,7 @@ pub struct VerifiedTokens {
     /// token on every request cost more than the rest of a lookup; its tail is the end of its
     /// signature, which differs between any two tokens this instance verified. A token whose
     /// tail matches an entry is that entry's only if the whole text is the same.
-    entries: RefCell<HashMap<Box<str>, Entry>>,
+    entries: RefCell<HashMap<Box<[u8]>, Entry>>,
 }
 
 /// How much of a token's end keys the map: 32 base64url characters, 24 bytes of signature.
@@ -60,7 +60,7 @@ const TAIL: usize = 32;
 
 /// The end of `token` the map is keyed by (all of it when short, or when the cut would split
 /// a character, which no well-formed token has).
-fn tail(token: &str) -> &str {
+fn tail(token: &[u8]) -> &[u8] {
     token
         .len()
         .checked_sub(TAIL)
@@ -70,17 +70,17 @@ fn tail(token: &str) -> &str {
 
 impl VerifiedTokens {
     /// What was learned from a token verified less than [`TTL`] before `now`.
-    pub fn get(&self, token: &str, now: SystemTime) -> Option<Verified> {
+    pub fn get(&self, token: &[u8], now: SystemTime) -> Option<Verified> {
         let entries = self.entries.borrow();
         let entry = entries.get(tail(token))?;
-        let same = crate::words::same_bytes(entry.token.as_bytes(), token.as_bytes());
+        let same = crate::words::same_bytes(entry.token.as_bytes(), token);
         (same && now < entry.until).then(|| entry.verified.clone())
     }
 
     /// Records a token whose signature was just verified at `now`.
     pub fn insert(&self, token: &str, verified: Verified, now: SystemTime) {
         let mut entries = self.entries.borrow_mut();
-        let key = tail(token);
+        let key = tail(token.as_bytes());
         if entries.len() >= CAPACITY && !entries.contains_key(key) {
             entries.retain(|_, e| e.until > now);
             if entries.len() >= CAPACITY {
@@ -135,11 +135,14 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         cache.insert("a.b.c", claims(), t0);
         assert!(cache
-            .get("a.b.c", t0 + TTL - Duration::from_secs(1))
+            .get(b"a.b.c", t0 + TTL - Duration::from_secs(1))
             .is_some());
-        assert!(cache.get("a.b.c", t0 + TTL).is_none());
-        assert!(cache.get("a.b.d", t0).is_none());
-        assert!(cache.get("a.b.", t0).is_none(), "a prefix is another token");
+        assert!(cache.get(b"a.b.c", t0 + TTL).is_none());
+        assert!(cache.get(b"a.b.d", t0).is_none());
+        assert!(
+            cache.get(b"a.b.", t0).is_none(),
+            "a prefix is another token"
+        );
     }
 
     #[test]
@@ -150,13 +153,13 @@ mod tests {
         let verified = format!("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.{signature}");
         let forged = format!("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiIn0.{signature}");
         cache.insert(&verified, claims(), t0);
-        assert!(cache.get(&verified, t0).is_some());
+        assert!(cache.get(verified.as_bytes(), t0).is_some());
         assert!(
-            cache.get(&forged, t0).is_none(),
+            cache.get(forged.as_bytes(), t0).is_none(),
             "same signature, other claims"
         );
         assert!(
-            cache.get(&verified[1..], t0).is_none(),
+            cache.get(&verified.as_bytes()[1..], t0).is_none(),
             "a suffix is another token"
         );
     }
