@@ -10,6 +10,7 @@
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName};
+use http::request;
 
 use crate::config::Config;
 
@@ -105,26 +106,82 @@ pub const HEAD_BYTES: usize = 4096;
 /// rather than answered with an allocation that could abort the isolate.
 pub const MAX_HEAD_BYTES: usize = 1 << 20;
 
-/// A request's head as text, from a runtime that encodes it into a buffer it is given
+/// A request's head as bytes, from a runtime that encodes it into a buffer it is given
 /// (Workers: `TextEncoder.encodeInto` straight into wasm memory, instead of wasm-bindgen's copy
-/// of a returned string one UTF-16 unit at a time). `encode` writes the head into the buffer
+/// of a returned string one UTF-16 unit at a time): its method, its URL, then a `name,value`
+/// line for each header, as [`head_parts`] reads it. `encode` writes the head into the buffer
 /// and returns the bytes written or, when it does not fit, minus the bytes it needs at most;
-/// it is called once more with that much room. A head that is still not written, or not
-/// UTF-8, comes back empty (an adapter answers that 400, as any head `http` refuses).
-pub fn head_text(mut encode: impl FnMut(&mut [u8]) -> i32) -> String {
+/// it is called once more with that much room. A head that is still not written comes back
+/// empty (an adapter answers that 400, as any head `http` refuses).
+pub fn head_bytes(mut encode: impl FnMut(&mut [u8]) -> i32) -> Vec<u8> {
     let mut buf = vec![0; HEAD_BYTES];
     let mut written = encode(&mut buf);
     if written < 0 {
         let needed = usize::try_from(written.unsigned_abs()).unwrap_or(usize::MAX);
         if needed > MAX_HEAD_BYTES {
-            return String::new();
+            return Vec::new();
         }
         buf.resize(needed, 0);
         written = encode(&mut buf);
     }
     // Never more than was offered, whatever the encoder says.
     buf.truncate(usize::try_from(written).unwrap_or(0));
-    String::from_utf8(buf).unwrap_or_default()
+    buf
+}
+
+/// A request's head, [`head_bytes`]'s lines, as `http` parts: the method, the URL as the
+/// runtime serialized it (absolute, host in ASCII), and each header line split at its first
+/// comma (names are tokens; values hold no line break). The URL and every header value are
+/// slices of the head's one buffer, not copies: an authenticated request's head holds a
+/// 1 KB token. A name spelled as one of `known` is that name, cloned (see
+/// [`header_lines`]); any other is parsed. An invalid method, URL, name or value is refused.
+pub fn head_parts(head: Bytes, known: &[HeaderName]) -> Result<request::Parts, http::Error> {
+    let mut lines = Lines { head: &head, at: 0 };
+    let method = lines.next().unwrap_or(0..0);
+    let method = http::Method::from_bytes(head.get(method).unwrap_or_default())?;
+    let url = lines.next().unwrap_or(0..0);
+    let uri = http::Uri::from_maybe_shared(head.slice(url))?;
+    let mut headers = HeaderMap::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let text = head.get(line.clone()).unwrap_or_default();
+        let (name, value) = match text.iter().position(|&b| b == b',') {
+            Some(comma) => (
+                text.get(..comma).unwrap_or_default(),
+                line.start + comma + 1..line.end,
+            ),
+            None => (text, line.end..line.end),
+        };
+        let name = match known.iter().find(|k| k.as_str().as_bytes() == name) {
+            Some(k) => k.clone(),
+            None => HeaderName::from_bytes(name)?,
+        };
+        headers.append(name, shared_header_value(head.slice(value))?);
+    }
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.headers = headers;
+    Ok(parts)
+}
+
+/// The byte ranges of a head's `\n`-separated lines, in order, each found eight bytes at a
+/// time ([`crate::words::first`]).
+struct Lines<'h> {
+    head: &'h [u8],
+    at: usize,
+}
+
+impl Iterator for Lines<'_> {
+    type Item = std::ops::Range<usize>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.head.get(self.at..)?;
+        let len = crate::words::first(rest, |v| crate::words::equal(v, b'\n'), |b| b == b'\n')
+            .unwrap_or(rest.len());
+        let line = self.at..self.at + len;
+        self.at = line.end + 1;
+        Some(line)
+    }
 }
 
 /// `name,value` lines (what an adapter reads a runtime's headers as: [`head_text`]'s header
@@ -168,6 +225,20 @@ fn header_value(value: &str) -> Result<http::HeaderValue, http::header::InvalidH
     Ok(unsafe { http::HeaderValue::from_maybe_shared_unchecked(bytes) })
 }
 
+/// [`header_value`] for a slice of a head's buffer: taken as it is, without a copy, when it
+/// is visible ASCII; any other value goes through `http`'s own check.
+#[allow(unsafe_code)]
+fn shared_header_value(
+    value: Bytes,
+) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
+    if !crate::words::visible_ascii(&value) {
+        return http::HeaderValue::from_maybe_shared(value);
+    }
+    // SAFETY: as in `header_value`: every byte is 0x20..=0x7e (`words::visible_ascii`), so the
+    // bytes are UTF-8 and a valid header value.
+    Ok(unsafe { http::HeaderValue::from_maybe_shared_unchecked(value) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,20 +260,23 @@ mod tests {
             "\u{1f}",
         ] {
             let ours = header_value(value);
+            let shared = shared_header_value(Bytes::copy_from_slice(value.as_bytes()));
             let http = HeaderValue::from_str(value);
             assert_eq!(ours.is_ok(), http.is_ok(), "{value:?}");
-            if let (Ok(a), Ok(b)) = (ours, http) {
+            assert_eq!(shared.is_ok(), http.is_ok(), "{value:?}");
+            if let (Ok(a), Ok(s), Ok(b)) = (ours, shared, http) {
                 assert_eq!(a, b);
+                assert_eq!(s, b);
                 assert_eq!(a.as_bytes(), value.as_bytes());
             }
         }
     }
 
-    /// `head` read by [`head_text`] from an encoder like request_head.js's (which answers a
+    /// `head` read by [`head_bytes`] from an encoder like request_head.js's (which answers a
     /// buffer too small with minus three bytes per UTF-16 unit), and how many calls it took.
-    fn read(head: &str) -> (String, usize) {
+    fn read(head: &str) -> (Vec<u8>, usize) {
         let mut calls = 0;
-        let text = head_text(|buf| {
+        let bytes = head_bytes(|buf| {
             calls += 1;
             match buf.get_mut(..head.len()) {
                 Some(room) => {
@@ -212,36 +286,66 @@ mod tests {
                 None => -3 * i32::try_from(head.encode_utf16().count()).unwrap(),
             }
         });
-        (text, calls)
+        (bytes, calls)
     }
 
     #[test]
-    fn head_text_takes_a_second_call_only_for_a_head_over_the_first_buffer() {
+    fn head_bytes_takes_a_second_call_only_for_a_head_over_the_first_buffer() {
         let small = "GET\nhttps://demo.example.com/v1/me\nauthorization,Bearer abc";
-        assert_eq!(read(small), (small.to_owned(), 1));
+        assert_eq!(read(small), (small.as_bytes().to_vec(), 1));
         // Over 4 KB, with multi-byte characters: the second call has room for it.
         let big = format!(
             "GET\nhttps://demo.example.com/\ncookie,{}",
             "é".repeat(3000)
         );
-        assert_eq!(read(&big), (big.clone(), 2));
+        assert_eq!(read(&big), (big.as_bytes().to_vec(), 2));
 
-        // An encoder that never fits, asks for more than any head, or writes what is not
-        // UTF-8: an empty head.
-        assert_eq!(head_text(|_| -1), "");
+        // An encoder that never fits, or asks for more than any head: an empty head.
+        assert_eq!(head_bytes(|_| -1), b"");
         let mut calls = 0;
-        let asked = head_text(|_| {
+        let asked = head_bytes(|_| {
             calls += 1;
             i32::MIN
         });
-        assert_eq!((asked.as_str(), calls), ("", 1));
-        assert_eq!(
-            head_text(|b| {
-                b[0] = 0xff;
-                1
-            }),
-            ""
+        assert_eq!((asked.as_slice(), calls), (&b""[..], 1));
+    }
+
+    #[test]
+    fn a_head_is_read_as_http_would_build_it() {
+        let known = [header::AUTHORIZATION, header::HOST];
+        let token = format!("Bearer {}", "eyJhbGciOiJSUzI1NiJ9.".repeat(50));
+        let text = format!(
+            "POST\nhttps://acme.example.com/v1/catalog?x=1\nhost,acme.example.com\n\
+             authorization,{token}\n\ncookie,a=1\ncookie,b=2\nx-note,caf\u{e9}, ok\naccept"
         );
+        let parts = head_parts(Bytes::from(text.clone()), &known).unwrap();
+        let mut lines = text.split('\n');
+        let mut built = http::Request::builder()
+            .method(lines.next().unwrap())
+            .uri(lines.next().unwrap());
+        header_lines(lines, &[], built.headers_mut().unwrap()).unwrap();
+        let (want, ()) = built.body(()).unwrap().into_parts();
+        assert_eq!(parts.method, want.method);
+        assert_eq!(parts.uri, want.uri);
+        assert_eq!(parts.uri.path(), "/v1/catalog");
+        assert_eq!(parts.headers, want.headers);
+        assert_eq!(parts.headers[header::AUTHORIZATION], token.as_str());
+        assert_eq!(
+            parts.headers["x-note"].as_bytes(),
+            "caf\u{e9}, ok".as_bytes()
+        );
+        assert_eq!(parts.headers.len(), 6);
+
+        // An empty head, or an invalid method, URL, name or value, is refused.
+        for bad in [
+            "",
+            "G ET\nhttps://a.example.com/",
+            "GET\nhttps://a.example.com/ x",
+            "GET\nhttps://a.example.com/\nbad name,v",
+            "GET\nhttps://a.example.com/\nx-ok,a\u{7f}b",
+        ] {
+            assert!(head_parts(Bytes::from(bad), &known).is_err(), "{bad:?}");
+        }
     }
 
     fn config(overrides: &[(&'static str, &str)]) -> Config {

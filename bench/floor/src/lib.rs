@@ -191,10 +191,13 @@ fn replay(
     replay_read(&read_head(req), answers)
 }
 
-/// The request's head, read into wasm as edge/worker reads it.
+/// The request's head, read into wasm as edge/worker reads it, then as text (one UTF-8 check,
+/// which edge/worker makes no longer: it slices the bytes).
 fn read_head(req: &web_sys::Request) -> String {
     WANTED.with(|wanted| {
-        edgefront_core::request_headers::head_text(|buf| request_head_into(req, wanted, buf))
+        let bytes =
+            edgefront_core::request_headers::head_bytes(|buf| request_head_into(req, wanted, buf));
+        String::from_utf8(bytes).unwrap_or_default()
     })
 }
 

@@ -160,8 +160,8 @@ async fn serve_request(
 ) -> worker::Result<web_sys::Response> {
     let (edge, wanted) = instance(&env);
     let text =
-        edgefront_core::request_headers::head_text(|buf| request_head_into(&req, &wanted, buf));
-    let head = match head_of_request(&text, edge.request_headers()) {
+        edgefront_core::request_headers::head_bytes(|buf| request_head_into(&req, &wanted, buf));
+    let head = match head_of_request(text, edge.request_headers()) {
         Ok(h) => h,
         Err(problem) => return Ok(respond(problem)?),
     };
@@ -287,31 +287,26 @@ extern "C" {
     /// (`Headers.get`: repeated ones joined, as iterating `Headers` joins them). A method is a
     /// token and a WHATWG-serialized URL holds no line break, nor does a header value. Returns
     /// the bytes written, or minus the bytes it needs when it does not fit
-    /// ([`edgefront_core::request_headers::head_text`]).
+    /// ([`edgefront_core::request_headers::head_bytes`]).
     fn request_head_into(request: &web_sys::Request, wanted: &js_sys::Array, buf: &mut [u8])
         -> i32;
 }
 
-/// The head [`request_head_into`] wrote, as `http` parts; `wanted` is what it was asked for.
-/// A head `http` refuses is answered 400, its problem naming the request's path.
+/// The head [`request_head_into`] wrote, as `http` parts (core's
+/// [`edgefront_core::request_headers::head_parts`]); `wanted` is what it was asked for. A head
+/// `http` refuses is answered 400, its problem naming the request's path.
 fn head_of_request(
-    text: &str,
+    text: Vec<u8>,
     wanted: &[http::HeaderName],
 ) -> Result<http::request::Parts, http::Response<Bytes>> {
-    let mut lines = text.split('\n');
-    let method = lines.next().unwrap_or("");
-    // The runtime's URL, already WHATWG-serialized (host in ASCII): `http` parses it as is.
-    let url = lines.next().unwrap_or("");
-    let refused = |e: String| edgefront_core::ApiError::bad_request(e).into_response(path_of(url));
-    let mut builder = http::Request::builder().method(method).uri(url);
-    if let Some(map) = builder.headers_mut() {
-        header_lines(lines, wanted, map).map_err(|e| refused(format!("request headers: {e}")))?;
-    }
-    let (head, ()) = builder
-        .body(())
-        .map_err(|e| refused(e.to_string()))?
-        .into_parts();
-    Ok(head)
+    // The parts are slices of this one buffer (one count of its owners, no copy).
+    let text = Bytes::from(text);
+    edgefront_core::request_headers::head_parts(text.clone(), wanted).map_err(|e| {
+        let text = String::from_utf8_lossy(&text);
+        let url = text.split('\n').nth(1).unwrap_or("");
+        edgefront_core::ApiError::bad_request(format!("request head: {e}"))
+            .into_response(path_of(url))
+    })
 }
 
 /// Every header of a JS `Headers` in one crossing: `Array.from(headers).join("\n")` is
