@@ -2,6 +2,7 @@
 //! `tenant_domains`. Records come from the SQL proxy and are cached in the key-value port
 //! (negative answers too), so a hot tenant costs no origin round trip.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::rc::Rc;
 
@@ -242,7 +243,11 @@ pub enum HostTarget {
 
 /// Extracts the request's host name (port stripped, lower-cased). The URI authority covers
 /// HTTP/2 `:authority`; `X-Forwarded-Host` only when configured, because anyone can send it.
-pub fn request_host(headers: &HeaderMap, uri: &Uri, trust_forwarded: bool) -> Option<String> {
+pub fn request_host<'h>(
+    headers: &'h HeaderMap,
+    uri: &'h Uri,
+    trust_forwarded: bool,
+) -> Option<Cow<'h, str>> {
     let forwarded = trust_forwarded
         .then(|| headers.get(crate::request_headers::X_FORWARDED_HOST))
         .flatten()
@@ -261,17 +266,41 @@ pub fn request_host(headers: &HeaderMap, uri: &Uri, trust_forwarded: bool) -> Op
         Some(_) => return None,
         None => raw,
     };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let valid = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        });
-    valid.then_some(host)
+    let host = host.trim_end_matches('.');
+    if !is_host_name(host.as_bytes()) {
+        return None;
+    }
+    // Lower-cased only when it is not already (a copy only then).
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
+}
+
+/// A DNS name of letters, digits and hyphens: at most 253 bytes, labels of 1 to 63 that
+/// neither start nor end with a hyphen. One pass over the bytes.
+fn is_host_name(name: &[u8]) -> bool {
+    if name.is_empty() || name.len() > 253 {
+        return false;
+    }
+    let (mut label, mut last) = (0usize, b'.');
+    for &b in name {
+        if b == b'.' {
+            if label == 0 || last == b'-' {
+                return false;
+            }
+            label = 0;
+        } else {
+            let starts_with_hyphen = label == 0 && b == b'-';
+            if !(b.is_ascii_alphanumeric() || b == b'-') || starts_with_hyphen || label == 63 {
+                return false;
+            }
+            label += 1;
+        }
+        last = b;
+    }
+    label > 0 && last != b'-'
 }
 
 /// Classifies a host name against the base domain and the reserved labels.
@@ -467,7 +496,7 @@ mod tests {
         if let Some(x) = xfh {
             m.insert("x-forwarded-host", HeaderValue::from_str(x).unwrap());
         }
-        request_host(&m, &Uri::from_static("/"), trust)
+        request_host(&m, &Uri::from_static("/"), trust).map(Cow::into_owned)
     }
 
     #[test]
@@ -512,6 +541,36 @@ mod tests {
         assert!(host("[::1]:80", None, false).is_none());
         assert!(host("a..b", None, false).is_none());
         assert!(host("evil.com/x", None, false).is_none());
+        // DNS labels: 1 to 63 letters, digits and hyphens, no hyphen at either end.
+        let long = "a".repeat(63);
+        assert_eq!(
+            host(&format!("{long}.example.com"), None, false).unwrap(),
+            format!("{long}.example.com")
+        );
+        for bad in [
+            format!("a{long}.example.com"),
+            "-acme.example.com".to_owned(),
+            "acme-.example.com".to_owned(),
+            "acme.-x.com".to_owned(),
+            ".acme.com".to_owned(),
+            "ac_me.example.com".to_owned(),
+            "caf\u{e9}.example.com".to_owned(),
+            format!("{}.com", ["a"; 126].join(".")),
+            ".".to_owned(),
+            String::new(),
+        ] {
+            assert!(host(&bad, None, false).is_none(), "{bad}");
+        }
+        assert_eq!(
+            host("a-b.x-1.localhost", None, false).unwrap(),
+            "a-b.x-1.localhost"
+        );
+        assert_eq!(
+            host(&format!("{}.co", ["a"; 125].join(".")), None, false)
+                .unwrap()
+                .len(),
+            252
+        );
     }
 
     #[test]
