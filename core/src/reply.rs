@@ -170,14 +170,16 @@ impl<'a> IntoReply<'a> for Reply {
             .map_err(|e| ApiError::upstream(format!("cannot encode the response: {e}")))?;
         let mut resp = Response::new(Body::Full(body));
         *resp.status_mut() = self.status;
-        let h = resp.headers_mut();
+        // The reply's own map becomes the answer's: one map a request, not a second one the
+        // first is copied into.
+        let mut headers = self.headers;
         if self.json {
-            h.insert(
+            headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
         }
-        h.extend(self.headers);
+        *resp.headers_mut() = headers;
         Ok(resp)
     }
 }
