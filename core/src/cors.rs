@@ -52,7 +52,7 @@ pub fn allowed_origin(
         || tenant.settings.cors_origins.iter().any(|o| listed(o))
         || tenant.owns_host(host, &config.base_domain);
     if allowed {
-        HeaderValue::from_str(&origin).ok()
+        crate::request_headers::header_value(&origin).ok()
     } else {
         None
     }

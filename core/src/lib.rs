@@ -300,7 +300,7 @@ fn stamped<'e, P: Platform>(
     rp: &RequestPlatform<P>,
     mut resp: Response<Body<'e>>,
 ) -> Response<Body<'e>> {
-    if let Ok(v) = http::HeaderValue::from_str(rp.request_trace().request_id().as_str()) {
+    if let Ok(v) = request_headers::header_value(rp.request_trace().request_id().as_str()) {
         resp.headers_mut().insert(telemetry::REQUEST_ID, v);
     }
     resp

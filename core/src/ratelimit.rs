@@ -27,7 +27,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
+use http::{header, HeaderMap, HeaderName, Request};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -124,9 +124,9 @@ impl Verdict {
         let Some((policies, tightest)) = self.header_values() else {
             return;
         };
-        if let Ok(p) = HeaderValue::from_str(&policies) {
+        if let Ok(p) = crate::request_headers::header_value(&policies) {
             headers.insert(RATELIMIT_POLICY, p);
-            if let Ok(v) = HeaderValue::from_str(&tightest) {
+            if let Ok(v) = crate::request_headers::header_value(&tightest) {
                 headers.insert(RATELIMIT, v);
             }
         }

@@ -38,7 +38,7 @@ impl Cache {
             Self::Revalidate => HeaderValue::from_static("private, no-cache"),
             Self::Public { max_age } => {
                 let s = max_age.as_secs();
-                HeaderValue::from_str(&format!(
+                crate::request_headers::header_value(&format!(
                     "public, max-age={s}, stale-while-revalidate={}",
                     s.saturating_mul(5)
                 ))
@@ -102,7 +102,7 @@ impl Reply {
     /// Adds a header; a value that is not a valid header is left out (values come from our
     /// own ids and tags, never from clients).
     pub fn header(self, name: impl Into<HeaderName>, value: &str) -> Self {
-        match HeaderValue::from_str(value) {
+        match crate::request_headers::header_value(value) {
             Ok(v) => self.header_value(name, v),
             Err(_) => self,
         }

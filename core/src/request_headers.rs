@@ -214,7 +214,7 @@ pub fn header_lines<'a>(
 /// valid: it is taken without `http` checking it again. Any other value goes through `http`'s
 /// own check.
 #[allow(unsafe_code)]
-fn header_value(value: &str) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
+pub fn header_value(value: &str) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
     if !crate::words::visible_ascii(value.as_bytes()) {
         return http::HeaderValue::from_str(value);
     }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::ops::Range;
 
 use bytes::Bytes;
-use http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
+use http::{header, HeaderName, Method, Request, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -500,11 +500,11 @@ fn build_request(cfg: &OriginConfig, body: Vec<u8>) -> Result<Request<Bytes>, Sq
         .uri(cfg.url.clone())
         .header(header::CONTENT_TYPE, "application/json")
         .header(NEON_ARRAY_MODE, "true");
-    let conn = HeaderValue::from_str(cfg.connection_string.expose())
+    let conn = crate::request_headers::header_value(cfg.connection_string.expose())
         .map_err(|_| SqlError::Protocol("connection string is not a valid header".into()))?;
     req = req.header(NEON_CONNECTION_STRING, conn);
     if let Some(token) = &cfg.token {
-        let v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        let v = crate::request_headers::header_value(&format!("Bearer {}", token.expose()))
             .map_err(|_| SqlError::Protocol("token is not a valid header".into()))?;
         req = req.header(header::AUTHORIZATION, v);
     }

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, Response, Uri};
+use http::{HeaderName, Request, Response, Uri};
 use serde_json::{json, Value};
 
 use crate::config::{Config, LogLevel, TelemetryConfig};
@@ -146,12 +146,12 @@ impl<P: Platform> Traced<P> {
     /// the call carries.
     fn stamp<B>(&self, req: &mut Request<B>) -> Option<[u8; 8]> {
         let h = req.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(self.trace.request_id().as_str()) {
+        if let Ok(v) = crate::request_headers::header_value(self.trace.request_id().as_str()) {
             h.insert(REQUEST_ID, v);
         }
         let span = self.new_span()?;
         let parent = format!("00-{}-{}-01", hex(&self.trace.trace_id), hex(&span));
-        if let Ok(v) = HeaderValue::from_str(&parent) {
+        if let Ok(v) = crate::request_headers::header_value(&parent) {
             h.insert(TRACEPARENT, v);
         }
         Some(span)
