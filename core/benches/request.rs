@@ -351,18 +351,17 @@ fn head(edge: &Edge<Bench>, path: &str, token: &str, address: bool) -> String {
 }
 
 /// The request of `head` ([`head`]), read as the Workers adapter reads one: the runtime
-/// writes the head into a buffer of wasm memory (`request_headers::head_bytes`; here a copy
-/// stands for `TextEncoder.encodeInto`), and `request_headers::head_parts` makes `http`
-/// parts of it.
+/// writes the head into the instance's buffer in wasm memory (`Edge::read_head`; here a copy
+/// stands for `TextEncoder.encodeInto`), and `request_headers::head_parts` makes `http` parts
+/// of it.
 fn request(edge: &Edge<Bench>, head: &str) -> Request<Bytes> {
-    let bytes = edgefront_core::request_headers::head_bytes(|buf| {
+    let bytes = edge.read_head(|buf| {
         let room = buf.get_mut(..head.len()).expect("a head under 4 KB");
         room.copy_from_slice(head.as_bytes());
         head.len() as i32
     });
-    let parts =
-        edgefront_core::request_headers::head_parts(Bytes::from(bytes), edge.request_headers())
-            .expect("the benchmark's head");
+    let parts = edgefront_core::request_headers::head_parts(bytes, edge.request_headers())
+        .expect("the benchmark's head");
     Request::from_parts(parts, Bytes::new())
 }
 

@@ -107,6 +107,8 @@ pub struct Edge<P> {
     routes: routes::Router<RequestPlatform<P>>,
     /// The request headers core reads; [`Edge::serve`] drops the others.
     request_headers: request_headers::RequestHeaders,
+    /// The buffer a runtime writes request heads into ([`Edge::read_head`]).
+    head: request_headers::HeadBuffer,
 }
 
 impl<P: Platform> Edge<P> {
@@ -127,6 +129,7 @@ impl<P: Platform> Edge<P> {
             spans: telemetry::SpanBatch::default(),
             routes: routes::Router::new(),
             request_headers: request_headers::RequestHeaders::new(config.as_ref().ok()),
+            head: request_headers::HeadBuffer::default(),
             config,
         }
     }
@@ -136,6 +139,13 @@ impl<P: Platform> Edge<P> {
     /// it hands over, [`Edge::serve`] drops.
     pub fn request_headers(&self) -> &[http::HeaderName] {
         self.request_headers.names()
+    }
+
+    /// A request's head from a runtime that writes it into a buffer it is given (see
+    /// [`request_headers::head_bytes`]; [`request_headers::head_parts`] reads it): the
+    /// instance's one buffer, so a request costs a copy of its head.
+    pub fn read_head(&self, encode: impl FnMut(&mut [u8]) -> i32) -> Bytes {
+        self.head.read(encode)
     }
 
     /// Serves one `GET /healthz` and drops its answer, unlogged: routing, the handler, the

@@ -129,6 +129,41 @@ pub fn head_bytes(mut encode: impl FnMut(&mut [u8]) -> i32) -> Vec<u8> {
     buf
 }
 
+/// The buffer a runtime writes request heads into ([`head_bytes`]'s, kept): one per instance,
+/// zeroed once, so a request costs a copy of its head's bytes (≈ 1.2 KB with a token) instead
+/// of a fresh zeroed 4 KB buffer.
+#[derive(Debug, Default)]
+pub struct HeadBuffer {
+    buf: std::cell::RefCell<Vec<u8>>,
+}
+
+impl HeadBuffer {
+    /// [`head_bytes`] into the kept buffer: the head written, as bytes of its own.
+    pub fn read(&self, mut encode: impl FnMut(&mut [u8]) -> i32) -> Bytes {
+        // An encoder cannot reach back into this buffer; if one ever did, it gets a fresh one.
+        let Ok(mut buf) = self.buf.try_borrow_mut() else {
+            return Bytes::from(head_bytes(encode));
+        };
+        if buf.len() < HEAD_BYTES {
+            buf.resize(HEAD_BYTES, 0);
+        }
+        let mut written = encode(&mut buf);
+        if written < 0 {
+            let needed = usize::try_from(written.unsigned_abs()).unwrap_or(usize::MAX);
+            if needed > MAX_HEAD_BYTES {
+                return Bytes::new();
+            }
+            // A head this large is rare: its own buffer, not a kept one this large.
+            let mut big = vec![0; needed];
+            written = encode(&mut big);
+            big.truncate(usize::try_from(written).unwrap_or(0));
+            return Bytes::from(big);
+        }
+        let written = usize::try_from(written).unwrap_or(0);
+        Bytes::copy_from_slice(buf.get(..written).unwrap_or_default())
+    }
+}
+
 /// A request's head, [`head_bytes`]'s lines, as `http` parts: the method, the URL as the
 /// runtime serialized it (absolute, host in ASCII), and each header line split at its first
 /// comma (names are tokens; values hold no line break). The URL and every header value are
@@ -308,6 +343,31 @@ mod tests {
             i32::MIN
         });
         assert_eq!((asked.as_slice(), calls), (&b""[..], 1));
+    }
+
+    #[test]
+    fn a_kept_buffer_reads_heads_as_head_bytes_does() {
+        let kept = HeadBuffer::default();
+        let encoder = |head: String| {
+            move |buf: &mut [u8]| match buf.get_mut(..head.len()) {
+                Some(room) => {
+                    room.copy_from_slice(head.as_bytes());
+                    i32::try_from(head.len()).unwrap()
+                }
+                None => -3 * i32::try_from(head.encode_utf16().count()).unwrap(),
+            }
+        };
+        let long =
+            "GET\nhttps://a.example.com/\nauthorization,Bearer ".to_owned() + &"x".repeat(1000);
+        let short = "GET\nhttps://a.example.com/".to_owned();
+        let big = format!("GET\nhttps://a.example.com/\ncookie,{}", "é".repeat(3000));
+        // One after another, each head is itself: nothing of a longer one before it is left.
+        for head in [&long, &short, &big, &short] {
+            assert_eq!(kept.read(encoder(head.clone())), head.as_bytes());
+            assert_eq!(head_bytes(encoder(head.clone())), head.as_bytes());
+        }
+        assert_eq!(kept.read(|_| i32::MIN), Bytes::new());
+        assert_eq!(kept.read(|_| -1), Bytes::new());
     }
 
     #[test]

@@ -159,8 +159,7 @@ async fn serve_request(
     ctx: Context,
 ) -> worker::Result<web_sys::Response> {
     let (edge, wanted) = instance(&env);
-    let text =
-        edgefront_core::request_headers::head_bytes(|buf| request_head_into(&req, &wanted, buf));
+    let text = edge.read_head(|buf| request_head_into(&req, &wanted, buf));
     let head = match head_of_request(text, edge.request_headers()) {
         Ok(h) => h,
         Err(problem) => return Ok(respond(problem)?),
@@ -296,11 +295,10 @@ extern "C" {
 /// [`edgefront_core::request_headers::head_parts`]); `wanted` is what it was asked for. A head
 /// `http` refuses is answered 400, its problem naming the request's path.
 fn head_of_request(
-    text: Vec<u8>,
+    text: Bytes,
     wanted: &[http::HeaderName],
 ) -> Result<http::request::Parts, http::Response<Bytes>> {
     // The parts are slices of this one buffer (one count of its owners, no copy).
-    let text = Bytes::from(text);
     edgefront_core::request_headers::head_parts(text.clone(), wanted).map_err(|e| {
         let text = String::from_utf8_lossy(&text);
         let url = text.split('\n').nth(1).unwrap_or("");
