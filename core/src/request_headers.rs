@@ -101,7 +101,7 @@ impl RequestHeaders {
 /// a 1 KB bearer token included): what an adapter offers the runtime's encoder first.
 pub const HEAD_BYTES: usize = 4096;
 
-/// The most room [`head_text`] gives a second call: far over what a runtime accepts as a
+/// The most room [`head_bytes`] gives a second call: far over what a runtime accepts as a
 /// request head (workerd: 128 KB of headers), so an encoder that asks for more is refused
 /// rather than answered with an allocation that could abort the isolate.
 pub const MAX_HEAD_BYTES: usize = 1 << 20;
@@ -219,7 +219,7 @@ impl Iterator for Lines<'_> {
     }
 }
 
-/// `name,value` lines (what an adapter reads a runtime's headers as: [`head_text`]'s header
+/// `name,value` lines (what an adapter reads a runtime's headers as: [`head_bytes`]'s header
 /// lines, or a JS `Headers` joined) into `map`. Names are tokens (no comma) and values never
 /// hold a line break, so each line splits at its first comma. A name spelled as one of `known`
 /// is that name, cloned: `http`'s parser of a name (a 12 KB match over the standard names,
