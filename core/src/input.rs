@@ -109,7 +109,8 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let mut next = match declared {
+    // Without a declared length, a body is what the first chunk starts; none, no body.
+    let first = match declared {
         Some(_) => None,
         None => match chunks.next().await {
             Some(first) => Some(first),
@@ -122,14 +123,8 @@ where
     }
     let expected = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
     let mut body = BytesMut::with_capacity(expected.min(limit));
-    loop {
-        let chunk = match next.take() {
-            Some(chunk) => chunk,
-            None => match chunks.next().await {
-                Some(chunk) => chunk,
-                None => break,
-            },
-        };
+    let mut chunks = futures_util::stream::iter(first).chain(chunks);
+    while let Some(chunk) = chunks.next().await {
         // The runtime's text says nothing useful to the client (who cut the body off).
         let chunk = chunk.map_err(|_| ApiError::bad_request("the body ended early"))?;
         let chunk = chunk.as_ref();

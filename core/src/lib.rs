@@ -4,8 +4,8 @@
 //! configuration source and a [`Platform`] (outbound HTTP, key-value, clock, entropy), then feeds it
 //! platform-neutral `http` requests. Time, randomness and the network are inputs, as in quinn-proto,
 //! so the same code runs on the host, `wasm32-unknown-unknown` and `wasm32-wasip2`.
-// Reviewed exceptions: `request_headers::header_value` and `shared_header_value` (their SAFETY
-// comments say why they hold).
+// One reviewed exception, `request_headers::shared_header_value` (its SAFETY comment says why it
+// holds).
 #![deny(unsafe_code)]
 
 // Layers, lowest first; a module imports only from layers below it (a test in

@@ -115,18 +115,31 @@ pub const MAX_HEAD_BYTES: usize = 1 << 20;
 /// empty (an adapter answers that 400, as any head `http` refuses).
 pub fn head_bytes(mut encode: impl FnMut(&mut [u8]) -> i32) -> Vec<u8> {
     let mut buf = vec![0; HEAD_BYTES];
-    let mut written = encode(&mut buf);
+    let written = encode(&mut buf);
     if written < 0 {
-        let needed = usize::try_from(written.unsigned_abs()).unwrap_or(usize::MAX);
-        if needed > MAX_HEAD_BYTES {
-            return Vec::new();
-        }
-        buf.resize(needed, 0);
-        written = encode(&mut buf);
+        return larger(written, encode);
     }
-    // Never more than was offered, whatever the encoder says.
-    buf.truncate(usize::try_from(written).unwrap_or(0));
+    buf.truncate(written_len(written));
     buf
+}
+
+/// The head of an encoder that answered `written` (minus the bytes it needs at most) for the
+/// first buffer: a buffer of that size and a second call, or nothing over [`MAX_HEAD_BYTES`].
+fn larger(written: i32, mut encode: impl FnMut(&mut [u8]) -> i32) -> Vec<u8> {
+    let needed = usize::try_from(written.unsigned_abs()).unwrap_or(usize::MAX);
+    if needed > MAX_HEAD_BYTES {
+        return Vec::new();
+    }
+    let mut buf = vec![0; needed];
+    let written = encode(&mut buf);
+    buf.truncate(written_len(written));
+    buf
+}
+
+/// What an encoder says it wrote, as a length (never more than it was offered: callers
+/// truncate or slice to it).
+fn written_len(written: i32) -> usize {
+    usize::try_from(written).unwrap_or(0)
 }
 
 /// The buffer a runtime writes request heads into ([`head_bytes`]'s, kept): one per instance,
@@ -147,20 +160,12 @@ impl HeadBuffer {
         if buf.len() < HEAD_BYTES {
             buf.resize(HEAD_BYTES, 0);
         }
-        let mut written = encode(&mut buf);
+        let written = encode(&mut buf);
         if written < 0 {
-            let needed = usize::try_from(written.unsigned_abs()).unwrap_or(usize::MAX);
-            if needed > MAX_HEAD_BYTES {
-                return Bytes::new();
-            }
             // A head this large is rare: its own buffer, not a kept one this large.
-            let mut big = vec![0; needed];
-            written = encode(&mut big);
-            big.truncate(usize::try_from(written).unwrap_or(0));
-            return Bytes::from(big);
+            return Bytes::from(larger(written, encode));
         }
-        let written = usize::try_from(written).unwrap_or(0);
-        Bytes::copy_from_slice(buf.get(..written).unwrap_or_default())
+        Bytes::copy_from_slice(buf.get(..written_len(written)).unwrap_or_default())
     }
 }
 
@@ -175,7 +180,7 @@ pub fn head_parts(head: Bytes, known: &[HeaderName]) -> Result<request::Parts, h
     let method = lines.next().unwrap_or(0..0);
     let method = http::Method::from_bytes(head.get(method).unwrap_or_default())?;
     let url = lines.next().unwrap_or(0..0);
-    let uri = http::Uri::from_maybe_shared(head.slice(url))?;
+    let uri = http::Uri::from_maybe_shared(slice(&head, url))?;
     let mut headers = HeaderMap::new();
     for line in lines.filter(|l| !l.is_empty()) {
         let text = head.get(line.clone()).unwrap_or_default();
@@ -186,17 +191,25 @@ pub fn head_parts(head: Bytes, known: &[HeaderName]) -> Result<request::Parts, h
             ),
             None => (text, line.end..line.end),
         };
-        let name = match known.iter().find(|k| k.as_str().as_bytes() == name) {
-            Some(k) => k.clone(),
-            None => HeaderName::from_bytes(name)?,
-        };
-        headers.append(name, shared_header_value(head.slice(value))?);
+        headers.append(
+            header_name(name, known)?,
+            shared_header_value(slice(&head, value))?,
+        );
     }
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
     parts.headers = headers;
     Ok(parts)
+}
+
+/// `range` of `head`, sharing its buffer; empty for a range outside it (`Bytes::slice` would
+/// panic, and the ranges here come from scans of the same bytes, so none is).
+fn slice(head: &Bytes, range: std::ops::Range<usize>) -> Bytes {
+    match head.get(range.clone()) {
+        Some(_) => head.slice(range),
+        None => Bytes::new(),
+    }
 }
 
 /// The byte ranges of a head's `\n`-separated lines, in order, each found eight bytes at a
@@ -232,13 +245,20 @@ pub fn header_lines<'a>(
 ) -> Result<(), http::Error> {
     for line in lines.filter(|l| !l.is_empty()) {
         let (name, value) = line.split_once(',').unwrap_or((line, ""));
-        let name = match known.iter().find(|k| k.as_str() == name) {
-            Some(k) => k.clone(),
-            None => HeaderName::from_bytes(name.as_bytes())?,
-        };
-        map.append(name, header_value(value)?);
+        map.append(header_name(name.as_bytes(), known)?, header_value(value)?);
     }
     Ok(())
+}
+
+/// A header's name: one of `known` when it is spelled as one (cloned, not parsed), else parsed.
+fn header_name(
+    name: &[u8],
+    known: &[HeaderName],
+) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    match known.iter().find(|k| k.as_str().as_bytes() == name) {
+        Some(k) => Ok(k.clone()),
+        None => HeaderName::from_bytes(name),
+    }
 }
 
 /// A header value, as `http::HeaderValue::from_str` takes it: refused with a control byte
@@ -248,20 +268,11 @@ pub fn header_lines<'a>(
 /// [`crate::words::visible_ascii`] finds eight bytes at a time, is what nearly every header holds, and is
 /// valid: it is taken without `http` checking it again. Any other value goes through `http`'s
 /// own check.
-#[allow(unsafe_code)]
 pub fn header_value(value: &str) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
-    if !crate::words::visible_ascii(value.as_bytes()) {
-        return http::HeaderValue::from_str(value);
-    }
-    let bytes = Bytes::copy_from_slice(value.as_bytes());
-    // SAFETY: `from_maybe_shared_unchecked`'s one requirement is that the bytes are UTF-8,
-    // and they are a `str`'s. That they are a valid header value (no byte under 0x20 but the
-    // tab, no 0x7f) is what `words::visible_ascii` just established: every byte is 0x20..=0x7e.
-    Ok(unsafe { http::HeaderValue::from_maybe_shared_unchecked(bytes) })
+    shared_header_value(Bytes::copy_from_slice(value.as_bytes()))
 }
 
-/// [`header_value`] for a slice of a head's buffer: taken as it is, without a copy, when it
-/// is visible ASCII; any other value goes through `http`'s own check.
+/// [`header_value`] for bytes of their own (a slice of a head's buffer: no copy).
 #[allow(unsafe_code)]
 fn shared_header_value(
     value: Bytes,
@@ -269,8 +280,9 @@ fn shared_header_value(
     if !crate::words::visible_ascii(&value) {
         return http::HeaderValue::from_maybe_shared(value);
     }
-    // SAFETY: as in `header_value`: every byte is 0x20..=0x7e (`words::visible_ascii`), so the
-    // bytes are UTF-8 and a valid header value.
+    // SAFETY: `from_maybe_shared_unchecked`'s one requirement is that the bytes are UTF-8 and a
+    // valid header value (no byte under 0x20 but the tab, no 0x7f). `words::visible_ascii` just
+    // established more: every byte is 0x20..=0x7e, which is ASCII and so UTF-8.
     Ok(unsafe { http::HeaderValue::from_maybe_shared_unchecked(value) })
 }
 

@@ -189,21 +189,27 @@ impl<P: Platform> Router<P> {
     /// [`NO_BODY_LIMIT`] (the smallest) when no route matches (HEAD is GET's; preflights and
     /// unknown methods send no body).
     pub fn body_limit(&self, method: &Method, path: &str) -> usize {
+        let indices = self.paths.at(path).map_or(&[][..], |m| m.value.as_slice());
+        self.route_for(indices, method)
+            .map_or(NO_BODY_LIMIT, |r| r.body_limit)
+    }
+
+    /// The routes of a path (its `indices` in the table).
+    fn candidates<'r>(
+        &'r self,
+        indices: &'r [usize],
+    ) -> impl Iterator<Item = &'r Route<P>> + use<'r, P> {
+        indices.iter().filter_map(move |i| self.routes.get(*i))
+    }
+
+    /// Which of a path's routes serves `method`: HEAD is GET's.
+    fn route_for<'r>(&'r self, indices: &'r [usize], method: &Method) -> Option<&'r Route<P>> {
         let wanted = if method == Method::HEAD {
             &Method::GET
         } else {
             method
         };
-        self.paths
-            .at(path)
-            .ok()
-            .and_then(|m| {
-                m.value
-                    .iter()
-                    .filter_map(|i| self.routes.get(*i))
-                    .find(|r| r.method == *wanted)
-            })
-            .map_or(NO_BODY_LIMIT, |r| r.body_limit)
+        self.candidates(indices).find(|r| r.method == *wanted)
     }
 
     /// Answers one request; every refusal is a problem document naming the request's path.
@@ -228,12 +234,11 @@ impl<P: Platform> Router<P> {
     ) -> Result<Response<Body<'a>>, ApiError> {
         let matched = self.paths.at(head.uri.path());
         let indices = matched.as_ref().map_or(&[][..], |m| m.value.as_slice());
-        let candidates = || indices.iter().filter_map(|i| self.routes.get(*i));
+        let candidates = || self.candidates(indices);
         // HEAD is GET without a body, for every GET route.
         let is_head = head.method == Method::HEAD;
         let is_options = head.method == Method::OPTIONS;
-        let wanted = if is_head { &Method::GET } else { &head.method };
-        let route = candidates().find(|r| r.method == *wanted);
+        let route = self.route_for(indices, &head.method);
         // The same limit whether or not the adapter read the body through `Edge::serve_body`
         // (see `body_limit`); before the path's existence, as there.
         let limit = route.map_or(NO_BODY_LIMIT, |r| r.body_limit);
