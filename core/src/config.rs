@@ -90,6 +90,10 @@ pub struct TenancyConfig {
     pub cors_origins: Vec<String>,
     /// `max-age` of public storefront responses (`STOREFRONT_CACHE_SECONDS`).
     pub storefront_max_age: Duration,
+    /// How long an instance serves a storefront answer it computed without computing it again
+    /// (`STOREFRONT_EDGE_CACHE_SECONDS`, default 10, at most `storefront_max_age`; 0: never).
+    /// See [`crate::answers`].
+    pub storefront_edge_ttl: Duration,
 }
 
 /// Splits `scheme://host[:port]` into (scheme, host); anything else (paths, userinfo,
@@ -259,6 +263,7 @@ impl Config {
         "TENANT_NEGATIVE_CACHE_TTL_SECONDS",
         "CORS_ALLOWED_ORIGINS",
         "STOREFRONT_CACHE_SECONDS",
+        "STOREFRONT_EDGE_CACHE_SECONDS",
         "JWT_ISSUERS",
         "JWT_CLAIMS",
         "AI_BASE_URL",
@@ -347,7 +352,7 @@ impl Config {
                 names
             }
         };
-        let tenancy = TenancyConfig {
+        let mut tenancy = TenancyConfig {
             reserved,
             trust_forwarded_host: r.bool("TRUST_FORWARDED_HOST", false)?,
             cache_ttl: r.seconds("TENANT_CACHE_TTL_SECONDS", 60)?,
@@ -370,7 +375,11 @@ impl Config {
                 }
             },
             storefront_max_age: r.seconds("STOREFRONT_CACHE_SECONDS", 60)?,
+            storefront_edge_ttl: Duration::ZERO,
         };
+        tenancy.storefront_edge_ttl = r
+            .seconds_or_off("STOREFRONT_EDGE_CACHE_SECONDS", 10)?
+            .min(tenancy.storefront_max_age);
         let issuers = r.required("JWT_ISSUERS")?;
         let auth =
             AuthConfig::from_json(&issuers, r.optional("JWT_CLAIMS").as_deref()).map_err(|e| {
@@ -603,6 +612,19 @@ impl Reader<'_> {
                 Ok(s) if (1..=86_400).contains(&s) => Ok(Duration::from_secs(s)),
                 _ => Err(self.bad(name, "must be a whole number of seconds from 1 to 86400")),
             },
+        }
+    }
+
+    /// [`Reader::seconds`] where 0 turns the feature off.
+    fn seconds_or_off(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        match self.optional(name).as_deref() {
+            Some("0") => Ok(Duration::ZERO),
+            Some(v) if v.parse::<u64>().is_ok_and(|s| s <= 86_400) => self.seconds(name, default),
+            Some(_) => Err(self.bad(
+                name,
+                "must be a whole number of seconds from 0 (off) to 86400",
+            )),
+            None => Ok(Duration::from_secs(default)),
         }
     }
 

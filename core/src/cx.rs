@@ -35,6 +35,8 @@ pub struct Env<'a, P> {
     pub config: &'a Config,
     pub platform: &'a P,
     pub auth: &'a Authenticator,
+    /// Public answers the instance serves again while fresh ([`crate::answers`]).
+    pub answers: &'a crate::answers::Answers,
 }
 
 impl<P> Clone for Env<'_, P> {

@@ -339,6 +339,155 @@ fn storefront_answers_304_for_a_matching_if_none_match() {
     assert_eq!(resp.headers()["etag"], etag);
 }
 
+/// The demo tenant, and one active item for any catalog query.
+fn demo_item(req: &Request<Bytes>) -> Result<Response<Bytes>, OutboundError> {
+    if String::from_utf8_lossy(req.body()).contains("FROM public.catalog_items") {
+        return Ok(crate::testing::sql_answer(&serde_json::json!({
+            "id": ITEM, "sku": "MUG-1", "name": "Mug", "description": null, "price": "12.500",
+            "currency": "EUR", "category": null, "in_stock": true, "images": [],
+            "updated_at": "2026-12-06T10:00:00.000000Z",
+        })));
+    }
+    demo_tenant(req)
+}
+
+const ITEM: &str = "c31b1765-83d9-4127-a7db-af6e67bdd33c";
+
+fn item_batches(edge: &Edge<FakePlatform>) -> usize {
+    edge.platform()
+        .sent
+        .borrow()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(r.body()).contains("FROM public.catalog_items"))
+        .count()
+}
+
+fn storefront_get(
+    edge: &Edge<FakePlatform>,
+    method: Method,
+    etag: Option<&str>,
+) -> Response<Bytes> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("/v1/storefront/catalog/{ITEM}"))
+        .header("host", "demo.localhost:8787");
+    if let Some(tag) = etag {
+        req = req.header("if-none-match", tag);
+    }
+    block_on(edge.handle(req.body(Bytes::new()).unwrap()))
+}
+
+#[test]
+fn a_storefront_answer_is_served_again_from_memory_with_its_age_until_its_ttl() {
+    let edge = edge_with(dev_settings(), Box::new(demo_item));
+    let first = storefront_get(&edge, Method::GET, None);
+    assert_eq!(first.status(), 200);
+    assert!(
+        first.headers().get("age").is_none(),
+        "a computed answer has no Age"
+    );
+    assert_eq!(item_batches(&edge), 1);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+
+    edge.platform().advance(3);
+    let again = storefront_get(&edge, Method::GET, None);
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.body(), first.body());
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    assert_eq!(again.headers()["age"], "3");
+    assert_eq!(again.headers()["content-type"], "application/json");
+    assert_eq!(
+        again.headers()["cache-control"],
+        first.headers()["cache-control"]
+    );
+    assert_eq!(item_batches(&edge), 1, "served without its batch");
+    // The log line counts the kept answer as a hit (and the first request's as a miss).
+    let answer_counts: Vec<(u64, u64)> = edge
+        .platform()
+        .logs
+        .borrow()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["msg"] == "request")
+        .map(|l| {
+            let c = &l["cache"]["answer"];
+            (c["hits"].as_u64().unwrap(), c["misses"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(answer_counts, [(0, 1), (1, 0)]);
+    // HEAD and a revalidation are served from the kept answer too.
+    let head = storefront_get(&edge, Method::HEAD, None);
+    assert_eq!((head.status().as_u16(), head.body().len()), (200, 0));
+    let not_modified = storefront_get(&edge, Method::GET, Some(&etag));
+    assert_eq!(not_modified.status(), 304);
+    assert!(not_modified.body().is_empty());
+    assert_eq!(not_modified.headers()["age"], "3");
+    assert_eq!(item_batches(&edge), 1);
+
+    // The default TTL is 10 s: at 10 s the answer is computed again, and kept anew.
+    edge.platform().advance(7);
+    let fresh = storefront_get(&edge, Method::GET, None);
+    assert!(fresh.headers().get("age").is_none());
+    assert_eq!(item_batches(&edge), 2);
+    assert_eq!(
+        storefront_get(&edge, Method::GET, None).headers()["age"],
+        "0"
+    );
+    assert_eq!(item_batches(&edge), 2);
+}
+
+#[test]
+fn storefront_answers_are_computed_every_time_when_the_edge_cache_is_off() {
+    for (ttl, max_age) in [("0", "60"), ("30", "0"), ("10", "")] {
+        let mut settings = dev_settings();
+        settings.insert("STOREFRONT_EDGE_CACHE_SECONDS", ttl.into());
+        if !max_age.is_empty() {
+            settings.insert("STOREFRONT_CACHE_SECONDS", max_age.into());
+        }
+        let edge = edge_with(settings, Box::new(demo_item));
+        let first = storefront_get(&edge, Method::GET, None);
+        if max_age == "0" {
+            // Not a valid max-age: the instance refuses to run, naming the setting.
+            assert_eq!(first.status(), 500);
+            continue;
+        }
+        let again = storefront_get(&edge, Method::GET, None);
+        if ttl == "0" {
+            assert_eq!(
+                (first.status().as_u16(), again.status().as_u16()),
+                (200, 200)
+            );
+            assert!(again.headers().get("age").is_none());
+            assert_eq!(item_batches(&edge), 2, "TTL {ttl}");
+        } else {
+            assert_eq!(again.headers()["age"], "0");
+            assert_eq!(item_batches(&edge), 1);
+        }
+    }
+    // Nor is an edge TTL longer than max-age used: it is cut to max-age.
+    let mut settings = dev_settings();
+    settings.insert("STOREFRONT_EDGE_CACHE_SECONDS", "600".into());
+    settings.insert("STOREFRONT_CACHE_SECONDS", "5".into());
+    let edge = edge_with(settings, Box::new(demo_item));
+    storefront_get(&edge, Method::GET, None);
+    edge.platform().advance(5);
+    assert!(storefront_get(&edge, Method::GET, None)
+        .headers()
+        .get("age")
+        .is_none());
+    assert_eq!(item_batches(&edge), 2);
+    // A bad value is refused by name.
+    let mut settings = dev_settings();
+    settings.insert("STOREFRONT_EDGE_CACHE_SECONDS", "ten".into());
+    let edge = edge_with(settings, Box::new(demo_item));
+    let (status, body, _) = get(&edge, Method::GET, "/healthz");
+    assert_eq!(status, 500);
+    assert!(
+        body.to_string().contains("STOREFRONT_EDGE_CACHE_SECONDS"),
+        "{body}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Uploads, driven through the handlers with a scripted SQL proxy and S3.
 

@@ -21,6 +21,7 @@
 //   `commerce/`, `team` (members, invitations), `settings` (the tenant's settings, domains,
 //   usage), `platform` (the platform API, sign-up), `audit` (the audit log's listing)
 // - `routes` (the table), and `Edge` here.
+pub mod answers;
 pub mod audit;
 pub mod auth;
 pub mod authz;
@@ -109,6 +110,8 @@ pub struct Edge<P> {
     request_headers: request_headers::RequestHeaders,
     /// The buffer a runtime writes request heads into ([`Edge::read_head`]).
     head: request_headers::HeadBuffer,
+    /// Public answers this instance serves again while fresh ([`answers`]).
+    answers: answers::Answers,
 }
 
 impl<P: Platform> Edge<P> {
@@ -130,6 +133,11 @@ impl<P: Platform> Edge<P> {
             routes: routes::Router::new(),
             request_headers: request_headers::RequestHeaders::new(config.as_ref().ok()),
             head: request_headers::HeadBuffer::default(),
+            answers: answers::Answers::new(
+                config
+                    .as_ref()
+                    .map_or(std::time::Duration::ZERO, |c| c.tenancy.storefront_edge_ttl),
+            ),
             config,
         }
     }
@@ -301,6 +309,7 @@ impl<P: Platform> Edge<P> {
             config,
             platform: rp,
             auth,
+            answers: &self.answers,
         })
     }
 }

@@ -133,10 +133,19 @@ pub enum Cache {
     Membership,
     /// Bearer tokens whose signature this instance already verified.
     Token,
+    /// Public answers the instance kept ([`crate::answers`]): a hit is an answer served
+    /// without its SQL batch.
+    Answer,
 }
 
 impl Cache {
-    pub const ALL: [Self; 4] = [Self::Tenant, Self::Jwks, Self::Membership, Self::Token];
+    pub const ALL: [Self; 5] = [
+        Self::Tenant,
+        Self::Jwks,
+        Self::Membership,
+        Self::Token,
+        Self::Answer,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -144,6 +153,7 @@ impl Cache {
             Self::Jwks => "jwks",
             Self::Membership => "membership",
             Self::Token => "token",
+            Self::Answer => "answer",
         }
     }
 
@@ -153,6 +163,7 @@ impl Cache {
             Self::Jwks => 1,
             Self::Membership => 2,
             Self::Token => 3,
+            Self::Answer => 4,
         }
     }
 }
@@ -171,7 +182,7 @@ pub struct Record {
     /// An upstream's or backend's own words behind a failure (never sent to the client).
     pub error: Option<String>,
     pub sql_batches: u32,
-    pub cache: [CacheCount; 4],
+    pub cache: [CacheCount; 5],
     pub calls: Vec<Call>,
 }
 

@@ -124,8 +124,23 @@ impl Reply {
             return self;
         };
         let etag = body_tag(body);
-        let mut reply = self.etag(&etag).cache(Cache::Public { max_age });
-        if etag_matches(if_none_match, &etag) {
+        self.tagged_public(&etag, max_age, if_none_match)
+    }
+
+    /// `200 OK` with `body`, a JSON document whose tag ([`body_tag`]) is known already, made
+    /// public as [`Reply::public`] makes it: for an answer kept in memory ([`crate::answers`]).
+    pub fn public_json(
+        body: Bytes,
+        etag: &str,
+        max_age: Duration,
+        if_none_match: Option<&str>,
+    ) -> Self {
+        Self::new(StatusCode::OK, Ok(body), true).tagged_public(etag, max_age, if_none_match)
+    }
+
+    fn tagged_public(self, etag: &str, max_age: Duration, if_none_match: Option<&str>) -> Self {
+        let mut reply = self.etag(etag).cache(Cache::Public { max_age });
+        if etag_matches(if_none_match, etag) {
             reply.status = StatusCode::NOT_MODIFIED;
             reply.body = Ok(Bytes::new());
             reply.json = false;

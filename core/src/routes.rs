@@ -363,6 +363,12 @@ impl<P: Platform> Router<P> {
             }
             None => ratelimit::Verdict::default(),
         };
+        // A write by the tenant's team (catalog, files, orders, settings): what the instance
+        // kept of the tenant's public answers goes once it succeeds (`answers`). Shoppers'
+        // writes (visits, chat, checkout) keep them: they change no answer but stock, which a
+        // kept page may show up to its TTL late, as a CDN may within `max-age`.
+        let writer = (!head.method.is_safe() && route.is_some_and(|r| r.access != Access::Public))
+            .then(|| tenant.clone());
         let result = match (route, verdict.refusal()) {
             (_, Some(refusal)) => Err(refusal),
             (Some(route), None) => {
@@ -375,6 +381,11 @@ impl<P: Platform> Router<P> {
             }
             (None, None) => Err(ApiError::method_not_allowed(allow())),
         };
+        if let (Some(t), Ok(resp)) = (&writer, &result) {
+            if resp.status().is_success() {
+                env.answers.forget(t.id.as_str());
+            }
+        }
         let mut resp = result.unwrap_or_else(|e| {
             e.into_traced_response(head.uri.path(), platform.trace())
                 .map(Body::Full)

@@ -4,6 +4,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::future::Future;
+
+use bytes::Bytes;
 use http::header;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -15,9 +18,10 @@ use crate::error::ApiError;
 use crate::ids::Uuid;
 use crate::json_key;
 use crate::json_writer::JsonObject;
+use crate::obs::Cache;
 use crate::page::Page;
 use crate::ports::Platform;
-use crate::reply::Reply;
+use crate::reply::{body_tag, Reply};
 
 /// An active item as shoppers see it: no inventory count, status or version.
 ///
@@ -119,11 +123,47 @@ fn cacheable<P, T: Serialize>(cx: &Public<'_, P>, body: &T) -> Reply {
 
 /// [`cacheable`] for an answer written by [`JsonObject`].
 fn public<P>(cx: &Public<'_, P>, reply: Reply) -> Reply {
-    let if_none_match = cx
-        .headers()
+    reply.public(cx.env.config.tenancy.storefront_max_age, if_none_match(cx))
+}
+
+fn if_none_match<'c, P>(cx: &'c Public<'_, P>) -> Option<&'c str> {
+    cx.headers()
         .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok());
-    reply.public(cx.env.config.tenancy.storefront_max_age, if_none_match)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The public answer to this request: the one the instance kept for its path and query while
+/// it is fresh, with its `Age` ([`crate::answers`]), or else `answer`'s, kept for the next
+/// shopper. `answer` runs (and makes its SQL batch) only when nothing fresh is kept.
+async fn remembered<P: Platform>(
+    cx: &Public<'_, P>,
+    answer: impl Future<Output = Result<JsonObject, ApiError>>,
+) -> Result<Reply, ApiError> {
+    let answers = cx.env.answers;
+    let tenant = cx.tenant.id.as_str();
+    let uri = &cx.head.uri;
+    let key = uri
+        .path_and_query()
+        .map_or_else(|| uri.path(), |pq| pq.as_str());
+    let now = cx.env.platform.now();
+    let max_age = cx.env.config.tenancy.storefront_max_age;
+    let kept = answers.get(tenant, key, now);
+    if !answers.ttl().is_zero() {
+        let hit = kept.is_some();
+        crate::ports::note(cx.env.platform, |t| t.note_cache(Cache::Answer, hit));
+    }
+    if let Some(kept) = kept {
+        let mut age = itoa::Buffer::new();
+        return Ok(
+            Reply::public_json(kept.body, &kept.etag, max_age, if_none_match(cx))
+                .header(header::AGE, age.format(kept.age.as_secs())),
+        );
+    }
+    let ticket = answers.ticket();
+    let body = Bytes::from(answer.await?.finish_bytes());
+    let etag = body_tag(&body);
+    answers.keep(tenant, key, ticket, body.clone(), &etag, now);
+    Ok(Reply::public_json(body, &etag, max_age, if_none_match(cx)))
 }
 
 impl PublicItem<ImageLink> {
@@ -183,26 +223,32 @@ pub async fn list<P: Platform>(
     cx: Public<'_, P>,
     Query(StorefrontListing(listing)): Query<StorefrontListing>,
 ) -> Result<Reply, ApiError> {
-    let result = cx.db.one(listing.statement(PUBLIC_ITEM)).await?;
-    let now = cx.env.platform.now();
-    let s3 = &cx.env.config.s3;
-    let page = listing
-        .page()
-        .page::<PublicItem<StoredImage>>(&result)?
-        .map(|item| with_image_urls(s3, now, item));
-    Ok(public(&cx, Reply::ok_written(write_page(&page))))
+    remembered(&cx, async {
+        let result = cx.db.one(listing.statement(PUBLIC_ITEM)).await?;
+        let now = cx.env.platform.now();
+        let s3 = &cx.env.config.s3;
+        let page = listing
+            .page()
+            .page::<PublicItem<StoredImage>>(&result)?
+            .map(|item| with_image_urls(s3, now, item));
+        Ok(write_page(&page))
+    })
+    .await
 }
 
 pub async fn get<P: Platform>(
     cx: Public<'_, P>,
     Path(id): Path<ItemId>,
 ) -> Result<Reply, ApiError> {
-    let item: PublicItem<StoredImage> =
-        find_item(&cx.db, &id, PUBLIC_ITEM, "i.status = 'active'").await?;
-    let item = with_image_urls(&cx.env.config.s3, cx.env.platform.now(), item);
-    let mut o = JsonObject::with_capacity(512);
-    item.write_members(&mut o);
-    Ok(public(&cx, Reply::ok_written(o)))
+    remembered(&cx, async {
+        let item: PublicItem<StoredImage> =
+            find_item(&cx.db, &id, PUBLIC_ITEM, "i.status = 'active'").await?;
+        let item = with_image_urls(&cx.env.config.s3, cx.env.platform.now(), item);
+        let mut o = JsonObject::with_capacity(512);
+        item.write_members(&mut o);
+        Ok(o)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -388,6 +388,7 @@ pub fn request_line(
     line.opt_num(json_key!("bytes_out"), bytes_out);
     line.open(json_key!("cache"));
     for (name, cache) in [
+        (json_key!("answer"), Cache::Answer),
         (json_key!("jwks"), Cache::Jwks),
         (json_key!("membership"), Cache::Membership),
         (json_key!("tenant"), Cache::Tenant),
@@ -706,7 +707,8 @@ mod tests {
             .collect();
         json!({
             "bytes_out": out,
-            "cache": { "jwks": count(Cache::Jwks), "membership": count(Cache::Membership),
+            "cache": { "answer": count(Cache::Answer), "jwks": count(Cache::Jwks),
+                "membership": count(Cache::Membership),
                 "tenant": count(Cache::Tenant), "token": count(Cache::Token) },
             "calls": calls, "code": r.code, "duration_ms": crate::ports::elapsed_ms(trace.start, now),
             "level": "info", "method": trace.method, "msg": "request",
@@ -785,7 +787,7 @@ mod tests {
             code: Some("rate_limited".into()),
             error: None,
             sql_batches: 2,
-            cache: [CacheCount { hits: 1, misses: 0 }; 4],
+            cache: [CacheCount { hits: 1, misses: 0 }; 5],
             calls: vec![
                 call(CallKind::Sql, "127.0.0.1:4444", Outcome::Status(200)),
                 call(
@@ -797,6 +799,7 @@ mod tests {
             ],
         };
         busy.cache[2] = CacheCount { hits: 0, misses: 3 };
+        busy.cache[4] = CacheCount { hits: 2, misses: 5 };
         for (record, out) in [(&quiet, None), (&busy, Some(4_096))] {
             let line = request_line(&trace, record, "test", 200, out, now);
             assert_eq!(line, expected(&trace, record, 200, out, now));

@@ -310,6 +310,7 @@ pub struct Instance {
     pub config: Config,
     pub auth: Authenticator,
     pub platform: TestPlatform,
+    pub answers: crate::answers::Answers,
 }
 
 impl Instance {
@@ -321,6 +322,7 @@ impl Instance {
         let config = Config::load(&|k: &str| m.get(k).cloned()).unwrap();
         let auth = Authenticator::new(config.auth.clone());
         Self {
+            answers: crate::answers::Answers::new(config.tenancy.storefront_edge_ttl),
             config,
             auth,
             platform: TestPlatform::new(respond),
@@ -332,6 +334,7 @@ impl Instance {
             config: &self.config,
             platform: &self.platform,
             auth: &self.auth,
+            answers: &self.answers,
         }
     }
 

@@ -1,0 +1,382 @@
+//! Public answers kept in this instance's memory: the storefront's catalog pages and items,
+//! served again without their SQL batch while they are fresh.
+//!
+//! A storefront answer already tells browsers and CDNs they may keep it
+//! (`Cache-Control: public, max-age=…`), but on Workers nothing in front of the Worker keeps it:
+//! every shopper's page view was a batch to the origin. An instance now keeps each public answer
+//! it computed for [`Answers::ttl`] (`STOREFRONT_EDGE_CACHE_SECONDS`, at most the answers'
+//! `max-age`) and serves it to the next shopper with an `Age` header, so shared caches downstream
+//! count its age against `max-age` as RFC 9111 §4.2.3 asks.
+//!
+//! Fresh means:
+//! - no older than the TTL;
+//! - no write to the tenant since it was computed, through this instance: every successful
+//!   non-safe request to a tenant ([`Answers::forget`], called by the router) drops what this
+//!   instance kept for that tenant, and an answer whose batch ran while a write went through is
+//!   not kept at all ([`Ticket`]). Writes through other instances (or straight to the
+//!   database) show within the TTL, as they would through any CDN within `max-age`.
+//!
+//! Bounded: [`MAX_BYTES`] of bodies and [`MAX_ENTRIES`] answers, the oldest kept going first;
+//! an answer over [`MAX_BODY`] or a key over [`MAX_KEY`] is never kept. Keys an attacker
+//! chooses (a fresh query string each time) push out other answers, which then cost one batch
+//! again, as without this cache; they cannot grow it.
+//!
+//! On Spin an instance serves one request, so nothing is ever served from here: every answer
+//! is computed.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+/// Bodies kept at most, in bytes.
+pub const MAX_BYTES: usize = 8 << 20;
+/// Answers kept at most.
+pub const MAX_ENTRIES: usize = 2_048;
+/// The largest body kept (a 100-item page with images is ≈ 120 KB).
+pub const MAX_BODY: usize = 512 << 10;
+/// The longest key kept (path and query).
+pub const MAX_KEY: usize = 1_024;
+/// Tenants whose last write is remembered; past that, every kept answer is dropped at once.
+const MAX_TENANTS: usize = 10_000;
+
+/// A slot's key: the tenant's id, then the answer's own key (a path cannot hold a line break).
+fn slot_key(tenant: &str, key: &str) -> String {
+    let mut k = String::with_capacity(tenant.len() + 1 + key.len());
+    for part in [tenant, "\n", key] {
+        k.push_str(part);
+    }
+    k
+}
+
+/// A kept answer, as [`Answers::get`] gives it back.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub body: Bytes,
+    /// The body's strong ETag ([`crate::reply::body_tag`]), computed when it was kept.
+    pub etag: Rc<str>,
+    /// How long ago it was computed, in whole seconds (the `Age` header).
+    pub age: Duration,
+}
+
+/// Where a write stood when an answer's computation began: the answer is kept only if no
+/// write to its tenant came between ([`Answers::keep`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket(u64);
+
+struct Slot {
+    kept: Kept,
+    stored: SystemTime,
+    expires: SystemTime,
+    /// The write counter when its computation began.
+    ticket: u64,
+    /// Its place in [`State::order`].
+    stamp: u64,
+}
+
+#[derive(Default)]
+struct State {
+    /// [`slot_key`] → the answer.
+    slots: HashMap<Box<str>, Slot>,
+    /// Insertion stamp → key: the first is the oldest.
+    order: BTreeMap<u64, Box<str>>,
+    bytes: usize,
+    stamp: u64,
+    /// Counts writes; a tenant's last write is the counter's value after it.
+    writes: u64,
+    written: HashMap<Rc<str>, u64>,
+    /// Answers computed before this are stale (`written` was cleared when it grew too large).
+    floor: u64,
+}
+
+impl State {
+    fn stale(&self, tenant: &str, ticket: u64) -> bool {
+        ticket < self.floor || self.written.get(tenant).is_some_and(|&w| w > ticket)
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(slot) = self.slots.remove(key) {
+            self.order.remove(&slot.stamp);
+            self.bytes = self.bytes.saturating_sub(slot.kept.body.len());
+        }
+    }
+}
+
+/// This instance's public answers ([module docs](self)).
+pub struct Answers {
+    ttl: Duration,
+    state: RefCell<State>,
+}
+
+impl Answers {
+    /// Answers kept `ttl` at most; a zero `ttl` keeps none.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            state: RefCell::default(),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Answers kept now (expired ones included until they are looked up or pushed out).
+    pub fn len(&self) -> usize {
+        self.state.borrow().slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The answer kept for `tenant` under `key`, if it is still fresh at `now`.
+    pub fn get(&self, tenant: &str, key: &str, now: SystemTime) -> Option<Kept> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let key = slot_key(tenant, key);
+        let mut state = self.state.try_borrow_mut().ok()?;
+        let slot = state.slots.get(&*key)?;
+        if slot.expires <= now || state.stale(tenant, slot.ticket) {
+            state.remove(&key);
+            return None;
+        }
+        let mut kept = slot.kept.clone();
+        kept.age = Duration::from_secs(
+            now.duration_since(slot.stored)
+                .unwrap_or_default()
+                .as_secs(),
+        );
+        Some(kept)
+    }
+
+    /// Taken before an answer's computation begins, handed to [`Answers::keep`] after.
+    pub fn ticket(&self) -> Ticket {
+        // Unreadable state (never, single-threaded and never held across an await): the
+        // oldest ticket, which any write to the tenant makes stale.
+        Ticket(self.state.try_borrow().map_or(0, |s| s.writes))
+    }
+
+    /// Keeps `body` (tagged `etag`) for `tenant` under `key`, computed since `ticket` and as of
+    /// `now`, unless a write to the tenant came between or it is over the bounds. Pushes out
+    /// the oldest answers to make room.
+    pub fn keep(
+        &self,
+        tenant: &str,
+        key: &str,
+        ticket: Ticket,
+        body: Bytes,
+        etag: &str,
+        now: SystemTime,
+    ) {
+        if self.ttl.is_zero() || body.len() > MAX_BODY || key.len() > MAX_KEY {
+            return;
+        }
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            return;
+        };
+        if state.stale(tenant, ticket.0) {
+            return;
+        }
+        let key = slot_key(tenant, key);
+        state.remove(&key);
+        while state.slots.len() >= MAX_ENTRIES || state.bytes + body.len() > MAX_BYTES {
+            let Some((_, oldest)) = state.order.pop_first() else {
+                break;
+            };
+            state.remove(&oldest);
+        }
+        state.stamp += 1;
+        let stamp = state.stamp;
+        state.bytes += body.len();
+        state.order.insert(stamp, key.clone().into_boxed_str());
+        state.slots.insert(
+            key.into_boxed_str(),
+            Slot {
+                kept: Kept {
+                    body,
+                    etag: Rc::from(etag),
+                    age: Duration::ZERO,
+                },
+                stored: now,
+                expires: now + self.ttl,
+                ticket: ticket.0,
+                stamp,
+            },
+        );
+    }
+
+    /// A write to `tenant` went through: nothing kept for it before now is served again, and
+    /// nothing being computed now is kept.
+    pub fn forget(&self, tenant: &str) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            return;
+        };
+        state.writes += 1;
+        let writes = state.writes;
+        if let Some(w) = state.written.get_mut(tenant) {
+            *w = writes;
+            return;
+        }
+        if state.written.len() >= MAX_TENANTS {
+            state.written.clear();
+            state.floor = writes;
+        }
+        state.written.insert(Rc::from(tenant), writes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = "00000000-0000-4000-8000-00000000d301";
+    const U: &str = "00000000-0000-4000-8000-00000000d302";
+
+    fn at(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s)
+    }
+
+    fn keep(a: &Answers, tenant: &str, key: &str, body: &str, now: SystemTime) {
+        let ticket = a.ticket();
+        a.keep(
+            tenant,
+            key,
+            ticket,
+            Bytes::from(body.to_owned()),
+            "\"t\"",
+            now,
+        );
+    }
+
+    fn body(a: &Answers, tenant: &str, key: &str, now: SystemTime) -> Option<String> {
+        a.get(tenant, key, now)
+            .map(|k| String::from_utf8(k.body.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn an_answer_is_served_until_its_ttl_with_its_age() {
+        let a = Answers::new(Duration::from_secs(10));
+        keep(&a, T, "/v1/storefront/catalog", "page", at(0));
+        let hit = a.get(T, "/v1/storefront/catalog", at(3)).unwrap();
+        assert_eq!(&hit.body[..], b"page");
+        assert_eq!(&*hit.etag, "\"t\"");
+        assert_eq!(hit.age, Duration::from_secs(3));
+        assert!(a.get(T, "/v1/storefront/catalog", at(9)).is_some());
+        assert!(a.get(T, "/v1/storefront/catalog", at(10)).is_none());
+        assert!(a.is_empty(), "an expired answer is dropped when found");
+    }
+
+    #[test]
+    fn keys_and_tenants_are_kept_apart() {
+        let a = Answers::new(Duration::from_secs(10));
+        keep(&a, T, "/v1/storefront/catalog?limit=2", "two", at(0));
+        assert_eq!(body(&a, T, "/v1/storefront/catalog?limit=3", at(1)), None);
+        assert_eq!(body(&a, U, "/v1/storefront/catalog?limit=2", at(1)), None);
+        assert_eq!(
+            body(&a, T, "/v1/storefront/catalog?limit=2", at(1)).as_deref(),
+            Some("two")
+        );
+        keep(&a, U, "/v1/storefront/catalog?limit=2", "other", at(1));
+        assert_eq!(
+            body(&a, T, "/v1/storefront/catalog?limit=2", at(2)).as_deref(),
+            Some("two")
+        );
+        assert_eq!(
+            body(&a, U, "/v1/storefront/catalog?limit=2", at(2)).as_deref(),
+            Some("other")
+        );
+    }
+
+    #[test]
+    fn a_write_drops_the_tenants_answers_and_no_others() {
+        let a = Answers::new(Duration::from_secs(10));
+        keep(&a, T, "t1", "a", at(0));
+        keep(&a, U, "u1", "b", at(0));
+        a.forget(T);
+        assert_eq!(body(&a, T, "t1", at(1)), None);
+        assert_eq!(body(&a, U, "u1", at(1)).as_deref(), Some("b"));
+        // Answers computed after the write are kept again.
+        keep(&a, T, "t1", "a2", at(1));
+        assert_eq!(body(&a, T, "t1", at(2)).as_deref(), Some("a2"));
+    }
+
+    #[test]
+    fn an_answer_computed_while_a_write_went_through_is_not_kept() {
+        let a = Answers::new(Duration::from_secs(10));
+        let ticket = a.ticket();
+        // The page's batch runs; meanwhile a write to the tenant commits.
+        a.forget(T);
+        a.keep(T, "t1", ticket, Bytes::from_static(b"old"), "\"o\"", at(0));
+        assert_eq!(body(&a, T, "t1", at(0)), None);
+        // Another tenant's answer computed meanwhile is kept.
+        a.keep(U, "u1", ticket, Bytes::from_static(b"u"), "\"u\"", at(0));
+        assert_eq!(body(&a, U, "u1", at(0)).as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn a_zero_ttl_keeps_nothing() {
+        let a = Answers::new(Duration::ZERO);
+        keep(&a, T, "k", "x", at(0));
+        assert!(a.is_empty());
+        assert_eq!(body(&a, T, "k", at(0)), None);
+    }
+
+    #[test]
+    fn the_oldest_answers_go_first_past_the_bounds() {
+        let a = Answers::new(Duration::from_secs(60));
+        for i in 0..MAX_ENTRIES + 5 {
+            keep(&a, T, &format!("k{i}"), "x", at(0));
+        }
+        assert_eq!(a.len(), MAX_ENTRIES);
+        assert_eq!(body(&a, T, "k0", at(1)), None);
+        assert_eq!(body(&a, T, "k4", at(1)), None);
+        assert!(body(&a, T, "k5", at(1)).is_some());
+        // Bytes: each body just under the largest kept, until the byte bound pushes out.
+        let a = Answers::new(Duration::from_secs(60));
+        let big = "y".repeat(MAX_BODY);
+        let fit = MAX_BYTES / MAX_BODY;
+        for i in 0..fit + 2 {
+            keep(&a, T, &format!("b{i}"), &big, at(0));
+        }
+        assert_eq!(a.len(), fit);
+        assert_eq!(body(&a, T, "b0", at(1)), None);
+        assert!(body(&a, T, &format!("b{}", fit + 1), at(1)).is_some());
+        assert!(a.state.borrow().bytes <= MAX_BYTES);
+        // Over the bounds: never kept.
+        keep(&a, T, "huge", &"z".repeat(MAX_BODY + 1), at(0));
+        assert_eq!(body(&a, T, "huge", at(1)), None);
+        keep(&a, T, &"k".repeat(MAX_KEY + 1), "x", at(0));
+        assert_eq!(a.len(), fit);
+    }
+
+    #[test]
+    fn keeping_a_key_again_replaces_it_and_its_bytes() {
+        let a = Answers::new(Duration::from_secs(60));
+        keep(&a, T, "k", "first", at(0));
+        keep(&a, T, "k", "second!", at(1));
+        assert_eq!(a.len(), 1);
+        assert_eq!(a.state.borrow().bytes, "second!".len());
+        assert_eq!(a.state.borrow().order.len(), 1);
+        assert_eq!(body(&a, T, "k", at(2)).as_deref(), Some("second!"));
+    }
+
+    #[test]
+    fn too_many_written_tenants_drop_everything_kept_before() {
+        let a = Answers::new(Duration::from_secs(60));
+        keep(&a, U, "u", "kept", at(0));
+        for i in 0..MAX_TENANTS + 1 {
+            a.forget(&format!("tenant-{i}"));
+        }
+        assert!(a.state.borrow().written.len() <= MAX_TENANTS);
+        assert_eq!(body(&a, U, "u", at(1)), None);
+        keep(&a, U, "u", "again", at(1));
+        assert_eq!(body(&a, U, "u", at(2)).as_deref(), Some("again"));
+    }
+}
