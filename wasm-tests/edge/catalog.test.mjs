@@ -319,6 +319,59 @@ test('one SQL round trip per catalog request, none for the storefront profile', 
   assert.deepEqual(costs, { list: 1, create: 1, get: 1, update: 1, storefront_item: 1, archive: 1, storefront_list: 1, storefront_profile: 0 });
 });
 
+test("storefront answers: served again from the instance's memory while fresh, dropped by the team's writes", async () => {
+  const t = await createTenant();
+  const admin = await bearer(t, 'admin');
+  const x = (await created(t, admin, item({ status: 'active', name: 'Kept mug' }))).doc;
+  const batches = async (fn) => {
+    const before = await sqlStats();
+    const res = await fn();
+    const body = await res.text();
+    const after = await sqlStats();
+    return { res, body, batches: after.sql_batches - before.sql_batches };
+  };
+  const path = `/v1/storefront/catalog?q=kept&limit=7`;
+  const first = await batches(() => api(t, path));
+  assert.equal(first.res.status, 200, first.body);
+  assert.equal(first.batches, 1);
+  assert.equal(first.res.headers.get('age'), null, 'a computed answer has no Age');
+  const again = await batches(() => api(t, path));
+  assert.equal(again.res.status, 200);
+  assert.equal(again.body, first.body);
+  assert.equal(again.res.headers.get('etag'), first.res.headers.get('etag'));
+  assert.equal(again.res.headers.get('cache-control'), first.res.headers.get('cache-control'));
+  const kept = runtime === 'workers';
+  // Workers keeps an isolate between requests; Spin serves each in a fresh instance, so there
+  // every answer is computed.
+  assert.equal(again.batches, kept ? 0 : 1);
+  if (kept) assert.match(again.res.headers.get('age'), /^\d+$/);
+  else assert.equal(again.res.headers.get('age'), null);
+  // The same path on another tenant is that tenant's answer, never this one's.
+  const other = await createTenant();
+  const elsewhere = await batches(() => api(other, path));
+  assert.equal(elsewhere.batches, 1);
+  assert.deepEqual(JSON.parse(elsewhere.body).items, []);
+  // A shopper's write (a visit) keeps the answer; the team's write drops it, and the next
+  // shopper sees the change at once.
+  assert.equal((await api(t, '/v1/storefront/visits', { method: 'POST', body: { path: '/' } })).status < 300, true);
+  assert.equal((await batches(() => api(t, path))).batches, kept ? 0 : 1);
+  const renamed = await api(t, `/v1/catalog/${x.id}`, { method: 'PATCH', auth: admin, body: { name: 'Kept jug' } });
+  assert.equal(renamed.status, 200);
+  const changed = await batches(() => api(t, path));
+  assert.equal(changed.batches, 1);
+  assert.equal(changed.res.headers.get('age'), null);
+  assert.equal(JSON.parse(changed.body).items[0].name, 'Kept jug');
+  // A refused write (no such item) drops nothing.
+  await assertProblem(await api(t, `/v1/catalog/${randomUUID()}`, { method: 'PATCH', auth: admin, body: { name: 'x' } }), 404, 'not_found');
+  assert.equal((await batches(() => api(t, path))).batches, kept ? 0 : 1);
+  // Concurrent shoppers on a kept answer: all get it, none makes a batch.
+  const many = await batches(() => Promise.all(Array.from({ length: 20 }, () => api(t, path))).then(async (r) => {
+    await Promise.all(r.slice(1).map((x) => x.text()));
+    return r[0];
+  }));
+  assert.equal(many.batches, kept ? 0 : 20);
+});
+
 test('catalog images: only ready image files; the storefront returns presigned URLs', async () => {
   const t = await createTenant();
   const admin = await bearer(t, 'admin');
