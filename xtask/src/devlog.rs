@@ -205,9 +205,15 @@ fn pretty(v: &Value, tenants: &HashMap<String, String>, color: bool) -> Option<S
             let status = paint(&status.to_string(), shade, color);
             let ms = v["duration_ms"].as_f64().unwrap_or(0.0);
             let sql = v["sql_batches"].as_u64().unwrap_or(0);
+            // An answer the instance kept (core's `answers`): served without its batch.
+            let kept = if v["cache"]["answer"]["hits"].as_u64().unwrap_or(0) > 0 {
+                " (kept)"
+            } else {
+                ""
+            };
             let code = code.map(|c| format!("  {c}")).unwrap_or_default();
             Some(format!(
-                "{time} {tenant:<6} {method:<4} {route}  {status}  {ms:.0} ms  sql {sql}{code}  [{rid}]"
+                "{time} {tenant:<6} {method:<4} {route}  {status}  {ms:.0} ms  sql {sql}{kept}{code}  [{rid}]"
             ))
         }
         Some(level @ ("error" | "warn")) => {
@@ -277,6 +283,14 @@ mod tests {
         assert_eq!(
             render(&ok, &tenants(), PLAIN).as_deref(),
             Some("05:58:44 demo   GET  /v1/catalog  200  73 ms  sql 1  [bf12a9c0]")
+        );
+        let kept = ok.replace(
+            r#""cache":{"#,
+            r#""cache":{"answer":{"hits":1,"misses":0},"#,
+        );
+        assert_eq!(
+            render(&kept, &tenants(), PLAIN).as_deref(),
+            Some("05:58:44 demo   GET  /v1/catalog  200  73 ms  sql 1 (kept)  [bf12a9c0]")
         );
         let coloured = render(REQUEST, &tenants(), Mode::Pretty { color: true });
         assert!(coloured.is_some_and(|l| l.contains("\x1b[33m401\x1b[0m")));
