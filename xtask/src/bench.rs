@@ -246,10 +246,14 @@ async fn peer() -> Result<i32> {
         rate_limits: Some(rate_limits),
         tracing: false,
         origin_release: true,
+        // Every edgefront computes each storefront answer (its SQL batch included), as before
+        // the edge cache: the storefront row measures the batch path against the bare batch.
+        // The one target that keeps answers ("edge_kept", below) says what a kept one costs.
         extra_settings: cfg
             .log_level
             .iter()
             .map(|l| ("LOG_LEVEL", l.clone()))
+            .chain([(EDGE_CACHE_SETTING, "0".to_owned())])
             .collect(),
     };
     let stack = Stack::start(&opts, &tools).await?;
@@ -324,6 +328,23 @@ async fn peer() -> Result<i32> {
         "edgefront-quiet",
         &bundle_dir("edge_workers")?,
         &quiet_env,
+        Some(RATE_LIMITER_DO),
+    )
+    .await?;
+
+    // The quiet edgefront with its storefront answers kept (the default TTL): the storefront
+    // row's answer from the instance's memory.
+    let kept_env: Vec<(String, String)> = quiet_env
+        .iter()
+        .filter(|(k, _)| k != EDGE_CACHE_SETTING)
+        .cloned()
+        .collect();
+    let kept_answers = Workerd::start(
+        &tools,
+        dir.path(),
+        "edgefront-kept",
+        &bundle_dir("edge_workers")?,
+        &kept_env,
         Some(RATE_LIMITER_DO),
     )
     .await?;
@@ -429,6 +450,13 @@ async fn peer() -> Result<i32> {
             pgid: edge.pgid(),
         },
         quiet_target,
+        Target {
+            key: "edge_kept",
+            label: KEPT_LABEL.into(),
+            addr: kept_answers.addr.clone(),
+            routed: true,
+            pgid: kept_answers.pgid(),
+        },
         Target {
             key: "floor_replay",
             label: REPLAY_LABEL.into(),
@@ -747,6 +775,13 @@ async fn peer() -> Result<i32> {
 /// The Rust floor's row: the cheapest wasm Worker edgefront's toolchain builds.
 const FLOOR_LABEL: &str =
     "Rust floor (workerd): bench/floor, built like edgefront, answers at once";
+/// The setting that keeps storefront answers in an instance's memory (`core::answers`).
+const EDGE_CACHE_SETTING: &str = "STOREFRONT_EDGE_CACHE_SECONDS";
+/// The quiet edgefront with storefront answers kept (every other edgefront target computes
+/// each one).
+const KEPT_LABEL: &str =
+    "edgefront (workerd), `LOG_LEVEL` off, storefront answers kept (`STOREFRONT_EDGE_CACHE_SECONDS` 10)";
+
 /// edgefront with `LOG_LEVEL=off`: what the request log line costs, and the peer's terms.
 const QUIET_LABEL: &str = "edgefront (workerd), `LOG_LEVEL` off";
 /// `BENCH_BASELINE`'s build, served like the quiet edgefront.

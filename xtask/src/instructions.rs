@@ -33,13 +33,18 @@ use crate::{repo_root, run, target_dir};
 /// report's name for it: requests as wrk sends them through a dev stack (the log line written,
 /// a client address), `/v1/me` as the Workers benchmark's quiet rows send it (`quiet:`:
 /// `LOG_LEVEL` off, no client address), and the floor under that (`required:`): `/v1/me`'s
-/// own work through core's caches and limiter, without the request path.
+/// own work through core's caches and limiter, without the request path. `kept:` is the
+/// catalog page served from the answer the instance kept (`core::answers`).
 const ROUTES: &[(&str, &str)] = &[
     ("GET /healthz", "/healthz"),
     ("GET /v1/storefront", "/v1/storefront"),
     (
         "GET /v1/storefront/catalog?limit=20",
         "/v1/storefront/catalog?limit=20",
+    ),
+    (
+        "GET /v1/storefront/catalog?limit=20, answer kept",
+        "kept:/v1/storefront/catalog?limit=20",
     ),
     ("GET /v1/me", "/v1/me"),
     ("GET /v1/me, quiet", "quiet:/v1/me"),
