@@ -78,10 +78,11 @@ struct Slot {
 
 #[derive(Default)]
 struct State {
-    /// [`slot_key`] → the answer.
-    slots: HashMap<Box<str>, Slot>,
+    /// [`slot_key`] → the answer. (`Rc<str>` keys, as the memory tier's: the same map types
+    /// compile once for both.)
+    slots: HashMap<Rc<str>, Slot>,
     /// Insertion stamp → key: the first is the oldest.
-    order: BTreeMap<u64, Box<str>>,
+    order: BTreeMap<u64, Rc<str>>,
     bytes: usize,
     stamp: u64,
     /// Counts writes; a tenant's last write is the counter's value after it.
@@ -181,7 +182,7 @@ impl Answers {
         if state.stale(tenant, ticket.0) {
             return;
         }
-        let key = slot_key(tenant, key);
+        let key: Rc<str> = Rc::from(slot_key(tenant, key));
         state.remove(&key);
         while state.slots.len() >= MAX_ENTRIES || state.bytes + body.len() > MAX_BYTES {
             let Some((_, oldest)) = state.order.pop_first() else {
@@ -192,9 +193,9 @@ impl Answers {
         state.stamp += 1;
         let stamp = state.stamp;
         state.bytes += body.len();
-        state.order.insert(stamp, key.clone().into_boxed_str());
+        state.order.insert(stamp, key.clone());
         state.slots.insert(
-            key.into_boxed_str(),
+            key,
             Slot {
                 kept: Kept {
                     body,

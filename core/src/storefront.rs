@@ -139,31 +139,70 @@ async fn remembered<P: Platform>(
     cx: &Public<'_, P>,
     answer: impl Future<Output = Result<JsonObject, ApiError>>,
 ) -> Result<Reply, ApiError> {
-    let answers = cx.env.answers;
-    let tenant = cx.tenant.id.as_str();
-    let uri = &cx.head.uri;
-    let key = uri
-        .path_and_query()
-        .map_or_else(|| uri.path(), |pq| pq.as_str());
     let now = cx.env.platform.now();
-    let max_age = cx.env.config.tenancy.storefront_max_age;
-    let kept = answers.get(tenant, key, now);
-    if !answers.ttl().is_zero() {
+    let lookup = Lookup::of(cx, now);
+    let kept = lookup.kept();
+    if lookup.counts() {
         let hit = kept.is_some();
         crate::ports::note(cx.env.platform, |t| t.note_cache(Cache::Answer, hit));
     }
-    if let Some(kept) = kept {
-        let mut age = itoa::Buffer::new();
-        return Ok(
-            Reply::public_json(kept.body, &kept.etag, max_age, if_none_match(cx))
-                .header(header::AGE, age.format(kept.age.as_secs())),
-        );
+    if let Some(reply) = kept {
+        return Ok(reply);
     }
-    let ticket = answers.ticket();
-    let body = Bytes::from(answer.await?.finish_bytes());
-    let etag = body_tag(&body);
-    answers.keep(tenant, key, ticket, body.clone(), &etag, now);
-    Ok(Reply::public_json(body, &etag, max_age, if_none_match(cx)))
+    let ticket = cx.env.answers.ticket();
+    let body = answer.await?;
+    Ok(lookup.keep(ticket, body))
+}
+
+/// What [`remembered`] looks up and keeps, for one request (not generic: one copy for every
+/// route and platform).
+struct Lookup<'c> {
+    answers: &'c crate::answers::Answers,
+    tenant: &'c str,
+    key: &'c str,
+    now: std::time::SystemTime,
+    max_age: Duration,
+    if_none_match: Option<&'c str>,
+}
+
+impl<'c> Lookup<'c> {
+    fn of<P>(cx: &'c Public<'_, P>, now: std::time::SystemTime) -> Self {
+        let uri = &cx.head.uri;
+        Self {
+            answers: cx.env.answers,
+            tenant: cx.tenant.id.as_str(),
+            key: uri
+                .path_and_query()
+                .map_or_else(|| uri.path(), |pq| pq.as_str()),
+            now,
+            max_age: cx.env.config.tenancy.storefront_max_age,
+            if_none_match: if_none_match(cx),
+        }
+    }
+
+    /// Whether answers are kept at all (so a lookup is a hit or a miss worth counting).
+    fn counts(&self) -> bool {
+        !self.answers.ttl().is_zero()
+    }
+
+    /// The kept answer's reply, with its `Age`.
+    fn kept(&self) -> Option<Reply> {
+        let kept = self.answers.get(self.tenant, self.key, self.now)?;
+        let mut age = itoa::Buffer::new();
+        Some(
+            Reply::public_json(kept.body, &kept.etag, self.max_age, self.if_none_match)
+                .header(header::AGE, age.format(kept.age.as_secs())),
+        )
+    }
+
+    /// Keeps the answer computed since `ticket`, and replies with it.
+    fn keep(&self, ticket: crate::answers::Ticket, answer: JsonObject) -> Reply {
+        let body = Bytes::from(answer.finish_bytes());
+        let etag = body_tag(&body);
+        self.answers
+            .keep(self.tenant, self.key, ticket, body.clone(), &etag, self.now);
+        Reply::public_json(body, &etag, self.max_age, self.if_none_match)
+    }
 }
 
 impl PublicItem<ImageLink> {
