@@ -8,12 +8,20 @@
 //! `max-age`) and serves it to the next shopper with an `Age` header, so shared caches downstream
 //! count its age against `max-age` as RFC 9111 §4.2.3 asks.
 //!
+//! At its TTL a kept answer is not dropped at once: the first request after it computes its
+//! successor, and the requests that come meanwhile get the old one (with its `Age`) instead of
+//! each making the same batch, as long as it is younger than `max-age` (which the answer
+//! declared it may be served for anyway). A computation that fails or is cancelled hands the
+//! refresh to the next request; one that fails on the origin's side (a 5xx: the database
+//! down or slow) serves the old answer instead of the failure, within `max-age` (RFC 5861's
+//! `stale-if-error`), so a storefront's hot pages outlive a short outage.
+//!
 //! Fresh means:
 //! - no older than the TTL;
 //! - no write to the tenant since it was computed, through this instance: every successful
 //!   non-safe request to a tenant ([`Answers::forget`], called by the router) drops what this
 //!   instance kept for that tenant, and an answer whose batch ran while a write went through is
-//!   not kept at all ([`Ticket`]). Writes through other instances (or straight to the
+//!   not kept at all ([`Computing`]). Writes through other instances (or straight to the
 //!   database) show within the TTL, as they would through any CDN within `max-age`.
 //!
 //! Bounded: [`MAX_BYTES`] of bodies and [`MAX_ENTRIES`] answers, the oldest kept going first;
@@ -61,15 +69,67 @@ pub struct Kept {
     pub age: Duration,
 }
 
-/// Where a write stood when an answer's computation began: the answer is kept only if no
-/// write to its tenant came between ([`Answers::keep`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Ticket(u64);
+/// What [`Answers::find`] found for a request.
+pub enum Found<'a> {
+    /// Serve this: fresh, or past its TTL while another request computes its successor.
+    Kept(Kept),
+    /// Compute the answer, then [`Answers::keep`] it with this.
+    Compute(Computing<'a>),
+}
+
+/// A computation [`Answers::find`] asked for: where writes stood when it began (the answer is
+/// kept only if no write to its tenant came between), and, when it refreshes an answer past
+/// its TTL, that answer's mark, lifted when this is dropped (kept, failed or cancelled).
+pub struct Computing<'a> {
+    answers: &'a Answers,
+    ticket: u64,
+    refreshing: Option<Rc<str>>,
+    /// The answer it refreshes (with its age then): served instead of a failure to compute
+    /// it ([`Computing::stale`]).
+    stale: Option<Kept>,
+}
+
+impl Computing<'_> {
+    /// The answer this computation refreshes, if any: what a request serves when its batch
+    /// fails at `now` (RFC 5861's `stale-if-error`, within `max-age`) rather than a 5xx. It is
+    /// then served as fresh for another TTL (never past `max-age`), so an outage costs the
+    /// origin one failing batch per answer and TTL, not one per request.
+    pub fn stale(mut self, now: SystemTime) -> Option<Kept> {
+        let kept = self.stale.take()?;
+        if let (Some(key), Ok(mut state)) = (
+            self.refreshing.as_ref(),
+            self.answers.state.try_borrow_mut(),
+        ) {
+            if let Some(slot) = state.slots.get_mut(&**key) {
+                slot.expires = (now + self.answers.ttl).min(slot.serve_until);
+            }
+        }
+        Some(kept)
+    }
+}
+
+impl Drop for Computing<'_> {
+    fn drop(&mut self) {
+        let Some(key) = self.refreshing.take() else {
+            return;
+        };
+        if let Ok(mut state) = self.answers.state.try_borrow_mut() {
+            if let Some(slot) = state.slots.get_mut(&*key) {
+                slot.refreshing = false;
+            }
+        }
+    }
+}
 
 struct Slot {
     kept: Kept,
     stored: SystemTime,
+    /// Fresh until then (the TTL).
     expires: SystemTime,
+    /// Served while a request computes its successor until then (`max-age`).
+    serve_until: SystemTime,
+    /// A request is computing its successor.
+    refreshing: bool,
     /// The write counter when its computation began.
     ticket: u64,
     /// Its place in [`State::order`].
@@ -108,14 +168,17 @@ impl State {
 /// This instance's public answers ([module docs](self)).
 pub struct Answers {
     ttl: Duration,
+    max_age: Duration,
     state: RefCell<State>,
 }
 
 impl Answers {
-    /// Answers kept `ttl` at most; a zero `ttl` keeps none.
-    pub fn new(ttl: Duration) -> Self {
+    /// Answers fresh for `ttl`, and served past it while their successor is computed until
+    /// `max_age`; a zero `ttl` keeps none.
+    pub fn new(ttl: Duration, max_age: Duration) -> Self {
         Self {
             ttl,
+            max_age: max_age.max(ttl),
             state: RefCell::default(),
         }
     }
@@ -133,17 +196,34 @@ impl Answers {
         self.len() == 0
     }
 
-    /// The answer kept for `tenant` under `key`, if it is still fresh at `now`.
-    pub fn get(&self, tenant: &str, key: &str, now: SystemTime) -> Option<Kept> {
+    /// The answer to serve for `tenant` under `key` at `now`, or the computation to make.
+    pub fn find(&self, tenant: &str, key: &str, now: SystemTime) -> Found<'_> {
+        let compute = |ticket, refreshing| {
+            Found::Compute(Computing {
+                answers: self,
+                ticket,
+                refreshing,
+                stale: None,
+            })
+        };
         if self.ttl.is_zero() {
-            return None;
+            return compute(0, None);
         }
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            // Never (single-threaded, never held across an await): the oldest ticket, which
+            // any write to the tenant makes stale.
+            return compute(0, None);
+        };
+        let ticket = state.writes;
         let key = slot_key(tenant, key);
-        let mut state = self.state.try_borrow_mut().ok()?;
-        let slot = state.slots.get(&*key)?;
-        if slot.expires <= now || state.stale(tenant, slot.ticket) {
+        let Some(slot) = state.slots.get(&*key) else {
+            return compute(ticket, None);
+        };
+        let usable = !state.stale(tenant, slot.ticket) && now < slot.serve_until;
+        let fresh = now < slot.expires;
+        if !usable {
             state.remove(&key);
-            return None;
+            return compute(ticket, None);
         }
         let mut kept = slot.kept.clone();
         kept.age = Duration::from_secs(
@@ -151,35 +231,43 @@ impl Answers {
                 .unwrap_or_default()
                 .as_secs(),
         );
-        Some(kept)
+        if !fresh && !slot.refreshing {
+            let key: Rc<str> = Rc::from(key);
+            if let Some(slot) = state.slots.get_mut(&*key) {
+                slot.refreshing = true;
+            }
+            return Found::Compute(Computing {
+                answers: self,
+                ticket,
+                refreshing: Some(key),
+                stale: Some(kept),
+            });
+        }
+        Found::Kept(kept)
     }
 
-    /// Taken before an answer's computation begins, handed to [`Answers::keep`] after.
-    pub fn ticket(&self) -> Ticket {
-        // Unreadable state (never, single-threaded and never held across an await): the
-        // oldest ticket, which any write to the tenant makes stale.
-        Ticket(self.state.try_borrow().map_or(0, |s| s.writes))
-    }
-
-    /// Keeps `body` (tagged `etag`) for `tenant` under `key`, computed since `ticket` and as of
-    /// `now`, unless a write to the tenant came between or it is over the bounds. Pushes out
-    /// the oldest answers to make room.
+    /// Keeps `body` (tagged `etag`) for `tenant` under `key`, as [`Answers::find`] asked for it
+    /// (`computing`) and as of `now`, unless a write to the tenant came between or it is over the
+    /// bounds. Pushes out the oldest answers to make room.
     pub fn keep(
         &self,
+        computing: Computing<'_>,
         tenant: &str,
         key: &str,
-        ticket: Ticket,
         body: Bytes,
         etag: &str,
         now: SystemTime,
     ) {
+        let ticket = computing.ticket;
+        // Its mark (if it refreshed) goes with the answer it replaces, or stays lifted.
+        drop(computing);
         if self.ttl.is_zero() || body.len() > MAX_BODY || key.len() > MAX_KEY {
             return;
         }
         let Ok(mut state) = self.state.try_borrow_mut() else {
             return;
         };
-        if state.stale(tenant, ticket.0) {
+        if state.stale(tenant, ticket) {
             return;
         }
         let key: Rc<str> = Rc::from(slot_key(tenant, key));
@@ -204,7 +292,9 @@ impl Answers {
                 },
                 stored: now,
                 expires: now + self.ttl,
-                ticket: ticket.0,
+                serve_until: now + self.max_age,
+                refreshing: false,
+                ticket,
                 stamp,
             },
         );
@@ -244,39 +334,139 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s)
     }
 
+    fn answers(ttl: u64) -> Answers {
+        Answers::new(Duration::from_secs(ttl), Duration::from_secs(60))
+    }
+
+    /// A computation begun now, whatever is kept (to keep over a fresh answer).
+    fn computing(a: &Answers) -> Computing<'_> {
+        Computing {
+            answers: a,
+            ticket: a.state.borrow().writes,
+            refreshing: None,
+            stale: None,
+        }
+    }
+
     fn keep(a: &Answers, tenant: &str, key: &str, body: &str, now: SystemTime) {
-        let ticket = a.ticket();
-        a.keep(
-            tenant,
-            key,
-            ticket,
-            Bytes::from(body.to_owned()),
-            "\"t\"",
-            now,
-        );
+        let c = computing(a);
+        a.keep(c, tenant, key, Bytes::from(body.to_owned()), "\"t\"", now);
     }
 
     fn body(a: &Answers, tenant: &str, key: &str, now: SystemTime) -> Option<String> {
-        a.get(tenant, key, now)
-            .map(|k| String::from_utf8(k.body.to_vec()).unwrap())
+        match a.find(tenant, key, now) {
+            Found::Kept(k) => Some(String::from_utf8(k.body.to_vec()).unwrap()),
+            Found::Compute(_) => None,
+        }
     }
 
     #[test]
     fn an_answer_is_served_until_its_ttl_with_its_age() {
-        let a = Answers::new(Duration::from_secs(10));
+        let a = answers(10);
         keep(&a, T, "/v1/storefront/catalog", "page", at(0));
-        let hit = a.get(T, "/v1/storefront/catalog", at(3)).unwrap();
+        let Found::Kept(hit) = a.find(T, "/v1/storefront/catalog", at(3)) else {
+            panic!("kept");
+        };
         assert_eq!(&hit.body[..], b"page");
         assert_eq!(&*hit.etag, "\"t\"");
         assert_eq!(hit.age, Duration::from_secs(3));
-        assert!(a.get(T, "/v1/storefront/catalog", at(9)).is_some());
-        assert!(a.get(T, "/v1/storefront/catalog", at(10)).is_none());
-        assert!(a.is_empty(), "an expired answer is dropped when found");
+        assert!(body(&a, T, "/v1/storefront/catalog", at(9)).is_some());
+        assert!(body(&a, T, "/v1/storefront/catalog", at(10)).is_none());
+    }
+
+    #[test]
+    fn past_its_ttl_one_request_computes_while_the_others_get_the_old_answer() {
+        let a = answers(10);
+        keep(&a, T, "k", "old", at(0));
+        // The first request past the TTL computes; meanwhile others get the old answer.
+        let Found::Compute(refresh) = a.find(T, "k", at(12)) else {
+            panic!("the first request past the TTL computes");
+        };
+        let Found::Kept(meanwhile) = a.find(T, "k", at(13)) else {
+            panic!("the others get the old answer");
+        };
+        assert_eq!(
+            (&meanwhile.body[..], meanwhile.age),
+            (&b"old"[..], Duration::from_secs(13))
+        );
+        assert!(body(&a, T, "k", at(14)).is_some());
+        a.keep(refresh, T, "k", Bytes::from_static(b"new"), "\"n\"", at(14));
+        let Found::Kept(fresh) = a.find(T, "k", at(15)) else {
+            panic!("kept");
+        };
+        assert_eq!(
+            (&fresh.body[..], fresh.age),
+            (&b"new"[..], Duration::from_secs(1))
+        );
+        assert_eq!(a.len(), 1);
+    }
+
+    #[test]
+    fn a_refresh_that_fails_hands_the_refresh_to_the_next_request() {
+        let a = answers(10);
+        keep(&a, T, "k", "old", at(0));
+        let Found::Compute(refresh) = a.find(T, "k", at(12)) else {
+            panic!("computes");
+        };
+        assert!(body(&a, T, "k", at(12)).is_some());
+        // Its batch failed (or the request was cancelled): nothing kept.
+        drop(refresh);
+        assert!(matches!(a.find(T, "k", at(13)), Found::Compute(_)));
+        // (That one was dropped too.) The old answer is still served while another computes.
+        let Found::Compute(_again) = a.find(T, "k", at(13)) else {
+            panic!("computes");
+        };
+        assert_eq!(body(&a, T, "k", at(13)).as_deref(), Some("old"));
+    }
+
+    #[test]
+    fn a_refresh_carries_the_old_answer_to_serve_if_it_fails() {
+        let a = answers(10);
+        keep(&a, T, "k", "old", at(0));
+        let Found::Compute(refresh) = a.find(T, "k", at(12)) else {
+            panic!("computes");
+        };
+        let stale = refresh.stale(at(13)).expect("the answer it refreshes");
+        assert_eq!(
+            (&stale.body[..], stale.age),
+            (&b"old"[..], Duration::from_secs(12))
+        );
+        // Then it is served for another TTL without a try, never past max-age.
+        assert_eq!(body(&a, T, "k", at(22)).as_deref(), Some("old"));
+        let Found::Compute(again) = a.find(T, "k", at(23)) else {
+            panic!("tried again after a TTL");
+        };
+        assert!(again.stale(at(55)).is_some());
+        assert_eq!(body(&a, T, "k", at(59)).as_deref(), Some("old"));
+        assert_eq!(body(&a, T, "k", at(60)), None);
+        // A computation with nothing to refresh has nothing to fall back on.
+        let Found::Compute(first) = a.find(T, "other", at(12)) else {
+            panic!("computes");
+        };
+        assert!(first.stale(at(12)).is_none());
+    }
+
+    #[test]
+    fn an_old_answer_is_never_served_past_max_age_or_a_write() {
+        let a = answers(10);
+        keep(&a, T, "k", "old", at(0));
+        let Found::Compute(_refresh) = a.find(T, "k", at(12)) else {
+            panic!("computes");
+        };
+        // At max-age (60 s) it is not served even while its successor is computed.
+        assert!(body(&a, T, "k", at(60)).is_none());
+        let a = answers(10);
+        keep(&a, T, "k", "old", at(0));
+        let Found::Compute(_refresh) = a.find(T, "k", at(12)) else {
+            panic!("computes");
+        };
+        a.forget(T);
+        assert!(body(&a, T, "k", at(13)).is_none());
     }
 
     #[test]
     fn keys_and_tenants_are_kept_apart() {
-        let a = Answers::new(Duration::from_secs(10));
+        let a = answers(10);
         keep(&a, T, "/v1/storefront/catalog?limit=2", "two", at(0));
         assert_eq!(body(&a, T, "/v1/storefront/catalog?limit=3", at(1)), None);
         assert_eq!(body(&a, U, "/v1/storefront/catalog?limit=2", at(1)), None);
@@ -297,7 +487,7 @@ mod tests {
 
     #[test]
     fn a_write_drops_the_tenants_answers_and_no_others() {
-        let a = Answers::new(Duration::from_secs(10));
+        let a = answers(10);
         keep(&a, T, "t1", "a", at(0));
         keep(&a, U, "u1", "b", at(0));
         a.forget(T);
@@ -310,20 +500,25 @@ mod tests {
 
     #[test]
     fn an_answer_computed_while_a_write_went_through_is_not_kept() {
-        let a = Answers::new(Duration::from_secs(10));
-        let ticket = a.ticket();
+        let a = answers(10);
+        let Found::Compute(c) = a.find(T, "t1", at(0)) else {
+            panic!("nothing kept yet");
+        };
+        let Found::Compute(other) = a.find(U, "u1", at(0)) else {
+            panic!("nothing kept yet");
+        };
         // The page's batch runs; meanwhile a write to the tenant commits.
         a.forget(T);
-        a.keep(T, "t1", ticket, Bytes::from_static(b"old"), "\"o\"", at(0));
+        a.keep(c, T, "t1", Bytes::from_static(b"old"), "\"o\"", at(0));
         assert_eq!(body(&a, T, "t1", at(0)), None);
         // Another tenant's answer computed meanwhile is kept.
-        a.keep(U, "u1", ticket, Bytes::from_static(b"u"), "\"u\"", at(0));
+        a.keep(other, U, "u1", Bytes::from_static(b"u"), "\"u\"", at(0));
         assert_eq!(body(&a, U, "u1", at(0)).as_deref(), Some("u"));
     }
 
     #[test]
     fn a_zero_ttl_keeps_nothing() {
-        let a = Answers::new(Duration::ZERO);
+        let a = answers(0);
         keep(&a, T, "k", "x", at(0));
         assert!(a.is_empty());
         assert_eq!(body(&a, T, "k", at(0)), None);
@@ -331,7 +526,7 @@ mod tests {
 
     #[test]
     fn the_oldest_answers_go_first_past_the_bounds() {
-        let a = Answers::new(Duration::from_secs(60));
+        let a = answers(60);
         for i in 0..MAX_ENTRIES + 5 {
             keep(&a, T, &format!("k{i}"), "x", at(0));
         }
@@ -339,8 +534,8 @@ mod tests {
         assert_eq!(body(&a, T, "k0", at(1)), None);
         assert_eq!(body(&a, T, "k4", at(1)), None);
         assert!(body(&a, T, "k5", at(1)).is_some());
-        // Bytes: each body just under the largest kept, until the byte bound pushes out.
-        let a = Answers::new(Duration::from_secs(60));
+        // Bytes: each body the largest kept, until the byte bound pushes out.
+        let a = answers(60);
         let big = "y".repeat(MAX_BODY);
         let fit = MAX_BYTES / MAX_BODY;
         for i in 0..fit + 2 {
@@ -359,7 +554,7 @@ mod tests {
 
     #[test]
     fn keeping_a_key_again_replaces_it_and_its_bytes() {
-        let a = Answers::new(Duration::from_secs(60));
+        let a = answers(60);
         keep(&a, T, "k", "first", at(0));
         keep(&a, T, "k", "second!", at(1));
         assert_eq!(a.len(), 1);
@@ -370,7 +565,7 @@ mod tests {
 
     #[test]
     fn too_many_written_tenants_drop_everything_kept_before() {
-        let a = Answers::new(Duration::from_secs(60));
+        let a = answers(60);
         keep(&a, U, "u", "kept", at(0));
         for i in 0..MAX_TENANTS + 1 {
             a.forget(&format!("tenant-{i}"));

@@ -437,6 +437,62 @@ fn a_storefront_answer_is_served_again_from_memory_with_its_age_until_its_ttl() 
 }
 
 #[test]
+fn a_kept_storefront_answer_outlives_a_database_outage_within_max_age() {
+    let down = std::rc::Rc::new(std::cell::Cell::new(false));
+    let failing = down.clone();
+    let edge = edge_with(
+        dev_settings(),
+        Box::new(move |req: &Request<Bytes>| {
+            let catalog = String::from_utf8_lossy(req.body()).contains("FROM public.catalog_items");
+            if catalog && failing.get() {
+                return Err(OutboundError::Network("connection refused".into()));
+            }
+            demo_item(req)
+        }),
+    );
+    let first = storefront_get(&edge, Method::GET, None);
+    assert_eq!(first.status(), 200);
+    down.set(true);
+    // Past the TTL the answer is computed again; its batch fails, so the old answer is served
+    // (it is 12 s old, under max-age's 60), and the failure is logged.
+    edge.platform().advance(12);
+    let during = storefront_get(&edge, Method::GET, None);
+    assert_eq!(during.status(), 200);
+    assert_eq!(during.body(), first.body());
+    assert_eq!(during.headers()["age"], "12");
+    assert_eq!(item_batches(&edge), 2);
+    let logged = edge.platform().logs.borrow().iter().any(|l| {
+        serde_json::from_str::<Value>(l)
+            .is_ok_and(|l| l["msg"] == "request" && l["status"] == 200 && l["code"].is_string())
+    });
+    assert!(logged, "the failure behind the old answer is logged");
+    // It is then served for another TTL without a try (the origin gets one failing batch per
+    // answer and TTL, not one per request), then tried again.
+    assert_eq!(
+        storefront_get(&edge, Method::GET, None).headers()["age"],
+        "12"
+    );
+    assert_eq!(item_batches(&edge), 2);
+    edge.platform().advance(10);
+    assert_eq!(
+        storefront_get(&edge, Method::GET, None).headers()["age"],
+        "22"
+    );
+    assert_eq!(item_batches(&edge), 3);
+    // At max-age the old answer is gone: the failure is the answer.
+    edge.platform().advance(38);
+    let late = storefront_get(&edge, Method::GET, None);
+    assert!(late.status().is_server_error(), "{}", late.status());
+    // Back up: computed and kept again.
+    down.set(false);
+    assert_eq!(storefront_get(&edge, Method::GET, None).status(), 200);
+    assert_eq!(
+        storefront_get(&edge, Method::GET, None).headers()["age"],
+        "0"
+    );
+}
+
+#[test]
 fn storefront_answers_are_computed_every_time_when_the_edge_cache_is_off() {
     for (ttl, max_age) in [("0", "60"), ("30", "0"), ("10", "")] {
         let mut settings = dev_settings();

@@ -133,10 +133,14 @@ impl<P: Platform> Edge<P> {
             routes: routes::Router::new(),
             request_headers: request_headers::RequestHeaders::new(config.as_ref().ok()),
             head: request_headers::HeadBuffer::default(),
-            answers: answers::Answers::new(
-                config
-                    .as_ref()
-                    .map_or(std::time::Duration::ZERO, |c| c.tenancy.storefront_edge_ttl),
+            answers: config.as_ref().map_or_else(
+                |_| answers::Answers::new(std::time::Duration::ZERO, std::time::Duration::ZERO),
+                |c| {
+                    answers::Answers::new(
+                        c.tenancy.storefront_edge_ttl,
+                        c.tenancy.storefront_max_age,
+                    )
+                },
             ),
             config,
         }

@@ -11,6 +11,7 @@ use http::header;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::answers::{Computing, Found};
 use crate::catalog::{find_item, tenant_currency, ItemId, StorefrontListing};
 use crate::config::S3Config;
 use crate::cx::{Path, Public, Query};
@@ -141,17 +142,33 @@ async fn remembered<P: Platform>(
 ) -> Result<Reply, ApiError> {
     let now = cx.env.platform.now();
     let lookup = Lookup::of(cx, now);
-    let kept = lookup.kept();
+    let computing = match lookup.find() {
+        Ok(reply) => {
+            crate::ports::note(cx.env.platform, |t| t.note_cache(Cache::Answer, true));
+            return Ok(reply);
+        }
+        Err(computing) => computing,
+    };
     if lookup.counts() {
-        let hit = kept.is_some();
-        crate::ports::note(cx.env.platform, |t| t.note_cache(Cache::Answer, hit));
+        crate::ports::note(cx.env.platform, |t| t.note_cache(Cache::Answer, false));
     }
-    if let Some(reply) = kept {
-        return Ok(reply);
+    match answer.await {
+        Ok(body) => Ok(lookup.keep(computing, body)),
+        // The origin failed (database down, slow or refusing): the answer this one refreshes,
+        // if any, rather than the failure (`stale-if-error`). The failure is still the
+        // request's to log.
+        Err(e) if e.status().is_server_error() => match computing.stale(now) {
+            Some(kept) => {
+                crate::ports::note(cx.env.platform, |t| {
+                    t.note_error(&e.code().to_string(), e.log())
+                });
+                Ok(lookup.reply(kept))
+            }
+            None => Err(e),
+        },
+        // Dropped with the failure: the next request computes it.
+        Err(e) => Err(e),
     }
-    let ticket = cx.env.answers.ticket();
-    let body = answer.await?;
-    Ok(lookup.keep(ticket, body))
 }
 
 /// What [`remembered`] looks up and keeps, for one request (not generic: one copy for every
@@ -185,22 +202,33 @@ impl<'c> Lookup<'c> {
         !self.answers.ttl().is_zero()
     }
 
-    /// The kept answer's reply, with its `Age`.
-    fn kept(&self) -> Option<Reply> {
-        let kept = self.answers.get(self.tenant, self.key, self.now)?;
-        let mut age = itoa::Buffer::new();
-        Some(
-            Reply::public_json(kept.body, &kept.etag, self.max_age, self.if_none_match)
-                .header(header::AGE, age.format(kept.age.as_secs())),
-        )
+    /// The kept answer's reply, with its `Age`, or the computation to make.
+    fn find(&self) -> Result<Reply, Computing<'c>> {
+        match self.answers.find(self.tenant, self.key, self.now) {
+            Found::Kept(kept) => Ok(self.reply(kept)),
+            Found::Compute(computing) => Err(computing),
+        }
     }
 
-    /// Keeps the answer computed since `ticket`, and replies with it.
-    fn keep(&self, ticket: crate::answers::Ticket, answer: JsonObject) -> Reply {
+    /// A kept answer's reply, with its `Age`.
+    fn reply(&self, kept: crate::answers::Kept) -> Reply {
+        let mut age = itoa::Buffer::new();
+        Reply::public_json(kept.body, &kept.etag, self.max_age, self.if_none_match)
+            .header(header::AGE, age.format(kept.age.as_secs()))
+    }
+
+    /// Keeps the answer `computing` asked for, and replies with it.
+    fn keep(&self, computing: Computing<'c>, answer: JsonObject) -> Reply {
         let body = Bytes::from(answer.finish_bytes());
         let etag = body_tag(&body);
-        self.answers
-            .keep(self.tenant, self.key, ticket, body.clone(), &etag, self.now);
+        self.answers.keep(
+            computing,
+            self.tenant,
+            self.key,
+            body.clone(),
+            &etag,
+            self.now,
+        );
         Reply::public_json(body, &etag, self.max_age, self.if_none_match)
     }
 }

@@ -322,7 +322,10 @@ impl Instance {
         let config = Config::load(&|k: &str| m.get(k).cloned()).unwrap();
         let auth = Authenticator::new(config.auth.clone());
         Self {
-            answers: crate::answers::Answers::new(config.tenancy.storefront_edge_ttl),
+            answers: crate::answers::Answers::new(
+                config.tenancy.storefront_edge_ttl,
+                config.tenancy.storefront_max_age,
+            ),
             config,
             auth,
             platform: TestPlatform::new(respond),
