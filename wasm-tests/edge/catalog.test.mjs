@@ -372,6 +372,26 @@ test("storefront answers: served again from the instance's memory while fresh, d
   assert.equal(many.batches, kept ? 0 : 20);
 });
 
+test('storefront answers: past the TTL, many concurrent shoppers make one batch between them', async () => {
+  const t = await createTenant();
+  const admin = await bearer(t, 'admin');
+  await created(t, admin, item({ status: 'active', name: 'Stampede mug' }));
+  const path = '/v1/storefront/catalog?q=stampede';
+  const first = await api(t, path);
+  assert.equal(first.status, 200);
+  const body = await first.text();
+  // Past the default TTL (10 s): the answer is computed again, once.
+  await new Promise((r) => setTimeout(r, 10_500));
+  const before = await sqlStats();
+  const all = await Promise.all(Array.from({ length: 20 }, () => api(t, path)));
+  const bodies = await Promise.all(all.map((r) => r.text()));
+  const after = await sqlStats();
+  assert.deepEqual(all.map((r) => r.status), Array(20).fill(200));
+  for (const b of bodies) assert.equal(b, body);
+  const batches = after.sql_batches - before.sql_batches;
+  assert.equal(batches, runtime === 'workers' ? 1 : 20, `${batches} batches for 20 concurrent shoppers`);
+});
+
 test('catalog images: only ready image files; the storefront returns presigned URLs', async () => {
   const t = await createTenant();
   const admin = await bearer(t, 'admin');
