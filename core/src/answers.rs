@@ -50,6 +50,11 @@ pub const MAX_KEY: usize = 1_024;
 /// Tenants whose last write is remembered; past that, every kept answer is dropped at once.
 const MAX_TENANTS: usize = 10_000;
 
+/// `now + by`, or `now` where the clock cannot add it (never panics, unlike `+`).
+fn later(now: SystemTime, by: Duration) -> SystemTime {
+    now.checked_add(by).unwrap_or(now)
+}
+
 /// A slot's key: the tenant's id, then the answer's own key (a path cannot hold a line break).
 fn slot_key(tenant: &str, key: &str) -> String {
     let mut k = String::with_capacity(tenant.len() + 1 + key.len());
@@ -101,7 +106,7 @@ impl Computing<'_> {
             self.answers.state.try_borrow_mut(),
         ) {
             if let Some(slot) = state.slots.get_mut(&**key) {
-                slot.expires = (now + self.answers.ttl).min(slot.serve_until);
+                slot.expires = later(now, self.answers.ttl).min(slot.serve_until);
             }
         }
         Some(kept)
@@ -153,7 +158,8 @@ struct State {
 }
 
 impl State {
-    fn stale(&self, tenant: &str, ticket: u64) -> bool {
+    /// Whether a write to `tenant` came after `ticket` (or everything before it was dropped).
+    fn written_since(&self, tenant: &str, ticket: u64) -> bool {
         ticket < self.floor || self.written.get(tenant).is_some_and(|&w| w > ticket)
     }
 
@@ -181,6 +187,15 @@ impl Answers {
             max_age: max_age.max(ttl),
             state: RefCell::default(),
         }
+    }
+
+    /// The storefront's answers as `tenancy` configures them (`STOREFRONT_EDGE_CACHE_SECONDS`
+    /// within `STOREFRONT_CACHE_SECONDS`); none for an instance without a configuration.
+    pub fn for_storefront(tenancy: Option<&crate::config::TenancyConfig>) -> Self {
+        tenancy.map_or_else(
+            || Self::new(Duration::ZERO, Duration::ZERO),
+            |t| Self::new(t.storefront_edge_ttl, t.storefront_max_age),
+        )
     }
 
     pub fn ttl(&self) -> Duration {
@@ -219,7 +234,7 @@ impl Answers {
         let Some(slot) = state.slots.get(&*key) else {
             return compute(ticket, None);
         };
-        let usable = !state.stale(tenant, slot.ticket) && now < slot.serve_until;
+        let usable = !state.written_since(tenant, slot.ticket) && now < slot.serve_until;
         let fresh = now < slot.expires;
         if !usable {
             state.remove(&key);
@@ -267,7 +282,7 @@ impl Answers {
         let Ok(mut state) = self.state.try_borrow_mut() else {
             return;
         };
-        if state.stale(tenant, ticket) {
+        if state.written_since(tenant, ticket) {
             return;
         }
         let key: Rc<str> = Rc::from(slot_key(tenant, key));
@@ -291,8 +306,8 @@ impl Answers {
                     age: Duration::ZERO,
                 },
                 stored: now,
-                expires: now + self.ttl,
-                serve_until: now + self.max_age,
+                expires: later(now, self.ttl),
+                serve_until: later(now, self.max_age),
                 refreshing: false,
                 ticket,
                 stamp,

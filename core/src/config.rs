@@ -352,7 +352,8 @@ impl Config {
                 names
             }
         };
-        let mut tenancy = TenancyConfig {
+        let storefront_max_age = r.seconds("STOREFRONT_CACHE_SECONDS", 60)?;
+        let tenancy = TenancyConfig {
             reserved,
             trust_forwarded_host: r.bool("TRUST_FORWARDED_HOST", false)?,
             cache_ttl: r.seconds("TENANT_CACHE_TTL_SECONDS", 60)?,
@@ -374,12 +375,11 @@ impl Config {
                     origins
                 }
             },
-            storefront_max_age: r.seconds("STOREFRONT_CACHE_SECONDS", 60)?,
-            storefront_edge_ttl: Duration::ZERO,
+            storefront_max_age,
+            storefront_edge_ttl: r
+                .seconds_or_off("STOREFRONT_EDGE_CACHE_SECONDS", 10)?
+                .min(storefront_max_age),
         };
-        tenancy.storefront_edge_ttl = r
-            .seconds_or_off("STOREFRONT_EDGE_CACHE_SECONDS", 10)?
-            .min(tenancy.storefront_max_age);
         let issuers = r.required("JWT_ISSUERS")?;
         let auth =
             AuthConfig::from_json(&issuers, r.optional("JWT_CLAIMS").as_deref()).map_err(|e| {
@@ -606,25 +606,34 @@ impl Reader<'_> {
     }
 
     fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-        match self.optional(name) {
-            None => Ok(Duration::from_secs(default)),
-            Some(v) => match v.parse::<u64>() {
-                Ok(s) if (1..=86_400).contains(&s) => Ok(Duration::from_secs(s)),
-                _ => Err(self.bad(name, "must be a whole number of seconds from 1 to 86400")),
-            },
-        }
+        self.seconds_from(name, default, 1)
     }
 
     /// [`Reader::seconds`] where 0 turns the feature off.
     fn seconds_or_off(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-        match self.optional(name).as_deref() {
-            Some("0") => Ok(Duration::ZERO),
-            Some(v) if v.parse::<u64>().is_ok_and(|s| s <= 86_400) => self.seconds(name, default),
-            Some(_) => Err(self.bad(
-                name,
-                "must be a whole number of seconds from 0 (off) to 86400",
-            )),
+        self.seconds_from(name, default, 0)
+    }
+
+    /// Whole seconds from `lowest` to a day.
+    fn seconds_from(
+        &self,
+        name: &'static str,
+        default: u64,
+        lowest: u64,
+    ) -> Result<Duration, ConfigError> {
+        match self.optional(name) {
             None => Ok(Duration::from_secs(default)),
+            Some(v) => match v.parse::<u64>() {
+                Ok(s) if (lowest..=86_400).contains(&s) => Ok(Duration::from_secs(s)),
+                _ => Err(self.bad(
+                    name,
+                    if lowest == 0 {
+                        "must be a whole number of seconds from 0 (off) to 86400"
+                    } else {
+                        "must be a whole number of seconds from 1 to 86400"
+                    },
+                )),
+            },
         }
     }
 

@@ -133,15 +133,7 @@ impl<P: Platform> Edge<P> {
             routes: routes::Router::new(),
             request_headers: request_headers::RequestHeaders::new(config.as_ref().ok()),
             head: request_headers::HeadBuffer::default(),
-            answers: config.as_ref().map_or_else(
-                |_| answers::Answers::new(std::time::Duration::ZERO, std::time::Duration::ZERO),
-                |c| {
-                    answers::Answers::new(
-                        c.tenancy.storefront_edge_ttl,
-                        c.tenancy.storefront_max_age,
-                    )
-                },
-            ),
+            answers: answers::Answers::for_storefront(config.as_ref().ok().map(|c| &c.tenancy)),
             config,
         }
     }

@@ -2,9 +2,8 @@
 //! active catalog. Responses are cacheable by CDNs and browsers (`Cache-Control: public`,
 //! `ETag`, `304` on `If-None-Match`); CORS is applied by the router.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header;
@@ -177,13 +176,13 @@ struct Lookup<'c> {
     answers: &'c crate::answers::Answers,
     tenant: &'c str,
     key: &'c str,
-    now: std::time::SystemTime,
+    now: SystemTime,
     max_age: Duration,
     if_none_match: Option<&'c str>,
 }
 
 impl<'c> Lookup<'c> {
-    fn of<P>(cx: &'c Public<'_, P>, now: std::time::SystemTime) -> Self {
+    fn of<P>(cx: &'c Public<'_, P>, now: SystemTime) -> Self {
         let uri = &cx.head.uri;
         Self {
             answers: cx.env.answers,

@@ -322,10 +322,7 @@ impl Instance {
         let config = Config::load(&|k: &str| m.get(k).cloned()).unwrap();
         let auth = Authenticator::new(config.auth.clone());
         Self {
-            answers: crate::answers::Answers::new(
-                config.tenancy.storefront_edge_ttl,
-                config.tenancy.storefront_max_age,
-            ),
+            answers: crate::answers::Answers::for_storefront(Some(&config.tenancy)),
             config,
             auth,
             platform: TestPlatform::new(respond),
