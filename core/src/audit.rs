@@ -4,8 +4,8 @@
 //! (`sql::AuditCx`); the app role may insert and read them, never change or delete them.
 
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -62,8 +62,8 @@ pub struct AuditListing {
     action: Option<String>,
     target_type: Option<String>,
     target_id: Option<String>,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
+    since: Option<SystemTime>,
+    until: Option<SystemTime>,
 }
 
 /// `[a-z_]+`, at most `max` bytes.
@@ -167,7 +167,7 @@ impl AuditListing {
                 filters.push(format!("{column} = {}", params.bind(v.clone())));
             }
         }
-        let micros = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+        let micros = crate::rfc3339::micros;
         if let Some(t) = self.since {
             filters.push(format!("a.at >= {}::timestamptz", params.bind(micros(t))));
         }

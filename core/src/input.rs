@@ -606,10 +606,13 @@ impl QueryString {
 
     /// An RFC 3339 time (`2026-12-01T00:00:00Z`, any offset, read as UTC) in the years the
     /// database and every client agree on, 1970 to 9999.
-    pub fn time(&mut self, name: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    pub fn time(&mut self, name: &str) -> Option<std::time::SystemTime> {
+        /// 10000-01-01T00:00:00Z.
+        const YEAR_10000: std::time::Duration = std::time::Duration::from_secs(253_402_300_800);
         let raw = self.string(name, 64)?;
-        match chrono::DateTime::parse_from_rfc3339(&raw).map(|t| t.with_timezone(&chrono::Utc)) {
-            Ok(t) if (1970..=9999).contains(&chrono::Datelike::year(&t)) => Some(t),
+        let end = std::time::UNIX_EPOCH + YEAR_10000;
+        match crate::rfc3339::parse(&raw) {
+            Some(t) if t < end => Some(t),
             _ => {
                 self.error(
                     name,

@@ -54,6 +54,7 @@ pub mod rate_policy;
 pub mod ratelimit;
 pub mod reply;
 pub mod request_headers;
+pub mod rfc3339;
 pub mod routes;
 pub mod s3;
 pub mod settings;

@@ -359,10 +359,7 @@ impl<P: Platform> Platform for Traced<P> {
 
 /// `2026-12-03T05:00:00.123Z`.
 pub fn timestamp(t: SystemTime) -> String {
-    let millis = t
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_millis());
-    crate::sigv4::Civil::from_system_time(t).rfc3339_millis(millis)
+    crate::rfc3339::millis(t)
 }
 
 fn line_outcome(o: &Outcome) -> (Option<u16>, &'static str) {

@@ -196,9 +196,7 @@ pub fn normalize_content_type(raw: &str) -> Option<String> {
 }
 
 fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t)
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    crate::rfc3339::seconds(t)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -527,8 +525,8 @@ async fn sweep_staging<P: Platform>(cx: &Member<'_, P>, keys: &[String]) {
 /// database decides then).
 fn has_passed(instant: Option<&str>, now: SystemTime) -> bool {
     instant
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .is_some_and(|t| SystemTime::from(t) <= now)
+        .and_then(crate::rfc3339::parse)
+        .is_some_and(|t| t <= now)
 }
 
 fn upload_expired() -> ApiError {

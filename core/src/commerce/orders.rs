@@ -5,9 +5,8 @@
 //! and campaign. Members read; admins write.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
@@ -34,21 +33,21 @@ const SORTS: &[Sort] = &[Sort {
 }];
 
 /// Full precision: a bound cut to the second would drop what happened in its last second.
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+fn rfc3339(t: SystemTime) -> String {
+    crate::rfc3339::micros(t)
 }
 
 /// How far an open range's end reaches past the edge's "now": the database stamps rows with
 /// its own clock, which may run a little ahead of the edge's.
-const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// `GET /v1/orders?status=&email=&from=&to=&limit=&cursor=`.
 pub struct OrderListing {
     page: PageRequest,
     status: Option<String>,
     email: Option<String>,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
+    from: Option<SystemTime>,
+    to: Option<SystemTime>,
 }
 
 impl FromQuery for OrderListing {
@@ -71,8 +70,8 @@ impl FromQuery for OrderListing {
 /// A report's range: `from` (inclusive) and `to` (exclusive), as asked; an open end is
 /// resolved by the handler, which knows "now" (the last 30 days by default).
 pub struct Range {
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
+    from: Option<SystemTime>,
+    to: Option<SystemTime>,
 }
 
 impl FromQuery for Range {
@@ -90,22 +89,23 @@ impl FromQuery for Range {
 
 impl Range {
     /// The range with open ends resolved against `now`, or a 400 if it is too long.
-    fn resolve(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    /// An open start is never before 1970 (no order is).
+    fn resolve(&self, now: SystemTime) -> Result<(SystemTime, SystemTime), ApiError> {
         let end = self.to.unwrap_or(now);
         let to = match self.to {
             Some(t) => Some(t),
-            None => now.checked_add_signed(CLOCK_SKEW),
+            None => now.checked_add(CLOCK_SKEW),
         };
-        let from = match self.from {
-            Some(f) => Some(f),
-            None => chrono::Duration::from_std(DEFAULT_RANGE)
-                .ok()
-                .and_then(|d| end.checked_sub_signed(d)),
-        };
-        let too_long = MAX_RANGE + CLOCK_SKEW.to_std().unwrap_or_default();
-        match (from, to) {
-            (Some(from), Some(to))
-                if from < to && (to - from).to_std().is_ok_and(|span| span <= too_long) =>
+        let from = self.from.unwrap_or_else(|| {
+            end.checked_sub(DEFAULT_RANGE)
+                .map_or(UNIX_EPOCH, |f| f.max(UNIX_EPOCH))
+        });
+        let too_long = MAX_RANGE + CLOCK_SKEW;
+        match to {
+            Some(to)
+                if to
+                    .duration_since(from)
+                    .is_ok_and(|span| !span.is_zero() && span <= too_long) =>
             {
                 Ok((from, to))
             }
@@ -308,8 +308,8 @@ pub struct Attribution {
     pub rows: Vec<Attributed>,
 }
 
-fn now<P: Platform>(cx: &Member<'_, P>) -> DateTime<Utc> {
-    DateTime::<Utc>::from(cx.env.platform.now())
+fn now<P: Platform>(cx: &Member<'_, P>) -> SystemTime {
+    cx.env.platform.now()
 }
 
 /// A report over `range`: `function` (one of ours, never client text) is a SQL function of
@@ -362,8 +362,8 @@ mod tests {
         q.finish().map(|()| r)
     }
 
-    fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    fn at(s: &str) -> SystemTime {
+        crate::rfc3339::parse(s).unwrap()
     }
 
     #[test]
@@ -395,5 +395,15 @@ mod tests {
             .is_err());
         assert!(range("to=0000-01-01T00:00:00Z").is_err());
         assert!(range("from=99999-01-01T00:00:00Z").is_err());
+        assert!(range("to=1969-12-31T00:00:00Z").is_err());
+        assert!(range("from=9999-12-31T23:59:59%2B00:00").is_ok());
+        assert!(range("from=9999-12-31T23:59:59-01:00").is_err(), "year 10000 in UTC");
+        // An open start reaches back no further than 1970.
+        let (from, _) = range("to=1970-01-05T00:00:00Z")
+            .unwrap()
+            .resolve(now)
+            .unwrap();
+        assert_eq!(from, at("1970-01-01T00:00:00Z"));
+        assert!(range("to=1970-01-01T00:00:00Z").unwrap().resolve(now).is_err());
     }
 }
