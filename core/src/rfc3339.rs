@@ -446,7 +446,7 @@ mod tests {
             "9999-12-31T23:59:59.999999Z",
             "2000-02-29T23:59:59.000001-00:30",
         ] {
-            let theirs = chrono::DateTime::parse_from_rfc3339(text).map(|t| SystemTime::from(t));
+            let theirs = chrono::DateTime::parse_from_rfc3339(text).map(SystemTime::from);
             assert_eq!(parse(text), theirs.ok(), "{text}");
         }
     }

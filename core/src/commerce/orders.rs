@@ -397,13 +397,19 @@ mod tests {
         assert!(range("from=99999-01-01T00:00:00Z").is_err());
         assert!(range("to=1969-12-31T00:00:00Z").is_err());
         assert!(range("from=9999-12-31T23:59:59%2B00:00").is_ok());
-        assert!(range("from=9999-12-31T23:59:59-01:00").is_err(), "year 10000 in UTC");
+        assert!(
+            range("from=9999-12-31T23:59:59-01:00").is_err(),
+            "year 10000 in UTC"
+        );
         // An open start reaches back no further than 1970.
         let (from, _) = range("to=1970-01-05T00:00:00Z")
             .unwrap()
             .resolve(now)
             .unwrap();
         assert_eq!(from, at("1970-01-01T00:00:00Z"));
-        assert!(range("to=1970-01-01T00:00:00Z").unwrap().resolve(now).is_err());
+        assert!(range("to=1970-01-01T00:00:00Z")
+            .unwrap()
+            .resolve(now)
+            .is_err());
     }
 }
