@@ -82,27 +82,14 @@ impl Civil {
     /// `20150830`: SigV4's date (the scope's first element).
     pub fn basic_date(&self) -> String {
         let mut out = String::with_capacity(8);
-        self.write(
-            &mut out,
-            &[("", Part::Year), ("", Part::Month), ("", Part::Day)],
-        );
+        self.write(&mut out, &["", "", ""]);
         out
     }
 
     /// `20150830T123600Z`: SigV4's timestamp (`X-Amz-Date`).
     pub fn basic(&self) -> String {
         let mut out = String::with_capacity(16);
-        self.write(
-            &mut out,
-            &[
-                ("", Part::Year),
-                ("", Part::Month),
-                ("", Part::Day),
-                ("T", Part::Hour),
-                ("", Part::Minute),
-                ("", Part::Second),
-            ],
-        );
+        self.write(&mut out, &["", "", "", "T", "", ""]);
         out.push('Z');
         out
     }
@@ -134,41 +121,27 @@ impl Civil {
         out
     }
 
-    /// Writes `parts`, each after its separator, as zero-padded decimals (without `fmt`).
-    fn write(&self, out: &mut String, parts: &[(&str, Part)]) {
-        for (sep, part) in parts {
+    /// Writes the year, month, day, hour, minute and second, as many as there are
+    /// `separators`, each after its own, as zero-padded decimals (without `fmt`).
+    fn write(&self, out: &mut String, separators: &[&str]) {
+        let year = u32::try_from(self.year).unwrap_or_default();
+        let fields = [
+            (year, 4),
+            (self.month, 2),
+            (self.day, 2),
+            (self.hour, 2),
+            (self.minute, 2),
+            (self.second, 2),
+        ];
+        for (sep, (value, width)) in separators.iter().zip(fields) {
             out.push_str(sep);
-            let (value, width) = match part {
-                Part::Year => (u32::try_from(self.year).unwrap_or_default(), 4),
-                Part::Month => (self.month, 2),
-                Part::Day => (self.day, 2),
-                Part::Hour => (self.hour, 2),
-                Part::Minute => (self.minute, 2),
-                Part::Second => (self.second, 2),
-            };
             padded(out, value, width);
         }
     }
 }
 
-enum Part {
-    Year,
-    Month,
-    Day,
-    Hour,
-    Minute,
-    Second,
-}
-
-/// `YYYY-MM-DDTHH:MM:SS`.
-const EXTENDED: [(&str, Part); 6] = [
-    ("", Part::Year),
-    ("-", Part::Month),
-    ("-", Part::Day),
-    ("T", Part::Hour),
-    (":", Part::Minute),
-    (":", Part::Second),
-];
+/// `YYYY-MM-DDTHH:MM:SS`'s separators.
+const EXTENDED: [&str; 6] = ["", "-", "-", "T", ":", ":"];
 
 fn padded(out: &mut String, value: u32, width: usize) {
     let mut digits = itoa::Buffer::new();
