@@ -368,6 +368,16 @@ mod tests {
         a.keep(c, tenant, key, Bytes::from(body.to_owned()), "\"t\"", now);
     }
 
+    /// `"old"` kept at 0 s under `T`'s `"k"`, and the computation that refreshes it, begun
+    /// at 12 s (past a 10 s TTL).
+    fn refreshing_old(a: &Answers) -> Computing<'_> {
+        keep(a, T, "k", "old", at(0));
+        match a.find(T, "k", at(12)) {
+            Found::Compute(c) => c,
+            Found::Kept(_) => panic!("past its TTL the answer is computed again"),
+        }
+    }
+
     fn body(a: &Answers, tenant: &str, key: &str, now: SystemTime) -> Option<String> {
         match a.find(tenant, key, now) {
             Found::Kept(k) => Some(String::from_utf8(k.body.to_vec()).unwrap()),
@@ -419,10 +429,7 @@ mod tests {
     #[test]
     fn a_refresh_that_fails_hands_the_refresh_to_the_next_request() {
         let a = answers(10);
-        keep(&a, T, "k", "old", at(0));
-        let Found::Compute(refresh) = a.find(T, "k", at(12)) else {
-            panic!("computes");
-        };
+        let refresh = refreshing_old(&a);
         assert!(body(&a, T, "k", at(12)).is_some());
         // Its batch failed (or the request was cancelled): nothing kept.
         drop(refresh);
@@ -437,10 +444,7 @@ mod tests {
     #[test]
     fn a_refresh_carries_the_old_answer_to_serve_if_it_fails() {
         let a = answers(10);
-        keep(&a, T, "k", "old", at(0));
-        let Found::Compute(refresh) = a.find(T, "k", at(12)) else {
-            panic!("computes");
-        };
+        let refresh = refreshing_old(&a);
         let stale = refresh.stale(at(13)).expect("the answer it refreshes");
         assert_eq!(
             (&stale.body[..], stale.age),
@@ -464,17 +468,11 @@ mod tests {
     #[test]
     fn an_old_answer_is_never_served_past_max_age_or_a_write() {
         let a = answers(10);
-        keep(&a, T, "k", "old", at(0));
-        let Found::Compute(_refresh) = a.find(T, "k", at(12)) else {
-            panic!("computes");
-        };
+        let _refresh = refreshing_old(&a);
         // At max-age (60 s) it is not served even while its successor is computed.
         assert!(body(&a, T, "k", at(60)).is_none());
         let a = answers(10);
-        keep(&a, T, "k", "old", at(0));
-        let Found::Compute(_refresh) = a.find(T, "k", at(12)) else {
-            panic!("computes");
-        };
+        let _refresh = refreshing_old(&a);
         a.forget(T);
         assert!(body(&a, T, "k", at(13)).is_none());
     }

@@ -367,12 +367,23 @@ fn storefront_get(
     method: Method,
     etag: Option<&str>,
 ) -> Response<Bytes> {
+    let uri = format!("/v1/storefront/catalog/{ITEM}");
+    on_demo(edge, method, &uri, etag.map(|tag| ("if-none-match", tag)))
+}
+
+/// `method uri` on the demo tenant's host, with one more header when `header` is given.
+fn on_demo(
+    edge: &Edge<FakePlatform>,
+    method: Method,
+    uri: &str,
+    header: Option<(&str, &str)>,
+) -> Response<Bytes> {
     let mut req = Request::builder()
         .method(method)
-        .uri(format!("/v1/storefront/catalog/{ITEM}"))
+        .uri(uri)
         .header("host", "demo.localhost:8787");
-    if let Some(tag) = etag {
-        req = req.header("if-none-match", tag);
+    if let Some((name, value)) = header {
+        req = req.header(name, value);
     }
     block_on(edge.handle(req.body(Bytes::new()).unwrap()))
 }
@@ -1002,13 +1013,8 @@ mod rate_limits {
     }
 
     fn from(edge: &Edge<FakePlatform>, ip: Option<&str>) -> Response<Bytes> {
-        let mut req = Request::builder()
-            .uri("/v1/storefront")
-            .header("host", "demo.localhost:8787");
-        if let Some(ip) = ip {
-            req = req.header("cf-connecting-ip", ip);
-        }
-        block_on(edge.handle(req.body(Bytes::new()).unwrap()))
+        let ip = ip.map(|ip| ("cf-connecting-ip", ip));
+        on_demo(edge, Method::GET, "/v1/storefront", ip)
     }
 
     #[test]

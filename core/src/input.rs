@@ -610,9 +610,12 @@ impl QueryString {
         /// 10000-01-01T00:00:00Z.
         const YEAR_10000: std::time::Duration = std::time::Duration::from_secs(253_402_300_800);
         let raw = self.string(name, 64)?;
-        let end = std::time::UNIX_EPOCH + YEAR_10000;
+        let before_10000 = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .is_ok_and(|d| d < YEAR_10000)
+        };
         match crate::rfc3339::parse(&raw) {
-            Some(t) if t < end => Some(t),
+            Some(t) if before_10000(t) => Some(t),
             _ => {
                 self.error(
                     name,

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::ids::hex;
+use crate::rfc3339::Civil;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -27,8 +28,6 @@ const EXCLUDED: &[&str] = &[
     "x-amzn-trace-id",
     "transfer-encoding",
 ];
-
-pub use crate::rfc3339::Civil;
 
 /// `20150830T123600Z` for `t`.
 pub fn amz_date(t: SystemTime) -> String {
