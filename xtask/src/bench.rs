@@ -2468,9 +2468,10 @@ impl Report<'_> {
              answers by doing that route's work from in-memory tables filled from edgefront's \
              recorded answer (the head scanned for `Host` and `Authorization`, the tenant found \
              by host, the token among verified tokens and its expiry checked, the caller's role \
-             found, a request id drawn, the document written by core's JSON writer), with no \
-             rate limit and no log line: what any Rust Worker built this way pays for that \
-             route's work, done with the fewest structures.",
+             found, the request counted against the recorded limits in fixed windows in the \
+             isolate's memory and its `RateLimit` header written, a request id drawn, the \
+             document written by core's JSON writer), with no log line: what any Rust Worker \
+             built this way pays for that route's work, done with the fewest structures.",
             c.warmup, c.seconds, c.rounds
         );
         let _ = writeln!(
