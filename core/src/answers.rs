@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
+use crate::ports::later;
 use bytes::Bytes;
 
 /// Bodies kept at most, in bytes.
@@ -49,11 +50,6 @@ pub const MAX_BODY: usize = 512 << 10;
 pub const MAX_KEY: usize = 1_024;
 /// Tenants whose last write is remembered; past that, every kept answer is dropped at once.
 const MAX_TENANTS: usize = 10_000;
-
-/// `now + by`, or `now` where the clock cannot add it (never panics, unlike `+`).
-fn later(now: SystemTime, by: Duration) -> SystemTime {
-    now.checked_add(by).unwrap_or(now)
-}
 
 /// A slot's key: the tenant's id, then the answer's own key (a path cannot hold a line break).
 fn slot_key(tenant: &str, key: &str) -> String {

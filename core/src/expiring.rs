@@ -60,7 +60,7 @@ pub fn get(store: &impl RawStore, key: &str, now: SystemTime) -> Option<Bytes> {
 /// Writes `value` under `key` until `now + ttl`, and on about one call in [`SWEEP_EVERY`]
 /// sweeps expired entries (see the module documentation).
 pub fn put(store: &impl RawStore, key: &str, value: &[u8], now: SystemTime, ttl: Duration) {
-    let expires = now.checked_add(ttl).unwrap_or(now);
+    let expires = crate::ports::later(now, ttl);
     let mut raw = millis(expires).to_be_bytes().to_vec();
     raw.extend_from_slice(value);
     store.set(key, &raw);

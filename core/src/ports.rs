@@ -80,6 +80,12 @@ pub trait Clock {
     async fn sleep(&self, duration: Duration);
 }
 
+/// The instant `by` after `t` (a [`Clock`] reading), or `t` itself where `SystemTime` cannot
+/// hold it: never panics, unlike `t + by`.
+pub fn later(t: SystemTime, by: Duration) -> SystemTime {
+    t.checked_add(by).unwrap_or(t)
+}
+
 /// A small key-value cache (Workers KV, Spin key-value, or in-memory). Values may expire early.
 pub trait KeyValue {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, OutboundError>;
@@ -289,4 +295,18 @@ pub fn elapsed_ms(start: SystemTime, end: SystemTime) -> u64 {
     end.duration_since(start)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::later;
+
+    #[test]
+    fn later_adds_or_stays_where_the_clock_cannot_hold_the_sum() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(later(t, Duration::from_secs(5)), t + Duration::from_secs(5));
+        assert_eq!(later(t, Duration::MAX), t);
+    }
 }

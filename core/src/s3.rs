@@ -267,7 +267,7 @@ pub fn presign_post(
     let date = amz_date(now);
     let day = date.get(..8).unwrap_or_default();
     let credential = format!("{}/{day}/{}/s3/aws4_request", cfg.access_key_id, cfg.region);
-    let expiration = crate::rfc3339::seconds(now + expires);
+    let expiration = crate::rfc3339::seconds(crate::ports::later(now, expires));
     let eq = |k: &str, v: &str| format!("{{{}: {}}}", py_json_str(k), py_json_str(v));
     let conditions = [
         eq("Content-Type", content_type),

@@ -411,7 +411,7 @@ fn view(
         Some(Link {
             method: "GET",
             url,
-            expires_at: rfc3339(now + expires),
+            expires_at: rfc3339(crate::ports::later(now, expires)),
         })
     } else {
         None
@@ -488,7 +488,7 @@ pub async fn create<P: Platform>(
     let body = json!({
         "file": file,
         "upload": {
-            "expires_at": rfc3339(now + expires),
+            "expires_at": rfc3339(crate::ports::later(now, expires)),
             "max_size": max,
             "put": {
                 "method": "PUT",
